@@ -1,0 +1,50 @@
+"""Typed errors. Each message says what was wrong and what to do about it.
+
+Every error the kit raises on purpose derives from :class:`RouterWiseError`, so callers can
+catch the family; the subclasses separate "your input is wrong" (:class:`ValidationError`),
+"a data file is missing or corrupt" (:class:`DataError`), "no plan meets the SLO"
+(:class:`InfeasibleSLO`), "the solver you named is not installed" (:class:`SolverUnavailable`)
+and "a solver returned something that does not check out" (:class:`VerificationError`).
+"""
+
+from __future__ import annotations
+
+
+class RouterWiseError(Exception):
+    """Base class of every error the kit raises on purpose."""
+
+
+class ValidationError(RouterWiseError, ValueError):
+    """An input record is malformed (NaN scores, non-monotone curve, unknown model, ...)."""
+
+
+class DataError(RouterWiseError):
+    """A data file is missing, unreadable, or fails its checksum."""
+
+
+class MissingDataFile(DataError, FileNotFoundError):
+    """A registered data file was neither in the mirror nor downloadable."""
+
+
+class ChecksumMismatch(DataError):
+    """A data file's bytes differ from the sha256 recorded in the registry."""
+
+
+class SolverUnavailable(RouterWiseError, RuntimeError):
+    """The named solver backend is not installed or cannot be called."""
+
+
+class InfeasibleSLO(RouterWiseError):
+    """No deployment setup and routing meets the latency SLO.
+
+    Carries the :class:`~routerwise.solution.Infeasibility` diagnosis (``.report``): the lowest
+    latency any retained setup reaches, the setup that reaches it, and which limit binds.
+    """
+
+    def __init__(self, message: str, report=None):
+        super().__init__(message)
+        self.report = report
+
+
+class VerificationError(RouterWiseError, AssertionError):
+    """A solution failed :meth:`Solution.verify`: a solver bug, never a user error."""

@@ -1,0 +1,34 @@
+"""Test settings: read data from a local mirror, keep caches inside the test session."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def pytest_configure(config):
+    # A mirror beside the checkout (as in CI) is used when ROUTERWISE_DATA_MIRROR is unset.
+    if not os.environ.get("ROUTERWISE_DATA_MIRROR"):
+        beside = REPO.parent / "shared" / "data"
+        if beside.is_dir():
+            os.environ["ROUTERWISE_DATA_MIRROR"] = str(beside)
+
+
+@pytest.fixture(autouse=True)
+def _isolated_cache(tmp_path_factory, monkeypatch):
+    """Generated tables go to a per-session cache, never the user's."""
+    cache = tmp_path_factory.getbasetemp() / "routerwise-cache"
+    monkeypatch.setenv("ROUTERWISE_CACHE_DIR", str(cache))
+
+
+def mirror_available() -> bool:
+    m = os.environ.get("ROUTERWISE_DATA_MIRROR")
+    return bool(m) and Path(m).is_dir()
+
+
+needs_mirror = pytest.mark.skipif(not mirror_available(),
+                                  reason="no data mirror: set ROUTERWISE_DATA_MIRROR")
