@@ -10,12 +10,12 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 
 
-def pytest_configure(config):
-    # A mirror beside the checkout (as in CI) is used when ROUTERWISE_DATA_MIRROR is unset.
-    if not os.environ.get("ROUTERWISE_DATA_MIRROR"):
-        beside = REPO.parent / "shared" / "data"
-        if beside.is_dir():
-            os.environ["ROUTERWISE_DATA_MIRROR"] = str(beside)
+# A mirror beside the checkout (as in CI) is used when ROUTERWISE_DATA_MIRROR is unset. Set at
+# import time so that the skip markers below see it.
+if not os.environ.get("ROUTERWISE_DATA_MIRROR"):
+    _beside = REPO.parent / "shared" / "data"
+    if _beside.is_dir():
+        os.environ["ROUTERWISE_DATA_MIRROR"] = str(_beside)
 
 
 @pytest.fixture(autouse=True)

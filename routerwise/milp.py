@@ -1,0 +1,281 @@
+r"""An exact MILP of the whole joint problem: setup choice, shard placement, routing, latency.
+
+Sets
+    i in I              models
+    k in K_i            model i's usable options (tp_k, r_k): tp degree, compute share in tenths
+    g in {0..G-1}       identical GPUs
+    j in J              groups of prompts with identical score rows, n_j prompts each, N = sum n_j
+    p in P_ik           pieces of option (i, k)'s latency-mass envelope
+
+Parameters
+    s_ji in [0, 1]      predicted score of model i on group j
+    lambda [req/s]      arrival rate;   tau [ms]: SLO;   rho_min: utilization floor
+    m_ik [GB]           memory of one shard of model i at tp_k;   Mem [GB]: GPU memory
+    wtop_ik             largest routable fraction: min(1, max profiled load / lambda), and where
+                        w l_ik(lambda w) reaches tau (aggregate "mean") or l_ik reaches tau ("max")
+    (sigma_ikp, c_ikp)  slope and intercept of secant piece p of phi_ik(w) = w l_ik(lambda w)
+                        (``routerwise.latency.mass_secants``: over-estimates phi by <= eps ms)
+
+Variables
+    x_ik in {0,1}       model i runs option k
+    y_ikg in {0,1}      a shard of model i (option k) is on GPU g
+    w_ik >= 0           fraction of traffic to model i under option k (0 unless x_ik = 1)
+    t_ik >= 0           latency mass of model i under option k [ms]
+    z_ji >= 0           prompts of group j routed to model i
+
+Objective
+    max  (1/N) sum_j sum_i s_ji z_ji
+
+Constraints (names in the LP file in brackets)
+    (1)  [one_setup[i]]          sum_k x_ik = 1
+    (2)  [shards[i,k]]           sum_g y_ikg = tp_k x_ik
+    (3)  [anti_affinity[i,g]]    sum_k y_ikg <= 1                  (TP ranks on distinct GPUs)
+    (4)  [gpu_compute[g]]        sum_ik r_k y_ikg <= 10            (if check_compute)
+    (5)  [gpu_mem[g]]            sum_ik m_ik y_ikg <= Mem          (if check_memory)
+    (6)  [utilization_lo/hi]     10 G rho_min <= sum_ik tp_k r_k x_ik <= 10 G
+    (7)  [route_simplex]         sum_ik w_ik = 1
+    (8)  [load_range[i,k]]       w_ik <= wtop_ik x_ik
+    (9)  [mass[i,k,p]]           t_ik >= sigma_ikp w_ik + c_ikp x_ik          (convex envelope)
+    (9') [mass_w/mass_t/fill...] incremental piecewise-linear form with binaries, used instead of
+                                 (9) when the envelope of (i,k) is not convex
+    (10) [slo]                   sum_ik t_ik <= tau                 (aggregate "mean" only)
+    (11) [assign[j]]             sum_i z_ji = n_j
+    (12) [count[i]]              sum_j z_ji = N sum_k w_ik
+    (13) [gpu_order[g]]          load(g) >= load(g+1)   (symmetry breaking: GPUs are identical,
+                                 so placements can be sorted by compute, or memory, in use)
+
+(9) is the perspective of the secant lines: with x_ik = 0 it reads t_ik >= 0 (w_ik = 0 by (8));
+with x_ik = 1 it is t_ik >= max_p line_p(w_ik) = phi_hat(w_ik), exact for a convex envelope.
+Because phi_hat >= phi (within eps), every MILP-feasible plan meets tau exactly; the MILP optimum
+lies between the true optima at tau - M eps and tau. Constraints (2)-(5), (13) are omitted when
+neither deployability check is on (then any tp <= G places trivially).
+
+Build, solve, read out are separate: :func:`build_milp` is pure and returns the PuLP problem with
+a variable index; :func:`solve_milp` runs a named solver (HiGHS or CBC) with a time limit and
+reads the proven bound; the extracted plan is re-evaluated from scratch and verified.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .assignment import group_scores, score_of_fractions
+from .errors import SolverUnavailable
+from .io import atomic_path
+from .problem import Problem, SystemSetup
+from .routing import evaluate_plan, option_limits
+from .setups import model_options
+from .solution import Solution
+
+SOLVERS = ("HiGHS", "CBC")
+
+
+@dataclass
+class MilpModel:
+    """The PuLP problem and the index of its variables (keyed by the symbols above)."""
+
+    lp: object
+    options: list            # options[i] = tuple of ModelSetup
+    x: dict                  # (i, k) -> var
+    y: dict                  # (i, k, g) -> var
+    w: dict                  # (i, k) -> var
+    t: dict                  # (i, k) -> var
+    z: dict                  # (j, i) -> var
+    groups: object
+    nonconvex: list          # (i, k) built with binaries (9')
+
+
+def _pulp():
+    try:
+        import pulp
+    except ImportError as e:  # pragma: no cover
+        raise SolverUnavailable("PuLP is not installed: pip install pulp") from e
+    return pulp
+
+
+def build_milp(problem: Problem, *, tol_ms: float | None = None,
+               symmetry_breaking: bool = True) -> MilpModel:
+    """Build the MILP above for ``problem`` (pure: solves nothing)."""
+    pulp = _pulp()
+    sp, G = problem.space, problem.cluster.num_gpus
+    mean = problem.slo.aggregate == "mean"
+    groups = group_scores(problem.workload.scores)
+    J, M = groups.scores.shape
+    N = groups.num_prompts
+    options = [model_options(problem, i)[0] for i in range(M)]
+    lp = pulp.LpProblem(f"routerwise_{problem.name or 'problem'}".replace("-", "_"),
+                        pulp.LpMaximize)
+    x, y, w, t, z = {}, {}, {}, {}, {}
+    place = sp.check_memory or sp.check_compute
+    limits = {}
+    for i, opts in enumerate(options):
+        for k, o in enumerate(opts):
+            x[i, k] = pulp.LpVariable(f"x[{i},{k}]", cat="Binary")
+            w[i, k] = pulp.LpVariable(f"w[{i},{k}]", lowBound=0)
+            if mean:
+                t[i, k] = pulp.LpVariable(f"t[{i},{k}]", lowBound=0)
+            if place:
+                for g in range(G):
+                    y[i, k, g] = pulp.LpVariable(f"y[{i},{k},{g}]", cat="Binary")
+            limits[i, k] = option_limits(problem.curve(i, o), problem, tol_ms)
+    for j in range(J):
+        for i in range(M):
+            z[j, i] = pulp.LpVariable(f"z[{j},{i}]", lowBound=0)
+
+    lp += pulp.lpSum(float(groups.scores[j, i]) / N * z[j, i] for j in range(J) for i in range(M))
+
+    for i, opts in enumerate(options):                                             # (1)
+        lp += pulp.lpSum(x[i, k] for k in range(len(opts))) == 1, f"one_setup[{i}]"
+    if place:
+        mem = problem.cluster.gpu.mem_gb
+        for i, opts in enumerate(options):
+            for k, o in enumerate(opts):                                           # (2)
+                lp += (pulp.lpSum(y[i, k, g] for g in range(G)) == o.tp * x[i, k],
+                       f"shards[{i},{k}]")
+            for g in range(G):                                                     # (3)
+                lp += (pulp.lpSum(y[i, k, g] for k in range(len(opts))) <= 1,
+                       f"anti_affinity[{i},{g}]")
+
+        def load(g, what):
+            return pulp.lpSum((o.compute_tenths if what == "compute"
+                               else problem.models[i].mem_gb(o.tp)) * y[i, k, g]
+                              for i, opts in enumerate(options) for k, o in enumerate(opts))
+        for g in range(G):
+            if sp.check_compute:                                                   # (4)
+                lp += load(g, "compute") <= 10, f"gpu_compute[{g}]"
+            if sp.check_memory:                                                    # (5)
+                lp += load(g, "mem") <= mem, f"gpu_mem[{g}]"
+        if symmetry_breaking:                                                      # (13)
+            what = "compute" if sp.check_compute else "mem"
+            for g in range(G - 1):
+                lp += load(g, what) >= load(g + 1, what), f"gpu_order[{g}]"
+    units = pulp.lpSum(o.compute_units_tenths * x[i, k]
+                       for i, opts in enumerate(options) for k, o in enumerate(opts))
+    lp += units >= int(round(10 * G * sp.rho_min - 1e-9)), "utilization_lo"             # (6)
+    lp += units <= 10 * G, "utilization_hi"
+    lp += pulp.lpSum(w.values()) == 1, "route_simplex"                                  # (7)
+    nonconvex = []
+    for (i, k), (wtop, sec) in limits.items():
+        lp += w[i, k] <= float(wtop) * x[i, k], f"load_range[{i},{k}]"                  # (8)
+        if not mean or sec is None or sec.w.size < 2:
+            continue
+        if sec.convex:                                                                  # (9)
+            for p, (sl, ic) in enumerate(zip(sec.slopes, sec.intercepts)):
+                lp += t[i, k] >= float(sl) * w[i, k] + float(ic) * x[i, k], f"mass[{i},{k},{p}]"
+        else:                                                                           # (9')
+            nonconvex.append((i, k))
+            dw, dphi = np.diff(sec.w), np.diff(sec.phi)
+            d = [pulp.LpVariable(f"d[{i},{k},{p}]", 0, 1) for p in range(dw.size)]
+            u = [pulp.LpVariable(f"u[{i},{k},{p}]", cat="Binary") for p in range(dw.size)]
+            lp += w[i, k] == pulp.lpSum(float(a) * v for a, v in zip(dw, d)), f"mass_w[{i},{k}]"
+            lp += (t[i, k] >= pulp.lpSum(float(a) * v for a, v in zip(dphi, d)),
+                   f"mass_t[{i},{k}]")
+            lp += d[0] <= x[i, k], f"fill_first[{i},{k}]"
+            for p in range(dw.size):
+                lp += u[p] <= d[p], f"fill_done[{i},{k},{p}]"
+                if p + 1 < dw.size:
+                    lp += d[p + 1] <= u[p], f"fill_next[{i},{k},{p}]"
+    if mean:                                                                            # (10)
+        lp += pulp.lpSum(t.values()) <= problem.slo.latency_ms, "slo"
+    for j in range(J):                                                                  # (11)
+        lp += pulp.lpSum(z[j, i] for i in range(M)) == float(groups.counts[j]), f"assign[{j}]"
+    for i, opts in enumerate(options):                                                  # (12)
+        lp += (pulp.lpSum(z[j, i] for j in range(J))
+               == N * pulp.lpSum(w[i, k] for k in range(len(opts))), f"count[{i}]")
+    return MilpModel(lp, options, x, y, w, t, z, groups, nonconvex)
+
+
+def write_lp(model: MilpModel, path: str | Path) -> Path:
+    """Dump the model as an LP file (constraint names as in the formulation), atomically."""
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        model.lp.writeLP(str(tmp))
+    return path
+
+
+def _solver(name: str, time_limit_s, gap_rel, threads, msg):
+    pulp = _pulp()
+    if name == "HiGHS":
+        s = pulp.HiGHS(msg=msg, timeLimit=time_limit_s, gapRel=gap_rel, threads=threads)
+    elif name == "CBC":
+        s = pulp.PULP_CBC_CMD(msg=msg, timeLimit=time_limit_s, gapRel=gap_rel, threads=threads)
+    else:
+        raise SolverUnavailable(f"unknown MILP solver {name!r}; choose one of {SOLVERS}")
+    if not s.available():
+        hint = "pip install highspy" if name == "HiGHS" else "pip install pulp (bundles CBC)"
+        raise SolverUnavailable(f"MILP solver {name} is not available here: {hint}")
+    return s
+
+
+def solve_milp(problem: Problem, *, solver: str = "HiGHS", time_limit_s: float | None = 120.0,
+               gap_rel: float = 1e-6, threads: int | None = None, lp_path: str | Path | None = None,
+               tol_ms: float | None = None, msg: bool = False) -> Solution:
+    """Solve the joint MILP with a named solver; the plan is re-evaluated and verified."""
+    pulp = _pulp()
+    t0 = time.perf_counter()
+    model = build_milp(problem, tol_ms=tol_ms)
+    build_s = time.perf_counter() - t0
+    if lp_path is not None:
+        write_lp(model, lp_path)
+    s = _solver(solver, time_limit_s, gap_rel, threads, msg)
+    t1 = time.perf_counter()
+    model.lp.solve(s)
+    solve_s = time.perf_counter() - t1
+    bound, nodes, hstatus = None, None, None
+    if solver == "HiGHS":
+        import highspy
+        h = model.lp.solverModel
+        info = h.getInfo()
+        hstatus = h.getModelStatus()
+        bound = float(info.mip_dual_bound) if np.isfinite(info.mip_dual_bound) else None
+        nodes = int(info.mip_node_count)
+        infeasible = hstatus in (highspy.HighsModelStatus.kInfeasible,
+                                 highspy.HighsModelStatus.kUnboundedOrInfeasible)
+        optimal = hstatus == highspy.HighsModelStatus.kOptimal
+    else:
+        infeasible = model.lp.status == pulp.LpStatusInfeasible
+        optimal = model.lp.sol_status == pulp.LpSolutionOptimal
+    has_solution = model.lp.sol_status in (pulp.LpSolutionOptimal, pulp.LpSolutionIntegerFeasible)
+    stats = {"build_s": build_s, "solver_s": solve_s, "nodes": nodes,
+             "variables": len(model.lp.variables()), "constraints": len(model.lp.constraints),
+             "nonconvex_envelopes": len(model.nonconvex)}
+    name = f"milp[{solver}]"
+    if infeasible or not has_solution:
+        from .search import SearchContext, _infeasible
+        if not infeasible:   # time limit without an incumbent
+            return Solution(None, None, None, float("nan"), float("nan"), name, "time_limit",
+                            bound=bound, solve_time_s=time.perf_counter() - t0, stats=stats)
+        return _infeasible(problem, SearchContext.build(problem), t0, name)
+    setup, w = _extract(problem, model)
+    res = score_of_fractions(model.groups, w)
+    if bound is None and optimal:
+        bound = float(pulp.value(model.lp.objective))
+    if bound is not None:
+        bound = max(bound, res.score)
+    sol = Solution(setup, w, res.prices, res.score, evaluate_plan(problem, setup, w), name,
+                   "optimal" if optimal else "time_limit", bound=bound,
+                   solve_time_s=time.perf_counter() - t0, stats=stats,
+                   notes=(f"latency envelope tolerance per model: "
+                          f"{(tol_ms if tol_ms is not None else 1e-4 * problem.slo.latency_ms / problem.num_models):.3g} ms",))
+    return sol.verify(problem)
+
+
+def _extract(problem: Problem, model: MilpModel) -> tuple[SystemSetup, np.ndarray]:
+    pulp = _pulp()
+    M, G = problem.num_models, problem.cluster.num_gpus
+    chosen, frac, placement = [], np.zeros(M), []
+    for i, opts in enumerate(model.options):
+        k = max(range(len(opts)), key=lambda k: pulp.value(model.x[i, k]) or 0.0)
+        chosen.append(opts[k])
+        frac[i] = sum(max(0.0, pulp.value(model.w[i, kk]) or 0.0) for kk in range(len(opts)))
+        if model.y:
+            gpus = [g for g in range(G) if (pulp.value(model.y[i, k, g]) or 0.0) > 0.5]
+        else:
+            gpus = list(range(opts[k].tp))
+        placement.append(tuple(gpus))
+    frac = frac / frac.sum()
+    return SystemSetup(tuple(chosen), tuple(placement)), frac

@@ -1,0 +1,140 @@
+"""Shard placement: can a system setup be deployed on G identical GPUs?
+
+Model i brings tp_i shards; each needs ``compute_tenths`` of one GPU's compute (an MPS share)
+and ``mem_gb`` of its memory. A placement puts every shard on a GPU such that
+
+* no GPU's compute shares sum above 10 tenths (``check_compute``; the paper does not check this),
+* no GPU's memory need sums above its memory (``check_memory``; the paper's check),
+* two shards of one model never share a GPU (tensor-parallel ranks need distinct devices).
+
+:func:`place_exact` decides this exactly: a depth-first search over models that chooses, for
+each model, how many of its shards go to each *class* of GPUs with identical residual capacity
+(GPUs are identical, so which member of a class is used does not matter), with memoized dead
+ends. :func:`place_ffd` is the paper's first-fit-decreasing heuristic. FFD succeeding is a
+certificate of feasibility; FFD failing is not a proof of infeasibility, so the setup space uses
+FFD as a fast path and the exact search as the judge (and counts the cases FFD gets wrong).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+
+_EPS = 1e-9
+
+
+@dataclass(frozen=True)
+class ShardDemand:
+    """Per-shard need of one model: tp shards, each compute_tenths and mem_gb of a GPU."""
+
+    tp: int
+    compute_tenths: int
+    mem_gb: float
+
+
+def _caps(check_compute: bool, check_memory: bool, gpu_mem_gb: float) -> tuple[float, float]:
+    return (10.0 if check_compute else float("inf"), gpu_mem_gb if check_memory else float("inf"))
+
+
+def place_ffd(demands: list[ShardDemand], num_gpus: int, gpu_mem_gb: float, *,
+              check_compute: bool = True, check_memory: bool = True):
+    """First-fit decreasing (largest memory first). Returns GPU lists per model, or None."""
+    cc, cm = _caps(check_compute, check_memory, gpu_mem_gb)
+    used_c = [0.0] * num_gpus
+    used_m = [0.0] * num_gpus
+    holds: list[set[int]] = [set() for _ in range(num_gpus)]
+    out: list[list[int]] = [[] for _ in demands]
+    shards = sorted(((d.mem_gb, d.compute_tenths, i) for i, d in enumerate(demands)
+                     for _ in range(d.tp)), reverse=True)
+    for mem, comp, i in shards:
+        for g in range(num_gpus):
+            if (i not in holds[g] and used_c[g] + comp <= cc + _EPS
+                    and used_m[g] + mem <= cm + _EPS):
+                used_c[g] += comp
+                used_m[g] += mem
+                holds[g].add(i)
+                out[i].append(g)
+                break
+        else:
+            return None
+    return tuple(tuple(sorted(p)) for p in out)
+
+
+def place_exact(demands: list[ShardDemand], num_gpus: int, gpu_mem_gb: float, *,
+                check_compute: bool = True, check_memory: bool = True):
+    """Exact placement search. Returns GPU lists per model (input order), or None."""
+    if any(d.tp > num_gpus for d in demands):
+        return None
+    cc, cm = _caps(check_compute, check_memory, gpu_mem_gb)
+    order = sorted(range(len(demands)),
+                   key=lambda i: (-demands[i].tp, -demands[i].mem_gb, -demands[i].compute_tenths))
+    key = tuple((demands[i].tp, demands[i].compute_tenths,
+                 round(demands[i].mem_gb if check_memory else 0.0, 9)) for i in order)
+    canon = _place_canonical(key, num_gpus, cc, cm)
+    if canon is None:
+        return None
+    out: list[tuple[int, ...]] = [()] * len(demands)
+    for pos, i in enumerate(order):
+        out[i] = canon[pos]
+    return tuple(out)
+
+
+@lru_cache(maxsize=200_000)
+def _place_canonical(key: tuple, num_gpus: int, cc: float, cm: float):
+    """Placement for demands already in canonical order; memoized across setups."""
+    dead: set = set()
+
+    def dfs(pos: int, resid: tuple[tuple[float, float], ...]):
+        if pos == len(key):
+            return []
+        state = (pos, tuple(sorted(resid)))
+        if state in dead:
+            return None
+        tp, comp, mem = key[pos]
+        # Classes of GPUs with identical residual capacity, that fit one shard.
+        classes: dict[tuple[float, float], list[int]] = {}
+        for g, (rc, rm) in enumerate(resid):
+            if rc + _EPS >= comp and rm + _EPS >= mem:
+                classes.setdefault((rc, rm), []).append(g)
+        groups = sorted(classes.values(), key=lambda gs: resid[gs[0]])
+        if sum(len(gs) for gs in groups) >= tp:
+            for counts in _compositions(tp, [len(gs) for gs in groups]):
+                chosen = [g for gs, n in zip(groups, counts) for g in gs[:n]]
+                nxt = list(resid)
+                for g in chosen:
+                    rc, rm = nxt[g]
+                    nxt[g] = (rc - comp, rm - mem)
+                rest = dfs(pos + 1, tuple(nxt))
+                if rest is not None:
+                    return [tuple(sorted(chosen))] + rest
+        dead.add(state)
+        return None
+
+    res = dfs(0, tuple((cc, cm) for _ in range(num_gpus)))
+    return None if res is None else tuple(res)
+
+
+def _compositions(total: int, limits: list[int]):
+    """All ways to write total as sum of n_k with 0 <= n_k <= limits[k] (most-filled first)."""
+    if not limits:
+        if total == 0:
+            yield ()
+        return
+    if sum(limits) < total:
+        return
+    for n in range(min(limits[0], total), -1, -1):
+        for rest in _compositions(total - n, limits[1:]):
+            yield (n,) + rest
+
+
+def gpu_usage(demands: list[ShardDemand], placement, num_gpus: int):
+    """(compute tenths, memory GB, shard count) per GPU under a placement."""
+    comp = [0] * num_gpus
+    mem = [0.0] * num_gpus
+    shards = [0] * num_gpus
+    for d, gpus in zip(demands, placement):
+        for g in gpus:
+            comp[g] += d.compute_tenths
+            mem[g] += d.mem_gb
+            shards[g] += 1
+    return comp, mem, shards

@@ -1,0 +1,164 @@
+"""Setup space: enumerate system setups and prune them.
+
+Per model the choices are theta_i = (tp, rho) with tp in ``space.tp_degrees`` (and tp <= G) and
+rho in ``space.compute_tenths``; the memory share follows from the model's per-shard memory need
+at that tp. A system setup picks one choice per model (the Cartesian product). Filters, in order:
+
+1. **utilization** (paper): C(Theta) = sum_i tp_i * rho_i in [G * rho_min, G];
+2. **latency curve**: every chosen (model, tp, rho) has a profiled curve;
+3. **deployability**: the shards can be placed (``routerwise.placement``) so that no GPU's
+   memory (``check_memory``) and no GPU's compute (``check_compute``, ours) exceeds 100%, with
+   the shards of one model on distinct GPUs. Exact search; the paper's memory-only first-fit
+   decreasing check is also counted so the two can be compared.
+
+With the memory check off these counts reproduce the paper's: 669 (3 models, G = 4), 16,660
+(4 models, G = 4), 141 and 7,764 at G = 8 (tests/test_setups.py).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .errors import ValidationError
+from .placement import ShardDemand, place_exact, place_ffd
+from .problem import ModelSetup, Problem, SystemSetup
+
+
+@dataclass(frozen=True)
+class RetainedSetups:
+    """The setups that survive every filter, as option indices, with their placements.
+
+    ``options[i]`` lists model i's usable ModelSetups; ``index[s, i]`` is the option model i
+    uses in retained setup s; ``placements[s]`` is a feasible shard placement of setup s.
+    ``stage_counts`` records how many setups survive each filter (for Fig. 6-style reports).
+    """
+
+    options: tuple[tuple[ModelSetup, ...], ...]
+    index: np.ndarray
+    placements: tuple
+    stage_counts: dict = field(default_factory=dict)
+    excluded_options: tuple = ()
+    ffd_false_negatives: int = 0
+
+    def __len__(self) -> int:
+        return int(self.index.shape[0])
+
+    def setup(self, s: int) -> SystemSetup:
+        return SystemSetup(tuple(self.options[i][k] for i, k in enumerate(self.index[s])),
+                           self.placements[s])
+
+    def compute_units_tenths(self) -> np.ndarray:
+        """tp_i * rho_i (tenths) per setup and model: an (S, M) array."""
+        units = [np.array([o.compute_units_tenths for o in opts]) for opts in self.options]
+        return np.stack([units[i][self.index[:, i]] for i in range(len(self.options))], axis=1) \
+            if len(self) else np.zeros((0, len(self.options)), dtype=int)
+
+    def find(self, setup: SystemSetup) -> int | None:
+        """Row of a setup (ignoring placement), or None if it was not retained."""
+        ks = []
+        for opts, s in zip(self.options, setup.per_model):
+            k = [j for j, o in enumerate(opts) if (o.tp, o.compute_tenths) == (s.tp, s.compute_tenths)]
+            if not k:
+                return None
+            ks.append(k[0])
+        hit = np.flatnonzero(np.all(self.index == np.asarray(ks), axis=1))
+        return int(hit[0]) if hit.size else None
+
+
+def model_options(problem: Problem, i: int, *, require_curve: bool = True):
+    """Model i's choices (tp, rho) in the space, and the ones excluded with a reason."""
+    m = problem.models[i]
+    G = problem.cluster.num_gpus
+    keep, dropped = [], []
+    for tp in problem.space.tp_degrees:
+        for r in problem.space.compute_tenths:
+            if tp > G:
+                dropped.append((m.name, tp, r, f"tp={tp} exceeds the {G} GPUs"))
+                continue
+            if tp not in m.tp_degrees:
+                dropped.append((m.name, tp, r, f"no memory figure for tp={tp}"))
+                continue
+            if problem.space.check_memory and m.mem_gb(tp) > problem.cluster.gpu.mem_gb + 1e-9:
+                dropped.append((m.name, tp, r, f"a shard needs {m.mem_gb(tp):.1f} GB > "
+                                               f"{problem.cluster.gpu.mem_gb:g} GB"))
+                continue
+            if require_curve and problem.profiles.get(m.name, tp, r) is None:
+                dropped.append((m.name, tp, r, "no latency curve"))
+                continue
+            keep.append(problem.model_setup(i, tp, r))
+    return tuple(keep), dropped
+
+
+def _product_with_budget(costs: list[np.ndarray], lo: int, hi: int) -> np.ndarray:
+    """Index tuples (one option per model) whose summed cost lies in [lo, hi]."""
+    M = len(costs)
+    max_rest = [sum(int(c.max(initial=0)) for c in costs[i + 1:]) for i in range(M)]
+    min_rest = [sum(int(c.min(initial=0)) for c in costs[i + 1:]) for i in range(M)]
+    combos = np.zeros((1, 0), dtype=np.int32)
+    total = np.zeros(1, dtype=np.int64)
+    for i, c in enumerate(costs):
+        if c.size == 0:
+            return np.zeros((0, M), dtype=np.int32)
+        k = np.arange(c.size, dtype=np.int32)
+        new_total = (total[:, None] + c[None, :]).ravel()
+        rows = np.repeat(np.arange(combos.shape[0]), c.size)
+        ok = (new_total + min_rest[i] <= hi) & (new_total + max_rest[i] >= lo)
+        combos = np.concatenate([combos[rows[ok]], np.tile(k, combos.shape[0])[ok][:, None]], axis=1)
+        total = new_total[ok]
+    return combos
+
+
+def enumerate_setups(problem: Problem) -> RetainedSetups:
+    """Enumerate, filter and place every system setup of ``problem``."""
+    sp = problem.space
+    G = problem.cluster.num_gpus
+    mem = problem.cluster.gpu.mem_gb
+    lo = int(round(10 * G * sp.rho_min - 1e-9))
+    hi = 10 * G
+
+    # Stage counts over the full grid (every tp <= G, every rho), as the paper counts them.
+    grid = [np.array([tp * r for tp in sp.tp_degrees if tp <= G for r in sp.compute_tenths])
+            for _ in problem.models]
+    counts = {"cartesian": int(np.prod([g.size for g in grid], dtype=np.int64)),
+              "utilization": int(_product_with_budget(grid, lo, hi).shape[0])}
+
+    all_opts, excluded = [], []
+    for i in range(problem.num_models):
+        opts, dropped = model_options(problem, i)
+        if not opts:
+            raise ValidationError(f"model {problem.models[i].name!r} has no usable setup: "
+                                  + "; ".join(sorted({d[3] for d in dropped})))
+        all_opts.append(opts)
+        excluded.extend(dropped)
+    costs = [np.array([o.compute_units_tenths for o in opts]) for opts in all_opts]
+    cand = _product_with_budget(costs, lo, hi)
+    counts["usable_options"] = int(cand.shape[0])
+
+    keep_rows, placements = [], []
+    n_ffd_mem = n_exact_mem = ffd_misses = 0
+    for row in cand:
+        demands = [ShardDemand(all_opts[i][k].tp, all_opts[i][k].compute_tenths,
+                               problem.models[i].mem_gb(all_opts[i][k].tp))
+                   for i, k in enumerate(row)]
+        if sp.check_memory:
+            # The paper's check: memory only, first-fit decreasing.
+            n_ffd_mem += place_ffd(demands, G, mem, check_compute=False) is not None
+            n_exact_mem += place_exact(demands, G, mem, check_compute=False) is not None
+        pl = place_ffd(demands, G, mem, check_compute=sp.check_compute,
+                       check_memory=sp.check_memory)
+        if pl is None:
+            pl = place_exact(demands, G, mem, check_compute=sp.check_compute,
+                             check_memory=sp.check_memory)
+            ffd_misses += pl is not None
+        if pl is not None:
+            keep_rows.append(row)
+            placements.append(pl)
+    if sp.check_memory:
+        counts["memory_ffd"] = n_ffd_mem
+        counts["memory_exact"] = n_exact_mem
+    counts["retained"] = len(keep_rows)
+    index = np.array(keep_rows, dtype=np.int32).reshape(-1, problem.num_models)
+    return RetainedSetups(tuple(all_opts), index, tuple(placements), counts, tuple(excluded),
+                          ffd_misses)

@@ -1,0 +1,166 @@
+"""What every solver returns: a :class:`Solution`, checked by one :meth:`Solution.verify`.
+
+A solution is a deployment setup (with a shard placement), routing fractions w, prices alpha
+for the online router, the predicted score S(w), the system latency L(Theta, w), and how it
+was found: solver name, status, proven bound and gap when the solver has them, solve time and
+an iteration history. An infeasible SLO is a *result*, not a crash: ``status="infeasible"``
+with an :class:`Infeasibility` diagnosis (the lowest latency any retained setup reaches, the
+setup reaching it, and which limit binds). :meth:`Solution.raise_if_infeasible` turns it into
+an :class:`~routerwise.errors.InfeasibleSLO` for scripts that prefer exceptions.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from .assignment import group_scores, score_of_fractions
+from .errors import InfeasibleSLO, VerificationError
+from .latency import per_model_latency_ms, system_latency_ms
+from .placement import ShardDemand, gpu_usage
+from .problem import Problem, SystemSetup
+
+STATUSES = ("optimal", "feasible", "time_limit", "infeasible")
+
+
+@dataclass(frozen=True)
+class Infeasibility:
+    """Why no plan meets the SLO."""
+
+    binding: str                     # "capacity" | "latency" | "setup_space"
+    message: str
+    min_latency_ms: float            # lowest L over retained setups and fractions (inf if none)
+    best_setup: SystemSetup | None = None
+    best_fractions: np.ndarray | None = None
+
+
+@dataclass(frozen=True)
+class Solution:
+    setup: SystemSetup | None
+    fractions: np.ndarray | None
+    prices: np.ndarray | None
+    score: float                      # predicted average score S(w)
+    latency_ms: float                 # L(Theta, w) under the SLO's metric and aggregate
+    solver: str
+    status: str
+    bound: float | None = None        # proven upper bound on the optimum score, if any
+    solve_time_s: float = 0.0
+    history: pd.DataFrame | None = None
+    infeasibility: Infeasibility | None = None
+    notes: tuple[str, ...] = ()
+    stats: dict = field(default_factory=dict)
+
+    @property
+    def gap(self) -> float | None:
+        """(bound - score) / bound, or None without a bound."""
+        if self.bound is None or self.status == "infeasible":
+            return None
+        return max(0.0, (self.bound - self.score) / max(abs(self.bound), 1e-12))
+
+    @property
+    def feasible(self) -> bool:
+        return self.status != "infeasible"
+
+    def raise_if_infeasible(self) -> "Solution":
+        if not self.feasible:
+            raise InfeasibleSLO(self.infeasibility.message, self.infeasibility)
+        return self
+
+    def per_model_latency_ms(self, problem: Problem) -> np.ndarray:
+        curves = [problem.curve(i, s) for i, s in enumerate(self.setup.per_model)]
+        return per_model_latency_ms(curves, self.fractions, problem.arrival_rate_rps)
+
+    def realized_score(self, problem: Problem) -> float | None:
+        """Mean TRUE score of the exact assignment at these fractions (None without truths)."""
+        t = problem.workload.true_scores
+        if t is None or not self.feasible:
+            return None
+        groups = group_scores(problem.workload.scores)
+        z = score_of_fractions(groups, self.fractions).z           # J x M
+        # Spread each group's routed mass evenly over its member prompts.
+        share = z / groups.counts[:, None]
+        return float(np.sum(share[groups.inverse] * t) / problem.workload.num_prompts)
+
+    def summary(self, problem: Problem) -> dict:
+        d = {"solver": self.solver, "status": self.status, "score": self.score,
+             "latency_ms": self.latency_ms, "bound": self.bound, "gap": self.gap,
+             "solve_time_s": self.solve_time_s}
+        if self.feasible:
+            d["setup"] = self.setup.label()
+            for name, w in zip(problem.model_names, self.fractions):
+                d[f"w[{name}]"] = float(w)
+        return d
+
+    def verify(self, problem: Problem, *, score_atol: float = 1e-6,
+               latency_rtol: float = 1e-6) -> "Solution":
+        """Check the solution against ``problem`` from scratch; raise VerificationError if not."""
+        def fail(msg):
+            raise VerificationError(f"{self.solver}: {msg}")
+
+        if self.status not in STATUSES:
+            fail(f"unknown status {self.status!r}")
+        if not self.feasible:
+            inf = self.infeasibility
+            if inf is None:
+                fail("infeasible without a diagnosis")
+            if inf.min_latency_ms <= problem.slo.latency_ms * (1 - latency_rtol) and \
+                    problem.slo.aggregate == "mean" and inf.binding == "latency":
+                fail(f"declared infeasible but a setup reaches {inf.min_latency_ms:.3f} ms <= "
+                     f"tau = {problem.slo.latency_ms} ms")
+            return self
+        M = problem.num_models
+        setup, w = self.setup, np.asarray(self.fractions, dtype=float)
+        if setup is None or len(setup.per_model) != M:
+            fail("setup must give one ModelSetup per model")
+        sp, G = problem.space, problem.cluster.num_gpus
+        for i, s in enumerate(setup.per_model):
+            m = problem.models[i]
+            if s.tp not in sp.tp_degrees or s.compute_tenths not in sp.compute_tenths or s.tp > G:
+                fail(f"model {m.name}: {s.label()} is outside the setup space")
+            if problem.curve(i, s) is None:
+                fail(f"model {m.name}: no latency curve for {s.label()}")
+            if abs(s.mem_share - min(1.0, m.mem_gb(s.tp) / problem.cluster.gpu.mem_gb)) > 1e-9:
+                fail(f"model {m.name}: memory share {s.mem_share} != need / GPU memory")
+        units = setup.compute_units_tenths
+        if not (round(10 * G * sp.rho_min - 1e-9) <= units <= 10 * G):
+            fail(f"utilization {units / 10:g} GPUs outside [{G * sp.rho_min:g}, {G}]")
+        if setup.placement is None:
+            fail("no shard placement")
+        demands = [ShardDemand(s.tp, s.compute_tenths, problem.models[i].mem_gb(s.tp))
+                   for i, s in enumerate(setup.per_model)]
+        if any(g < 0 or g >= G for p in setup.placement for g in p):
+            fail(f"placement uses a GPU outside 0..{G - 1}: {setup.placement}")
+        comp, mem, _ = gpu_usage(demands, setup.placement, G)
+        if sp.check_compute and max(comp) > 10:
+            fail(f"GPU compute oversubscribed: {[c / 10 for c in comp]}")
+        if sp.check_memory and max(mem) > problem.cluster.gpu.mem_gb + 1e-9:
+            fail(f"GPU memory oversubscribed: {mem} GB")
+        if w.shape != (M,) or not np.all(np.isfinite(w)) or w.min() < -1e-9 \
+                or abs(w.sum() - 1) > 1e-6:
+            fail(f"fractions must be {M} non-negative numbers summing to 1, got {w}")
+        w = np.clip(w, 0, None)
+        curves = [problem.curve(i, s) for i, s in enumerate(setup.per_model)]
+        lam, tau = problem.arrival_rate_rps, problem.slo.latency_ms
+        for i, c in enumerate(curves):
+            if w[i] > 1e-12 and lam * w[i] > c.max_load_rps * (1 + 1e-9) + 1e-9:
+                fail(f"model {c.model} gets {lam * w[i]:.3f} req/s beyond its profiled "
+                     f"{c.max_load_rps:.3f} req/s")
+        if problem.slo.aggregate == "mean":
+            L = system_latency_ms(curves, w, lam)
+        else:
+            per = per_model_latency_ms(curves, w, lam)
+            L = float(np.nanmax(per)) if np.any(w > 0) else 0.0
+        if abs(L - self.latency_ms) > latency_rtol * max(1.0, L) + 1e-6:
+            fail(f"reported latency {self.latency_ms:.6f} ms, recomputed {L:.6f} ms")
+        if L > tau * (1 + latency_rtol) + 1e-9:
+            fail(f"latency {L:.4f} ms violates the SLO tau = {tau} ms")
+        S = score_of_fractions(group_scores(problem.workload.scores), w).score
+        if abs(S - self.score) > score_atol:
+            fail(f"reported score {self.score:.8f}, recomputed S(w) = {S:.8f}")
+        if self.bound is not None and self.bound < self.score - score_atol:
+            fail(f"bound {self.bound} below the score {self.score}")
+        if self.prices is not None and np.asarray(self.prices).shape != (M,):
+            fail("prices must have one entry per model")
+        return self

@@ -1,0 +1,31 @@
+"""One front door to every solver: ``solve(problem, method=...)`` returns a verified Solution.
+
+============== ===========================================================================
+method         what it is
+============== ===========================================================================
+``exact``      default: bounded search over retained setups, exact LP per setup (optimal)
+``dual-price`` the paper's method (subgradient prices, projected gradient, beta bisection)
+``milp``       the joint MILP (setup + placement + routing + latency) with HiGHS or CBC
+============== ===========================================================================
+"""
+
+from __future__ import annotations
+
+from .errors import ValidationError
+from .problem import Problem
+from .solution import Solution
+
+METHODS = ("exact", "dual-price", "milp")
+
+
+def solve(problem: Problem, method: str = "exact", **options) -> Solution:
+    """Solve ``problem``; an infeasible SLO gives ``status="infeasible"`` with a diagnosis."""
+    if method == "exact":
+        from .search import solve_exact as run
+    elif method == "dual-price":
+        from .dual_price import solve_dual_price as run
+    elif method == "milp":
+        from .milp import solve_milp as run
+    else:
+        raise ValidationError(f"unknown method {method!r}; choose one of {METHODS}")
+    return run(problem, **options).verify(problem)
