@@ -1,0 +1,229 @@
+"""Transformer architectures: the facts the step-cost and memory models need.
+
+Every entry is transcribed from the model's public ``config.json`` on Hugging Face (the URL is
+kept in ``source``); ``params_b`` is the published parameter count (model card / safetensors
+metadata), kept so that :meth:`Architecture.param_count` can be checked against it. Where a
+config names a field differently the entry says so in ``notes`` (e.g. Qwen-72B's config gives
+``intermediate_size`` as twice the width of one MLP projection).
+
+Derived quantities (all per full model, before tensor-parallel sharding):
+
+* ``param_count()``: embeddings (+ untied LM head) + layers x (attention + MLP x experts + router)
+  + norms. Biases are ignored (under 0.1% for every entry here).
+* ``weight_bytes(dtype_bytes)``: ``param_count() * dtype_bytes``.
+* ``kv_bytes_per_token(dtype_bytes)``: ``2 * num_layers * num_kv_heads * head_dim * dtype_bytes``
+  (one key and one value vector per layer and KV head).
+* ``flops_per_token(context)``: ``2 * active_params`` (matrix multiplies, LM head included,
+  embedding lookup excluded) ``+ 4 * num_layers * num_heads * head_dim * context`` (QK^T and
+  PV against ``context`` cached tokens).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .errors import ValidationError
+
+_HF = "https://huggingface.co/{}/blob/main/config.json"
+
+
+@dataclass(frozen=True)
+class Architecture:
+    """One decoder-only transformer, as its public config describes it."""
+
+    name: str
+    hf_id: str
+    num_layers: int
+    hidden_size: int
+    num_heads: int
+    num_kv_heads: int
+    head_dim: int
+    intermediate_size: int  # width of one MLP projection (per expert for MoE)
+    vocab_size: int
+    gated_mlp: bool
+    num_experts: int = 1
+    experts_per_token: int = 1
+    params_b: float = 0.0  # published parameter count, billions
+    source: str = ""
+    notes: str = ""
+    tied_embeddings: bool = False
+    max_position_embeddings: int = 4096
+
+    def __post_init__(self):
+        ints = ("num_layers", "hidden_size", "num_heads", "num_kv_heads", "head_dim",
+                "intermediate_size", "vocab_size", "num_experts", "experts_per_token",
+                "max_position_embeddings")
+        for f in ints:
+            v = getattr(self, f)
+            if not isinstance(v, int) or v < 1:
+                raise ValidationError(f"architecture {self.name!r}: {f} must be a positive "
+                                      f"integer, got {v!r}")
+        if self.num_heads % self.num_kv_heads:
+            raise ValidationError(f"architecture {self.name!r}: num_heads {self.num_heads} is "
+                                  f"not a multiple of num_kv_heads {self.num_kv_heads}")
+        if self.experts_per_token > self.num_experts:
+            raise ValidationError(f"architecture {self.name!r}: experts_per_token exceeds "
+                                  f"num_experts")
+        if not self.params_b > 0:
+            raise ValidationError(f"architecture {self.name!r}: give the published parameter "
+                                  f"count params_b (billions)")
+
+    # --- per-layer pieces (full model, unsharded) -------------------------------------------
+    @property
+    def attn_params_per_layer(self) -> int:
+        """Q, K, V and output projections."""
+        q = self.hidden_size * self.num_heads * self.head_dim
+        kv = 2 * self.hidden_size * self.num_kv_heads * self.head_dim
+        return 2 * q + kv
+
+    @property
+    def expert_params(self) -> int:
+        """One MLP (one expert for MoE): up (+ gate) and down projections."""
+        return (3 if self.gated_mlp else 2) * self.hidden_size * self.intermediate_size
+
+    @property
+    def mlp_params_per_layer(self) -> int:
+        router = self.hidden_size * self.num_experts if self.num_experts > 1 else 0
+        return self.num_experts * self.expert_params + router
+
+    @property
+    def layer_params(self) -> int:
+        return self.attn_params_per_layer + self.mlp_params_per_layer + 2 * self.hidden_size
+
+    @property
+    def embedding_params(self) -> int:
+        return self.vocab_size * self.hidden_size
+
+    @property
+    def lm_head_params(self) -> int:
+        return self.vocab_size * self.hidden_size
+
+    @property
+    def is_moe(self) -> bool:
+        return self.num_experts > 1
+
+    def param_count(self) -> int:
+        """Parameters derived from the config (biases ignored)."""
+        head = 0 if self.tied_embeddings else self.lm_head_params
+        return (self.embedding_params + head + self.num_layers * self.layer_params
+                + self.hidden_size)
+
+    def active_params(self) -> int:
+        """Parameters touched per token (MoE: ``experts_per_token`` experts), LM head included."""
+        per_layer = (self.attn_params_per_layer + self.experts_per_token * self.expert_params
+                     + 2 * self.hidden_size)
+        return self.num_layers * per_layer + self.lm_head_params
+
+    def weight_bytes(self, dtype_bytes: int = 2) -> int:
+        return self.param_count() * dtype_bytes
+
+    def kv_bytes_per_token(self, dtype_bytes: int = 2) -> int:
+        return 2 * self.num_layers * self.num_kv_heads * self.head_dim * dtype_bytes
+
+    def flops_per_token(self, context: float = 0.0) -> float:
+        attn = 4.0 * self.num_layers * self.num_heads * self.head_dim * float(context)
+        return 2.0 * self.active_params() + attn
+
+    def param_error(self) -> float:
+        """Relative difference of the derived parameter count from the published one."""
+        return self.param_count() / (self.params_b * 1e9) - 1.0
+
+
+def _a(name, hf_id, L, h, nh, nkv, hd, inter, vocab, *, params_b, gated=True, experts=1,
+       topk=1, tied=False, max_pos=4096, notes="") -> Architecture:
+    return Architecture(name=name, hf_id=hf_id, num_layers=L, hidden_size=h, num_heads=nh,
+                        num_kv_heads=nkv, head_dim=hd, intermediate_size=inter,
+                        vocab_size=vocab, gated_mlp=gated, num_experts=experts,
+                        experts_per_token=topk, params_b=params_b, source=_HF.format(hf_id),
+                        notes=notes, tied_embeddings=tied, max_position_embeddings=max_pos)
+
+
+_ENTRIES = (
+    # --- the RouteProfile models (names as in the quality data) ------------------------------
+    _a("llama-3.2-3b-instruct", "meta-llama/Llama-3.2-3B-Instruct", 28, 3072, 24, 8, 128, 8192,
+       128256, params_b=3.213, tied=True, max_pos=131072),
+    _a("llama-3.1-8b-instruct", "meta-llama/Llama-3.1-8B-Instruct", 32, 4096, 32, 8, 128, 14336,
+       128256, params_b=8.030, max_pos=131072),
+    _a("mistral-small-24b-instruct-2501-bf16", "mistralai/Mistral-Small-24B-Instruct-2501", 40,
+       5120, 32, 8, 128, 32768, 131072, params_b=23.572, max_pos=32768),
+    _a("llama-3.3-70b-instruct", "meta-llama/Llama-3.3-70B-Instruct", 80, 8192, 64, 8, 128,
+       28672, 128256, params_b=70.554, max_pos=131072),
+    _a("qwen2.5-7b-instruct", "Qwen/Qwen2.5-7B-Instruct", 28, 3584, 28, 4, 128, 18944, 152064,
+       params_b=7.616, max_pos=32768, notes="QKV projections carry biases (ignored)"),
+    _a("gemma-2-9b-it", "google/gemma-2-9b-it", 42, 3584, 16, 8, 256, 14336, 256000,
+       params_b=9.242, tied=True, max_pos=8192,
+       notes="head_dim 256 (num_heads * head_dim = 4096 != hidden_size); sliding-window "
+             "attention on alternate layers is not modelled"),
+    _a("mixtral-8x7b-instruct-v0.1", "mistralai/Mixtral-8x7B-Instruct-v0.1", 32, 4096, 32, 8,
+       128, 14336, 32000, params_b=46.703, experts=8, topk=2, max_pos=32768),
+    _a("mixtral-8x22b-instruct-v0.1", "mistralai/Mixtral-8x22B-Instruct-v0.1", 56, 6144, 48, 8,
+       128, 16384, 32768, params_b=140.621, experts=8, topk=2, max_pos=65536),
+    # --- architectures behind the measured rows the step-cost model is fitted to ---------------
+    _a("Llama-2-7b-hf", "meta-llama/Llama-2-7b-hf", 32, 4096, 32, 32, 128, 11008, 32000,
+       params_b=6.738),
+    _a("Llama-2-70b-hf", "meta-llama/Llama-2-70b-hf", 80, 8192, 64, 8, 128, 28672, 32000,
+       params_b=68.977),
+    _a("Meta-Llama-3-8B", "meta-llama/Meta-Llama-3-8B", 32, 4096, 32, 8, 128, 14336, 128256,
+       params_b=8.030, max_pos=8192),
+    _a("Meta-Llama-3-70B", "meta-llama/Meta-Llama-3-70B", 80, 8192, 64, 8, 128, 28672, 128256,
+       params_b=70.554, max_pos=8192),
+    _a("Mistral-7B-v0.1", "mistralai/Mistral-7B-v0.1", 32, 4096, 32, 8, 128, 14336, 32000,
+       params_b=7.242, max_pos=32768,
+       notes="sliding window 4096 tokens: inactive at the context lengths measured"),
+    _a("Mixtral-8x7B-v0.1", "mistralai/Mixtral-8x7B-v0.1", 32, 4096, 32, 8, 128, 14336, 32000,
+       params_b=46.703, experts=8, topk=2, max_pos=32768),
+    _a("Qwen2-7B", "Qwen/Qwen2-7B", 28, 3584, 28, 4, 128, 18944, 152064, params_b=7.616,
+       max_pos=131072, notes="QKV projections carry biases (ignored)"),
+    _a("Qwen2-72B", "Qwen/Qwen2-72B", 80, 8192, 64, 8, 128, 29568, 152064, params_b=72.706,
+       max_pos=131072, notes="QKV projections carry biases (ignored)"),
+    _a("CodeLlama-34b-Instruct-hf", "codellama/CodeLlama-34b-Instruct-hf", 48, 8192, 64, 8, 128,
+       22016, 32000, params_b=33.744, max_pos=16384),
+    _a("internlm-20b", "internlm/internlm-20b", 60, 5120, 40, 40, 128, 13824, 103168,
+       params_b=20.0, max_pos=4096, notes="published as '20B' (no exact count on the card)"),
+    _a("phi-2", "microsoft/phi-2", 32, 2560, 32, 32, 80, 10240, 51200, params_b=2.780,
+       gated=False, max_pos=2048,
+       notes="GELU MLP (not gated), parallel attention/MLP block, biases everywhere (ignored)"),
+    _a("Qwen-72B", "Qwen/Qwen-72B", 80, 8192, 64, 64, 128, 24576, 152064, params_b=72.3,
+       max_pos=32768,
+       notes="config.json gives intermediate_size 49152, twice the width of one MLP "
+             "projection (the code halves it); published as '72B'"),
+    _a("bloom", "bigscience/bloom", 70, 14336, 112, 112, 128, 57344, 250880, params_b=176.247,
+       gated=False, tied=True, max_pos=2048,
+       notes="BLOOM-176B; GELU MLP of width 4 x hidden, ALiBi positions, biases (ignored)"),
+)
+
+REGISTRY: dict[str, Architecture] = {a.name: a for a in _ENTRIES}
+
+# Names under which measurement files refer to registry entries.
+ALIASES: dict[str, str] = {
+    "meta-llama/Llama-3.2-3B-Instruct": "llama-3.2-3b-instruct",
+    "meta-llama/Llama-3.1-8B-Instruct": "llama-3.1-8b-instruct",
+    "mistralai/Mistral-Small-24B-Instruct-2501": "mistral-small-24b-instruct-2501-bf16",
+    "meta-llama/Llama-3.3-70B-Instruct": "llama-3.3-70b-instruct",
+    "meta-llama/Llama-2-7b-hf": "Llama-2-7b-hf",
+    "meta-llama/Llama-2-70b-hf": "Llama-2-70b-hf",
+    "llama2-70b": "Llama-2-70b-hf",
+    "meta-llama/Meta-Llama-3-8B": "Meta-Llama-3-8B",
+    "meta-llama/Meta-Llama-3-70B": "Meta-Llama-3-70B",
+    "mistralai/Mistral-7B-v0.1": "Mistral-7B-v0.1",
+    "mistralai/Mixtral-8x7B-v0.1": "Mixtral-8x7B-v0.1",
+    "Qwen/Qwen2-7B": "Qwen2-7B",
+    "Qwen/Qwen2-72B": "Qwen2-72B",
+    "codellama/CodeLlama-34b-Instruct-hf": "CodeLlama-34b-Instruct-hf",
+    "internlm/internlm-20b": "internlm-20b",
+    "microsoft/phi-2": "phi-2",
+    "Qwen/Qwen-72B": "Qwen-72B",
+    "bloom-176b": "bloom",
+    "bigscience/bloom": "bloom",
+}
+
+
+def get(name: str) -> Architecture:
+    """The architecture registered under ``name`` (or one of its aliases, e.g. an HF id)."""
+    key = ALIASES.get(name, name)
+    try:
+        return REGISTRY[key]
+    except KeyError:
+        raise ValidationError(f"no architecture {name!r} in routerwise.architectures; known: "
+                              f"{sorted(REGISTRY)}. Add an entry transcribed from the model's "
+                              f"config.json") from None

@@ -1,0 +1,360 @@
+"""Simulated latency profiles for every (model, tp, compute share) of a setup space.
+
+Each curve is a load sweep of :func:`routerwise.simulator.simulate` on the fitted step costs
+(:mod:`routerwise.stepcost`) scaled to the compute share by :mod:`routerwise.compute_share`,
+with the KV capacity of the memory model (:mod:`routerwise.memory`). Rows follow the shared
+schema of :mod:`routerwise.profiles` with ``source = "simulated"`` and a provenance naming the
+step-cost fit, the compute-share assumption, the memory model, the length sample and the seed.
+
+Load grid (adaptive, per curve)
+-------------------------------
+1. A throughput estimate ``mu0`` from the step times (full batch, mean lengths) brackets the
+   saturation load ``lambda*``; bisection with runs of the same length and seed as the curve's
+   points finds the smallest load flagged saturated, to 3% relative (so the point at
+   ``lambda*`` is flagged in the curve too: near the knee "keeps up" depends on run length).
+2. The curve's points are ``LOAD_FRACTIONS * lambda*``: sparse at light load, dense near the
+   knee, and two points past it, so piecewise-linear interpolation is accurate up to the knee
+   and the curve ends where the replica stops keeping up.
+
+Every point of a curve reuses one seed, so the arrival pattern at load ``x`` is the pattern at
+load ``y`` compressed in time (common random numbers): latency then rises with load with
+little noise. Any dip that remains among the unsaturated points is replaced by the running
+maximum (conservative), and the provenance says so.
+
+Caching: chunks of one curve each are written atomically under
+``<cache>/profiles/<hash>/chunks/``, where ``<hash>`` covers every input; an interrupted build
+resumes by skipping finished chunks, then assembles ``table.csv`` and ``manifest.json``.
+Setups whose shard does not fit one GPU are skipped and listed in the manifest (and in
+``df.attrs["skipped"]``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+
+from . import architectures, settings
+from .compute_share import DEFAULT as DEFAULT_SHARE
+from .compute_share import ComputeShareModel
+from .errors import ValidationError
+from .io import atomic_write_with, write_json
+from .memory import DEFAULT as DEFAULT_MEMORY
+from .memory import MemoryAssumptions, fits, shard_memory_gb
+from .profiles import METRIC_COLUMNS, normalize
+from .simulator import EngineConfig, poisson_requests, simulate
+from .stepcost import (StepCostParams, StepTimes, fit, fit_provenance, gpu_spec,
+                       measured_step_times, replica_step_times)
+
+GRID_VERSION = "profile-grid-v1"
+DEFAULT_MODELS = ("llama-3.2-3b-instruct", "llama-3.1-8b-instruct",
+                  "mistral-small-24b-instruct-2501-bf16", "llama-3.3-70b-instruct")
+LOAD_FRACTIONS = (0.05, 0.2, 0.35, 0.5, 0.6, 0.7, 0.77, 0.83, 0.88, 0.92, 0.95, 0.98, 1.0, 1.08)
+BISECT_RTOL = 0.03
+
+
+@dataclass(frozen=True)
+class LengthSample:
+    """Observed (prompt, output) token counts; request j of a run draws pair j jointly."""
+
+    prompt_tokens: np.ndarray
+    output_tokens: np.ndarray
+    label: str
+
+    def __post_init__(self):
+        p = np.maximum(np.asarray(self.prompt_tokens, dtype=np.int64), 1)
+        o = np.maximum(np.asarray(self.output_tokens, dtype=np.int64), 1)
+        if p.ndim != 1 or p.shape != o.shape or p.size == 0:
+            raise ValidationError("LengthSample needs two equally long, non-empty 1-D arrays")
+        object.__setattr__(self, "prompt_tokens", p)
+        object.__setattr__(self, "output_tokens", o)
+
+    def digest(self) -> str:
+        h = hashlib.sha256(self.prompt_tokens.tobytes())
+        h.update(self.output_tokens.tobytes())
+        return h.hexdigest()[:16]
+
+
+def routeprofile_lengths(models: Sequence[str]) -> dict[str, LengthSample]:
+    """Each model's own prompt/completion token counts on the RouteProfile prompts (measured)."""
+    from .quality import load_routeprofile
+
+    qm = load_routeprofile()
+    if qm.prompt_tokens is None or qm.completion_tokens is None:
+        raise ValidationError("the RouteProfile matrix carries no token counts")
+    out = {}
+    for m in models:
+        if m not in qm.model_names:
+            raise ValidationError(f"model {m!r} is not in RouteProfile; known {qm.model_names}")
+        i = qm.model_names.index(m)
+        out[m] = LengthSample(qm.prompt_tokens[:, i], qm.completion_tokens[:, i],
+                              f"RouteProfile token counts of {m} ({len(qm.prompt_ids)} prompts)")
+    return out
+
+
+@dataclass(frozen=True)
+class GridOptions:
+    """Everything besides the setups that shapes a profile table (hashed into its cache key)."""
+
+    num_requests: int = 4000
+    seed: int = 0
+    warmup_fraction: float = 0.1
+    max_num_seqs: int = 256
+    engine: str = "vllm"
+    memory: MemoryAssumptions = field(default_factory=lambda: DEFAULT_MEMORY)
+
+    def __post_init__(self):
+        if self.num_requests < 50:
+            raise ValidationError("use at least 50 requests per load point")
+
+
+@dataclass(frozen=True)
+class _Curve:
+    model: str
+    tp: int
+    tenths: int
+
+    @property
+    def chunk_name(self) -> str:
+        return f"{self.model}__tp{self.tp}__r{self.tenths:02d}.csv"
+
+
+def _grid_hash(models, gpu, tps, tenths, lengths, opts, params, share, measured) -> str:
+    blob = json.dumps({
+        "version": GRID_VERSION, "models": list(models), "gpu": gpu, "tp": list(tps),
+        "tenths": list(tenths), "lengths": {m: lengths[m].digest() for m in models},
+        "opts": asdict(opts), "params": params.to_json(),
+        "share": [share.rho_bw, share.table, share.source], "fractions": LOAD_FRACTIONS,
+        "measured": None if measured is None else hashlib.sha256(
+            measured.to_csv(index=False).encode()).hexdigest()}, sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def _capacity_guess_rps(step: StepTimes, lengths: LengthSample, kv_cap: int,
+                        max_seqs: int) -> float:
+    """Requests/s at a full decode batch with mean lengths (a bracket for the search only)."""
+    p, o = lengths.prompt_tokens.mean(), lengths.output_tokens.mean()
+    b = int(max(1, min(max_seqs, step.max_seqs, kv_cap // (p + o))))
+    per_token_ms = step.decode_ms(b, b * (p + o / 2)) / b
+    pre_ms = step.prefill_ms(int(min(step.max_batched_tokens, round(p))), p * p, 1)
+    return 1e3 / (per_token_ms * max(o - 1, 0) + pre_ms)
+
+
+def _saturation_load(step, lengths, cfg, opts) -> float:
+    def sat(rate):
+        req = poisson_requests(rate, opts.num_requests, lengths.prompt_tokens,
+                               lengths.output_tokens, opts.seed)
+        return simulate(step, req, cfg, warmup_fraction=opts.warmup_fraction,
+                        load_rps=rate).saturated
+
+    mu0 = _capacity_guess_rps(step, lengths, cfg.kv_capacity_tokens, cfg.max_num_seqs)
+    lo, hi = 0.25 * mu0, 2.0 * mu0
+    while sat(lo) and lo > 1e-6:
+        hi, lo = lo, lo / 4
+    while not sat(hi):
+        if hi > 1e3 * mu0:
+            raise ValidationError(f"the replica never saturated up to {hi:.3g} req/s: check its "
+                                  f"step times ({step.label})")
+        lo, hi = hi, hi * 2
+    while hi / lo > 1 + BISECT_RTOL:
+        mid = math.sqrt(lo * hi)
+        lo, hi = (lo, mid) if sat(mid) else (mid, hi)
+    return hi
+
+
+def _build_curve(task) -> str:
+    """Simulate one curve and write its chunk; returns the chunk path."""
+    (curve, gpu, lengths, opts, params_json, share, measured, provenance, chunk) = task
+    budget = max(8192, int(lengths.prompt_tokens.max()))
+    if measured is not None:
+        step = measured_step_times(measured, curve.model, curve.tenths / 10, tp=curve.tp,
+                                   max_batched_tokens=budget, max_seqs=opts.max_num_seqs)
+    else:
+        step = replica_step_times(architectures.get(curve.model), gpu, curve.tp,
+                                  curve.tenths / 10, params=StepCostParams.from_json(params_json),
+                                  engine=opts.engine, share_model=share,
+                                  max_batched_tokens=budget, max_seqs=opts.max_num_seqs)
+    cfg = EngineConfig(opts.max_num_seqs, opts.memory.kv_reserve_tokens)
+    lam = _saturation_load(step, lengths, cfg, opts)
+    rows = []
+    for frac in LOAD_FRACTIONS:
+        rate = lam * frac
+        req = poisson_requests(rate, opts.num_requests, lengths.prompt_tokens,
+                               lengths.output_tokens, opts.seed)
+        res = simulate(step, req, cfg, warmup_fraction=opts.warmup_fraction, load_rps=rate)
+        rows.append(res.row())
+    df = pd.DataFrame(rows)
+    df.insert(0, "compute_share", curve.tenths / 10)
+    df.insert(0, "tp", curve.tp)
+    df.insert(0, "gpu", gpu)
+    df.insert(0, "model", curve.model)
+    df["source"] = "simulated"
+    df["provenance"] = f"{provenance}; saturation load {lam:.4g} req/s"
+    df = _monotone(df)
+    atomic_write_with(chunk, lambda tmp: df.to_csv(tmp, index=False))
+    return str(chunk)
+
+
+def _monotone(df: pd.DataFrame) -> pd.DataFrame:
+    ok = ~df["saturated"].to_numpy()
+    if ok.sum() < 2:
+        return df
+    last = int(np.flatnonzero(ok)[-1]) + 1
+    changed = 0
+    for c in METRIC_COLUMNS:
+        v = df[c].to_numpy(float, copy=True)
+        head = v[:last]
+        env = np.fmax.accumulate(head)
+        changed += int(np.sum(env > head + 1e-12))
+        v[:last] = env
+        df[c] = v
+    if changed:
+        df["provenance"] = df["provenance"] + f"; running-max envelope applied to {changed} values"
+    return df
+
+
+def plan_curves(models: Sequence[str], gpu: str, tp_degrees, compute_tenths,
+                memory: MemoryAssumptions = DEFAULT_MEMORY):
+    """The curves to build and the skipped (model, tp) with the reason."""
+    spec = gpu_spec(gpu)
+    curves, skipped = [], []
+    for m in models:
+        arch = architectures.get(m)
+        for tp in sorted(set(int(t) for t in tp_degrees)):
+            if not fits(arch, tp, spec, memory):
+                skipped.append({"model": m, "tp": tp, "reason": (
+                    f"shard needs {shard_memory_gb(arch, tp, memory):.1f} GB > "
+                    f"{spec.memory_gb:.1f} GB of one {gpu} ({memory.label()})")})
+                continue
+            curves += [_Curve(m, tp, int(r)) for r in sorted(set(compute_tenths))]
+    return curves, skipped
+
+
+def build_profile_table(models: Sequence[str] = DEFAULT_MODELS, gpu: str = "A100-80GB",
+                        tp_degrees=(1, 2, 4), compute_tenths=tuple(range(1, 11)),
+                        lengths: Mapping[str, LengthSample] | LengthSample | None = None, *,
+                        options: GridOptions = GridOptions(),
+                        params: StepCostParams | None = None,
+                        share_model: ComputeShareModel = DEFAULT_SHARE,
+                        measured_steps: pd.DataFrame | None = None, workers: int = 2,
+                        progress: bool = True, cache_dir: Path | None = None) -> pd.DataFrame:
+    """Simulate (or resume) the profile table of every (model, tp, compute share).
+
+    ``lengths`` maps each model to its :class:`LengthSample` (one sample for all models is
+    accepted); default: each model's RouteProfile token counts. ``measured_steps`` (a step
+    table, see :func:`routerwise.stepcost.measured_step_times`) replaces the fitted step costs
+    for every (model, tp, compute share) it covers. Returns the normalized table;
+    ``df.attrs["skipped"]`` lists setups left out because the shard does not fit a GPU.
+    """
+    models = tuple(models)
+    if not models:
+        raise ValidationError("build_profile_table needs at least one model")
+    for m in models:
+        architectures.get(m)
+    tenths = tuple(sorted(set(int(r) for r in compute_tenths)))
+    if not tenths or tenths[0] < 1 or tenths[-1] > 10:
+        raise ValidationError(f"compute_tenths must be integers in 1..10, got {compute_tenths}")
+    if lengths is None:
+        lengths = routeprofile_lengths(models)
+    elif isinstance(lengths, LengthSample):
+        lengths = {m: lengths for m in models}
+    missing = [m for m in models if m not in lengths]
+    if missing:
+        raise ValidationError(f"no length sample for models {missing}")
+    params = params if params is not None else fit()
+    tps = tuple(sorted(set(int(t) for t in tp_degrees)))
+    key = _grid_hash(models, gpu, tps, tenths, lengths, options, params, share_model,
+                     measured_steps)
+    root = (cache_dir or settings.cache_dir()) / "profiles" / key
+    table_path, manifest_path = root / "table.csv", root / "manifest.json"
+    curves, skipped = plan_curves(models, gpu, tps, tenths, options.memory)
+    if table_path.is_file() and manifest_path.is_file():
+        return _read(table_path, manifest_path)
+
+    chunks = root / "chunks"
+    pending = [c for c in curves if not (chunks / c.chunk_name).is_file()]
+    pj = params.to_json()
+    tasks = []
+    for c in pending:
+        measured = _measured_rows(measured_steps, c)
+        tasks.append((c, gpu, lengths[c.model], options, pj, share_model, measured,
+                      _provenance(c, lengths[c.model], options, params, share_model, measured),
+                      chunks / c.chunk_name))
+    _run(tasks, workers, progress, total=len(curves), done=len(curves) - len(pending))
+    parts = [pd.read_csv(chunks / c.chunk_name) for c in curves]
+    df = normalize(pd.concat(parts, ignore_index=True)) if parts else normalize(
+        pd.DataFrame({c: [] for c in ("model", "gpu", "tp", "compute_share", "load_rps",
+                                      "saturated", "source")}))
+    atomic_write_with(table_path, lambda tmp: df.to_csv(tmp, index=False))
+    write_json(manifest_path, {"version": GRID_VERSION, "key": key, "models": list(models),
+                               "gpu": gpu, "tp_degrees": list(tps), "compute_tenths": list(tenths),
+                               "curves": len(curves), "skipped": skipped,
+                               "step_cost": params.label(),
+                               "step_cost_inputs": fit_provenance().splitlines(),
+                               "options": repr(options)})
+    df.attrs["skipped"] = skipped
+    return df
+
+
+def load_or_build(models: Sequence[str] = DEFAULT_MODELS, gpu: str = "A100-80GB",
+                  tp_degrees=(1, 2, 4), compute_tenths=tuple(range(1, 11)), lengths=None,
+                  **kw) -> pd.DataFrame:
+    """The cached table for these inputs, built first if absent (same arguments as
+    :func:`build_profile_table`)."""
+    return build_profile_table(models, gpu, tp_degrees, compute_tenths, lengths, **kw)
+
+
+def _read(table_path: Path, manifest_path: Path) -> pd.DataFrame:
+    df = normalize(pd.read_csv(table_path))
+    df.attrs["skipped"] = json.loads(manifest_path.read_text()).get("skipped", [])
+    return df
+
+
+def _measured_rows(table: pd.DataFrame | None, c: _Curve) -> pd.DataFrame | None:
+    """The rows of a measured step table for curve ``c`` (None when it has too few)."""
+    if table is None:
+        return None
+    t = table[(table["model"] == c.model)
+              & np.isclose(table["compute_share"].astype(float), c.tenths / 10)]
+    t = t[t["tp"] == c.tp] if "tp" in t.columns else (t if c.tp == 1 else t.iloc[:0])
+    phases = t["phase"].value_counts()
+    return t if phases.get("prefill", 0) >= 4 and phases.get("decode", 0) >= 3 else None
+
+
+def _provenance(c: _Curve, lengths: LengthSample, opts: GridOptions, params: StepCostParams,
+                share: ComputeShareModel, measured: pd.DataFrame | None) -> str:
+    steps = ("measured step table (least-squares step model)" if measured is not None else
+             f"{params.label()}, engine {opts.engine}; compute share: {share.label()}")
+    return (f"simulated by routerwise.simulator ({GRID_VERSION}); {steps}; "
+            f"{opts.memory.label()}, KV capacity "
+            f"{opts.memory.kv_reserve_tokens} tokens, max_num_seqs {opts.max_num_seqs}; "
+            f"lengths: {lengths.label}; Poisson arrivals seed {opts.seed}, "
+            f"{opts.num_requests} requests/point, first {opts.warmup_fraction:.0%} warm-up")
+
+
+def _run(tasks, workers: int, progress: bool, total: int, done: int) -> None:
+    from tqdm.auto import tqdm
+
+    bar = tqdm(total=total, initial=done, desc="latency profiles", unit="curve",
+               disable=not progress)
+    try:
+        if workers <= 1 or len(tasks) <= 1:
+            for t in tasks:
+                _build_curve(t)
+                bar.update(1)
+        else:
+            with ProcessPoolExecutor(max_workers=min(workers, os.cpu_count() or 1)) as ex:
+                futures = [ex.submit(_build_curve, t) for t in tasks]
+                for f in as_completed(futures):
+                    f.result()
+                    bar.update(1)
+    finally:
+        bar.close()

@@ -1,0 +1,89 @@
+"""Simulated profile tables: schema, skipped setups, resume after interruption, monotone curves."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from conftest import needs_mirror
+from routerwise import profile_grid as pg
+from routerwise import profiles
+
+MODEL = "llama-3.2-3b-instruct"
+LENGTHS = pg.LengthSample(np.array([60, 200, 450, 900]), np.array([1, 40, 150, 300]),
+                          "test lengths")
+OPTS = pg.GridOptions(num_requests=300)
+
+
+def _build(tmp_path, **kw):
+    return pg.build_profile_table([MODEL], "A100-80GB", (1, 2), (5, 10), LENGTHS, options=OPTS,
+                                  workers=1, progress=False, cache_dir=tmp_path, **kw)
+
+
+def test_plan_skips_shards_that_do_not_fit():
+    curves, skipped = pg.plan_curves(["llama-3.3-70b-instruct"], "A100-80GB", (1, 2, 4), (10,))
+    assert [(c.tp, c.tenths) for c in curves] == [(2, 10), (4, 10)]
+    assert skipped[0]["tp"] == 1 and "A100-80GB" in skipped[0]["reason"]
+
+
+@needs_mirror
+def test_tiny_grid_matches_the_schema_and_gives_monotone_curves(tmp_path):
+    df = _build(tmp_path)
+    assert df.equals(profiles.normalize(df))
+    assert set(df["source"]) == {"simulated"}
+    assert set(zip(df["tp"], df["compute_share"])) == {(1, 0.5), (1, 1.0), (2, 0.5), (2, 1.0)}
+    prov = df["provenance"].iloc[0]
+    assert "step-cost" in prov and "compute share" in prov and "seed 0" in prov
+    for (tp, share), g in df.groupby(["tp", "compute_share"]):
+        assert len(g) == len(pg.LOAD_FRACTIONS) and g["saturated"].iloc[-1]
+        assert (g["num_requests"] == 270).all()
+    prof = profiles.to_profiles(df)  # raises on any dip
+    assert len(prof) == 4
+    for c in prof.curves:
+        assert np.all(np.diff(c.latency_ms) >= 0) and len(c.load_rps) >= 8
+    # a smaller compute share saturates at a lower load
+    cap = {(c.tp, c.compute_tenths): c.max_load_rps for c in prof.curves}
+    assert cap[(1, 5)] < cap[(1, 10)] and cap[(2, 5)] < cap[(2, 10)]
+    again = _build(tmp_path)  # cached: read back, not rebuilt
+    assert again.equals(df)
+
+
+@needs_mirror
+def test_build_resumes_after_an_interruption(tmp_path, monkeypatch):
+    real = pg._build_curve
+    calls = []
+
+    def crash_on_third(task):
+        calls.append(task[0])
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return real(task)
+
+    monkeypatch.setattr(pg, "_build_curve", crash_on_third)
+    with pytest.raises(KeyboardInterrupt):
+        _build(tmp_path)
+    finished = {p.name for p in tmp_path.glob("profiles/*/chunks/*.csv")}
+    assert len(finished) == 2
+
+    calls.clear()
+    monkeypatch.setattr(pg, "_build_curve", lambda task: calls.append(task[0]) or real(task))
+    df = _build(tmp_path)
+    assert len(calls) == 2 and not {c.chunk_name for c in calls} & finished
+    assert df.groupby(["tp", "compute_share"]).ngroups == 4
+
+
+@needs_mirror
+def test_a_measured_step_table_replaces_the_fitted_steps(tmp_path):
+    rows = []
+    for b in (1, 2, 4, 8):
+        for L in (128, 512, 1024):
+            rows.append((MODEL, "prefill", b, L, 1.0, 2.0 + 0.004 * b * L))
+            rows.append((MODEL, "decode", b, L, 1.0, 4.0 + 0.05 * b + 1e-5 * b * L))
+    table = pd.DataFrame(rows, columns=["model", "phase", "batch_size", "context_len",
+                                        "compute_share", "step_ms_median"])
+    df = pg.build_profile_table([MODEL], "A100-80GB", (1, 2), (10,), LENGTHS, options=OPTS,
+                                measured_steps=table, workers=1, progress=False,
+                                cache_dir=tmp_path)
+    prov = df.groupby("tp")["provenance"].first()
+    assert "measured step table" in prov[1] and "measured step table" not in prov[2]
