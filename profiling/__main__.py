@@ -1,0 +1,208 @@
+"""Command line: ``python -m profiling inventory|sample|sweep|steps`` (``--help`` on each)."""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import logging
+import shlex
+import sys
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+from routerwise.errors import RouterWiseError, ValidationError
+
+from . import nvml
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="python -m profiling", description=(
+        "GPU inventory, GPU sampling, latency-profile sweeps against serving engines, and "
+        "prefill/decode step timing."))
+    sub = ap.add_subparsers(dest="cmd", required=True)
+
+    p = sub.add_parser("inventory", help="show the GPUs NVML sees")
+    p.add_argument("--json", action="store_true", help="print the snapshot as JSON")
+
+    p = sub.add_parser("sample", help="record GPU state at an interval into a CSV table")
+    p.add_argument("--out", required=True, type=Path)
+    p.add_argument("--interval-s", type=float, default=1.0)
+    p.add_argument("--duration-s", type=float, default=None,
+                   help="stop after this long (default: until Ctrl-C)")
+
+    p = sub.add_parser("sweep", help="measure latency profiles over tp x share x load")
+    p.add_argument("--model", required=True, help="model name or path given to the engine")
+    p.add_argument("--served-model-name", default=None,
+                   help="model name the endpoint expects in requests (default: --model)")
+    p.add_argument("--tp", type=int, nargs="+", default=[1])
+    p.add_argument("--shares", type=float, nargs="+", default=[1.0],
+                   help="MPS compute shares (multiples of 0.1); below 1 needs --mps")
+    p.add_argument("--loads", type=float, nargs="+", required=True, help="offered loads, rps")
+    p.add_argument("--out", required=True, type=Path, help="results folder (resumable)")
+    p.add_argument("--gpu", default=None, help="GPU label for the rows (default: NVML name)")
+    p.add_argument("--gpus", type=int, nargs="+", default=[0],
+                   help="CUDA devices; a tp-k setup uses the first k")
+    p.add_argument("--endpoint", default=None,
+                   help="attach to this running endpoint instead of launching (one setup only)")
+    p.add_argument("--command", default=None,
+                   help="engine command template (default: vLLM's OpenAI server); fields "
+                        "{python} {model} {tp} {gpu_memory_utilization} {host} {port}")
+    p.add_argument("--extra-args", default="", help="appended to the engine command")
+    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--gpu-memory-utilization", type=float, default=0.9)
+    p.add_argument("--startup-timeout-s", type=float, default=1800.0)
+    p.add_argument("--mps", action="store_true", help="run a private MPS daemon for the sweep")
+    src = p.add_mutually_exclusive_group()
+    src.add_argument("--prompts", type=Path, default=None,
+                     help="JSON-lines prompts: {\"prompt\": ..., \"max_tokens\": ...}")
+    src.add_argument("--synthetic", type=int, default=64, help="number of synthetic prompts")
+    p.add_argument("--prompt-words", type=int, default=64)
+    p.add_argument("--max-tokens", type=int, default=128)
+    p.add_argument("--num-requests", type=int, default=None)
+    p.add_argument("--duration-s", type=float, default=60.0)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--api", choices=("completions", "chat"), default="completions")
+    p.add_argument("--max-concurrency", type=int, default=512)
+    p.add_argument("--no-progress", action="store_true")
+
+    p = sub.add_parser("steps", help="time prefill/decode steps of a Llama-shaped model")
+    shape = p.add_mutually_exclusive_group(required=True)
+    shape.add_argument("--model", help="a preset shape (see profiling.gpu_steps.PRESETS)")
+    shape.add_argument("--config", type=Path, help="a Hugging Face config.json")
+    shape.add_argument("--shape-json", help="a LlamaShape as JSON")
+    p.add_argument("--batch", type=int, nargs="+", default=[1, 8, 32])
+    p.add_argument("--context", type=int, nargs="+", default=[512, 2048])
+    p.add_argument("--phase", nargs="+", default=["prefill", "decode"],
+                   choices=("prefill", "decode"))
+    p.add_argument("--device", default="cuda")
+    p.add_argument("--dtype", default="bfloat16", choices=("bfloat16", "float16", "float32"))
+    p.add_argument("--warmup", type=int, default=3)
+    p.add_argument("--repeats", type=int, default=10)
+    p.add_argument("--no-cuda-graphs", action="store_true")
+    p.add_argument("--shares", type=float, nargs="+", default=None,
+                   help="measure under these MPS compute shares (one subprocess each)")
+    p.add_argument("--gpu-index", type=int, default=0, help="CUDA device for --shares")
+    p.add_argument("--compute-share", type=float, default=1.0,
+                   help="label rows with this share (set by the parent under --shares)")
+    p.add_argument("--out", required=True, type=Path)
+    return ap
+
+
+def _inventory(a) -> int:
+    snap = nvml.snapshot()
+    if a.json:
+        print(json.dumps(asdict(snap), indent=2, default=str))
+    else:
+        print(snap.summary())
+    return 0
+
+
+def _sample(a) -> int:
+    from .sampler import GPUSampler
+    sampler = GPUSampler(a.out, a.interval_s)
+    with sampler:
+        try:
+            if a.duration_s is None:
+                while True:
+                    time.sleep(3600)
+            time.sleep(a.duration_s)
+        except KeyboardInterrupt:
+            pass
+    print(f"{sampler.samples} samples -> {a.out}")
+    return 0
+
+
+def sweep_setups(a):
+    """The SweepSetups a parsed ``sweep`` command asks for."""
+    from .launcher import VLLM_COMMAND, EngineSpec
+    from .sweep import SweepSetup
+    combos = list(itertools.product(a.tp, a.shares))
+    if a.endpoint:
+        if len(combos) != 1:
+            raise ValidationError("--endpoint attaches to one running setup: give one --tp and "
+                                  "one --shares value")
+        (tp, share), = combos
+        return [SweepSetup(a.model, tp, share, endpoint_url=a.endpoint,
+                           served_model=a.served_model_name)]
+    command = tuple(shlex.split(a.command)) if a.command else VLLM_COMMAND
+    setups = []
+    for tp, share in combos:
+        if tp > len(a.gpus):
+            raise ValidationError(f"tp={tp} needs {tp} GPUs; --gpus lists {a.gpus}")
+        spec = EngineSpec(a.model, tp, share, gpus=tuple(a.gpus[:tp]),
+                          gpu_memory_utilization=a.gpu_memory_utilization, port=a.port,
+                          command=command, extra_args=tuple(shlex.split(a.extra_args)),
+                          served_model_name=a.served_model_name,
+                          startup_timeout_s=a.startup_timeout_s)
+        setups.append(SweepSetup(a.model, tp, share, engine=spec,
+                                 served_model=a.served_model_name))
+    return setups
+
+
+def _sweep(a) -> int:
+    from .launcher import MPSDaemon
+    from .loadgen import read_prompts, synthetic_prompts
+    from .sweep import run_sweep
+    prompts = (read_prompts(a.prompts, default_max_tokens=a.max_tokens) if a.prompts else
+               synthetic_prompts(a.synthetic, prompt_words=a.prompt_words,
+                                 max_tokens=a.max_tokens, seed=a.seed))
+    setups = sweep_setups(a)
+    kw = dict(prompts=prompts, gpu=a.gpu, num_requests=a.num_requests,
+              duration_s=a.duration_s, seed=a.seed, api=a.api,
+              max_concurrency=a.max_concurrency, progress=not a.no_progress)
+    if a.mps:
+        with MPSDaemon(gpus=tuple(a.gpus)) as daemon:
+            table = run_sweep(setups, a.loads, a.out, mps=daemon, **kw)
+    else:
+        table = run_sweep(setups, a.loads, a.out, **kw)
+    print(f"{len(table)} profile rows -> {a.out / 'profile.csv'}")
+    return 0
+
+
+def step_shape(a):
+    from .gpu_steps import LlamaShape, llama_shape, read_shape
+    if a.config:
+        return read_shape(a.config)
+    if a.shape_json:
+        try:
+            return LlamaShape(**json.loads(a.shape_json))
+        except (ValueError, TypeError) as e:
+            raise ValidationError(f"--shape-json is not a LlamaShape: {e}") from e
+    return llama_shape(a.model)
+
+
+def _steps(a) -> int:
+    from .gpu_steps import measure_steps, measure_steps_under_mps, write_steps
+    shape = step_shape(a)
+    common = dict(batch_sizes=a.batch, context_lens=a.context, phases=a.phase, dtype=a.dtype,
+                  warmup=a.warmup, repeats=a.repeats, cuda_graphs=not a.no_cuda_graphs)
+    if a.shares:
+        df = measure_steps_under_mps(shape, a.shares, gpu=a.gpu_index, **common)
+    else:
+        df = measure_steps(shape, device=a.device, compute_share=a.compute_share,
+                           command=" ".join(shlex.quote(x) for x in
+                                            ["python", "-m", "profiling", *a.argv]),
+                           **common)
+    write_steps(df, a.out)
+    failed = int((df["error"].fillna("") != "").sum())
+    print(f"{len(df)} step rows ({failed} with errors) -> {a.out}")
+    return 0
+
+
+def main(argv=None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    a = build_parser().parse_args(argv)
+    a.argv = argv
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        return {"inventory": _inventory, "sample": _sample, "sweep": _sweep,
+                "steps": _steps}[a.cmd](a)
+    except RouterWiseError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,26 @@
+"""Typed errors of the profiling package, in the kit's :class:`~routerwise.errors.RouterWiseError`
+family. Each message says what failed and what to do about it."""
+
+from __future__ import annotations
+
+from routerwise.errors import RouterWiseError
+
+
+class ProfilingError(RouterWiseError):
+    """Base class of the errors :mod:`profiling` raises on purpose."""
+
+
+class ToolUnavailable(ProfilingError, RuntimeError):
+    """A program or package a step needs is not installed (nvidia-cuda-mps-control, torch)."""
+
+
+class EngineStartError(ProfilingError, RuntimeError):
+    """A serving engine exited or never became healthy; the message carries its log tail."""
+
+
+class MPSError(ProfilingError, RuntimeError):
+    """The NVIDIA MPS control daemon failed to start or stop."""
+
+
+class ResultExists(ProfilingError, FileExistsError):
+    """A finished measurement is already on disk and would be overwritten."""
