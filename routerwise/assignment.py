@@ -141,3 +141,63 @@ def dual_value(groups: ScoreGroups, prices, fractions) -> float:
     w = np.asarray(fractions, dtype=float)
     return float(groups.counts @ np.max(groups.scores - a[None, :], axis=1)
                  / groups.num_prompts + a @ w)
+
+
+def central_prices(groups: ScoreGroups, z: np.ndarray, tol: float = 1e-6,
+                   fallback: np.ndarray | None = None) -> np.ndarray:
+    """Optimal prices with the widest margin: the prices the online router should use.
+
+    At a kink of S many price vectors are optimal (any alpha satisfying complementary
+    slackness with the assignment z). A vertex solution leaves some prompts exactly tied, so
+    the argmax rule cannot reproduce the plan. Among all optimal prices this picks the one
+    maximising the margin delta by which every prompt prefers its planned model:
+
+        max delta  s.t.  s_ji - alpha_i >= s_jk - alpha_k + delta   (z_ji > 0, z_jk = 0)
+                         s_ji - alpha_i  = s_jk - alpha_k           (z_ji > 0, z_jk > 0)
+                         sum_i alpha_i = 0,   0 <= delta <= 1.
+
+    delta = 0 is feasible in exact arithmetic (LP duality); every constraint gets a slack of
+    1e-9 for floating-point noise in z, and if the LP is still infeasible the given
+    ``fallback`` prices (the assignment LP's duals) are returned. The result is an optimal dual,
+    hence still a supergradient of S.
+    """
+    J, M = groups.scores.shape
+    used = np.asarray(z) > tol * np.maximum(groups.counts, 1.0)[:, None]
+    A_ub, b_ub, A_eq, b_eq = [], [], [], []
+    s = groups.scores
+    for i in range(M):
+        for k in range(M):
+            if i == k:
+                continue
+            # rows j where i is used: alpha_k - alpha_i (+ delta) vs s_jk - s_ji
+            row = np.zeros(M + 1)
+            row[k], row[i] = 1.0, -1.0
+            strict = used[:, i] & ~used[:, k]
+            if strict.any():
+                r = row.copy()
+                r[M] = -1.0                      # -(alpha_k - alpha_i - delta) <= -(s_jk - s_ji)
+                A_ub.append(np.repeat(-r[None, :], strict.sum(), 0))
+                b_ub.append(-(s[strict, k] - s[strict, i]) + 1e-9)
+            both = used[:, i] & used[:, k]
+            if both.any():   # ties both ways, within the slack
+                A_ub.append(np.repeat(-row[None, :], both.sum(), 0))
+                b_ub.append(-(s[both, k] - s[both, i]) + 1e-9)
+    A_eq.append(np.r_[np.ones(M), 0.0][None, :])
+    b_eq.append(np.zeros(1))
+    c = np.zeros(M + 1)
+    c[M] = -1.0
+    res = linprog(c, A_ub=np.vstack(A_ub) if A_ub else None,
+                  b_ub=np.concatenate(b_ub) if b_ub else None,
+                  A_eq=np.vstack(A_eq), b_eq=np.concatenate(b_eq),
+                  bounds=[(None, None)] * M + [(0.0, 1.0)], method="highs")
+    if res.status != 0:
+        if fallback is None:
+            raise RuntimeError(f"central price LP failed: {res.message}")
+        return np.asarray(fallback, dtype=float) - np.mean(fallback)
+    return res.x[:M]
+
+
+def plan_prices(groups: ScoreGroups, fractions) -> np.ndarray:
+    """Router prices for a plan: the widest-margin optimal prices of S at ``fractions``."""
+    r = score_of_fractions(groups, fractions)
+    return central_prices(groups, r.z, fallback=r.prices)

@@ -20,7 +20,7 @@ from dataclasses import replace
 
 import numpy as np
 
-from .assignment import group_scores
+from .assignment import group_scores, plan_prices
 from .placement import ShardDemand, place_exact
 from .problem import Problem, SystemSetup
 from .routing import FixedSetupLP, evaluate_plan, option_limits
@@ -52,7 +52,7 @@ def _best_of(problem: Problem, ctx: SearchContext, rows, name: str, t0: float, l
         return None
     s, res = best
     setup = ctx.retained.setup(s)
-    return Solution(setup, res.fractions, res.prices, res.score,
+    return Solution(setup, res.fractions, plan_prices(ctx.groups, res.fractions), res.score,
                     evaluate_plan(problem, setup, res.fractions), name, "optimal",
                     solve_time_s=time.perf_counter() - t0)
 
@@ -112,7 +112,7 @@ def isolated_baseline(problem: Problem) -> Solution:
                         infeasibility=Infeasibility("setup_space" if not exists else "latency",
                                                     msg, np.inf))
     setup, res = best
-    return Solution(setup, res.fractions, res.prices, res.score,
+    return Solution(setup, res.fractions, plan_prices(groups, res.fractions), res.score,
                     evaluate_plan(problem, setup, res.fractions), name, "optimal",
                     solve_time_s=time.perf_counter() - t0,
                     notes=("isolated deployments may leave GPUs idle: exempt from the "

@@ -63,8 +63,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .assignment import group_scores, score_of_fractions
-from .errors import SolverUnavailable
+from .assignment import central_prices, group_scores, score_of_fractions
+from .errors import SolverUnavailable, ValidationError
+from .highs import consume_banner
 from .io import atomic_path
 from .problem import Problem, SystemSetup
 from .routing import evaluate_plan, option_limits
@@ -98,8 +99,12 @@ def _pulp():
 
 
 def build_milp(problem: Problem, *, tol_ms: float | None = None,
-               symmetry_breaking: bool = True) -> MilpModel:
-    """Build the MILP above for ``problem`` (pure: solves nothing)."""
+               symmetry_breaking: bool = True, fix_setup: SystemSetup | None = None) -> MilpModel:
+    """Build the MILP above for ``problem`` (pure: solves nothing).
+
+    ``fix_setup`` fixes x to one system setup (its (tp, rho) per model), leaving placement and
+    routing free: the MILP then solves the routing problem of that setup.
+    """
     pulp = _pulp()
     sp, G = problem.space, problem.cluster.num_gpus
     mean = problem.slo.aggregate == "mean"
@@ -130,6 +135,13 @@ def build_milp(problem: Problem, *, tol_ms: float | None = None,
 
     for i, opts in enumerate(options):                                             # (1)
         lp += pulp.lpSum(x[i, k] for k in range(len(opts))) == 1, f"one_setup[{i}]"
+        if fix_setup is not None:
+            want = fix_setup.per_model[i]
+            ks = [k for k, o in enumerate(opts) if (o.tp, o.compute_tenths) == (want.tp, want.compute_tenths)]
+            if not ks:
+                raise ValidationError(f"fix_setup: {want.label()} is not a usable option of model "
+                                      f"{problem.models[i].name!r}")
+            lp += x[i, ks[0]] == 1, f"fixed_setup[{i}]"
     if place:
         mem = problem.cluster.gpu.mem_gb
         for i, opts in enumerate(options):
@@ -213,15 +225,18 @@ def _solver(name: str, time_limit_s, gap_rel, threads, msg):
 
 def solve_milp(problem: Problem, *, solver: str = "HiGHS", time_limit_s: float | None = 120.0,
                gap_rel: float = 1e-6, threads: int | None = None, lp_path: str | Path | None = None,
-               tol_ms: float | None = None, msg: bool = False) -> Solution:
+               tol_ms: float | None = None, msg: bool = False,
+               fix_setup: SystemSetup | None = None) -> Solution:
     """Solve the joint MILP with a named solver; the plan is re-evaluated and verified."""
     pulp = _pulp()
     t0 = time.perf_counter()
-    model = build_milp(problem, tol_ms=tol_ms)
+    model = build_milp(problem, tol_ms=tol_ms, fix_setup=fix_setup)
     build_s = time.perf_counter() - t0
     if lp_path is not None:
         write_lp(model, lp_path)
     s = _solver(solver, time_limit_s, gap_rel, threads, msg)
+    if solver == "HiGHS" and not msg:
+        consume_banner()
     t1 = time.perf_counter()
     model.lp.solve(s)
     solve_s = time.perf_counter() - t1
@@ -256,7 +271,7 @@ def solve_milp(problem: Problem, *, solver: str = "HiGHS", time_limit_s: float |
         bound = float(pulp.value(model.lp.objective))
     if bound is not None:
         bound = max(bound, res.score)
-    sol = Solution(setup, w, res.prices, res.score, evaluate_plan(problem, setup, w), name,
+    sol = Solution(setup, w, central_prices(model.groups, res.z, fallback=res.prices), res.score, evaluate_plan(problem, setup, w), name,
                    "optimal" if optimal else "time_limit", bound=bound,
                    solve_time_s=time.perf_counter() - t0, stats=stats,
                    notes=(f"latency envelope tolerance per model: "

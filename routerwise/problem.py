@@ -22,7 +22,7 @@ because curves are non-decreasing, so it can only make a plan look worse than it
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cached_property
 from typing import Iterable, Mapping, Sequence
 
@@ -435,8 +435,10 @@ class Problem:
     slo: SLO
     space: SetupSpace = field(default_factory=SetupSpace)
     name: str = ""
+    assumptions: tuple[str, ...] = ()   # what the inputs rest on (measured/fitted/modelled)
 
     def __post_init__(self):
+        object.__setattr__(self, "assumptions", tuple(self.assumptions))
         models = tuple(self.models)
         object.__setattr__(self, "models", models)
         names = tuple(m.name for m in models)
@@ -499,20 +501,16 @@ class Problem:
     def with_slo(self, slo: SLO | float) -> "Problem":
         if not isinstance(slo, SLO):
             slo = SLO(float(slo), self.slo.metric, self.slo.aggregate)
-        return Problem(self.models, self.cluster, self.workload, self.profiles, slo,
-                       self.space, self.name)
+        return replace(self, slo=slo)
 
     def with_rate(self, arrival_rate_rps: float) -> "Problem":
-        return Problem(self.models, self.cluster, self.workload.with_rate(arrival_rate_rps),
-                       self.profiles, self.slo, self.space, self.name)
+        return replace(self, workload=self.workload.with_rate(arrival_rate_rps))
 
     def with_cluster(self, num_gpus: int) -> "Problem":
-        return Problem(self.models, Cluster(self.cluster.gpu, num_gpus), self.workload,
-                       self.profiles, self.slo, self.space, self.name)
+        return replace(self, cluster=Cluster(self.cluster.gpu, num_gpus))
 
     def with_space(self, space: SetupSpace) -> "Problem":
-        return Problem(self.models, self.cluster, self.workload, self.profiles, self.slo,
-                       space, self.name)
+        return replace(self, space=space)
 
 
 def curves_from_points(points: Mapping[tuple[str, int, int], tuple[Iterable[float], Iterable[float]]],

@@ -29,8 +29,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .assignment import ScoreGroups, group_scores
+from .assignment import ScoreGroups, group_scores, plan_prices
 from .errors import SolverUnavailable, ValidationError
+from .highs import new_highs
 from .latency import (MassSecants, fraction_where_latency_reaches, mass_secants, max_fraction,
                       per_model_latency_ms, system_latency_ms)
 from .problem import LatencyCurve, Problem, SystemSetup
@@ -101,10 +102,11 @@ class FixedSetupLP:
         if mean_aggregate:
             row(range(self.t0, self.t0 + M), [1.0] * M, -INF, tau_ms)
         self.num_base_rows = len(lo)
-        h = highspy.Highs()
-        h.silent()
-        h.setOptionValue("output_flag", False)
-        h.setOptionValue("threads", 1)
+        h = new_highs()
+        # Re-solved thousands of times with small changes: presolve would redo its work each
+        # time, and primal simplex from the previous basis is fastest here (measured).
+        h.setOptionValue("presolve", "off")
+        h.setOptionValue("simplex_strategy", 4)
         h.addVars(ncol, lower, upper)
         h.changeColsCost(ncol, np.arange(ncol, dtype=np.int32), cost)
         h.changeObjectiveSense(highspy.ObjSense.kMaximize)
@@ -112,16 +114,31 @@ class FixedSetupLP:
                   np.array(idx, dtype=np.int32), np.array(val))
         self.h = h
         self._extra_cols = 0
+        # R4 rows live in fixed per-model slots (t_i - slope w_i >= intercept) that are
+        # rewritten in place, so the simplex basis of the previous setup warm-starts the next.
+        self._slots: list[list[int]] = [[] for _ in range(M)]
 
     def _reset(self):
         h = self.h
-        extra_rows = h.getNumRow() - self.num_base_rows
-        if extra_rows:
-            h.deleteRows(extra_rows, np.arange(self.num_base_rows, h.getNumRow(), dtype=np.int32))
-        if self._extra_cols:
+        if self._extra_cols:   # the binaries of a non-convex envelope, and their rows
+            extra_rows = h.getNumRow() - self._mip_row0
+            h.deleteRows(extra_rows, np.arange(self._mip_row0, h.getNumRow(), dtype=np.int32))
             base = h.getNumCol() - self._extra_cols
             h.deleteCols(self._extra_cols, np.arange(base, h.getNumCol(), dtype=np.int32))
             self._extra_cols = 0
+        for i, slots in enumerate(self._slots):       # free every slot
+            if slots:
+                h.changeRowsBounds(len(slots), np.array(slots, dtype=np.int32),
+                                   np.full(len(slots), -INF), np.full(len(slots), INF))
+
+    def _slot_rows(self, i: int, n: int) -> list[int]:
+        h, slots = self.h, self._slots[i]
+        while len(slots) < n:
+            r = h.getNumRow()
+            h.addRow(-INF, INF, 2, np.array([self.t0 + i, self.w0 + i], dtype=np.int32),
+                     np.array([1.0, 0.0]))
+            slots.append(r)
+        return slots[:n]
 
     def solve(self, w_top: np.ndarray, secants: list[MassSecants] | None) -> RoutingResult | None:
         """Optimal routing for one setup, or None when no routing meets the limits."""
@@ -133,13 +150,20 @@ class FixedSetupLP:
         h.changeColsBounds(M, np.arange(self.w0, self.w0 + M, dtype=np.int32), np.zeros(M),
                            np.asarray(w_top, dtype=float))
         if self.mean:
-            for i, sec in enumerate(secants):
-                self._add_mass(i, sec)
+            self._mip_row0 = None
+            # Convex envelopes first: their slots must precede the MIP rows deleted next time.
+            for i in sorted(range(M), key=lambda i: not secants[i].convex):
+                self._add_mass(i, secants[i])
         h.run()
         status = h.getModelStatus()
-        if status == self._hs.HighsModelStatus.kInfeasible:
+        S = self._hs.HighsModelStatus
+        if status not in (S.kOptimal, S.kInfeasible):
+            h.clearSolver()        # numerical trouble from the warm start: solve from scratch
+            h.run()
+            status = h.getModelStatus()
+        if status == S.kInfeasible:
             return None
-        if status != self._hs.HighsModelStatus.kOptimal:  # pragma: no cover - defensive
+        if status != S.kOptimal:  # pragma: no cover - defensive
             raise RuntimeError(f"routing LP ended with status {h.modelStatusToString(status)}")
         sol = h.getSolution()
         x = np.asarray(sol.col_value)
@@ -162,15 +186,17 @@ class FixedSetupLP:
         if sec.w.size < 2:          # nothing routable: w_top == 0 forces w_i = 0, t_i >= 0
             return
         if sec.convex:              # R4: t_i >= slope_p * w_i + intercept_p
-            P = sec.slopes.size
-            starts = np.arange(0, 2 * P, 2, dtype=np.int32)
-            idx = np.tile(np.array([t_col, w_col], dtype=np.int32), P)
-            val = np.column_stack([np.ones(P), -sec.slopes]).ravel()
-            h.addRows(P, sec.intercepts, np.full(P, INF), 2 * P, starts, idx, val)
+            rows = self._slot_rows(i, sec.slopes.size)
+            for r, sl in zip(rows, sec.slopes):
+                h.changeCoeff(r, w_col, -float(sl))
+            h.changeRowsBounds(len(rows), np.array(rows, dtype=np.int32), sec.intercepts,
+                               np.full(len(rows), INF))
             return
         # Incremental PWL: w_i = sum_p dw_p d_p, t_i >= sum_p dphi_p d_p, d_{p+1} <= y_p <= d_p.
         dw, dphi = np.diff(sec.w), np.diff(sec.phi)
         P = dw.size
+        if self._mip_row0 is None:
+            self._mip_row0 = h.getNumRow()
         base = h.getNumCol()
         h.addVars(2 * P, np.zeros(2 * P), np.ones(2 * P))
         self._extra_cols += 2 * P
@@ -222,7 +248,8 @@ def solve_routing(problem: Problem, setup: SystemSetup, *, groups: ScoreGroups |
     if res is None:
         return None
     L = evaluate_plan(problem, setup, res.fractions)
-    return Solution(setup, res.fractions, res.prices, res.score, L, solver_name, "optimal",
+    return Solution(setup, res.fractions, plan_prices(groups, res.fractions), res.score, L,
+                    solver_name, "optimal",
                     bound=None, solve_time_s=time.perf_counter() - t0,
                     notes=(f"latency mass secant tolerance {mass_tol_ms(problem):.3g} ms/model",))
 
@@ -245,8 +272,7 @@ def solve_routing_cvxpy(problem: Problem, setup: SystemSetup, *, solver: str = "
     N = groups.num_prompts
     z = cp.Variable((J, M), nonneg=True)
     w = cp.Variable(M, nonneg=True)
-    count = cp.sum(z, axis=0) == N * w
-    cons = [cp.sum(z, axis=1) == groups.counts, count, cp.sum(w) == 1]
+    cons = [cp.sum(z, axis=1) == groups.counts, cp.sum(z, axis=0) == N * w, cp.sum(w) == 1]
     if problem.slo.aggregate == "max":
         caps = [min(max_fraction(c, lam), fraction_where_latency_reaches(c, tau, lam))
                 for c in curves]
@@ -276,11 +302,9 @@ def solve_routing_cvxpy(problem: Problem, setup: SystemSetup, *, solver: str = "
         raise RuntimeError(f"cvxpy ended with status {prob.status}")
     wv = np.clip(np.asarray(w.value, dtype=float), 0, None)
     wv = wv / wv.sum()
-    prices = -np.asarray(count.dual_value, dtype=float) * N
-    prices = prices - prices.mean()
     from .assignment import score_of_fractions
     score = score_of_fractions(groups, wv).score
     L = evaluate_plan(problem, setup, wv)
-    return Solution(setup, wv, prices, score, L, f"routing-cvxpy[{solver}]",
+    return Solution(setup, wv, plan_prices(groups, wv), score, L, f"routing-cvxpy[{solver}]",
                     "optimal" if prob.status == "optimal" else "feasible",
                     solve_time_s=time.perf_counter() - t0)

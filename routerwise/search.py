@@ -32,7 +32,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from .assignment import ScoreGroups, group_scores
+from .assignment import ScoreGroups, group_scores, plan_prices
 from .latency import CurveBank, MassSecants
 from .problem import Problem
 from .routing import FixedSetupLP, evaluate_plan, option_limits
@@ -207,6 +207,10 @@ def solve_exact(problem: Problem, *, retained: RetainedSetups | None = None,
         rest = np.flatnonzero(~done & (ub > best_val))
         if rest.size and res.nu is not None:
             ub[rest] = np.minimum(ub[rest], lag.bound(res.raw_prices, res.beta, res.nu, rest))
+    if best_res is None and status == "time_limit":
+        return Solution(None, None, None, float("nan"), float("nan"), "routerwise-exact",
+                        "time_limit", bound=float(ub[~done].max()) if (~done).any() else None,
+                        solve_time_s=time.perf_counter() - t0)
     if best_res is None:
         return _infeasible(problem, ctx, t0, "routerwise-exact")
     unsolved = ~done & (ub > -np.inf)
@@ -214,7 +218,8 @@ def solve_exact(problem: Problem, *, retained: RetainedSetups | None = None,
     setup = ctx.retained.setup(best_s)
     L = evaluate_plan(problem, setup, best_res.fractions)
     stats = {"setups": S, "solved": n_solved, "pruned_by_bound": int(S - n_solved)}
-    return Solution(setup, best_res.fractions, best_res.prices, best_val, L, "routerwise-exact",
+    return Solution(setup, best_res.fractions, plan_prices(ctx.groups, best_res.fractions),
+                    best_val, L, "routerwise-exact",
                     status, bound=bound, solve_time_s=time.perf_counter() - t0,
                     history=pd.DataFrame(history), stats=stats,
                     notes=("exact over retained setups (bounded search + HiGHS LP per setup)",))
@@ -304,3 +309,48 @@ def _infeasible(problem: Problem, ctx: SearchContext, t0: float, solver: str) ->
     diag = diagnose_infeasible(problem, ctx)
     return Solution(None, None, None, float("nan"), float("nan"), solver, "infeasible",
                     solve_time_s=time.perf_counter() - t0, infeasibility=diag)
+
+
+def evaluate_all(problem: Problem, *, context: SearchContext | None = None,
+                 workers: int = 1) -> pd.DataFrame:
+    """Every retained setup's best score (exact routing) and its latency: one row per setup.
+
+    Infeasible setups (no routing meets the SLO) have ``feasible = False`` and NaN score.
+    ``workers > 1`` splits the setups over processes (each solves its share with its own LP).
+    """
+    ctx = context or SearchContext.build(problem)
+    S = ctx.setups.shape[0]
+    if workers > 1 and S > 64:
+        # "spawn", not "fork": HiGHS keeps a global thread pool that a forked child inherits
+        # in a broken state (its threads do not survive the fork).
+        from concurrent.futures import ProcessPoolExecutor
+        import multiprocessing as mp
+        chunks = np.array_split(np.arange(S), workers)
+        with ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn")) as pool:
+            parts = list(pool.map(_evaluate_chunk, [(problem, ctx.retained, c) for c in chunks]))
+        return pd.concat(parts, ignore_index=True)
+    return _evaluate_rows(np.arange(S), ctx)
+
+
+def _evaluate_chunk(args) -> pd.DataFrame:
+    problem, retained, rows = args
+    return _evaluate_rows(rows, SearchContext.build(problem, retained))
+
+
+def _evaluate_rows(rows: np.ndarray, ctx: SearchContext) -> pd.DataFrame:
+    problem = ctx.problem
+    lp = FixedSetupLP(ctx.groups, problem.slo.aggregate == "mean", problem.slo.latency_ms)
+    out = []
+    for s in rows:
+        res = lp.solve(*ctx.setup_limits(int(s)))
+        setup = ctx.retained.setup(int(s))
+        row = {"setup": setup.label(), "feasible": res is not None,
+               "score": res.score if res is not None else np.nan,
+               "latency_ms": evaluate_plan(problem, setup, res.fractions) if res is not None
+               else np.nan}
+        for i, (name, o) in enumerate(zip(problem.model_names, setup.per_model)):
+            row[f"tp[{name}]"] = o.tp
+            row[f"rho[{name}]"] = o.compute_share
+            row[f"w[{name}]"] = res.fractions[i] if res is not None else np.nan
+        out.append(row)
+    return pd.DataFrame(out)

@@ -11,6 +11,8 @@ method         what it is
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from .errors import ValidationError
 from .problem import Problem
 from .solution import Solution
@@ -28,4 +30,5 @@ def solve(problem: Problem, method: str = "exact", **options) -> Solution:
         from .milp import solve_milp as run
     else:
         raise ValidationError(f"unknown method {method!r}; choose one of {METHODS}")
-    return run(problem, **options).verify(problem)
+    sol = run(problem, **options).verify(problem)
+    return replace(sol, notes=sol.notes + tuple(f"input: {a}" for a in problem.assumptions))

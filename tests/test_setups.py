@@ -1,0 +1,78 @@
+"""Setup enumeration and placement: the paper's counts, and exact placement vs brute force."""
+
+import itertools
+
+import numpy as np
+import pytest
+
+from routerwise.placement import ShardDemand, gpu_usage, place_exact, place_ffd
+from routerwise.problem import SetupSpace
+from routerwise.setups import enumerate_setups
+from routerwise.synthetic import synthetic_problem
+
+OFF = SetupSpace(check_memory=False, check_compute=False)
+
+
+@pytest.mark.parametrize("models, gpus, count", [(3, 4, 669), (4, 4, 16_660), (3, 8, 141),
+                                                   (4, 8, 7_764)])
+def test_utilization_filter_reproduces_the_papers_counts(models, gpus, count):
+    r = enumerate_setups(synthetic_problem(models, gpus, space=OFF))
+    assert len(r) == count
+    assert r.stage_counts["utilization"] == count
+    units = r.compute_units_tenths().sum(axis=1)
+    assert np.all(units == 10 * gpus)
+
+
+def brute_force(demands, G, mem, check_compute=True, check_memory=True):
+    choices = [list(itertools.combinations(range(G), d.tp)) for d in demands]
+    for combo in itertools.product(*choices):
+        comp, m, _ = gpu_usage(demands, combo, G)
+        if (not check_compute or max(comp) <= 10) and (not check_memory or max(m) <= mem + 1e-9):
+            return True
+    return False
+
+
+def test_exact_placement_matches_brute_force_and_ffd_is_a_certificate():
+    rng = np.random.default_rng(7)
+    disagreements_ffd = 0
+    for _ in range(400):
+        G = int(rng.integers(2, 5))
+        demands = [ShardDemand(int(rng.choice([1, 2, 4][: 1 + (G >= 2) + (G >= 4)])),
+                               int(rng.integers(1, 11)), float(rng.uniform(5, 60)))
+                   for _ in range(int(rng.integers(1, 5)))]
+        exact = place_exact(demands, G, 80.0)
+        assert (exact is not None) == brute_force(demands, G, 80.0)
+        if exact is not None:
+            comp, mem, _ = gpu_usage(demands, exact, G)
+            assert max(comp) <= 10 and max(mem) <= 80.0 + 1e-9
+            assert all(len(set(p)) == d.tp for p, d in zip(exact, demands))
+        ffd = place_ffd(demands, G, 80.0)
+        if ffd is not None:
+            assert exact is not None       # FFD success certifies feasibility
+        disagreements_ffd += (ffd is None) != (exact is None)
+    assert disagreements_ffd > 0           # FFD is a heuristic: it misses some feasible cases
+
+
+def test_ffd_false_negative_example():
+    d2 = [ShardDemand(1, 1, 40.0), ShardDemand(1, 1, 30.0), ShardDemand(1, 1, 30.0),
+          ShardDemand(1, 1, 20.0), ShardDemand(1, 1, 20.0), ShardDemand(1, 1, 20.0)]
+    # 40+20+20 | 30+30+20 = 80 | 80 exists; FFD: 40,30 | 30,20,20 | 20 -> needs a third GPU.
+    assert place_ffd(d2, 2, 80.0) is None
+    assert place_exact(d2, 2, 80.0) is not None
+
+
+def test_deployability_filters_and_retained_placements_are_valid():
+    p = synthetic_problem(4, 4)
+    r = enumerate_setups(p)
+    c = r.stage_counts
+    assert c["utilization"] >= c["usable_options"] >= c["memory_exact"] >= c["retained"] > 0
+    assert c["memory_exact"] >= c["memory_ffd"]
+    assert r.ffd_false_negatives >= 0
+    for s in range(len(r)):
+        setup = r.setup(s)
+        demands = [ShardDemand(o.tp, o.compute_tenths, p.models[i].mem_gb(o.tp))
+                   for i, o in enumerate(setup.per_model)]
+        comp, mem, _ = gpu_usage(demands, setup.placement, 4)
+        assert max(comp) <= 10 and max(mem) <= 80.0
+    # Options that cannot fit a GPU are reported, never silently dropped.
+    assert any("GB >" in reason for *_, reason in r.excluded_options)
