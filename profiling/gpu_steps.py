@@ -46,7 +46,7 @@ import numpy as np
 import pandas as pd
 
 from routerwise.errors import DataError, ValidationError
-from routerwise.io import atomic_write_with
+from routerwise.io import atomic_write_with, read_csv_checked
 
 from . import nvml
 from .errors import MPSError, ToolUnavailable
@@ -225,14 +225,7 @@ def write_steps(df: pd.DataFrame, path: str | Path) -> Path:
 
 
 def read_steps(path: str | Path) -> pd.DataFrame:
-    path = Path(path)
-    if not path.is_file():
-        raise DataError(f"no step table at {path}")
-    df = pd.read_csv(path, keep_default_na=False, na_values=[""])
-    missing = [c for c in STEP_COLUMNS if c not in df.columns]
-    if missing:
-        raise DataError(f"{path} is not a step table: it lacks {missing}")
-    return df
+    return read_csv_checked(path, STEP_COLUMNS, "step table")
 
 
 # ---------------------------------------------------------------------------------------------

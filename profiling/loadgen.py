@@ -53,7 +53,7 @@ from tqdm import tqdm
 
 from routerwise import profiles
 from routerwise.errors import DataError, ValidationError
-from routerwise.io import atomic_write_with
+from routerwise.io import atomic_write_with, read_csv_checked
 
 ERROR_KINDS = (
     "connect_error",       # nothing listening / connection refused
@@ -493,13 +493,7 @@ def run_load(schedule: Schedule, prompts: PromptSet, endpoint: Endpoint, *,
 
 
 def read_requests(path: str | Path) -> pd.DataFrame:
-    path = Path(path)
-    if not path.is_file():
-        raise DataError(f"no request table at {path}")
-    df = pd.read_csv(path, keep_default_na=False, na_values=[""])
-    missing = [c for c in REQUEST_COLUMNS if c not in df.columns]
-    if missing:
-        raise DataError(f"{path} is not a request table: it lacks {missing}")
+    df = read_csv_checked(path, REQUEST_COLUMNS, "request table")
     df["error_kind"] = df["error_kind"].fillna("").astype(str)
     df["error_message"] = df["error_message"].fillna("").astype(str)
     return df

@@ -72,3 +72,18 @@ def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
         while block := f.read(chunk):
             h.update(block)
     return h.hexdigest()
+
+
+def read_csv_checked(path: str | os.PathLike, columns, what: str):
+    """Read a CSV (empty cells as NaN) that must have ``columns``; DataError names the file."""
+    import pandas as pd
+
+    from .errors import DataError
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"no {what} at {path}")
+    df = pd.read_csv(path, keep_default_na=False, na_values=[""])
+    missing = [c for c in columns if c not in df.columns]
+    if missing:
+        raise DataError(f"{path} is not a {what}: it lacks {missing}")
+    return df

@@ -18,11 +18,16 @@ if not os.environ.get("ROUTERWISE_DATA_MIRROR"):
         os.environ["ROUTERWISE_DATA_MIRROR"] = str(_beside)
 
 
+_CACHE_GIVEN = bool(os.environ.get("ROUTERWISE_CACHE_DIR"))
+
+
 @pytest.fixture(autouse=True)
 def _isolated_cache(tmp_path_factory, monkeypatch):
-    """Generated tables go to a per-session cache, never the user's."""
-    cache = tmp_path_factory.getbasetemp() / "routerwise-cache"
-    monkeypatch.setenv("ROUTERWISE_CACHE_DIR", str(cache))
+    """Generated tables go to the cache named by ROUTERWISE_CACHE_DIR (``make test`` sets one
+    for the whole run) or else to a per-session folder: never the user's own cache."""
+    if not _CACHE_GIVEN:
+        monkeypatch.setenv("ROUTERWISE_CACHE_DIR",
+                           str(tmp_path_factory.getbasetemp() / "routerwise-cache"))
 
 
 def mirror_available() -> bool:

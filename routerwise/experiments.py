@@ -1,0 +1,190 @@
+"""The analyses behind the notebooks: each returns tidy tables the notebooks plot and record.
+
+Notebooks stay thin: they set parameters, call one function here per figure or table, plot,
+and record key numbers. Every function takes plain parameters and returns DataFrames/dicts.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import replace
+
+import numpy as np
+import pandas as pd
+
+from .baselines import isolated_problem, run_baselines
+from .dual_price import solve_dual_price
+from .instances import default_problem
+from .milp import solve_milp
+from .problem import SLO, Problem, SetupSpace
+from .router import OnlineRouter
+from .routing import evaluate_plan
+from .search import SearchContext, evaluate_all, solve_exact
+from .setups import enumerate_setups
+from .solution import Solution
+
+PAPER = {  # the paper's reported figures (arXiv:2604.10907), for side-by-side tables
+    "score_min": 0.30, "score_max": 0.56, "variation_pct": 87.0,
+    "retained_3m_G4": 700, "retained_4m_G4": (16_000, 17_000),
+    "seconds_per_setup": 1.0,
+}
+SPACES = {
+    "paper": SetupSpace(check_compute=False),   # utilization + memory (the paper's checks)
+    "ours": SetupSpace(),                       # + compute shares placed exactly
+}
+
+
+# ----------------------------------------------------------------------------- setup space
+
+def setup_space_counts(num_models=(3, 4), num_gpus=(4, 6, 8), gpu: str = "A100-80GB") -> pd.DataFrame:
+    """Setups surviving each filter, per ladder size and cluster size (the paper's Fig. 6)."""
+    rows = []
+    for M in num_models:
+        for G in num_gpus:
+            p = default_problem(M, G, arrival_rate_rps=1.0, gpu=gpu)
+            mem = enumerate_setups(p.with_space(SPACES["paper"]))
+            ours = enumerate_setups(p)
+            c = mem.stage_counts
+            rows.append({"models": M, "gpus": G, "cartesian": c["cartesian"],
+                         "utilization": c["utilization"],
+                         "shards_fit_one_gpu": c["usable_options"],
+                         "memory_ffd_paper": c["memory_ffd"],
+                         "memory_exact": c["memory_exact"],
+                         "memory_compute_ours": ours.stage_counts["retained"],
+                         "kept_by_paper_but_oversubscribed": c["memory_exact"] - len(ours),
+                         "ffd_false_negatives": c["memory_exact"] - c["memory_ffd"]})
+    return pd.DataFrame(rows)
+
+
+# ----------------------------------------------------------------------------- score variation
+
+def score_variation(problem: Problem, *, workers: int = 2) -> dict:
+    """Every retained setup's best score, the optimum, and the paper's baselines, for one panel.
+
+    Returns ``{"setups": DataFrame, "best": Solution, "baselines": {name: Solution},
+    "summary": dict}``; the summary's ``variation_pct`` is (max - min) / min over feasible
+    setups, the paper's headline statistic.
+    """
+    ctx = SearchContext.build(problem)
+    df = evaluate_all(problem, context=ctx, workers=workers)
+    best = solve_exact(problem, context=ctx).verify(problem)
+    base = run_baselines(problem, context=ctx)
+    f = df[df["feasible"]]
+    smin, smax = (float(f["score"].min()), float(f["score"].max())) if len(f) else (np.nan, np.nan)
+    summary = {"instance": problem.name, "rate_rps": problem.arrival_rate_rps,
+               "slo_ms": problem.slo.latency_ms, "setups": len(df), "feasible": len(f),
+               "score_min": smin, "score_max": smax,
+               "variation_pct": 100 * (smax - smin) / smin if len(f) else np.nan,
+               "best_score": best.score if best.feasible else np.nan,
+               "best_setup": best.setup.label() if best.feasible else "infeasible"}
+    for k, sol in base.items():
+        summary[f"{k}_score"] = sol.score if sol.feasible else np.nan
+    return {"setups": df, "best": best, "baselines": base, "summary": summary}
+
+
+def panels(num_models: int, num_gpus, loads, slos, space: SetupSpace, *, workers: int = 2,
+           gpu: str = "A100-80GB"):
+    """score_variation for every (G, load, SLO); yields (problem, result)."""
+    for G in num_gpus:
+        for lam in loads:
+            for tau in slos:
+                p = default_problem(num_models, G, lam, tau, space=space, gpu=gpu)
+                yield p, score_variation(p, workers=workers)
+
+
+# ----------------------------------------------------------------------------- exact vs dual
+
+def solver_comparison(problem: Problem, *, milp_time_limit_s: float = 120.0) -> pd.DataFrame:
+    """The MILP optimum, the paper's dual-price method and the default solver on one panel."""
+    rows = []
+    ctx = SearchContext.build(problem)
+    runs = {"milp[HiGHS]": lambda: solve_milp(problem, time_limit_s=milp_time_limit_s),
+            "dual-price (paper)": lambda: solve_dual_price(problem, context=ctx),
+            "routerwise-exact (default)": lambda: solve_exact(problem, context=ctx)}
+    sols = {}
+    for name, run in runs.items():
+        t0 = time.perf_counter()
+        sols[name] = run().verify(problem)
+        sols[name] = replace(sols[name], solve_time_s=time.perf_counter() - t0)
+    opt = sols["milp[HiGHS]"]
+    for name, s in sols.items():
+        rows.append({"instance": problem.name, "rate_rps": problem.arrival_rate_rps,
+                     "slo_ms": problem.slo.latency_ms, "solver": name, "status": s.status,
+                     "score": s.score if s.feasible else np.nan,
+                     "gap_to_milp_pct": 100 * (opt.score - s.score) / opt.score
+                     if s.feasible and opt.feasible else np.nan,
+                     "proven_gap_pct": None if s.gap is None else 100 * s.gap,
+                     "time_s": s.solve_time_s, "setups": ctx.setups.shape[0],
+                     "setup": s.setup.label() if s.feasible else ""})
+    return pd.DataFrame(rows)
+
+
+# ----------------------------------------------------------------------------- beyond the paper
+
+def realized_scores(problem: Problem, solutions: dict[str, Solution]) -> pd.DataFrame:
+    """Predicted S(w) against the realized (true) score of the same exact assignment."""
+    rows = []
+    for name, s in solutions.items():
+        if not s.feasible:
+            continue
+        rows.append({"plan": name, "predicted_score": s.score,
+                     "realized_score": s.realized_score(problem)})
+    return pd.DataFrame(rows)
+
+
+def rate_sensitivity(problem: Problem, solution: Solution, factors=(0.8, 0.9, 1.0, 1.05, 1.1, 1.2)) -> pd.DataFrame:
+    """The same plan (setup and fractions) when the arrival rate is off by a factor."""
+    rows = []
+    for f in factors:
+        q = problem.with_rate(problem.arrival_rate_rps * f)
+        L = evaluate_plan(q, solution.setup, solution.fractions)
+        rows.append({"rate_factor": f, "rate_rps": q.arrival_rate_rps, "latency_ms": L,
+                     "meets_slo": bool(L <= problem.slo.latency_ms * (1 + 1e-9))})
+    return pd.DataFrame(rows)
+
+
+def mix_shift(problem: Problem, solution: Solution, tasks, *, shifts: int = 20, seed: int = 0,
+              concentration: float = 1.0) -> pd.DataFrame:
+    """Route shifted prompt mixes with the plan's fixed prices (the online router).
+
+    Each shift redraws the task shares from a Dirichlet(concentration) and resamples N prompts
+    with those shares; the router, with the plan's prices, decides where each goes. A shifted
+    mix moves the fractions, hence the latency: the table says by how much, and whether the SLO
+    still holds, without re-planning.
+    """
+    rng = np.random.default_rng(seed)
+    tasks = np.asarray(tasks)
+    names, t_idx = np.unique(tasks, return_inverse=True)
+    per_task = np.bincount(t_idx)
+    S, T = problem.workload.scores, problem.workload.true_scores
+    N = S.shape[0]
+    rows = []
+    for k in range(shifts):
+        share = rng.dirichlet(np.full(names.size, concentration))
+        weight = share[t_idx] / per_task[t_idx]        # prompt probability: its task's share
+        idx = rng.choice(N, size=N, p=weight / weight.sum())
+        router = OnlineRouter.from_solution(solution, problem.model_names)
+        picks = router.route_batch(S[idx])
+        w = router.realized_fractions
+        L = evaluate_plan(problem, solution.setup, w)
+        rows.append({"shift": k, "max_task_share": float(share.max()),
+                     "predicted_score": float(S[idx, picks].mean()),
+                     "realized_score": float(T[idx, picks].mean()) if T is not None else np.nan,
+                     "latency_ms": L, "meets_slo": bool(L <= problem.slo.latency_ms * (1 + 1e-9)),
+                     **{f"w[{n}]": float(v) for n, v in zip(problem.model_names, w)}})
+    return pd.DataFrame(rows)
+
+
+def tail_slo_variant(num_models: int, num_gpus: int, rate_rps: float, slo_ms: float,
+                     gpu: str = "A100-80GB") -> pd.DataFrame:
+    """Optimum under the paper's mean-TTFT SLO vs a p99-TTFT SLO on every routed model."""
+    rows = []
+    for metric, agg in (("ttft_mean", "mean"), ("ttft_p99", "max")):
+        p = default_problem(num_models, num_gpus, rate_rps, slo_ms, metric=metric,
+                            aggregate=agg, gpu=gpu)
+        s = solve_exact(p).verify(p)
+        rows.append({"slo": f"{metric} ({agg}) <= {slo_ms:g} ms", "status": s.status,
+                     "score": s.score if s.feasible else np.nan,
+                     "latency_ms": s.latency_ms if s.feasible else np.nan,
+                     "setup": s.setup.label() if s.feasible else s.infeasibility.message})
+    return pd.DataFrame(rows)

@@ -1,0 +1,67 @@
+"""End to end on real data: the default instances, solved, with every assumption named."""
+
+import numpy as np
+import pytest
+
+import routerwise as rw
+from conftest import needs_mirror
+from routerwise.instances import LADDER_3, default_problem, max_capacity_rps, paper_loads
+from routerwise.replay import replay_plan
+
+pytestmark = [needs_mirror, pytest.mark.timeout(600)]
+
+
+@pytest.fixture(scope="module")
+def problem():
+    return default_problem(3, 4, arrival_rate_rps=20.0, slo_ms=600.0)
+
+
+def test_default_instance_is_built_from_real_data(problem):
+    assert problem.model_names == LADDER_3
+    assert problem.workload.scores.shape == (500, 3)               # RouteProfile minus 2 tasks
+    assert problem.workload.true_scores is not None
+    assert problem.profiles.sources == {"simulated"}
+    assert problem.cluster.gpu.mem_gb == pytest.approx(85.9, abs=0.1)   # 80 GiB
+    kinds = " ".join(problem.assumptions)
+    for word in ("measured", "fitted", "simulated", "modelled"):
+        assert word in kinds
+    # The 70B model cannot run at tp=1 on one GPU (modelled need > 80 GiB).
+    assert problem.models[2].mem_gb(1) > problem.cluster.gpu.mem_gb > problem.models[2].mem_gb(2)
+
+
+def test_solvers_agree_and_name_their_assumptions(problem):
+    ex = rw.solve(problem, "exact")
+    mi = rw.solve(problem, "milp")
+    du = rw.solve(problem, "dual-price")
+    assert ex.score == pytest.approx(mi.score, rel=1e-5)
+    assert du.score <= mi.bound * (1 + 1e-4)
+    for s in (ex, mi, du):
+        assert all(f"input: {a}" in s.notes for a in problem.assumptions)
+    realized = ex.realized_score(problem)
+    assert 0.5 < realized < 1.0
+
+
+def test_paper_loads_scale_with_capacity():
+    loads = paper_loads(3)
+    cap = max_capacity_rps(default_problem(3, 4, arrival_rate_rps=1.0))
+    assert loads == pytest.approx(tuple(cap * f for f in (0.5, 0.6, 0.7, 0.8)), abs=0.01)
+    assert list(loads) == sorted(loads)
+    # Just beyond the largest capacity no setup can carry the load: a capacity diagnosis.
+    sol = rw.solve(default_problem(3, 4, arrival_rate_rps=cap * 1.01, slo_ms=600.0))
+    assert sol.status == "infeasible" and sol.infeasibility.binding == "capacity"
+
+
+def test_replay_uses_each_models_routed_prompts(problem):
+    from routerwise.instances import predicted_scores
+    qm, _ = predicted_scores(problem.model_names)
+    plan = rw.solve(problem)
+    rep = replay_plan(problem, plan, qm, num_requests=600)
+    routed = np.flatnonzero(plan.fractions > 1e-9)
+    assert len(rep.per_model) == routed.size
+    assert rep.predicted_ms == pytest.approx(plan.latency_ms)
+    for r in rep.per_model.itertuples():
+        i = problem.model_names.index(r.model)
+        assert r.predicted_ms == pytest.approx(
+            problem.curve(i, plan.setup.per_model[i]).latency_at(r.load_rps))
+        assert r.simulated_ms > 0
+    assert rep.simulated_p99_ms >= rep.simulated_mean_ms > 0

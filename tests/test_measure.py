@@ -1,0 +1,33 @@
+"""Setup latencies: measured against an endpoint, or simulated with the reason said."""
+
+import pytest
+
+from conftest import needs_mirror
+from fake_engine import FakeEngine
+from profiling.measure import endpoint_reachable, setup_latencies
+from routerwise import profiles
+
+pytestmark = [pytest.mark.timeout(300),
+              pytest.mark.filterwarnings("ignore:the load generator fell behind")]
+
+
+@needs_mirror
+def test_simulate_and_unreachable_endpoint_fall_back(tmp_path):
+    res = setup_latencies("llama-3.1-8b-instruct", [1], [1.0], [1.0], out_dir=tmp_path)
+    assert res.mode == "simulated" and "simulate" in res.reason
+    assert set(res.table["source"]) == {"simulated"} and len(res.table) > 5
+    res = setup_latencies("llama-3.1-8b-instruct", [1], [1.0], [1.0],
+                          endpoint="http://127.0.0.1:9", out_dir=tmp_path)
+    assert res.mode == "simulated" and "does not answer" in res.reason
+
+
+def test_endpoint_is_measured_in_the_shared_schema(tmp_path):
+    with FakeEngine(ttft_s=0.02, tpot_s=0.002) as eng:
+        assert endpoint_reachable(eng.url) is None
+        res = setup_latencies("fake-model", [1], [1.0], [4.0, 8.0], endpoint=eng.url,
+                              out_dir=tmp_path, num_requests=12, duration_s=10.0,
+                              gpu="test-gpu", served_model="fake-model")
+    assert res.mode == "measured"
+    t = profiles.normalize(res.table)
+    assert list(t["load_rps"]) == [4.0, 8.0] and set(t["source"]) == {"measured"}
+    assert (t["ttft_mean_ms"] >= 20.0).all()
