@@ -65,3 +65,12 @@ def test_replay_uses_each_models_routed_prompts(problem):
             problem.curve(i, plan.setup.per_model[i]).latency_at(r.load_rps))
         assert r.simulated_ms > 0
     assert rep.simulated_p99_ms >= rep.simulated_mean_ms > 0
+
+
+def test_cli_solves_and_explains_an_unreachable_slo(capsys):
+    from routerwise.cli import main
+    assert main(["solve", "--rate", "20", "--slo", "600"]) == 0
+    out = capsys.readouterr().out
+    assert "routerwise-exact: optimal" in out and "input: scores" in out
+    assert main(["solve", "--rate", "20", "--slo", "5"]) == 1
+    assert "Raise the SLO" in capsys.readouterr().out
