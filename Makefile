@@ -1,0 +1,48 @@
+# RouterWise kit: one front door for developer tasks. `make help` lists them.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+# Offline data: a folder laid out like raw.githubusercontent.com (github/<owner>/<repo>/<commit>/...).
+# ../shared/data is used when present; unset it (ROUTERWISE_DATA_MIRROR=) to download instead.
+ROUTERWISE_DATA_MIRROR ?= $(if $(wildcard ../shared/data),$(abspath ../shared/data),)
+export ROUTERWISE_DATA_MIRROR
+# Tests share one cache so the simulated profile grid is built once per run of `make test`.
+TEST_CACHE := $(CURDIR)/.cache/test
+
+.PHONY: help install reproduce test unit notebooks bench lab clean
+
+help:  ## list the targets
+	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
+
+$(BIN)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e ".[test]"
+	touch $@
+
+install: $(BIN)/.installed  ## create .venv and install the kit with its test tools
+
+reproduce: install  ## the main job: run every notebook into results/ (about 5 min on 2 cores)
+	$(BIN)/python -m routerwise.reproduce --out results
+
+test: unit notebooks  ## unit tests, notebook runs with small parameters, nbval of committed outputs
+
+unit: install  ## unit and notebook-parameter tests only
+	ROUTERWISE_CACHE_DIR=$(TEST_CACHE) $(BIN)/python -m pytest
+
+notebooks: install  ## nbval: re-run the committed notebooks and compare their outputs
+	ROUTERWISE_CACHE_DIR=$(TEST_CACHE) ROUTERWISE_RESULTS_DIR=$(CURDIR)/.cache/nbval-results \
+	  $(BIN)/python -m pytest --nbval notebooks --nbval-sanitize-with notebooks/nbval_sanitize.cfg \
+	  --nbval-current-env -p no:cacheprovider -q
+
+bench: install  ## print solver, simulator, step-cost and predictor benchmarks
+	$(BIN)/python benchmarks/bench_solvers.py --quick
+	$(BIN)/python benchmarks/bench_simulator.py
+	$(BIN)/python benchmarks/bench_stepcost.py
+
+lab: install  ## open the notebooks in JupyterLab
+	$(BIN)/python -m pip install -q -e ".[lab]"
+	$(BIN)/jupyter lab notebooks
+
+clean:  ## remove results and test caches (not the venv)
+	rm -rf results .cache .pytest_cache
