@@ -10,3 +10,9 @@ from .solution import Solution
 from .solve import METHODS, solve
 
 __version__ = "0.1.0"
+
+__all__ = ["ChecksumMismatch", "DataError", "InfeasibleSLO", "MissingDataFile", "RouterWiseError",
+           "SolverUnavailable", "ValidationError", "VerificationError", "SLO", "Cluster", "GPUType",
+           "LatencyCurve", "LatencyProfiles", "ModelSetup", "ModelSpec", "Problem", "SetupSpace",
+           "SystemSetup", "Workload", "OnlineRouter", "enumerate_setups", "Solution", "METHODS",
+           "solve"]

@@ -24,7 +24,7 @@ from .assignment import group_scores, plan_prices
 from .placement import ShardDemand, place_exact
 from .problem import Problem, SystemSetup
 from .routing import FixedSetupLP, evaluate_plan, option_limits
-from .search import SearchContext, _infeasible
+from .search import SearchContext, infeasible_solution
 from .solution import Infeasibility, Solution
 
 BASELINES = ("equal-split", "size-proportional", "isolated")
@@ -63,7 +63,7 @@ def nearest_setup_baseline(problem: Problem, kind: str, *,
     t0 = time.perf_counter()
     ctx = context or SearchContext.build(problem)
     if ctx.setups.shape[0] == 0:
-        return _infeasible(problem, ctx, t0, kind)
+        return infeasible_solution(problem, ctx, t0, kind)
     dist = np.abs(ctx.retained.compute_units_tenths() - compute_targets_tenths(problem, kind)[None, :]).sum(axis=1)
     lp = FixedSetupLP(ctx.groups, problem.slo.aggregate == "mean", problem.slo.latency_ms)
     for d in np.unique(np.round(dist, 9)):
@@ -72,7 +72,7 @@ def nearest_setup_baseline(problem: Problem, kind: str, *,
             return replace(sol, notes=(f"L1 distance to the {kind} target: {d / 10:g} GPUs",),
                            stats={"target_gpus": (compute_targets_tenths(problem, kind) / 10).tolist(),
                                   "distance_gpus": float(d / 10)})
-    return _infeasible(problem, ctx, t0, kind)
+    return infeasible_solution(problem, ctx, t0, kind)
 
 
 def isolated_baseline(problem: Problem) -> Solution:
@@ -81,7 +81,7 @@ def isolated_baseline(problem: Problem) -> Solution:
     G, mem = problem.cluster.num_gpus, problem.cluster.gpu.mem_gb
     sp = problem.space
     per_model = []
-    for i, m in enumerate(problem.models):
+    for m in problem.models:
         tps = [tp for tp in sp.tp_degrees if tp <= G and tp in m.tp_degrees and 10 in sp.compute_tenths
                and m.mem_gb(tp) <= mem and problem.profiles.get(m.name, tp, 10) is not None]
         per_model.append(tps)

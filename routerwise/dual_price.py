@@ -35,7 +35,7 @@ import pandas as pd
 from .assignment import ScoreGroups, argmax_counts, score_of_fractions
 from .problem import Problem
 from .routing import evaluate_plan
-from .search import LagrangianBounds, SearchContext, _infeasible, setup_bounds
+from .search import LagrangianBounds, SearchContext, infeasible_solution, setup_bounds
 from .solution import Solution
 
 
@@ -167,7 +167,7 @@ def solve_dual_price(problem: Problem, *, config: DualPriceConfig | None = None,
     ctx = context or SearchContext.build(problem)
     S = ctx.setups.shape[0]
     if S == 0:
-        return _infeasible(problem, ctx, t0, "dual-price")
+        return infeasible_solution(problem, ctx, t0, "dual-price")
     mean = problem.slo.aggregate == "mean"
     tau = problem.slo.latency_ms
     groups = ctx.groups
@@ -213,7 +213,7 @@ def solve_dual_price(problem: Problem, *, config: DualPriceConfig | None = None,
         hist.append({"evaluated": evaluated, "time_s": time.perf_counter() - t0,
                      "incumbent": best[0]})
     if best[2] is None:
-        return _infeasible(problem, ctx, t0, "dual-price")
+        return infeasible_solution(problem, ctx, t0, "dual-price")
     score, s, w, a = best
     setup = ctx.retained.setup(s)
     L = evaluate_plan(problem, setup, w)

@@ -12,11 +12,11 @@ from dataclasses import replace
 import numpy as np
 import pandas as pd
 
-from .baselines import isolated_problem, run_baselines
+from .baselines import run_baselines
 from .dual_price import solve_dual_price
 from .instances import default_problem
 from .milp import solve_milp
-from .problem import SLO, Problem, SetupSpace
+from .problem import Problem, SetupSpace
 from .router import OnlineRouter
 from .routing import evaluate_plan
 from .search import SearchContext, evaluate_all, solve_exact
@@ -173,6 +173,20 @@ def mix_shift(problem: Problem, solution: Solution, tasks, *, shifts: int = 20, 
                      "latency_ms": L, "meets_slo": bool(L <= problem.slo.latency_ms * (1 + 1e-9)),
                      **{f"w[{n}]": float(v) for n, v in zip(problem.model_names, w)}})
     return pd.DataFrame(rows)
+
+
+def summarize_shifts(df: pd.DataFrame) -> pd.DataFrame:
+    """One row of a mix-shift table: scores, share of shifts meeting the SLO, and latency
+    percentiles (a shift that pushes a model past its profiled load has infinite latency)."""
+    lat = df["latency_ms"].to_numpy(dtype=float)
+    finite = lat[np.isfinite(lat)]
+    return pd.DataFrame([{
+        "shifts": len(df), "meeting_slo": float(df["meets_slo"].mean()),
+        "predicted_score_mean": float(df["predicted_score"].mean()),
+        "realized_score_mean": float(df["realized_score"].mean()),
+        "beyond_profiled_load": int((~np.isfinite(lat)).sum()),
+        "latency_ms_median_finite": float(np.median(finite)) if finite.size else np.nan,
+        "latency_ms_max_finite": float(finite.max()) if finite.size else np.nan}])
 
 
 def tail_slo_variant(num_models: int, num_gpus: int, rate_rps: float, slo_ms: float,

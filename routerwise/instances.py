@@ -24,7 +24,9 @@ from __future__ import annotations
 from functools import lru_cache
 
 from . import architectures, memory, profiles
+from .errors import ValidationError
 from .problem import SLO, Cluster, GPUType, ModelSpec, Problem, SetupSpace
+from .search import SearchContext
 from .stepcost import gpu_spec
 
 LADDER_3 = ("llama-3.1-8b-instruct", "mistral-small-24b-instruct-2501-bf16",
@@ -36,7 +38,6 @@ PAPER_SLOS_MS = (400.0, 500.0, 600.0, 700.0, 800.0)
 
 def ladder(num_models: int) -> tuple[str, ...]:
     if num_models not in (3, 4):
-        from .errors import ValidationError
         raise ValidationError(f"the default ladders have 3 or 4 models, got {num_models}")
     return LADDER_3 if num_models == 3 else LADDER_4
 
@@ -102,7 +103,6 @@ def default_problem(num_models: int = 3, num_gpus: int = 4, arrival_rate_rps: fl
 
 def max_capacity_rps(problem: Problem) -> float:
     """Largest arrival rate some retained setup can carry within its profiled loads."""
-    from .search import SearchContext
     ctx = SearchContext.build(problem)
     return float(ctx.bank.max_load_rps[ctx.setups].sum(axis=1).max()) if len(ctx.setups) else 0.0
 

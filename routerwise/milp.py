@@ -58,6 +58,7 @@ reads the proven bound; the extracted plan is re-evaluated from scratch and veri
 from __future__ import annotations
 
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -69,6 +70,7 @@ from .highs import consume_banner
 from .io import atomic_path
 from .problem import Problem, SystemSetup
 from .routing import evaluate_plan, option_limits
+from .search import SearchContext, infeasible_solution
 from .setups import model_options
 from .solution import Solution
 
@@ -119,17 +121,17 @@ def build_milp(problem: Problem, *, tol_ms: float | None = None,
     limits = {}
     for i, opts in enumerate(options):
         for k, o in enumerate(opts):
-            x[i, k] = pulp.LpVariable(f"x[{i},{k}]", cat="Binary")
-            w[i, k] = pulp.LpVariable(f"w[{i},{k}]", lowBound=0)
+            x[i, k] = lp.add_variable(f"x[{i},{k}]", cat="Binary")
+            w[i, k] = lp.add_variable(f"w[{i},{k}]", lowBound=0)
             if mean:
-                t[i, k] = pulp.LpVariable(f"t[{i},{k}]", lowBound=0)
+                t[i, k] = lp.add_variable(f"t[{i},{k}]", lowBound=0)
             if place:
                 for g in range(G):
-                    y[i, k, g] = pulp.LpVariable(f"y[{i},{k},{g}]", cat="Binary")
+                    y[i, k, g] = lp.add_variable(f"y[{i},{k},{g}]", cat="Binary")
             limits[i, k] = option_limits(problem.curve(i, o), problem, tol_ms)
     for j in range(J):
         for i in range(M):
-            z[j, i] = pulp.LpVariable(f"z[{j},{i}]", lowBound=0)
+            z[j, i] = lp.add_variable(f"z[{j},{i}]", lowBound=0)
 
     lp += pulp.lpSum(float(groups.scores[j, i]) / N * z[j, i] for j in range(J) for i in range(M))
 
@@ -181,8 +183,8 @@ def build_milp(problem: Problem, *, tol_ms: float | None = None,
         else:                                                                           # (9')
             nonconvex.append((i, k))
             dw, dphi = np.diff(sec.w), np.diff(sec.phi)
-            d = [pulp.LpVariable(f"d[{i},{k},{p}]", 0, 1) for p in range(dw.size)]
-            u = [pulp.LpVariable(f"u[{i},{k},{p}]", cat="Binary") for p in range(dw.size)]
+            d = [lp.add_variable(f"d[{i},{k},{p}]", 0, 1) for p in range(dw.size)]
+            u = [lp.add_variable(f"u[{i},{k},{p}]", cat="Binary") for p in range(dw.size)]
             lp += w[i, k] == pulp.lpSum(float(a) * v for a, v in zip(dw, d)), f"mass_w[{i},{k}]"
             lp += (t[i, k] >= pulp.lpSum(float(a) * v for a, v in zip(dphi, d)),
                    f"mass_t[{i},{k}]")
@@ -214,7 +216,14 @@ def _solver(name: str, time_limit_s, gap_rel, threads, msg):
     if name == "HiGHS":
         s = pulp.HiGHS(msg=msg, timeLimit=time_limit_s, gapRel=gap_rel, threads=threads)
     elif name == "CBC":
-        s = pulp.PULP_CBC_CMD(msg=msg, timeLimit=time_limit_s, gapRel=gap_rel, threads=threads)
+        # A CBC on the PATH (pulp[cbc] or the system's) if there is one, else the copy bundled
+        # with PuLP 3 (deprecated there, removed in PuLP 4).
+        s = pulp.COIN_CMD(msg=msg, timeLimit=time_limit_s, gapRel=gap_rel, threads=threads)
+        if not s.available():
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", DeprecationWarning)
+                s = pulp.PULP_CBC_CMD(msg=msg, timeLimit=time_limit_s, gapRel=gap_rel,
+                                      threads=threads)
     else:
         raise SolverUnavailable(f"unknown MILP solver {name!r}; choose one of {SOLVERS}")
     if not s.available():
@@ -256,15 +265,14 @@ def solve_milp(problem: Problem, *, solver: str = "HiGHS", time_limit_s: float |
         optimal = model.lp.sol_status == pulp.LpSolutionOptimal
     has_solution = model.lp.sol_status in (pulp.LpSolutionOptimal, pulp.LpSolutionIntegerFeasible)
     stats = {"build_s": build_s, "solver_s": solve_s, "nodes": nodes,
-             "variables": len(model.lp.variables()), "constraints": len(model.lp.constraints),
+             "variables": len(model.lp.variables()), "constraints": model.lp.numConstraints(),
              "nonconvex_envelopes": len(model.nonconvex)}
     name = f"milp[{solver}]"
     if infeasible or not has_solution:
-        from .search import SearchContext, _infeasible
         if not infeasible:   # time limit without an incumbent
             return Solution(None, None, None, float("nan"), float("nan"), name, "time_limit",
                             bound=bound, solve_time_s=time.perf_counter() - t0, stats=stats)
-        return _infeasible(problem, SearchContext.build(problem), t0, name)
+        return infeasible_solution(problem, SearchContext.build(problem), t0, name)
     setup, w = _extract(problem, model)
     res = score_of_fractions(model.groups, w)
     if bound is None and optimal:

@@ -15,7 +15,7 @@ from pathlib import Path
 import pandas as pd
 
 from .errors import ValidationError
-from .io import write_json
+from .io import atomic_path, atomic_write_with, write_json
 
 
 def results_dir() -> Path:
@@ -50,7 +50,6 @@ def load(name: str, directory: str | Path | None = None) -> dict:
 
 def save_figure(fig, name: str) -> Path:
     """Save a matplotlib figure as ``<results>/figures/<name>.png`` (atomically)."""
-    from .io import atomic_path
     path = results_dir() / "figures" / f"{name}.png"
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=120, bbox_inches="tight")
@@ -59,6 +58,5 @@ def save_figure(fig, name: str) -> Path:
 
 def save_table(df: pd.DataFrame, name: str) -> Path:
     """Save a table as ``<results>/tables/<name>.csv`` (atomically)."""
-    from .io import atomic_write_with
     return atomic_write_with(results_dir() / "tables" / f"{name}.csv",
                              lambda tmp: df.to_csv(tmp, index=False))

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .assignment import ScoreGroups, group_scores, plan_prices
+from .assignment import ScoreGroups, group_scores, plan_prices, score_of_fractions
 from .errors import SolverUnavailable, ValidationError
 from .highs import new_highs
 from .latency import (MassSecants, fraction_where_latency_reaches, mass_secants, max_fraction,
@@ -126,7 +126,7 @@ class FixedSetupLP:
             base = h.getNumCol() - self._extra_cols
             h.deleteCols(self._extra_cols, np.arange(base, h.getNumCol(), dtype=np.int32))
             self._extra_cols = 0
-        for i, slots in enumerate(self._slots):       # free every slot
+        for slots in self._slots:                     # free every slot
             if slots:
                 h.changeRowsBounds(len(slots), np.array(slots, dtype=np.int32),
                                    np.full(len(slots), -INF), np.full(len(slots), INF))
@@ -170,7 +170,6 @@ class FixedSetupLP:
         w = np.clip(x[self.w0:self.w0 + M], 0.0, None)
         score = float(h.getInfo().objective_function_value)
         if self._extra_cols:   # a MIP has no duals: price at the fixed w with the transport LP
-            from .assignment import score_of_fractions
             prices = score_of_fractions(self.groups, w / w.sum()).prices
             return RoutingResult(score, w / w.sum(), prices)
         # A unit more RHS on R2_i is a unit more count for model i, so alpha_i = N * dual_i
@@ -302,7 +301,6 @@ def solve_routing_cvxpy(problem: Problem, setup: SystemSetup, *, solver: str = "
         raise RuntimeError(f"cvxpy ended with status {prob.status}")
     wv = np.clip(np.asarray(w.value, dtype=float), 0, None)
     wv = wv / wv.sum()
-    from .assignment import score_of_fractions
     score = score_of_fractions(groups, wv).score
     L = evaluate_plan(problem, setup, wv)
     return Solution(setup, wv, plan_prices(groups, wv), score, L, f"routing-cvxpy[{solver}]",

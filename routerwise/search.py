@@ -33,7 +33,9 @@ import numpy as np
 import pandas as pd
 
 from .assignment import ScoreGroups, group_scores, plan_prices
-from .latency import CurveBank, MassSecants
+from scipy.optimize import linprog
+
+from .latency import CurveBank, MassSecants, fraction_where_latency_reaches, mass_secants
 from .problem import Problem
 from .routing import FixedSetupLP, evaluate_plan, option_limits
 from .setups import RetainedSetups, enumerate_setups
@@ -172,7 +174,7 @@ def solve_exact(problem: Problem, *, retained: RetainedSetups | None = None,
     ctx = context or SearchContext.build(problem, retained)
     S = ctx.setups.shape[0]
     if S == 0:
-        return _infeasible(problem, ctx, t0, "routerwise-exact")
+        return infeasible_solution(problem, ctx, t0, "routerwise-exact")
     lp = FixedSetupLP(ctx.groups, problem.slo.aggregate == "mean", problem.slo.latency_ms)
     lag = LagrangianBounds(ctx)
     ub = setup_bounds(ctx, np.zeros(problem.num_models))
@@ -212,7 +214,7 @@ def solve_exact(problem: Problem, *, retained: RetainedSetups | None = None,
                         "time_limit", bound=float(ub[~done].max()) if (~done).any() else None,
                         solve_time_s=time.perf_counter() - t0)
     if best_res is None:
-        return _infeasible(problem, ctx, t0, "routerwise-exact")
+        return infeasible_solution(problem, ctx, t0, "routerwise-exact")
     unsolved = ~done & (ub > -np.inf)
     bound = max(best_val, float(ub[unsolved].max()) if unsolved.any() else best_val)
     setup = ctx.retained.setup(best_s)
@@ -229,8 +231,6 @@ def solve_exact(problem: Problem, *, retained: RetainedSetups | None = None,
 
 def min_latency(ctx: SearchContext, s: int) -> tuple[float, np.ndarray]:
     """Lowest L over fractions for setup s (ignoring tau), with the fractions reaching it."""
-    from scipy.optimize import linprog
-    from .latency import mass_secants
     prob = ctx.problem
     ids = ctx.setups[s]
     lam = prob.arrival_rate_rps
@@ -241,7 +241,6 @@ def min_latency(ctx: SearchContext, s: int) -> tuple[float, np.ndarray]:
     M = len(curves)
     if prob.slo.aggregate == "max":
         lo, hi = 0.0, max(float(c.y[-1]) for c in curves)
-        from .latency import fraction_where_latency_reaches
         for _ in range(60):
             mid = 0.5 * (lo + hi)
             cap = [min(caps[i], fraction_where_latency_reaches(c, mid, lam)) for i, c in enumerate(curves)]
@@ -266,7 +265,7 @@ def min_latency(ctx: SearchContext, s: int) -> tuple[float, np.ndarray]:
     return float(sum(c.latency_at(lam * wi) * wi for c, wi in zip(curves, w) if wi > 0)), w
 
 
-def diagnose_infeasible(problem: Problem, ctx: SearchContext) -> Infeasibility:
+def diagnoseinfeasible_solution(problem: Problem, ctx: SearchContext) -> Infeasibility:
     """Which limit makes the SLO unreachable, and the lowest latency any setup reaches."""
     tau = problem.slo.latency_ms
     S = ctx.setups.shape[0]
@@ -305,8 +304,9 @@ def diagnose_infeasible(problem: Problem, ctx: SearchContext) -> Infeasibility:
         best_L, setup, best_w)
 
 
-def _infeasible(problem: Problem, ctx: SearchContext, t0: float, solver: str) -> Solution:
-    diag = diagnose_infeasible(problem, ctx)
+def infeasible_solution(problem: Problem, ctx: SearchContext, t0: float, solver: str) -> Solution:
+    """The ``status="infeasible"`` result of ``solver``, with its diagnosis."""
+    diag = diagnoseinfeasible_solution(problem, ctx)
     return Solution(None, None, None, float("nan"), float("nan"), solver, "infeasible",
                     solve_time_s=time.perf_counter() - t0, infeasibility=diag)
 

@@ -35,7 +35,7 @@ def test_tiny_grid_matches_the_schema_and_gives_monotone_curves(tmp_path):
     assert set(zip(df["tp"], df["compute_share"])) == {(1, 0.5), (1, 1.0), (2, 0.5), (2, 1.0)}
     prov = df["provenance"].iloc[0]
     assert "step-cost" in prov and "compute share" in prov and "seed 0" in prov
-    for (tp, share), g in df.groupby(["tp", "compute_share"]):
+    for _, g in df.groupby(["tp", "compute_share"]):
         assert len(g) == len(pg.LOAD_FRACTIONS) and g["saturated"].iloc[-1]
         assert (g["num_requests"] == 270).all()
     prof = profiles.to_profiles(df)  # raises on any dip

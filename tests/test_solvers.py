@@ -4,12 +4,12 @@ import numpy as np
 import pytest
 
 import routerwise as rw
-from routerwise.baselines import isolated_problem, run_baselines
+from routerwise.baselines import run_baselines
 from routerwise.dual_price import project_capped_simplex
 from routerwise.milp import build_milp, solve_milp, write_lp
 from routerwise.problem import SetupSpace
 from routerwise.routing import solve_routing, solve_routing_cvxpy
-from routerwise.search import SearchContext, solve_exact
+from routerwise.search import solve_exact
 from routerwise.setups import enumerate_setups
 from routerwise.synthetic import synthetic_problem
 from tiny import two_model_problem
