@@ -197,6 +197,13 @@ def central_prices(groups: ScoreGroups, z: np.ndarray, tol: float = 1e-6,
     return res.x[:M]
 
 
+def prompt_shares(groups: ScoreGroups, fractions) -> np.ndarray:
+    """N x M: the share of each prompt the exact assignment at ``fractions`` sends to each model
+    (a group split between models spreads evenly over its member prompts)."""
+    z = score_of_fractions(groups, fractions).z
+    return (z / groups.counts[:, None])[groups.inverse]
+
+
 def plan_prices(groups: ScoreGroups, fractions) -> np.ndarray:
     """Router prices for a plan: the widest-margin optimal prices of S at ``fractions``."""
     r = score_of_fractions(groups, fractions)

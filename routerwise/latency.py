@@ -45,6 +45,16 @@ def per_model_latency_ms(curves, fractions, arrival_rate_rps: float) -> np.ndarr
                      for c, w in zip(curves, fractions)], dtype=float)
 
 
+def plan_latency_ms(curves, fractions, arrival_rate_rps: float, aggregate: str) -> float:
+    """L under an SLO aggregate: "mean" is sum_i w_i l_i(lambda w_i); "max" the worst routed
+    model's l_i(lambda w_i) (0 when nothing is routed)."""
+    w = np.asarray(fractions, dtype=float)
+    if aggregate == "mean":
+        return system_latency_ms(curves, w, arrival_rate_rps)
+    per = per_model_latency_ms(curves, w, arrival_rate_rps)
+    return float(np.nanmax(per)) if np.any(w > 0) else 0.0
+
+
 def latency_gradient(curves, fractions, arrival_rate_rps: float) -> np.ndarray:
     """dL/dw_i = l_i + lambda * w_i * dl_i/dload (slope of the active linear piece)."""
     lam = arrival_rate_rps

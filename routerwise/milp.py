@@ -69,7 +69,7 @@ from .errors import SolverUnavailable, ValidationError
 from .highs import consume_banner
 from .io import atomic_path
 from .problem import Problem, SystemSetup
-from .routing import evaluate_plan, option_limits
+from .routing import evaluate_plan, mass_tol_ms, option_limits
 from .search import SearchContext, infeasible_solution
 from .setups import model_options
 from .solution import Solution
@@ -283,7 +283,7 @@ def solve_milp(problem: Problem, *, solver: str = "HiGHS", time_limit_s: float |
                    "optimal" if optimal else "time_limit", bound=bound,
                    solve_time_s=time.perf_counter() - t0, stats=stats,
                    notes=(f"latency envelope tolerance per model: "
-                          f"{(tol_ms if tol_ms is not None else 1e-4 * problem.slo.latency_ms / problem.num_models):.3g} ms",))
+                          f"{tol_ms if tol_ms is not None else mass_tol_ms(problem):.3g} ms",))
     return sol.verify(problem)
 
 

@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 
 from . import architectures
-from .assignment import group_scores, score_of_fractions
+from .assignment import group_scores, prompt_shares
 from .problem import Problem
 from .simulator import EngineConfig, poisson_requests, simulate
 from .solution import Solution
@@ -44,9 +44,7 @@ def routed_lengths(problem: Problem, solution: Solution, qm) -> dict[int, tuple[
     ``qm`` is the QualityMatrix the workload came from (same prompt order). A prompt group split
     between models contributes to each in proportion to its routed share.
     """
-    groups = group_scores(problem.workload.scores)
-    z = score_of_fractions(groups, solution.fractions).z
-    share = (z / groups.counts[:, None])[groups.inverse]          # N x M routed share per prompt
+    share = prompt_shares(group_scores(problem.workload.scores), solution.fractions)   # N x M
     out = {}
     rng = np.random.default_rng(0)
     for i in range(problem.num_models):

@@ -33,7 +33,7 @@ from .assignment import ScoreGroups, group_scores, plan_prices, score_of_fractio
 from .errors import SolverUnavailable, ValidationError
 from .highs import new_highs
 from .latency import (MassSecants, fraction_where_latency_reaches, mass_secants, max_fraction,
-                      per_model_latency_ms, system_latency_ms)
+                      plan_latency_ms)
 from .problem import LatencyCurve, Problem, SystemSetup
 from .solution import Solution
 
@@ -226,13 +226,8 @@ def _setup_curves(problem: Problem, setup: SystemSetup) -> list[LatencyCurve]:
 
 def evaluate_plan(problem: Problem, setup: SystemSetup, fractions) -> float:
     """L(Theta, w) under the problem's SLO aggregate (mean: weighted sum; max: worst model)."""
-    curves = _setup_curves(problem, setup)
-    lam = problem.arrival_rate_rps
-    w = np.asarray(fractions, dtype=float)
-    if problem.slo.aggregate == "mean":
-        return system_latency_ms(curves, w, lam)
-    per = per_model_latency_ms(curves, w, lam)
-    return float(np.nanmax(per)) if np.any(w > 0) else 0.0
+    return plan_latency_ms(_setup_curves(problem, setup), fractions, problem.arrival_rate_rps,
+                           problem.slo.aggregate)
 
 
 def solve_routing(problem: Problem, setup: SystemSetup, *, groups: ScoreGroups | None = None,

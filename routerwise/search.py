@@ -35,7 +35,8 @@ import pandas as pd
 from .assignment import ScoreGroups, group_scores, plan_prices
 from scipy.optimize import linprog
 
-from .latency import CurveBank, MassSecants, fraction_where_latency_reaches, mass_secants
+from .latency import (CurveBank, MassSecants, fraction_where_latency_reaches, mass_secants,
+                      max_fraction)
 from .problem import Problem
 from .routing import FixedSetupLP, evaluate_plan, option_limits
 from .setups import RetainedSetups, enumerate_setups
@@ -235,7 +236,7 @@ def min_latency(ctx: SearchContext, s: int) -> tuple[float, np.ndarray]:
     ids = ctx.setups[s]
     lam = prob.arrival_rate_rps
     curves = [ctx.curves[o] for o in ids]
-    caps = np.array([min(1.0, c.max_load_rps / lam) for c in curves])
+    caps = np.array([max_fraction(c, lam) for c in curves])
     if caps.sum() < 1 - 1e-12:
         return np.inf, caps
     M = len(curves)

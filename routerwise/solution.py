@@ -16,9 +16,9 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from .assignment import group_scores, score_of_fractions
+from .assignment import group_scores, prompt_shares, score_of_fractions
 from .errors import InfeasibleSLO, VerificationError
-from .latency import per_model_latency_ms, system_latency_ms
+from .latency import per_model_latency_ms, plan_latency_ms
 from .placement import ShardDemand, gpu_usage
 from .problem import Problem, SystemSetup
 
@@ -77,11 +77,8 @@ class Solution:
         t = problem.workload.true_scores
         if t is None or not self.feasible:
             return None
-        groups = group_scores(problem.workload.scores)
-        z = score_of_fractions(groups, self.fractions).z           # J x M
-        # Spread each group's routed mass evenly over its member prompts.
-        share = z / groups.counts[:, None]
-        return float(np.sum(share[groups.inverse] * t) / problem.workload.num_prompts)
+        share = prompt_shares(group_scores(problem.workload.scores), self.fractions)
+        return float(np.sum(share * t) / problem.workload.num_prompts)
 
     def summary(self, problem: Problem) -> dict:
         d = {"solver": self.solver, "status": self.status, "score": self.score,
@@ -147,11 +144,7 @@ class Solution:
             if w[i] > 1e-12 and lam * w[i] > c.max_load_rps * (1 + 1e-9) + 1e-9:
                 fail(f"model {c.model} gets {lam * w[i]:.3f} req/s beyond its profiled "
                      f"{c.max_load_rps:.3f} req/s")
-        if problem.slo.aggregate == "mean":
-            L = system_latency_ms(curves, w, lam)
-        else:
-            per = per_model_latency_ms(curves, w, lam)
-            L = float(np.nanmax(per)) if np.any(w > 0) else 0.0
+        L = plan_latency_ms(curves, w, lam, problem.slo.aggregate)
         if abs(L - self.latency_ms) > latency_rtol * max(1.0, L) + 1e-6:
             fail(f"reported latency {self.latency_ms:.6f} ms, recomputed {L:.6f} ms")
         if L > tau * (1 + latency_rtol) + 1e-9:
