@@ -23,7 +23,7 @@ $(BIN)/.installed: pyproject.toml
 install: $(BIN)/.installed  ## create .venv and install the kit with its test tools
 
 reproduce: install  ## the main job: run every notebook into results/ (about 5 min on 2 cores)
-	$(BIN)/python -m routerwise.reproduce --out results
+	$(BIN)/python -m routerwise.paper.reproduce --out results
 
 test: unit notebooks  ## unit tests, notebook runs with small parameters, nbval of committed outputs
 

@@ -19,9 +19,9 @@ import statistics
 import numpy as np
 import pandas as pd
 
-from routerwise.predictor import (PredictedScores, build_pipeline, cross_val_predict_scores,
+from routerwise.data.score_predictor import (PredictedScores, build_pipeline, cross_val_predict_scores,
                                   fit_predict_scores)
-from routerwise.quality import load_llmrouter, load_routeprofile
+from routerwise.data.scores import load_llmrouter, load_routeprofile
 
 LADDER = ("llama-3.2-3b-instruct", "llama-3.1-8b-instruct",
           "mistral-small-24b-instruct-2501-bf16", "llama-3.3-70b-instruct")

@@ -16,9 +16,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from routerwise import profile_grid as pg
-from routerwise import simulator as sim
-from routerwise import stepcost
+from routerwise.serving import curve_grid as pg
+from routerwise.serving import simulator as sim
+from routerwise.serving import stepcost
 
 TARGET_POINT_S = 0.5
 TARGET_GRID_S = 120.0

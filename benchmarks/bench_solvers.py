@@ -9,8 +9,8 @@ Two setup spaces: ``utilization`` (the utilization filter only, as the paper's c
 16,660 / 141 / 7,764 setups where every option has a curve) and ``ours`` (memory AND compute
 placement checked exactly).
 
-Instances are the real-data defaults (``routerwise.instances``; needs the data mirror or a
-download) or, with ``--synthetic``, the labelled synthetic ones (``routerwise.synthetic``).
+Instances are the real-data defaults (``routerwise.paper.instances``; needs the data mirror or a
+download) or, with ``--synthetic``, the labelled synthetic ones (``routerwise.paper.synthetic``).
 
     python benchmarks/bench_solvers.py              # full table (~10-20 min on 2 cores)
     python benchmarks/bench_solvers.py --quick      # one load/SLO per panel
@@ -25,24 +25,25 @@ import time
 import numpy as np
 import pandas as pd
 
-from routerwise.dual_price import DualPriceConfig, _Batch, _solve_batch, solve_dual_price
-from routerwise.milp import solve_milp
+from routerwise.optimize.dual_price import DualPriceConfig, _Batch, _solve_batch, solve_dual_price
+from routerwise.optimize.milp import solve_milp
 from routerwise.problem import SetupSpace
-from routerwise.search import SearchContext, solve_exact
+from routerwise.optimize.bounds import SearchContext
+from routerwise.optimize.exact_search import solve_exact
 
 SPACES = {"utilization": SetupSpace(check_memory=False, check_compute=False), "ours": SetupSpace()}
 
 
 def instances(synthetic: bool, quick: bool):
     if synthetic:
-        from routerwise.synthetic import synthetic_problem
+        from routerwise.paper.synthetic import synthetic_problem
         for M in (3, 4):
             for G in (4, 8):
                 for lam, tau in ([(40.0, 300.0)] if quick else [(30.0, 300.0), (60.0, 500.0)]):
                     yield lambda sp, M=M, G=G, lam=lam, tau=tau: synthetic_problem(
                         M, G, arrival_rate_rps=lam, slo_ms=tau, num_prompts=500, space=sp)
         return
-    from routerwise.instances import default_problem, paper_loads
+    from routerwise.paper.instances import default_problem, paper_loads
     for M in (3, 4):
         loads = paper_loads(M)
         for G in (4, 8):
@@ -55,7 +56,7 @@ def instances(synthetic: bool, quick: bool):
 def dual_rate(problem, ctx, n=64) -> float:
     """Setups/s of the dual method on a batch of n setups that can carry the load (vectorised,
     as in the search); setups that cannot are never run by the method."""
-    from routerwise.search import setup_bounds
+    from routerwise.optimize.bounds import setup_bounds
     ok = np.flatnonzero(setup_bounds(ctx, np.zeros(problem.num_models)) > -np.inf)
     rows = ok[np.linspace(0, ok.size - 1, min(n, ok.size)).astype(int)]
     t0 = time.perf_counter()

@@ -15,7 +15,7 @@ import time
 
 import pandas as pd
 
-from routerwise import stepcost
+from routerwise.serving import stepcost
 
 
 def main() -> None:

@@ -25,7 +25,7 @@ chunks; ``tokens_from_usage`` says which), the HTTP status, and ``error_kind`` /
 server that dies mid-stream, malformed streams and the wall-time limit are recorded as errors,
 never raised. ``error_kind`` is one of :data:`ERROR_KINDS` ("" for success).
 
-:func:`summarize` turns a run into one row of the :mod:`routerwise.profiles` schema with
+:func:`summarize` turns a run into one row of the :mod:`routerwise.data.latency_table` schema with
 ``source="measured"``; :func:`detect_saturation` defines when a load point counts as saturated.
 """
 
@@ -51,7 +51,7 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
-from routerwise import profiles
+from routerwise.data import latency_table as profiles
 from routerwise.errors import DataError, ValidationError
 from routerwise.io import atomic_write_with, read_csv_checked
 

@@ -1,6 +1,6 @@
 """Setup latencies for the notebooks: measured when an endpoint or GPUs are there, else simulated.
 
-:func:`setup_latencies` returns a profile table (``routerwise.profiles`` schema) for one model
+:func:`setup_latencies` returns a profile table (``routerwise.data.latency_table`` schema) for one model
 over tp degrees, compute shares and loads, and says which path produced it:
 
 * ``endpoint`` is a URL of a running OpenAI-compatible server: it is measured (attach mode: the
@@ -42,7 +42,7 @@ def endpoint_reachable(url: str, timeout_s: float = 3.0) -> str | None:
 
 
 def simulated_rows(model: str, tp_degrees, shares, gpu: str = "A100-80GB") -> pd.DataFrame:
-    from routerwise.instances import profile_table
+    from routerwise.paper.instances import profile_table
     t = profile_table(gpu)
     keep = (t["model"] == model) & t["tp"].isin(list(tp_degrees)) & \
         t["compute_share"].round(1).isin([round(s, 1) for s in shares])

@@ -14,7 +14,7 @@ A rerun with the same settings skips finished points (resume after interruption)
 whose settings differ from a finished point's raises :class:`~profiling.errors.ResultExists`
 instead of overwriting it: remove that folder, or choose another ``out_dir``. Half-finished
 points (no ``summary.csv``) are measured again. After every point the summaries are assembled
-into ``<out_dir>/profile.csv`` with :func:`routerwise.profiles.write_table`.
+into ``<out_dir>/profile.csv`` with :func:`routerwise.data.latency_table.write_table`.
 
 A compute share below 1 takes effect only under NVIDIA MPS, so launching such a setup without
 an :class:`~profiling.launcher.MPSDaemon` is refused rather than measured mislabelled.
@@ -32,7 +32,7 @@ from typing import Any, Callable, Sequence
 
 import pandas as pd
 
-from routerwise import profiles
+from routerwise.data import latency_table as profiles
 from routerwise.errors import ValidationError
 from routerwise.io import atomic_write_with, write_json
 

@@ -4,9 +4,9 @@ from .errors import (ChecksumMismatch, DataError, InfeasibleSLO, MissingDataFile
                      RouterWiseError, SolverUnavailable, ValidationError, VerificationError)
 from .problem import (SLO, Cluster, GPUType, LatencyCurve, LatencyProfiles, ModelSetup,
                       ModelSpec, Problem, SetupSpace, SystemSetup, Workload)
-from .router import OnlineRouter
-from .setups import enumerate_setups
-from .solution import Solution
+from .online_router import OnlineRouter
+from .optimize.setup_space import enumerate_setups
+from .optimize.solution import Solution
 from .solve import METHODS, solve
 
 __version__ = "0.1.0"

@@ -14,7 +14,7 @@ from .errors import RouterWiseError
 
 
 def _solve(args) -> int:
-    from .instances import default_problem
+    from .paper.instances import default_problem
     from .problem import SetupSpace
     from .solve import solve
     space = SetupSpace(check_compute=not args.memory_only)
@@ -55,12 +55,12 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     try:
         if args.cmd == "reproduce":
-            from .reproduce import main as reproduce
+            from .paper.reproduce import main as reproduce
             reproduce(args.rest)
             return 0
         if args.cmd == "solve":
             return _solve(args)
-        from .instances import profile_table
+        from .paper.instances import profile_table
         t = profile_table(args.gpu, progress=True)
         print(f"{len(t)} load points, {t.groupby(['model', 'tp', 'compute_share']).ngroups} curves")
         return 0

@@ -37,7 +37,7 @@ class SolverUnavailable(RouterWiseError, RuntimeError):
 class InfeasibleSLO(RouterWiseError):
     """No deployment setup and routing meets the latency SLO.
 
-    Carries the :class:`~routerwise.solution.Infeasibility` diagnosis (``.report``): the lowest
+    Carries the :class:`~routerwise.optimize.solution.Infeasibility` diagnosis (``.report``): the lowest
     latency any retained setup reaches, the setup that reaches it, and which limit binds.
     """
 

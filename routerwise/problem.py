@@ -1,6 +1,6 @@
 """The joint problem as typed, validated records.
 
-Symbols follow the paper's restatement (see ``routerwise.milp`` for the full formulation):
+Symbols follow the paper's restatement (see ``routerwise.optimize.milp`` for the full formulation):
 
 * ``i = 1..M`` models (:class:`ModelSpec`), ``g = 1..G`` identical GPUs (:class:`Cluster`).
 * ``theta_i = (tp_i, rho_i, mu_i)``: a model's setup (:class:`ModelSetup`). ``rho_i`` is the
@@ -208,7 +208,7 @@ class LatencyCurve:
             raise ValidationError(
                 f"{what} is not monotone: latency falls from {y[bad]:.3f} ms at {x[bad]:g} req/s to "
                 f"{y[bad + 1]:.3f} ms at {x[bad + 1]:g} req/s. Latency must not fall as load rises; "
-                f"average repeats or use routerwise.profiles.monotone_envelope() on noisy data")
+                f"average repeats or use routerwise.data.latency_table.monotone_envelope() on noisy data")
         object.__setattr__(self, "load_rps", tuple(float(v) for v in x))
         object.__setattr__(self, "latency_ms", tuple(float(v) for v in np.maximum.accumulate(y)))
 

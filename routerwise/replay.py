@@ -21,12 +21,12 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from . import architectures
-from .assignment import group_scores, prompt_shares
+from .serving import architectures
+from .optimize.assignment import group_scores, prompt_shares
 from .problem import Problem
-from .simulator import EngineConfig, poisson_requests, simulate
-from .solution import Solution
-from .stepcost import replica_step_times
+from .serving.simulator import EngineConfig, poisson_requests, simulate
+from .optimize.solution import Solution
+from .serving.stepcost import replica_step_times
 
 
 @dataclass(frozen=True)

@@ -7,28 +7,92 @@ method         what it is
 ``dual-price`` the paper's method (subgradient prices, projected gradient, beta bisection)
 ``milp``       the joint MILP (setup + placement + routing + latency) with HiGHS or CBC
 ============== ===========================================================================
+
+Solvers live in a registry: :func:`register_solver` adds a method (a callable
+``f(problem, **options) -> Solution``, or a ``"module:function"`` path imported on first use)
+without editing :func:`solve`. Every plan is re-verified here, whatever solver made it.
 """
 
 from __future__ import annotations
 
-from dataclasses import replace
+import importlib
+import inspect
+from dataclasses import dataclass, replace
+from typing import Callable
 
 from .errors import ValidationError
+from .optimize.solution import Solution
 from .problem import Problem
-from .solution import Solution
 
-METHODS = ("exact", "dual-price", "milp")
+__all__ = ["METHODS", "SolverEntry", "register_solver", "solver_entry", "solve"]
+
+SolverFn = Callable[..., Solution]
+
+
+@dataclass(frozen=True)
+class SolverEntry:
+    """A registered method: the solver (callable or ``"module:function"``) and one line on it."""
+
+    name: str
+    target: SolverFn | str
+    description: str
+
+    def load(self) -> SolverFn:
+        if callable(self.target):
+            return self.target
+        module, _, attr = self.target.partition(":")
+        return getattr(importlib.import_module(module), attr)
+
+
+_REGISTRY: dict[str, SolverEntry] = {}
+
+
+def register_solver(name: str, target: SolverFn | str, description: str = "", *,
+                    replace_existing: bool = False) -> SolverEntry:
+    """Make ``solve(problem, method=name)`` call ``target``."""
+    if not isinstance(name, str) or not name:
+        raise ValidationError("a solver needs a non-empty string name")
+    if name in _REGISTRY and not replace_existing:
+        raise ValidationError(f"solver {name!r} is registered already; pass "
+                              f"replace_existing=True to replace it")
+    if not (callable(target) or (isinstance(target, str) and ":" in target)):
+        raise ValidationError(f"solver {name!r}: target must be a callable or 'module:function', "
+                              f"got {target!r}")
+    entry = SolverEntry(name, target, description)
+    _REGISTRY[name] = entry
+    return entry
+
+
+def solver_entry(method: str) -> SolverEntry:
+    try:
+        return _REGISTRY[method]
+    except KeyError:
+        raise ValidationError(f"unknown method {method!r}; choose one of "
+                              f"{tuple(_REGISTRY)}") from None
+
+
+register_solver("exact", "routerwise.optimize.exact_search:solve_exact",
+                "bounded search over retained setups, exact LP per setup (default, optimal)")
+register_solver("dual-price", "routerwise.optimize.dual_price:solve_dual_price",
+                "the paper's method: subgradient prices, projected gradient, beta bisection")
+register_solver("milp", "routerwise.optimize.milp:solve_milp",
+                "the joint MILP (setup, placement, routing, latency) with HiGHS or CBC")
+
+METHODS = tuple(_REGISTRY)  # the built-in methods; register_solver adds more
 
 
 def solve(problem: Problem, method: str = "exact", **options) -> Solution:
     """Solve ``problem``; an infeasible SLO gives ``status="infeasible"`` with a diagnosis."""
-    if method == "exact":
-        from .search import solve_exact as run
-    elif method == "dual-price":
-        from .dual_price import solve_dual_price as run
-    elif method == "milp":
-        from .milp import solve_milp as run
-    else:
-        raise ValidationError(f"unknown method {method!r}; choose one of {METHODS}")
+    if not isinstance(problem, Problem):
+        raise ValidationError(f"solve() takes a routerwise Problem, got {type(problem).__name__}")
+    run = solver_entry(method).load()
+    params = inspect.signature(run).parameters
+    if not any(p.kind is p.VAR_KEYWORD for p in params.values()):
+        known = [n for n, p in params.items() if p.kind is p.KEYWORD_ONLY
+                 or (p.kind is p.POSITIONAL_OR_KEYWORD and n != "problem")]
+        unknown = sorted(set(options) - set(known))
+        if unknown:
+            raise ValidationError(f"method {method!r} takes no option(s) {unknown}; its options "
+                                  f"are {known}")
     sol = run(problem, **options).verify(problem)
     return replace(sol, notes=sol.notes + tuple(f"input: {a}" for a in problem.assumptions))

@@ -5,7 +5,7 @@ import itertools
 import numpy as np
 import pytest
 
-from routerwise.assignment import (argmax_counts, dual_value, group_scores,
+from routerwise.optimize.assignment import (argmax_counts, dual_value, group_scores,
                                    prices_by_subgradient, score_of_fractions)
 
 

@@ -60,7 +60,7 @@ def test_records_that_are_not_dense_llamas_are_refused():
 
 
 def test_routerwise_architectures_are_accepted():
-    arch = pytest.importorskip("routerwise.architectures")
+    arch = pytest.importorskip("routerwise.serving.architectures")
     llama3 = gs.llama_shape(arch.get("Meta-Llama-3-8B"))
     assert dataclasses.replace(llama3, name="llama-3-8b") == gs.PRESETS["llama-3-8b"]
     small = gs.llama_shape(arch.get("mistral-small-24b-instruct-2501-bf16"))

@@ -5,7 +5,7 @@ import pytest
 
 import routerwise as rw
 from conftest import needs_mirror
-from routerwise.instances import LADDER_3, default_problem, max_capacity_rps, paper_loads
+from routerwise.paper.instances import LADDER_3, default_problem, max_capacity_rps, paper_loads
 from routerwise.replay import replay_plan
 
 pytestmark = [needs_mirror, pytest.mark.timeout(600)]
@@ -52,7 +52,7 @@ def test_paper_loads_scale_with_capacity():
 
 
 def test_replay_uses_each_models_routed_prompts(problem):
-    from routerwise.instances import predicted_scores
+    from routerwise.paper.instances import predicted_scores
     qm, _ = predicted_scores(problem.model_names)
     plan = rw.solve(problem)
     rep = replay_plan(problem, plan, qm, num_requests=600)

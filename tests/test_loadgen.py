@@ -10,7 +10,7 @@ import pytest
 
 from fake_engine import FakeEngine
 from profiling import loadgen as lg
-from routerwise import profiles
+from routerwise.data import latency_table as profiles
 from routerwise.errors import DataError, ValidationError
 
 # On a busy 2-core machine the client and the in-process engine compete for the CPU, and the

@@ -5,7 +5,7 @@ import pytest
 from conftest import needs_mirror
 from fake_engine import FakeEngine
 from profiling.measure import endpoint_reachable, setup_latencies
-from routerwise import profiles
+from routerwise.data import latency_table as profiles
 
 pytestmark = [pytest.mark.timeout(300),
               pytest.mark.filterwarnings("ignore:the load generator fell behind")]

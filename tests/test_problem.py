@@ -4,11 +4,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from routerwise import profiles
+from routerwise.data import latency_table as profiles
 from routerwise.errors import ValidationError
 from routerwise.problem import (SLO, Cluster, GPUType, LatencyCurve, LatencyProfiles, ModelSpec,
                                 Problem, SetupSpace, Workload)
-from routerwise.synthetic import synthetic_problem
+from routerwise.paper.synthetic import synthetic_problem
 
 
 def curve(**kw):

@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 from conftest import needs_mirror
 
-from routerwise import datasets
+from routerwise.data import registry as datasets
 from routerwise.errors import ChecksumMismatch, DataError, MissingDataFile, ValidationError
-from routerwise.quality import QualityMatrix, load_llmrouter, load_routeprofile
+from routerwise.data.scores import QualityMatrix, load_llmrouter, load_routeprofile
 
 LLMROUTER_MODELS = ("codegemma-7b", "gemma-2-9b-it", "llama-3.1-8b-instruct",
                     "llama-3.1-nemotron-51b-instruct", "llama-3.3-nemotron-super-49b-v1",
@@ -261,7 +261,7 @@ def test_routeprofile_card_without_model_is_a_data_error(tiny_mirror):
     assert str(card) in str(e.value)
 
 
-# ---- verification and missing files (through routerwise.datasets.fetch) ------------------
+# ---- verification and missing files (through routerwise.data.registry.fetch) ------------------
 
 @needs_mirror
 def test_corrupted_copy_fails_checksum_naming_the_file(tmp_path, monkeypatch):

@@ -10,9 +10,9 @@ import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
 
-from routerwise import record  # noqa: E402
+from routerwise.paper import record  # noqa: E402
 from routerwise.errors import ValidationError  # noqa: E402
-from routerwise.reproduce import write_summary  # noqa: E402
+from routerwise.paper.reproduce import write_summary  # noqa: E402
 
 
 def test_record_writes_clean_json_and_returns_a_table(tmp_path, monkeypatch):

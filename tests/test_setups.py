@@ -5,10 +5,10 @@ import itertools
 import numpy as np
 import pytest
 
-from routerwise.placement import ShardDemand, gpu_usage, place_exact, place_ffd
+from routerwise.optimize.placement import ShardDemand, gpu_usage, place_exact, place_ffd
 from routerwise.problem import SetupSpace
-from routerwise.setups import enumerate_setups
-from routerwise.synthetic import synthetic_problem
+from routerwise.optimize.setup_space import enumerate_setups
+from routerwise.paper.synthetic import synthetic_problem
 
 OFF = SetupSpace(check_memory=False, check_compute=False)
 

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 
 from conftest import needs_mirror
-from routerwise import simulator as sim
+from routerwise.serving import simulator as sim
 from routerwise.errors import ValidationError
-from routerwise.stepcost import StepTimes
+from routerwise.serving.stepcost import StepTimes
 
 
 def _linear_steps(max_tokens=4096, max_seqs=64) -> StepTimes:
@@ -30,7 +30,7 @@ def test_md1_queue_matches_pollaczek_khinchine(rho):
     req = sim.poisson_requests(rho / (service_ms / 1e3), 60000, [100], [1], seed=11)
     res = sim.simulate(steps, req, cfg)
     wait = res.stats_ms["ttft_mean"] - service_ms
-    assert wait == pytest.approx(sim.mdl_wait_ms(rho, service_ms), rel=0.05)
+    assert wait == pytest.approx(sim.md1_wait_ms(rho, service_ms), rel=0.05)
     assert not res.saturated
 
 
@@ -144,7 +144,7 @@ def test_invalid_inputs_are_rejected():
     with pytest.raises(ValidationError):
         sim.Requests([1.0, 0.5], [10, 10], [1, 1])
     with pytest.raises(ValidationError):
-        sim.mdl_wait_ms(1.0, 10.0)
+        sim.md1_wait_ms(1.0, 10.0)
 
 
 @needs_mirror

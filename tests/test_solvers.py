@@ -4,14 +4,15 @@ import numpy as np
 import pytest
 
 import routerwise as rw
-from routerwise.baselines import run_baselines
-from routerwise.dual_price import project_capped_simplex
-from routerwise.milp import build_milp, solve_milp, write_lp
+from routerwise.optimize.assignment import group_scores, score_of_fractions
+from routerwise.optimize.baselines import run_baselines
+from routerwise.optimize.dual_price import project_capped_simplex
+from routerwise.optimize.milp import build_milp, solve_milp, write_lp
 from routerwise.problem import SetupSpace
-from routerwise.routing import solve_routing, solve_routing_cvxpy
-from routerwise.search import solve_exact
-from routerwise.setups import enumerate_setups
-from routerwise.synthetic import synthetic_problem
+from routerwise.optimize.fixed_setup import evaluate_plan, solve_routing, solve_routing_cvxpy
+from routerwise.optimize.exact_search import solve_exact
+from routerwise.optimize.setup_space import enumerate_setups
+from routerwise.paper.synthetic import synthetic_problem
 from tiny import two_model_problem
 
 FLAT = (0.0, 100.0)
@@ -114,9 +115,9 @@ def test_nonconvex_curve_uses_exact_pwl_with_binaries():
     p = two_model_problem(s, {"a": (FLAT, (100.0, 100.0)),
                               "b": ((0.0, 3.0, 6.0, 20.0), (50.0, 400.0, 420.0, 440.0))},
                           tau=200.0)
-    ref = max((rw.solution.score_of_fractions(rw.assignment.group_scores(s), [1 - w, w]).score, w)
+    ref = max((score_of_fractions(group_scores(s), [1 - w, w]).score, w)
               for w in np.linspace(0, 1, 20001)
-              if rw.routing.evaluate_plan(p, enumerate_setups(p).setup(0), [1 - w, w]) <= 200.0)
+              if evaluate_plan(p, enumerate_setups(p).setup(0), [1 - w, w]) <= 200.0)
     for method in ("exact", "milp"):
         sol = rw.solve(p, method)
         assert sol.score == pytest.approx(ref[0], abs=2e-4)
@@ -169,12 +170,12 @@ def test_fixed_setup_lp_cvxpy_and_milp_agree():
 def test_prices_match_finite_differences():
     p = synthetic_problem(3, 4, arrival_rate_rps=30.0, slo_ms=300.0, num_prompts=200, seed=1)
     sol = rw.solve(p)
-    g = rw.assignment.group_scores(p.workload.scores)
+    g = group_scores(p.workload.scores)
     eps = 1e-5
     for i in range(3):
         d = np.full(3, -eps / 2)
         d[i] = eps                   # a direction within the simplex (sums to zero)
-        fd = (rw.solution.score_of_fractions(g, sol.fractions + d).score - sol.score) / eps
+        fd = (score_of_fractions(g, sol.fractions + d).score - sol.score) / eps
         assert fd == pytest.approx(sol.prices @ d / eps, abs=2e-3)
 
 
@@ -226,6 +227,6 @@ def test_realized_score_uses_true_scores():
     assert 0.0 <= r <= 1.0
     # Realized score of a plan equals the mean true score under the plan's exact assignment.
     w = sol.fractions
-    g = rw.assignment.group_scores(p.workload.scores)
-    z = rw.solution.score_of_fractions(g, w).z
+    g = group_scores(p.workload.scores)
+    z = score_of_fractions(g, w).z
     assert r == pytest.approx(float(np.sum((z / g.counts[:, None])[g.inverse] * p.workload.true_scores) / 100))

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from conftest import needs_mirror
-from routerwise import architectures, compute_share, memory, stepcost
+from routerwise.serving import architectures, compute_share, hardware, memory, stepcost
 from routerwise.errors import DataError, ValidationError
 
 # --- architectures ----------------------------------------------------------------------------
@@ -40,7 +40,7 @@ def test_unknown_architecture_says_how_to_fix():
 
 @needs_mirror
 def test_registry_matches_the_shapes_vidur_profiled():
-    from routerwise.datasets import REGISTRY, fetch
+    from routerwise.data.registry import REGISTRY, fetch
 
     for key in (k for k in REGISTRY if k.startswith("vidur.mlp.a100.")):
         row = pd.read_csv(fetch(key), nrows=1).iloc[0]
@@ -58,7 +58,7 @@ def test_shard_memory_falls_with_tp_and_capacity_inverts_it():
     need = memory.shard_memory_table(arch, (1, 2, 4))
     assert need[1] > need[2] > need[4] > arch.weight_bytes() / 4 / 1e9
     assert not memory.fits(arch, 1, "A100-80GB") and memory.fits(arch, 4, "A100-80GB")
-    gpu = stepcost.gpu_spec("A100-80GB")
+    gpu = hardware.gpu_spec("A100-80GB")
     share = need[4] / gpu.memory_gb  # exactly the modelled need of one shard
     cap = memory.kv_capacity_tokens(arch, 4, gpu, share)
     assert abs(cap - memory.DEFAULT.kv_reserve_tokens) <= 4
@@ -126,7 +126,7 @@ def test_replica_step_times_follow_the_model():
     assert np.all(np.diff(st.prefill_by_tokens_ms[1:]) >= 0)
     assert np.all(np.diff(st.decode_base_ms[1:]) >= 0)
     # decode is linear in the cached context: the table reproduces a direct evaluation
-    gpu = stepcost.gpu_spec("A100-80GB")
+    gpu = hardware.gpu_spec("A100-80GB")
     direct = stepcost.forward_ms(p, stepcost.Passes(
         [arch], [gpu], ["vllm"], np.array([2]), np.array([16.0]), np.zeros(1),
         np.array([16 * 3000.0]), np.array([16.0]), np.zeros(1), np.zeros(1, bool)))[0]

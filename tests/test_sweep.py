@@ -14,7 +14,7 @@ from profiling import sweep as sw
 from profiling.errors import ResultExists
 from profiling.launcher import EngineSpec, free_port
 from profiling.loadgen import synthetic_prompts
-from routerwise import profiles
+from routerwise.data import latency_table as profiles
 from routerwise.errors import ValidationError
 
 pytestmark = [pytest.mark.timeout(60),  # see test_loadgen.py for the warning

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .problem import LatencyCurve
+from ..problem import LatencyCurve
 
 
 def mass_at(curve: LatencyCurve, w, arrival_rate_rps: float):

@@ -33,7 +33,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .errors import DataError, ValidationError
+from ..errors import DataError, ValidationError
 
 RHO_BW = 0.4
 STEP_KINDS = ("compute", "memory")

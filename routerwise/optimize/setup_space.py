@@ -6,7 +6,7 @@ at that tp. A system setup picks one choice per model (the Cartesian product). F
 
 1. **utilization** (paper): C(Theta) = sum_i tp_i * rho_i in [G * rho_min, G];
 2. **latency curve**: every chosen (model, tp, rho) has a profiled curve;
-3. **deployability**: the shards can be placed (``routerwise.placement``) so that no GPU's
+3. **deployability**: the shards can be placed (``routerwise.optimize.placement``) so that no GPU's
    memory (``check_memory``) and no GPU's compute (``check_compute``, ours) exceeds 100%, with
    the shards of one model on distinct GPUs. Exact search; the paper's memory-only first-fit
    decreasing check is also counted so the two can be compared.
@@ -21,9 +21,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .errors import ValidationError
+from ..errors import ValidationError
 from .placement import ShardDemand, place_exact, place_ffd
-from .problem import ModelSetup, Problem, SystemSetup
+from ..problem import ModelSetup, Problem, SystemSetup
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,7 @@ Scheduling (iteration level, as vLLM's default scheduler without chunked prefill
   against vLLM, which admits on the prompt alone and preempts (recomputes) on overflow.
   ``peak_kv_tokens`` instruments the tokens actually held.
 
-Iteration times come from :class:`~routerwise.stepcost.StepTimes`: a decode step costs
+Iteration times come from :class:`~routerwise.serving.stepcost.StepTimes`: a decode step costs
 ``a_B + b C`` (``B`` running requests, ``C`` cached tokens). While the running batch is
 unchanged, ``C`` grows by ``B`` per step, so ``k`` steps take ``k a_B + b (k C + B k(k-1)/2)``:
 the simulator jumps to the next completion, or to the step during which the next request
@@ -39,10 +39,9 @@ from collections import deque
 from dataclasses import dataclass
 
 import numpy as np
-import pandas as pd
 
-from .datasets import fetch, provenance
-from .errors import DataError, ValidationError
+from ..data.traces import load_trace
+from ..errors import ValidationError
 from .stepcost import StepTimes
 
 SAT_MIN_GROWTH = 10.0
@@ -106,7 +105,7 @@ class SimResult:
     e2e_ms: np.ndarray
 
     def row(self) -> dict:
-        """The profile-table columns of this point (see routerwise.profiles)."""
+        """The profile-table columns of this point (see routerwise.data.latency_table)."""
         return {"load_rps": self.load_rps, "num_requests": self.num_requests,
                 "duration_s": self.duration_s, "saturated": self.saturated,
                 **{f"{k}_ms": v for k, v in self.stats_ms.items()}}
@@ -135,31 +134,14 @@ def poisson_requests(rate_rps: float, n: int, prompt_pool, output_pool, seed: in
                     label=f"Poisson {rate_rps:g} req/s, seed {seed}")
 
 
-TRACE_KEYS = ("azure.conv", "azure.code", "mooncake.conversation")
-
-
 def trace_requests(key: str, rate_rps: float, n: int | None = None, start: int = 0) -> Requests:
     """Requests of a public trace (timestamps and lengths), time-rescaled to ``rate_rps``.
 
     The trace's own mean rate is (count - 1) / (last - first timestamp); arrival gaps are
     multiplied by (trace rate / target rate). ``n`` requests from index ``start``.
     """
-    if key not in TRACE_KEYS:
-        raise ValidationError(f"unknown trace {key!r}; use one of {TRACE_KEYS}")
-    path = fetch(key)
-    if key.startswith("azure."):
-        df = pd.read_csv(path)
-        try:
-            t = pd.to_datetime(df["TIMESTAMP"]).astype("int64").to_numpy() / 1e9
-        except (KeyError, ValueError) as e:
-            raise DataError(f"{path}: cannot parse TIMESTAMP ({e})") from e
-        p, o = df["ContextTokens"].to_numpy(), df["GeneratedTokens"].to_numpy()
-    else:
-        df = pd.read_json(path, lines=True)
-        t = df["timestamp"].to_numpy(float) / 1e3
-        p, o = df["input_length"].to_numpy(), df["output_length"].to_numpy()
-    order = np.argsort(t, kind="stable")
-    t, p, o = t[order], p[order], o[order]
+    trace = load_trace(key)
+    t, p, o = trace.arrival_s, trace.prompt_tokens, trace.output_tokens
     end = t.size if n is None else min(t.size, start + n)
     if end - start < 2:
         raise ValidationError(f"trace {key} has fewer than 2 requests from index {start}")
@@ -170,7 +152,7 @@ def trace_requests(key: str, rate_rps: float, n: int | None = None, start: int =
         raise ValidationError("target rate must be positive and the trace must span time")
     arr = (t - t[0]) * (trace_rate / rate_rps)
     return Requests(arr, np.maximum(p, 1), np.maximum(o, 1),
-                    label=f"trace {provenance(key)} rescaled x{trace_rate / rate_rps:.3g} to "
+                    label=f"trace {trace.provenance} rescaled x{trace_rate / rate_rps:.3g} to "
                           f"{rate_rps:g} req/s")
 
 
@@ -332,7 +314,7 @@ def _backlog_growth(arr_ms: np.ndarray, admit_ms: np.ndarray, offset: int) -> fl
     return slope * (arr_ms[-1] - arr_ms[0])
 
 
-def mdl_wait_ms(rho: float, service_ms: float) -> float:
+def md1_wait_ms(rho: float, service_ms: float) -> float:
     """Pollaczek-Khinchine mean wait of an M/D/1 queue: rho S / (2 (1 - rho))."""
     if not 0 <= rho < 1:
         raise ValidationError("M/D/1 needs utilisation 0 <= rho < 1")
@@ -340,4 +322,4 @@ def mdl_wait_ms(rho: float, service_ms: float) -> float:
 
 
 __all__ = ["EngineConfig", "Requests", "SimResult", "simulate", "poisson_arrivals",
-           "poisson_requests", "trace_requests", "mdl_wait_ms"]
+           "poisson_requests", "trace_requests", "md1_wait_ms"]

@@ -12,16 +12,17 @@ from dataclasses import replace
 import numpy as np
 import pandas as pd
 
-from .baselines import run_baselines
-from .dual_price import solve_dual_price
+from ..optimize.baselines import run_baselines
+from ..optimize.dual_price import solve_dual_price
 from .instances import default_problem
-from .milp import solve_milp
-from .problem import Problem, SetupSpace
-from .router import OnlineRouter
-from .routing import evaluate_plan
-from .search import SearchContext, evaluate_all, solve_exact
-from .setups import enumerate_setups
-from .solution import Solution
+from ..optimize.milp import solve_milp
+from ..problem import Problem, SetupSpace
+from ..online_router import OnlineRouter
+from ..optimize.fixed_setup import evaluate_plan
+from ..optimize.bounds import SearchContext
+from ..optimize.exact_search import evaluate_all, solve_exact
+from ..optimize.setup_space import enumerate_setups
+from ..optimize.solution import Solution
 
 PAPER = {  # the paper's reported figures (arXiv:2604.10907), for side-by-side tables
     "score_min": 0.30, "score_max": 0.56, "variation_pct": 87.0,

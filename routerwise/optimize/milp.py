@@ -14,7 +14,7 @@ Parameters
     wtop_ik             largest routable fraction: min(1, max profiled load / lambda), and where
                         w l_ik(lambda w) reaches tau (aggregate "mean") or l_ik reaches tau ("max")
     (sigma_ikp, c_ikp)  slope and intercept of secant piece p of phi_ik(w) = w l_ik(lambda w)
-                        (``routerwise.latency.mass_secants``: over-estimates phi by <= eps ms)
+                        (``routerwise.optimize.latency.mass_secants``: over-estimates phi by <= eps ms)
 
 Variables
     x_ik in {0,1}       model i runs option k
@@ -65,13 +65,14 @@ from pathlib import Path
 import numpy as np
 
 from .assignment import central_prices, group_scores, score_of_fractions
-from .errors import SolverUnavailable, ValidationError
+from ..errors import SolverUnavailable, ValidationError
 from .highs import consume_banner
-from .io import atomic_path
-from .problem import Problem, SystemSetup
-from .routing import evaluate_plan, mass_tol_ms, option_limits
-from .search import SearchContext, infeasible_solution
-from .setups import model_options
+from ..io import atomic_path
+from ..problem import Problem, SystemSetup
+from .fixed_setup import evaluate_plan, mass_tol_ms, option_limits
+from .bounds import SearchContext
+from .diagnosis import infeasible_solution
+from .setup_space import model_options
 from .solution import Solution
 
 SOLVERS = ("HiGHS", "CBC")

@@ -13,7 +13,7 @@ For a fixed setup Theta (one curve per model) the routing problem is
 Two exact solvers:
 
 * :class:`FixedSetupLP` (HiGHS, reused across setups): phi_i enters through its secant envelope
-  (``routerwise.latency.mass_secants``, conservative by at most ``tol_ms`` per model) as
+  (``routerwise.optimize.latency.mass_secants``, conservative by at most ``tol_ms`` per model) as
   ``t_i >= slope_p w_i + intercept_p`` (R4) when the envelope is convex, and through an
   incremental piecewise-linear formulation with binaries when it is not. This is the same
   latency model as the MILP, so the two agree exactly.
@@ -30,11 +30,11 @@ from dataclasses import dataclass
 import numpy as np
 
 from .assignment import ScoreGroups, group_scores, plan_prices, score_of_fractions
-from .errors import SolverUnavailable, ValidationError
+from ..errors import SolverUnavailable, ValidationError
 from .highs import new_highs
 from .latency import (MassSecants, fraction_where_latency_reaches, mass_secants, max_fraction,
                       plan_latency_ms)
-from .problem import LatencyCurve, Problem, SystemSetup
+from ..problem import LatencyCurve, Problem, SystemSetup
 from .solution import Solution
 
 INF = 1e30
@@ -60,7 +60,7 @@ class RoutingResult:
     fractions: np.ndarray
     prices: np.ndarray
     # Lagrange multipliers of R3 (nu) and R5 (beta, score per ms); None for a MIP solve.
-    # With the un-centred prices they certify the optimum: see routerwise.search.
+    # With the un-centred prices they certify the optimum: see routerwise.optimize.exact_search.
     nu: float | None = None
     beta: float | None = None
     raw_prices: np.ndarray | None = None

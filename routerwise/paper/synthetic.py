@@ -4,14 +4,14 @@ Nothing here is measured. Latency follows a queueing-shaped curve
 ``l(x) = l0 / (1 - x / cap)`` (M/M/1-like) sampled up to 95% of capacity, with capacity and
 unloaded latency scaled by tensor parallelism and compute share through modelled exponents;
 scores come from a latent prompt difficulty and a per-model skill that grows with size.
-Use the real-data instances in ``routerwise.instances`` for anything reported as a finding.
+Use the real-data instances in ``routerwise.paper.instances`` for anything reported as a finding.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from .problem import (SLO, Cluster, GPUType, LatencyCurve, LatencyProfiles, ModelSpec, Problem,
+from ..problem import (SLO, Cluster, GPUType, LatencyCurve, LatencyProfiles, ModelSpec, Problem,
                       SetupSpace, Workload)
 
 # name, params (B), skill, single-GPU capacity at full share (req/s), unloaded latency (ms)
@@ -48,7 +48,7 @@ def synthetic_profiles(num_models: int, tp_degrees=(1, 2, 4), points: int = 16,
                 x = np.linspace(0.0, 0.95 * cap, points)
                 y = l0 / (1.0 - x / cap)
                 curves.append(LatencyCurve(name, tp, r, tuple(x), tuple(y), metric, "synthetic",
-                                           "modelled: l0/(1-x/cap), routerwise.synthetic"))
+                                           "modelled: l0/(1-x/cap), routerwise.paper.synthetic"))
     return LatencyProfiles(tuple(curves), metric)
 
 

@@ -58,9 +58,9 @@ from sklearn.model_selection import StratifiedKFold, cross_val_predict
 from sklearn.neighbors import KNeighborsRegressor
 from sklearn.pipeline import FeatureUnion, Pipeline
 
-from .errors import ValidationError
-from .problem import Workload
-from .quality import QualityMatrix
+from ..errors import ValidationError
+from ..problem import Workload
+from .scores import QualityMatrix
 
 METHODS = ("ridge", "knn")
 HELD_OUT_FOLDS = "measured-on-held-out-folds"

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .errors import ValidationError
+from ..errors import ValidationError
 
 _HF = "https://huggingface.co/{}/blob/main/config.json"
 
@@ -224,6 +224,6 @@ def get(name: str) -> Architecture:
     try:
         return REGISTRY[key]
     except KeyError:
-        raise ValidationError(f"no architecture {name!r} in routerwise.architectures; known: "
+        raise ValidationError(f"no architecture {name!r} in routerwise.serving.architectures; known: "
                               f"{sorted(REGISTRY)}. Add an entry transcribed from the model's "
                               f"config.json") from None

@@ -1,9 +1,9 @@
 """Simulated latency profiles for every (model, tp, compute share) of a setup space.
 
-Each curve is a load sweep of :func:`routerwise.simulator.simulate` on the fitted step costs
-(:mod:`routerwise.stepcost`) scaled to the compute share by :mod:`routerwise.compute_share`,
-with the KV capacity of the memory model (:mod:`routerwise.memory`). Rows follow the shared
-schema of :mod:`routerwise.profiles` with ``source = "simulated"`` and a provenance naming the
+Each curve is a load sweep of :func:`routerwise.serving.simulator.simulate` on the fitted step costs
+(:mod:`routerwise.serving.stepcost`) scaled to the compute share by :mod:`routerwise.serving.compute_share`,
+with the KV capacity of the memory model (:mod:`routerwise.serving.memory`). Rows follow the shared
+schema of :mod:`routerwise.data.latency_table` with ``source = "simulated"`` and a provenance naming the
 step-cost fit, the compute-share assumption, the memory model, the length sample and the seed.
 
 Load grid (adaptive, per curve)
@@ -42,17 +42,19 @@ from typing import Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from . import architectures, settings
+from . import architectures
+from .. import settings
 from .compute_share import DEFAULT as DEFAULT_SHARE
 from .compute_share import ComputeShareModel
-from .errors import ValidationError
-from .io import atomic_write_with, write_json
+from ..errors import ValidationError
+from ..io import atomic_write_with, write_json
 from .memory import DEFAULT as DEFAULT_MEMORY
 from .memory import MemoryAssumptions, fits, shard_memory_gb
-from .profiles import METRIC_COLUMNS, normalize
+from ..data.latency_table import METRIC_COLUMNS, normalize
 from .simulator import EngineConfig, poisson_requests, simulate
-from .stepcost import (StepCostParams, StepTimes, fit, fit_provenance, gpu_spec,
-                       measured_step_times, replica_step_times)
+from .hardware import gpu_spec
+from .stepcost import (StepCostParams, StepTimes, fit, fit_provenance, measured_step_times,
+                       replica_step_times)
 
 GRID_VERSION = "profile-grid-v1"
 DEFAULT_MODELS = ("llama-3.2-3b-instruct", "llama-3.1-8b-instruct",
@@ -85,7 +87,7 @@ class LengthSample:
 
 def routeprofile_lengths(models: Sequence[str]) -> dict[str, LengthSample]:
     """Each model's own prompt/completion token counts on the RouteProfile prompts (measured)."""
-    from .quality import load_routeprofile
+    from ..data.scores import load_routeprofile
 
     qm = load_routeprofile()
     if qm.prompt_tokens is None or qm.completion_tokens is None:
@@ -250,7 +252,7 @@ def build_profile_table(models: Sequence[str] = DEFAULT_MODELS, gpu: str = "A100
 
     ``lengths`` maps each model to its :class:`LengthSample` (one sample for all models is
     accepted); default: each model's RouteProfile token counts. ``measured_steps`` (a step
-    table, see :func:`routerwise.stepcost.measured_step_times`) replaces the fitted step costs
+    table, see :func:`routerwise.serving.stepcost.measured_step_times`) replaces the fitted step costs
     for every (model, tp, compute share) it covers. Returns the normalized table;
     ``df.attrs["skipped"]`` lists setups left out because the shard does not fit a GPU.
     """
@@ -333,7 +335,7 @@ def _provenance(c: _Curve, lengths: LengthSample, opts: GridOptions, params: Ste
                 share: ComputeShareModel, measured: pd.DataFrame | None) -> str:
     steps = ("measured step table (least-squares step model)" if measured is not None else
              f"{params.label()}, engine {opts.engine}; compute share: {share.label()}")
-    return (f"simulated by routerwise.simulator ({GRID_VERSION}); {steps}; "
+    return (f"simulated by routerwise.serving.simulator ({GRID_VERSION}); {steps}; "
             f"{opts.memory.label()}, KV capacity "
             f"{opts.memory.kv_reserve_tokens} tokens, max_num_seqs {opts.max_num_seqs}; "
             f"lengths: {lengths.label}; Poisson arrivals seed {opts.seed}, "

@@ -15,7 +15,7 @@ The memory MODEL, in one place (all numbers modelled, decimal GB = 1e9 bytes):
 
 ``shard_memory_gb`` is the need of one shard (the paper's m_i(tp)); ``kv_capacity_tokens``
 inverts it: the KV tokens a replica holds when each of its tp GPUs gives it ``mem_share`` of
-its memory. GPU capacities come from :data:`routerwise.stepcost.GPUS` (datasheet GiB).
+its memory. GPU capacities come from :data:`routerwise.serving.hardware.GPUS` (datasheet GiB).
 """
 
 from __future__ import annotations
@@ -23,8 +23,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from .architectures import Architecture
-from .errors import ValidationError
-from .stepcost import GPUSpec, gpu_spec
+from ..errors import ValidationError
+from .hardware import GPUSpec, gpu_spec
 
 GB = 1e9
 

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from .errors import ValidationError
-from .io import atomic_path, atomic_write_with, write_json
+from ..errors import ValidationError
+from ..io import atomic_path, atomic_write_with, write_json
 
 
 def results_dir() -> Path:

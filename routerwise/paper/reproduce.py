@@ -1,6 +1,6 @@
 """The main job: run every notebook with papermill into a results folder, then summarize.
 
-    python -m routerwise.reproduce [--out results] [--only 03_score_variation] [-p key value]
+    python -m routerwise.paper.reproduce [--out results] [--only 03_score_variation] [-p key value]
 
 Each notebook in ``notebooks/`` runs with its default parameters (or overrides given with
 ``-p``) into ``<out>/notebooks/``; notebooks write figures (PNG), tables (CSV) and their key
@@ -18,7 +18,7 @@ import sys
 import time
 from pathlib import Path
 
-from .io import atomic_write
+from ..io import atomic_write
 
 NOTEBOOKS = ("01_setup_space", "02_latency_profiles", "03_score_variation", "04_exact_vs_dual",
              "05_beyond_the_paper", "06_gpu_inventory", "07_measure_latencies")

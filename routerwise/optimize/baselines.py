@@ -9,7 +9,7 @@ SLO, those at the smallest L1 distance between (tp_i * rho_i)_i and the target; 
 the best optimized score (the most favourable reading for the baseline). Isolated setups may
 leave GPUs idle, so they are exempt from the utilization filter (they are verified with
 rho_min = 0); among isolated setups the best-scoring one is reported. Routing is solved exactly
-(``routerwise.routing``), so a baseline's gap to the optimum is due to its setup alone.
+(``routerwise.optimize.fixed_setup``), so a baseline's gap to the optimum is due to its setup alone.
 """
 
 from __future__ import annotations
@@ -22,9 +22,10 @@ import numpy as np
 
 from .assignment import group_scores, plan_prices
 from .placement import ShardDemand, place_exact
-from .problem import Problem, SystemSetup
-from .routing import FixedSetupLP, evaluate_plan, option_limits
-from .search import SearchContext, infeasible_solution
+from ..problem import Problem, SystemSetup
+from .fixed_setup import FixedSetupLP, evaluate_plan, option_limits
+from .bounds import SearchContext
+from .diagnosis import infeasible_solution
 from .solution import Infeasibility, Solution
 
 BASELINES = ("equal-split", "size-proportional", "isolated")

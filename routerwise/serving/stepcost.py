@@ -23,7 +23,7 @@ number of distinct experts, ``E (1 - (1 - k/E)^n)``), ``h``, ``d``, ``h_q``, ``h
 ``V`` the hidden size, head dim, query/KV heads, MLP width and vocabulary (``h_kv / tp`` is at
 least 1: KV heads are replicated when tp exceeds them). Under an MPS compute share every
 compute leg is multiplied by the compute slowdown and every memory leg by the memory slowdown
-of :mod:`routerwise.compute_share`; the overhead terms are not scaled.
+of :mod:`routerwise.serving.compute_share`; the overhead terms are not scaled.
 
 Parameters and where they come from
 -----------------------------------
@@ -80,62 +80,23 @@ from typing import Iterable
 import numpy as np
 import pandas as pd
 
-from . import architectures, settings
+from . import architectures
+from .. import settings
 from .architectures import Architecture
 from .compute_share import DEFAULT as DEFAULT_SHARE
 from .compute_share import ComputeShareModel
-from .datasets import REGISTRY as DATA_REGISTRY
-from .datasets import fetch, provenance, source
-from .errors import DataError, ValidationError
-from .io import write_json
+from ..data.registry import REGISTRY as DATA_REGISTRY
+from ..data.registry import fetch, provenance, source
+from ..errors import DataError, ValidationError
+from ..io import write_json
+from .hardware import gpu_spec
 
 MODEL_VERSION = "stepcost-v1"
 DTYPE_BYTES = 2
 
-# --------------------------------------------------------------------------------------------
-# GPU specs (datasheet, dense bf16 tensor-core peak, no sparsity)
-# --------------------------------------------------------------------------------------------
-A100_DATASHEET = ("NVIDIA A100 Tensor Core GPU datasheet (nvidia.com, A100 40GB/80GB SXM): "
-                  "BF16 312 TFLOPS dense, HBM2 1,555 GB/s (40GB), HBM2e 2,039 GB/s (80GB), "
-                  "NVLink 600 GB/s")
-H100_DATASHEET = ("NVIDIA H100 Tensor Core GPU datasheet (nvidia.com, H100 SXM): BF16 1,979 "
-                  "TFLOPS with sparsity = 989 dense, HBM3 3.35 TB/s, 80GB, NVLink 900 GB/s")
-
-
-@dataclass(frozen=True)
-class GPUSpec:
-    """Datasheet figures of one GPU type (labelled constants, not fitted)."""
-
-    name: str
-    family: str
-    peak_bf16_tflops: float
-    hbm_gbs: float
-    memory_gib: float
-    nvlink_gbs: float
-    source: str
-
-    @property
-    def memory_gb(self) -> float:
-        """Capacity in decimal GB (the datasheet's '80GB' is 80 GiB)."""
-        return self.memory_gib * 2**30 / 1e9
-
-
-GPUS: dict[str, GPUSpec] = {
-    "A100-80GB": GPUSpec("A100-80GB", "ampere", 312.0, 2039.0, 80.0, 600.0, A100_DATASHEET),
-    "A100-40GB": GPUSpec("A100-40GB", "ampere", 312.0, 1555.0, 40.0, 600.0, A100_DATASHEET),
-    "H100-80GB": GPUSpec("H100-80GB", "hopper", 989.0, 3350.0, 80.0, 900.0, H100_DATASHEET),
-}
 FAMILIES = ("ampere", "hopper")
 ENGINES = ("vllm", "splitwise", "kernel")
 _AR_NODE = {"ampere": "a100_dgx", "hopper": "h100_dgx"}
-
-
-def gpu_spec(name: str) -> GPUSpec:
-    try:
-        return GPUS[name]
-    except KeyError:
-        raise ValidationError(f"unknown GPU type {name!r}; known: {sorted(GPUS)}. Add its "
-                              f"datasheet figures to routerwise.stepcost.GPUS") from None
 
 
 # --------------------------------------------------------------------------------------------
@@ -178,7 +139,7 @@ class StepCostParams:
     def from_json(cls, d: dict) -> "StepCostParams":
         if d.get("version") != MODEL_VERSION:
             raise DataError(f"step-cost parameters are version {d.get('version')!r}, this code "
-                            f"expects {MODEL_VERSION!r}: refit with routerwise.stepcost.fit()")
+                            f"expects {MODEL_VERSION!r}: refit with routerwise.serving.stepcost.fit()")
         return cls(family=d["family"], engine=d["engine"],
                    allreduce={f: {int(t): tuple(v) for t, v in m.items()}
                               for f, m in d["allreduce"].items()},

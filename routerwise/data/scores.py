@@ -20,7 +20,7 @@ evaluation of each model's actual response.
     string holding a Python dict literal; strings are parsed with :func:`ast.literal_eval`,
     which accepts literals only and never runs code.
 
-Files are obtained only through :func:`routerwise.datasets.fetch`, which verifies checksums and
+Files are obtained only through :func:`routerwise.data.registry.fetch`, which verifies checksums and
 raises :class:`~routerwise.errors.MissingDataFile` / :class:`~routerwise.errors.ChecksumMismatch`.
 A file that passes its checksum but does not parse as documented raises
 :class:`~routerwise.errors.DataError` naming the file and the row.
@@ -39,8 +39,8 @@ from typing import Any, Iterable, Sequence
 import numpy as np
 import pandas as pd
 
-from .datasets import fetch, provenance
-from .errors import DataError, ValidationError
+from .registry import fetch, provenance
+from ..errors import DataError, ValidationError
 
 ROUTEPROFILE_KEYS = ("routeprofile.routing_test", "routeprofile.candidate_models")
 LLMROUTER_KEYS = {"train": ("llmrouter.train",), "test": ("llmrouter.test",),
@@ -374,7 +374,7 @@ def load_llmrouter(split: str = "train") -> QualityMatrix:
     Prompt ids are ``f"{split}/{k}"`` (``"train/0"``, ``"test/17"``; with ``"all"`` the train
     rows come first). There are no task labels (``tasks`` are ``""``) and no token counts.
     Some prompt texts occur in both splits; the count is recorded in ``notes`` for ``"all"``,
-    and :func:`routerwise.predictor.fit_predict_scores` reports it for any train/test pair.
+    and :func:`routerwise.data.score_predictor.fit_predict_scores` reports it for any train/test pair.
     """
     if split not in LLMROUTER_KEYS:
         raise ValidationError(f"split must be one of {list(LLMROUTER_KEYS)}, got {split!r}")

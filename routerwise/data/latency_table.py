@@ -30,9 +30,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .errors import DataError, ValidationError
-from .io import atomic_write_with
-from .problem import CURVE_SOURCES, LATENCY_METRICS, LatencyCurve, LatencyProfiles
+from ..errors import DataError, ValidationError
+from ..io import atomic_write_with
+from ..problem import CURVE_SOURCES, LATENCY_METRICS, LatencyCurve, LatencyProfiles
 
 KEY_COLUMNS = ("model", "gpu", "tp", "compute_share", "load_rps")
 METRIC_COLUMNS = tuple(f"{m}_ms" for m in LATENCY_METRICS)
@@ -56,7 +56,7 @@ def normalize(df: pd.DataFrame) -> pd.DataFrame:
     missing = [c for c in required if c not in df.columns]
     if missing:
         raise ValidationError(f"profile table lacks columns {missing}; the schema is "
-                              f"{list(COLUMNS)} (see routerwise.profiles)")
+                              f"{list(COLUMNS)} (see routerwise.data.latency_table)")
     out = df.copy()
     for c in COLUMNS:
         if c not in out.columns:

@@ -19,9 +19,9 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import settings
-from .errors import ChecksumMismatch, MissingDataFile
-from .io import atomic_path, sha256_file
+from .. import settings
+from ..errors import ChecksumMismatch, MissingDataFile
+from ..io import atomic_path, sha256_file
 
 
 @dataclass(frozen=True)

@@ -4,7 +4,7 @@ Three nested stages, implemented as the paper describes them (``../shared/PAPER.
 
 1. **Prices** for fractions w by subgradient steps on the dual of the assignment problem,
    ``alpha_i += step_t (n_i(alpha) - N w_i) / N`` with ``n_i`` the prompts whose
-   ``argmax_i (s_ji - alpha_i)`` is i (``routerwise.assignment.prices_by_subgradient``).
+   ``argmax_i (s_ji - alpha_i)`` is i (``routerwise.optimize.assignment.prices_by_subgradient``).
 2. For a fixed setup and latency penalty beta: **projected gradient ascent** on w with
    gradient ``alpha - beta dL/dw``, ``dL/dw_i = l_i + lambda w_i dl_i/dload`` (slope of the
    active piece), projecting onto the simplex (Duchi et al. 2008). Our curves have a profiled
@@ -19,7 +19,7 @@ The per-setup answer is the final w, scored exactly by S(w); the method has no o
 guarantee, which the exact solvers in this kit measure.
 
 Setups can be skipped without changing the answer: a setup whose upper bound (from
-``routerwise.search``, computed from the method's own prices) cannot beat the best plan found so
+``routerwise.optimize.exact_search``, computed from the method's own prices) cannot beat the best plan found so
 far cannot be chosen, since the method's score on a setup never exceeds that setup's optimum.
 ``exhaustive=True`` runs every setup, as the paper does.
 """
@@ -33,9 +33,10 @@ import numpy as np
 import pandas as pd
 
 from .assignment import ScoreGroups, argmax_counts, score_of_fractions
-from .problem import Problem
-from .routing import evaluate_plan
-from .search import LagrangianBounds, SearchContext, infeasible_solution, setup_bounds
+from ..problem import Problem
+from .fixed_setup import evaluate_plan
+from .bounds import LagrangianBounds, SearchContext, setup_bounds
+from .diagnosis import infeasible_solution
 from .solution import Solution
 
 

@@ -5,12 +5,12 @@
 * **models**: a small/mid/large ladder mirroring the paper's (7B/13B/34B):
   llama-3.1-8b, mistral-small-24b, llama-3.3-70b; the 4-model ladder adds llama-3.2-3b.
   Parameter counts from RouteProfile's model card; per-shard memory from the memory model
-  (``routerwise.memory``, modelled) on public architecture configs;
+  (``routerwise.serving.memory``, modelled) on public architecture configs;
 * **scores**: RouteProfile (measured; human_eval/mbpp excluded), routed on scores PREDICTED
-  out-of-fold by the TF-IDF ridge predictor (``routerwise.predictor``, fitted) standing in for
+  out-of-fold by the TF-IDF ridge predictor (``routerwise.data.score_predictor``, fitted) standing in for
   the paper's DeBERTa router; the true scores ride along for realized-quality reports;
 * **latency curves**: simulated by the serving simulator on fitted step costs
-  (``routerwise.profile_grid``; step costs fitted to LLM-Inference-Bench, Splitwise and vidur
+  (``routerwise.serving.curve_grid``; step costs fitted to LLM-Inference-Bench, Splitwise and vidur
   measurements; compute-share law modelled), mean TTFT against load by default;
 * **cluster**: A100-80GB GPUs (datasheet memory), as in the paper.
 
@@ -23,11 +23,13 @@ from __future__ import annotations
 
 from functools import lru_cache
 
-from . import architectures, memory, profiles
-from .errors import ValidationError
-from .problem import SLO, Cluster, GPUType, ModelSpec, Problem, SetupSpace
-from .search import SearchContext
-from .stepcost import gpu_spec
+from ..serving import architectures
+from ..serving import memory
+from ..data import latency_table as profiles
+from ..errors import ValidationError
+from ..problem import SLO, Cluster, GPUType, ModelSpec, Problem, SetupSpace
+from ..optimize.bounds import SearchContext
+from ..serving.hardware import gpu_spec
 
 LADDER_3 = ("llama-3.1-8b-instruct", "mistral-small-24b-instruct-2501-bf16",
             "llama-3.3-70b-instruct")
@@ -45,8 +47,8 @@ def ladder(num_models: int) -> tuple[str, ...]:
 @lru_cache(maxsize=8)
 def predicted_scores(models: tuple[str, ...], seed: int = 0):
     """Out-of-fold predicted RouteProfile scores for ``models`` (cached per process)."""
-    from .predictor import cross_val_predict_scores
-    from .quality import load_routeprofile
+    from ..data.score_predictor import cross_val_predict_scores
+    from ..data.scores import load_routeprofile
     qm = load_routeprofile().select_models(models)
     return qm, cross_val_predict_scores(qm, n_folds=5, seed=seed)
 
@@ -54,7 +56,7 @@ def predicted_scores(models: tuple[str, ...], seed: int = 0):
 @lru_cache(maxsize=8)
 def profile_table(gpu: str = "A100-80GB", progress: bool = False):
     """Simulated profile table of the 4-model ladder on ``gpu`` (cached on disk and here)."""
-    from .profile_grid import load_or_build
+    from ..serving.curve_grid import load_or_build
     return load_or_build(LADDER_4, gpu, progress=progress)
 
 

@@ -17,10 +17,10 @@ import numpy as np
 import pandas as pd
 
 from .assignment import group_scores, prompt_shares, score_of_fractions
-from .errors import InfeasibleSLO, VerificationError
+from ..errors import InfeasibleSLO, VerificationError
 from .latency import per_model_latency_ms, plan_latency_ms
 from .placement import ShardDemand, gpu_usage
-from .problem import Problem, SystemSetup
+from ..problem import Problem, SystemSetup
 
 STATUSES = ("optimal", "feasible", "time_limit", "infeasible")
 
