@@ -6,21 +6,36 @@ BIN := $(VENV)/bin
 # ../shared/data is used when present; unset it (ROUTERWISE_DATA_MIRROR=) to download instead.
 ROUTERWISE_DATA_MIRROR ?= $(if $(wildcard ../shared/data),$(abspath ../shared/data),)
 export ROUTERWISE_DATA_MIRROR
+# One BLAS/OpenMP thread: fitted and simulated numbers then do not depend on the core count.
+export OMP_NUM_THREADS ?= 1
+export OPENBLAS_NUM_THREADS ?= 1
+export MKL_NUM_THREADS ?= 1
 # Tests share one cache so the simulated profile grid is built once per run of `make test`.
 TEST_CACHE := $(CURDIR)/.cache/test
 
-.PHONY: help install reproduce test unit notebooks bench lab clean
+.PHONY: help install lock reproduce test unit notebooks bench lab clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
 
-$(BIN)/.installed: pyproject.toml
+# The pinned versions the committed outputs were made with, then the kit itself (no deps).
+$(BIN)/.installed: pyproject.toml requirements-lock.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e ".[test]"
+	$(BIN)/python -m pip install -q -r requirements-lock.txt
+	$(BIN)/python -m pip install -q --no-deps -e .
 	touch $@
 
-install: $(BIN)/.installed  ## create .venv and install the kit with its test tools
+install: $(BIN)/.installed  ## create .venv: pinned dependencies (requirements-lock.txt) and the kit
+
+lock:  ## re-resolve requirements-lock.txt from pyproject.toml in a scratch venv
+	rm -rf .cache/lock-venv && $(PYTHON) -m venv .cache/lock-venv
+	.cache/lock-venv/bin/python -m pip install -q --upgrade pip
+	.cache/lock-venv/bin/python -m pip install -q ".[paper,profiling,test]"
+	{ echo "# Pinned versions for reproducing the committed outputs (make install). Regenerate: make lock"; \
+	  echo "# Resolved with Python $$(.cache/lock-venv/bin/python -c 'import platform; print(platform.python_version())') on $$(uname -m)"; \
+	  .cache/lock-venv/bin/python -m pip freeze --exclude-editable | grep -iv '^routerwise'; } > requirements-lock.txt.tmp
+	mv requirements-lock.txt.tmp requirements-lock.txt
 
 reproduce: install  ## the main job: run every notebook into results/ (about 5 min on 2 cores)
 	$(BIN)/python -m routerwise.paper.reproduce --out results
@@ -41,7 +56,7 @@ bench: install  ## print solver, simulator, step-cost and predictor benchmarks
 	$(BIN)/python benchmarks/bench_stepcost.py
 
 lab: install  ## open the notebooks in JupyterLab
-	$(BIN)/python -m pip install -q -e ".[lab]"
+	$(BIN)/python -m pip install -q "jupyterlab>=4"
 	$(BIN)/jupyter lab notebooks
 
 clean:  ## remove results and test caches (not the venv)

@@ -1,6 +1,7 @@
 """Command line: ``routerwise reproduce | solve | profiles``.
 
     routerwise reproduce [--out results]            every notebook into a results folder
+    routerwise solve problem.toml [--json plan.json]  your problem file (routerwise.problem_file)
     routerwise solve --models 3 --gpus 4 --rate 25 --slo 600 [--method exact|dual-price|milp]
     routerwise profiles [--gpu A100-80GB]           build (or find) the simulated profile grid
 """
@@ -10,17 +11,57 @@ from __future__ import annotations
 import argparse
 import sys
 
-from .errors import RouterWiseError
+from .errors import RouterWiseError, ValidationError
+from .io import write_json
+
+__all__ = ["main", "plan_record"]
+
+
+def plan_record(problem, sol) -> dict:
+    """The plan as plain JSON-able data: what ``solve --json`` writes."""
+    d = {"problem": problem.name, "method": sol.solver, "status": sol.status,
+         "score": sol.score, "latency_ms": sol.latency_ms, "bound": sol.bound,
+         "solve_time_s": sol.solve_time_s,
+         "slo": {"latency_ms": problem.slo.latency_ms, "metric": problem.slo.metric,
+                 "aggregate": problem.slo.aggregate},
+         "arrival_rate_rps": problem.arrival_rate_rps, "notes": list(sol.notes)}
+    if not sol.feasible:
+        inf = sol.infeasibility
+        d["infeasibility"] = {"binding": inf.binding, "message": inf.message,
+                              "min_latency_ms": inf.min_latency_ms}
+        return d
+    lat = sol.per_model_latency_ms(problem)
+    d["setup"] = sol.setup.label()
+    d["models"] = [{"name": name, "tp": s.tp, "compute_share": s.compute_share,
+                    "gpus": list(sol.setup.placement[i]) if sol.setup.placement else None,
+                    "fraction": float(w), "load_rps": float(w) * problem.arrival_rate_rps,
+                    "latency_ms": float(lat[i]) if w > 0 else None, "price": float(a)}
+                   for i, (name, s, w, a) in enumerate(zip(problem.model_names,
+                                                           sol.setup.per_model, sol.fractions,
+                                                           sol.prices))]
+    realized = sol.realized_score(problem)
+    if realized is not None:
+        d["realized_score"] = realized
+    return d
 
 
 def _solve(args) -> int:
-    from .paper.instances import default_problem
-    from .problem import SetupSpace
     from .solve import solve
-    space = SetupSpace(check_compute=not args.memory_only)
-    p = default_problem(args.models, args.gpus, args.rate, args.slo, gpu=args.gpu,
-                        metric=args.metric, aggregate=args.aggregate, space=space)
+    if args.problem:
+        from .problem_file import load_problem
+        p = load_problem(args.problem)
+    else:
+        if args.rate is None or args.slo is None:
+            raise ValidationError("give a problem file (routerwise solve problem.toml) or both "
+                                  "--rate and --slo for a default instance")
+        from .paper.instances import default_problem
+        from .problem import SetupSpace
+        space = SetupSpace(check_compute=not args.memory_only)
+        p = default_problem(args.models, args.gpus, args.rate, args.slo, gpu=args.gpu,
+                            metric=args.metric, aggregate=args.aggregate, space=space)
     sol = solve(p, args.method)
+    if args.json:
+        write_json(args.json, plan_record(p, sol))
     if not sol.feasible:
         print(f"infeasible ({sol.infeasibility.binding}): {sol.infeasibility.message}")
         return 1
@@ -39,14 +80,17 @@ def main(argv=None) -> int:
     sub = ap.add_subparsers(dest="cmd", required=True)
     r = sub.add_parser("reproduce", help="run every notebook into a results folder")
     r.add_argument("rest", nargs=argparse.REMAINDER)
-    s = sub.add_parser("solve", help="solve a default real-data instance")
+    s = sub.add_parser("solve", help="solve a problem file, or a default real-data instance")
+    s.add_argument("problem", nargs="?", help="a problem file (TOML); see routerwise.problem_file")
+    s.add_argument("--json", metavar="PATH", help="also write the plan as JSON to PATH")
     s.add_argument("--models", type=int, default=3, choices=(3, 4))
     s.add_argument("--gpus", type=int, default=4)
-    s.add_argument("--rate", type=float, required=True, help="arrival rate, req/s")
-    s.add_argument("--slo", type=float, required=True, help="latency SLO, ms")
+    s.add_argument("--rate", type=float, help="arrival rate, req/s (default instance)")
+    s.add_argument("--slo", type=float, help="latency SLO, ms (default instance)")
     s.add_argument("--metric", default="ttft_mean")
     s.add_argument("--aggregate", default="mean", choices=("mean", "max"))
-    s.add_argument("--method", default="exact", choices=("exact", "dual-price", "milp"))
+    s.add_argument("--method", default="exact", help="a registered solver: exact (default), "
+                   "dual-price, milp")
     s.add_argument("--gpu", default="A100-80GB")
     s.add_argument("--memory-only", action="store_true",
                    help="the paper's deployability check (memory only, no compute placement)")

@@ -248,11 +248,22 @@ def cross_val_predict_scores(qm: QualityMatrix, n_folds: int = 5, seed: int = 0,
     notes = ((f"{repeats} prompt texts repeat within the matrix; a repeat that falls in "
               f"another fold is recalled rather than predicted",) if repeats else ())
     return PredictedScores(
-        predicted=np.clip(pred, 0.0, 1.0), true=qm.scores, baseline=base,
+        predicted=stable_scores(pred), true=qm.scores, baseline=base,
         model_names=qm.model_names, prompt_ids=qm.prompt_ids,
         method=f"{_describe(pipe)}; {n_folds}-fold out-of-fold, stratified by {strata}, "
                f"seed {seed}",
         evaluation=HELD_OUT_FOLDS, fit_time_s=fit_time_s, notes=notes)
+
+
+def stable_scores(pred: np.ndarray) -> np.ndarray:
+    """Predictions clipped to [0, 1] and rounded to 1e-6.
+
+    Ridge's solve differs in the last bits between BLAS builds and thread counts; the router
+    groups prompts with identical score rows and breaks LP ties on them, so unrounded noise
+    could change a plan from one machine to the next. 1e-6 is far below the predictor's error
+    (RMSE about 0.4) and far above float noise.
+    """
+    return np.round(np.clip(pred, 0.0, 1.0), 6)
 
 
 def fit_predict_scores(train_qm: QualityMatrix, test_qm: QualityMatrix, *,
@@ -278,7 +289,7 @@ def fit_predict_scores(train_qm: QualityMatrix, test_qm: QualityMatrix, *,
     notes = ((f"{overlap} of {test_qm.num_prompts} test prompts also occur verbatim in the "
               f"training prompts",) if overlap else ())
     return PredictedScores(
-        predicted=np.clip(pred, 0.0, 1.0), true=test_qm.scores, baseline=base,
+        predicted=stable_scores(pred), true=test_qm.scores, baseline=base,
         model_names=test_qm.model_names, prompt_ids=test_qm.prompt_ids,
         method=f"{_describe(pipe)}; fitted on {train_qm.num_prompts} prompts "
                f"({'+'.join(train_qm.source)}), predicting {test_qm.num_prompts} "

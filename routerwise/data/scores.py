@@ -411,3 +411,103 @@ def load_llmrouter(split: str = "train") -> QualityMatrix:
     return QualityMatrix(source=LLMROUTER_KEYS[split], model_names=names, prompt_ids=ids,
                          tasks=("",) * len(ids), prompts=prompts, scores=np.array(scores),
                          notes=tuple(notes))
+
+
+# --------------------------------------------------------------------------------------------
+# Your own scores
+# --------------------------------------------------------------------------------------------
+SCORE_TABLE_COLUMNS = ("prompt_id", "model", "score")
+_OPTIONAL_INT_COLUMNS = {"prompt_tokens": "prompt_tokens", "completion_tokens": "completion_tokens",
+                         "output_tokens": "completion_tokens"}
+
+
+def _read_table_file(path: Path) -> pd.DataFrame:
+    if not path.is_file():
+        raise DataError(f"no score table at {path}")
+    try:
+        if path.suffix.lower() in (".parquet", ".pq"):
+            return pd.read_parquet(path)
+        return pd.read_csv(path)
+    except ImportError as e:
+        raise DataError(f"{path}: reading Parquet needs pyarrow or fastparquet "
+                        f"(pip install pyarrow), or save the table as CSV ({e})") from e
+    except (ValueError, OSError, pd.errors.ParserError) as e:
+        raise DataError(f"{path}: not a readable {path.suffix or 'CSV'} table ({e})") from e
+
+
+def load_score_table(path: str | Path, models: Sequence[str] | None = None, *,
+                     params_b: dict[str, float] | None = None) -> QualityMatrix:
+    """Your own scores: a long CSV/Parquet table into a :class:`QualityMatrix`.
+
+    One row per (prompt, model) with columns ``prompt_id``, ``model``, ``score`` (in [0, 1]),
+    and optionally ``prompt_tokens``, ``output_tokens`` (or ``completion_tokens``), ``task``
+    and ``prompt`` (text; used by the score predictor). Every prompt needs a score from every
+    model. ``models`` picks and orders the models (default: in order of first appearance);
+    naming a model the table lacks is an error.
+    """
+    path = Path(path)
+    df = _read_table_file(path)
+    missing_cols = [c for c in SCORE_TABLE_COLUMNS if c not in df.columns]
+    if missing_cols:
+        raise DataError(f"{path}: missing column(s) {missing_cols}; a score table has "
+                        f"{list(SCORE_TABLE_COLUMNS)} and optionally prompt_tokens, "
+                        f"output_tokens, task, prompt. Columns found: {list(df.columns)}")
+    if df.empty:
+        raise DataError(f"{path}: the score table has no rows")
+    df = df.assign(prompt_id=df["prompt_id"].astype(str), model=df["model"].astype(str))
+    score = pd.to_numeric(df["score"], errors="coerce")
+    bad = score.isna() | ~np.isfinite(score)
+    if bad.any():
+        r = df[bad].iloc[0]
+        raise DataError(f"{path}: score is missing or not a number in {int(bad.sum())} row(s), "
+                        f"first at line {int(bad.to_numpy().argmax()) + 2} (prompt "
+                        f"{r['prompt_id']!r}, model {r['model']!r}); give every pair a score "
+                        f"in [0, 1]")
+    df = df.assign(score=score)
+    dup = df.duplicated(["prompt_id", "model"], keep=False)
+    if dup.any():
+        r = df[dup].iloc[0]
+        raise DataError(f"{path}: {int(dup.sum())} rows repeat a (prompt_id, model) pair, e.g. "
+                        f"({r['prompt_id']!r}, {r['model']!r}); keep one score per pair "
+                        f"(average repeats first if that is what you mean)")
+    present = list(dict.fromkeys(df["model"]))
+    if models is None:
+        names = present
+    else:
+        names = [str(m) for m in models]
+        unknown = [m for m in names if m not in present]
+        if unknown:
+            raise DataError(f"{path}: no scores for model(s) {unknown}; the table has "
+                            f"{present}")
+        df = df[df["model"].isin(names)]
+    wide = df.pivot(index="prompt_id", columns="model", values="score")
+    prompt_order = list(dict.fromkeys(df["prompt_id"]))
+    wide = wide.reindex(index=prompt_order, columns=names)
+    holes = wide.isna()
+    if holes.to_numpy().any():
+        pairs = [(p, m) for p, m in zip(*np.nonzero(holes.to_numpy()))][:5]
+        example = [(prompt_order[p], names[m]) for p, m in pairs]
+        raise DataError(f"{path}: {int(holes.to_numpy().sum())} (prompt, model) pair(s) have no "
+                        f"row, e.g. {example}; every prompt needs a score from every model "
+                        f"(drop incomplete prompts first)")
+    first = df.drop_duplicates("prompt_id").set_index("prompt_id").reindex(prompt_order)
+    tokens = {}
+    for col, field in _OPTIONAL_INT_COLUMNS.items():
+        if col not in df.columns:
+            continue
+        t = df.pivot(index="prompt_id", columns="model", values=col).reindex(
+            index=prompt_order, columns=names)
+        vals = pd.to_numeric(t.stack(future_stack=True), errors="coerce")
+        if vals.isna().any() or (vals < 0).any() or (vals % 1 != 0).any():
+            raise DataError(f"{path}: column {col} must hold a non-negative whole number for "
+                            f"every (prompt, model) pair")
+        tokens[field] = t.to_numpy(dtype=np.int64)
+    return QualityMatrix(
+        source=(str(path),), model_names=tuple(names), prompt_ids=tuple(prompt_order),
+        tasks=tuple(first["task"].astype(str)) if "task" in first else ("",) * len(prompt_order),
+        prompts=tuple(first["prompt"].astype(str)) if "prompt" in first
+        else tuple(prompt_order),
+        scores=wide.to_numpy(dtype=float), prompt_tokens=tokens.get("prompt_tokens"),
+        completion_tokens=tokens.get("completion_tokens"), params_b=params_b,
+        notes=(f"scores read from {path.name} (user-provided; {len(prompt_order)} prompts x "
+               f"{len(names)} models)",))

@@ -20,9 +20,14 @@ Derived quantities (all per full model, before tensor-parallel sharding):
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import json
+from dataclasses import dataclass, replace
+from pathlib import Path
 
-from ..errors import ValidationError
+from ..errors import DataError, ValidationError
+
+__all__ = ["Architecture", "REGISTRY", "ALIASES", "get", "resolve", "register",
+           "from_hf_config"]
 
 _HF = "https://huggingface.co/{}/blob/main/config.json"
 
@@ -216,6 +221,92 @@ ALIASES: dict[str, str] = {
     "bloom-176b": "bloom",
     "bigscience/bloom": "bloom",
 }
+
+
+def resolve(arch: "Architecture | str") -> Architecture:
+    """An :class:`Architecture` as given, or the registered one of that name.
+
+    Functions that hand work to other processes resolve names here, in the calling process,
+    and pass the objects on: an architecture registered at run time is then known to workers
+    started with "spawn" too.
+    """
+    return arch if isinstance(arch, Architecture) else get(arch)
+
+
+def register(arch: Architecture, *, replace_existing: bool = False) -> Architecture:
+    """Make ``get(arch.name)`` return ``arch`` in this process (e.g. for the default panels)."""
+    if not isinstance(arch, Architecture):
+        raise ValidationError(f"register() takes an Architecture, got {type(arch).__name__}")
+    old = REGISTRY.get(arch.name)
+    if old is not None and old != arch and not replace_existing:
+        raise ValidationError(f"an architecture named {arch.name!r} is registered already with "
+                              f"other fields; pick another name or pass replace_existing=True")
+    REGISTRY[arch.name] = arch
+    return arch
+
+
+# Hugging Face model types whose MLP is gated (SwiGLU/GeGLU: gate, up and down projections).
+_GATED_TYPES = {"llama", "mistral", "mixtral", "qwen2", "qwen2_moe", "qwen3", "qwen3_moe",
+                "gemma", "gemma2", "gemma3_text", "granite", "olmo2", "phi3", "deepseek_v2"}
+_UNGATED_TYPES = {"gpt2", "gpt_neox", "bloom", "phi", "falcon", "opt", "gptj", "starcoder2"}
+
+
+def from_hf_config(path: str | Path, *, name: str | None = None, params_b: float | None = None,
+                   gated_mlp: bool | None = None) -> Architecture:
+    """Read a Hugging Face ``config.json`` on disk (no network) into an :class:`Architecture`.
+
+    ``params_b`` is the published parameter count in billions; without it the count derived
+    from the config is used and ``notes`` says so. ``gated_mlp`` is needed only for model types
+    this function does not know. Multimodal configs are read from their ``text_config``.
+    """
+    path = Path(path)
+    try:
+        cfg = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise DataError(f"no config file at {path}") from None
+    except (OSError, ValueError) as e:
+        raise DataError(f"{path}: not a readable JSON config ({e})") from e
+    if not isinstance(cfg, dict):
+        raise DataError(f"{path}: a config.json holds one JSON object")
+    if isinstance(cfg.get("text_config"), dict):
+        cfg = {**cfg["text_config"], "_name_or_path": cfg.get("_name_or_path", "")}
+    mtype = str(cfg.get("model_type", ""))
+
+    def need(key, *alts):
+        for k in (key,) + alts:
+            if cfg.get(k) is not None:
+                return cfg[k]
+        raise DataError(f"{path}: config has no {' / '.join((key,) + alts)} (model_type "
+                        f"{mtype or 'unknown'}); is this a decoder-only transformer config?")
+
+    if gated_mlp is None:
+        if mtype in _GATED_TYPES:
+            gated_mlp = True
+        elif mtype in _UNGATED_TYPES:
+            gated_mlp = False
+        else:
+            raise ValidationError(f"{path}: unknown model_type {mtype!r}; pass gated_mlp=True "
+                                  f"(gate+up+down MLP, e.g. SwiGLU) or False (up+down)")
+    heads = int(need("num_attention_heads", "n_head"))
+    hidden = int(need("hidden_size", "n_embd"))
+    experts = int(cfg.get("num_local_experts") or cfg.get("num_experts") or 1)
+    inter = int(cfg.get("moe_intermediate_size") if experts > 1 and cfg.get(
+        "moe_intermediate_size") else need("intermediate_size", "n_inner", "ffn_hidden_size"))
+    hf_id = str(cfg.get("_name_or_path") or "")
+    arch = Architecture(
+        name=name or (hf_id.rsplit("/", 1)[-1] if hf_id else path.parent.name),
+        hf_id=hf_id, num_layers=int(need("num_hidden_layers", "n_layer")), hidden_size=hidden,
+        num_heads=heads, num_kv_heads=int(cfg.get("num_key_value_heads") or heads),
+        head_dim=int(cfg.get("head_dim") or hidden // heads), intermediate_size=inter,
+        vocab_size=int(need("vocab_size")), gated_mlp=bool(gated_mlp), num_experts=experts,
+        experts_per_token=int(cfg.get("num_experts_per_tok") or 1),
+        params_b=float(params_b) if params_b is not None else 1.0, source=str(path),
+        tied_embeddings=bool(cfg.get("tie_word_embeddings", False)),
+        max_position_embeddings=int(cfg.get("max_position_embeddings") or 4096))
+    if params_b is None:
+        arch = replace(arch, params_b=arch.param_count() / 1e9,
+                       notes="params_b derived from the config (no published count given)")
+    return arch
 
 
 def get(name: str) -> Architecture:

@@ -1,0 +1,240 @@
+"""A problem from a TOML file: your models, scores, latency curves, cluster, load and SLO.
+
+``routerwise solve problem.toml [--json plan.json]`` and :func:`load_problem` read the same
+file. Paths are relative to the file. Every table and key is checked; a misspelt key is an
+error that lists the allowed ones. Example (``data/examples/problem.toml`` is a working one)::
+
+    name = "my-ladder"
+
+    [cluster]
+    gpu = "A100-80GB"          # a type in routerwise.serving.hardware.GPUS, or give mem_gb
+    num_gpus = 4
+
+    [[models]]
+    name = "small"             # as in the score table and the curve table
+    architecture = "llama-3.1-8b-instruct"   # a registered name, or config = "small/config.json"
+    # without an architecture: params_b = 8.0 and shard_mem_gb = {1 = 17.5, 2 = 9.2}
+
+    [scores]
+    table = "scores.csv"       # prompt_id, model, score[, prompt_tokens, output_tokens, ...]
+    kind = "measured"          # or "predicted": what the router routes on, recorded as such
+    true_table = ""            # optional: realized scores, same layout, for reporting
+
+    [latency]
+    table = "curves.csv"       # the kit's latency-table schema (measured or simulated rows)
+    metric = "ttft_mean"
+    # or simulate = true: curves simulated for each model's architecture on cluster.gpu
+
+    [workload]
+    arrival_rate_rps = 20.0
+
+    [slo]
+    latency_ms = 600.0
+    aggregate = "mean"         # or "max": the worst routed model must meet it
+
+    [space]                    # optional: which setups to consider
+    tp_degrees = [1, 2, 4]
+    compute_tenths = [1, 2, 3, 4, 5, 6, 7, 8, 9, 10]
+"""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+
+from .data import latency_table
+from .data.scores import QualityMatrix, load_score_table
+from .errors import DataError, ValidationError
+from .problem import SLO, Cluster, GPUType, LatencyProfiles, ModelSpec, Problem, SetupSpace, \
+    Workload
+from .serving import architectures, memory
+from .serving.hardware import GPUS
+
+__all__ = ["load_problem", "problem_from_dict"]
+
+_TABLES = {
+    "": {"name", "cluster", "models", "scores", "latency", "workload", "slo", "space"},
+    "cluster": {"gpu", "num_gpus", "mem_gb"},
+    "models": {"name", "architecture", "config", "params_b", "shard_mem_gb"},
+    "scores": {"table", "kind", "true_table"},
+    "latency": {"table", "metric", "simulate", "num_requests"},
+    "workload": {"arrival_rate_rps"},
+    "slo": {"latency_ms", "aggregate", "metric"},
+    "space": {"tp_degrees", "compute_tenths", "rho_min", "check_memory", "check_compute"},
+}
+_REQUIRED = {"": ("cluster", "models", "scores", "latency", "workload", "slo"),
+             "cluster": ("num_gpus",), "models": ("name",), "scores": ("table",),
+             "workload": ("arrival_rate_rps",), "slo": ("latency_ms",)}
+
+
+def load_problem(path: str | Path) -> Problem:
+    """Read a problem file (see the module docstring); paths in it are relative to it."""
+    path = Path(path)
+    try:
+        doc = tomllib.loads(path.read_text())
+    except FileNotFoundError:
+        raise DataError(f"no problem file at {path}") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
+        raise DataError(f"{path}: not valid TOML ({e})") from e
+    return problem_from_dict(doc, base_dir=path.parent, origin=str(path))
+
+
+def _check_keys(where: str, d, origin: str) -> dict:
+    if not isinstance(d, dict):
+        raise ValidationError(f"{origin}: [{where}] must be a table")
+    table = where.split("[")[0]
+    unknown = sorted(set(d) - _TABLES[table])
+    if unknown:
+        raise ValidationError(f"{origin}: unknown key(s) {unknown} in [{where or 'top level'}]; "
+                              f"allowed: {sorted(_TABLES[table])}")
+    missing = [k for k in _REQUIRED.get(table, ()) if k not in d]
+    if missing:
+        raise ValidationError(f"{origin}: [{where or 'top level'}] needs {missing}")
+    return d
+
+
+def _path(base_dir: Path, value, what: str, origin: str) -> Path:
+    if not isinstance(value, str) or not value:
+        raise ValidationError(f"{origin}: {what} must be a file path (a string)")
+    p = Path(value)
+    return p if p.is_absolute() else base_dir / p
+
+
+def _model_arch(m: dict, base_dir: Path, origin: str):
+    if "architecture" in m and "config" in m:
+        raise ValidationError(f"{origin}: model {m['name']!r} gives both architecture and "
+                              f"config; keep one")
+    if "config" in m:
+        return architectures.from_hf_config(_path(base_dir, m["config"], "config", origin),
+                                            name=m["name"], params_b=m.get("params_b"))
+    if "architecture" in m:
+        return architectures.get(m["architecture"])
+    return None
+
+
+def _model_spec(m: dict, arch, tp_degrees, origin: str) -> ModelSpec:
+    if arch is not None:
+        params_b = float(m.get("params_b", arch.params_b))
+        return ModelSpec(m["name"], params_b,
+                         tuple(memory.shard_memory_table(arch, tp_degrees).items()))
+    if "params_b" not in m or "shard_mem_gb" not in m:
+        raise ValidationError(f"{origin}: model {m['name']!r} needs an architecture (or config), "
+                              f"or both params_b and shard_mem_gb = {{1 = GB, 2 = GB, ...}}")
+    mem = m["shard_mem_gb"]
+    if not isinstance(mem, dict) or not mem:
+        raise ValidationError(f"{origin}: model {m['name']!r}: shard_mem_gb maps tp degrees to GB")
+    try:
+        table = tuple(sorted((int(k), float(v)) for k, v in mem.items()))
+    except (TypeError, ValueError):
+        raise ValidationError(f"{origin}: model {m['name']!r}: shard_mem_gb keys are tp degrees "
+                              f"and values GB, got {mem}") from None
+    return ModelSpec(m["name"], float(m["params_b"]), table)
+
+
+def problem_from_dict(doc: dict, *, base_dir: str | Path = ".", origin: str = "problem") -> Problem:
+    """The problem a parsed problem file describes (see the module docstring)."""
+    base_dir = Path(base_dir)
+    _check_keys("", doc, origin)
+    cl = _check_keys("cluster", doc["cluster"], origin)
+    gpu_name = str(cl.get("gpu", "custom"))
+    if "mem_gb" in cl:
+        gpu = GPUType(gpu_name, float(cl["mem_gb"]))
+    elif gpu_name in GPUS:
+        gpu = GPUType(gpu_name, GPUS[gpu_name].memory_gb)
+    else:
+        raise ValidationError(f"{origin}: [cluster] gpu {gpu_name!r} is not in the catalogue "
+                              f"{sorted(GPUS)}; give mem_gb for a custom GPU type")
+    cluster = Cluster(gpu, cl["num_gpus"])
+
+    sp = _check_keys("space", doc.get("space", {}), origin)
+    space = SetupSpace(**{k: tuple(v) if isinstance(v, list) else v for k, v in sp.items()})
+
+    raw_models = doc["models"]
+    if not isinstance(raw_models, list) or not raw_models:
+        raise ValidationError(f"{origin}: give at least one [[models]] table")
+    models, archs = [], []
+    for k, m in enumerate(raw_models):
+        _check_keys(f"models[{k}]", m, origin)
+        arch = _model_arch(m, base_dir, origin)
+        models.append(_model_spec(m, arch, space.tp_degrees, origin))
+        archs.append(arch)
+    names = [m.name for m in models]
+
+    sc = _check_keys("scores", doc["scores"], origin)
+    kind = sc.get("kind", "measured")
+    if kind not in ("measured", "predicted"):
+        raise ValidationError(f"{origin}: [scores] kind is 'measured' or 'predicted', got {kind!r}")
+    qm = load_score_table(_path(base_dir, sc["table"], "scores.table", origin), names)
+    truth: QualityMatrix | None = None
+    if sc.get("true_table"):
+        truth = load_score_table(_path(base_dir, sc["true_table"], "scores.true_table", origin),
+                                 names)
+        if truth.prompt_ids != qm.prompt_ids:
+            raise DataError(f"{origin}: true_table must score the same prompts in the same order "
+                            f"as table")
+
+    wl = _check_keys("workload", doc["workload"], origin)
+    rate = wl["arrival_rate_rps"]
+    workload = Workload(qm.scores, rate, tuple(names),
+                        true_scores=None if truth is None else truth.scores,
+                        prompt_ids=qm.prompt_ids, label=f"{kind} scores from {sc['table']}")
+
+    slo_d = _check_keys("slo", doc["slo"], origin)
+    lat = _check_keys("latency", doc["latency"], origin)
+    metric = str(lat.get("metric", slo_d.get("metric", "ttft_mean")))
+    if "metric" in slo_d and slo_d["metric"] != metric:
+        raise ValidationError(f"{origin}: [slo] metric {slo_d['metric']!r} differs from [latency] "
+                              f"metric {metric!r}")
+    slo = SLO(slo_d["latency_ms"], metric, slo_d.get("aggregate", "mean"))
+    profiles, curve_note = _profiles(lat, archs, names, gpu_name, space, qm, base_dir, origin,
+                                     metric)
+
+    assumptions = (
+        f"scores: {qm.num_prompts} prompts x {len(names)} models from {sc['table']} "
+        f"({kind}, user-provided)",
+        curve_note,
+        f"GPU: {gpu.name}, {gpu.mem_gb:.1f} GB per GPU",
+    )
+    return Problem(tuple(models), cluster, workload, profiles, slo, space,
+                   name=str(doc.get("name", Path(origin).stem)), assumptions=assumptions)
+
+
+def _profiles(lat: dict, archs, names, gpu_name: str, space: SetupSpace, qm: QualityMatrix,
+              base_dir: Path, origin: str, metric: str) -> tuple[LatencyProfiles, str]:
+    if bool(lat.get("simulate", False)) == ("table" in lat):
+        raise ValidationError(f"{origin}: [latency] needs exactly one of table = \"curves.csv\" "
+                              f"or simulate = true")
+    if "table" in lat:
+        p = _path(base_dir, lat["table"], "latency.table", origin)
+        table = latency_table.read_table(p)
+        prof = latency_table.to_profiles(table, metric, gpu=gpu_name, monotone="envelope")
+        missing = [n for n in names if n not in prof.models]
+        if missing:
+            raise DataError(f"{p}: no {metric} curves on {gpu_name} for model(s) {missing}; the "
+                            f"table has {sorted(prof.models)}")
+        kinds = sorted(set(table["source"]))
+        return prof, f"latency: {metric} curves from {lat['table']} (source: {', '.join(kinds)})"
+    no_arch = [n for n, a in zip(names, archs) if a is None]
+    if no_arch:
+        raise ValidationError(f"{origin}: simulate = true needs an architecture or config for "
+                              f"every model; missing for {no_arch}")
+    if gpu_name not in GPUS:
+        raise ValidationError(f"{origin}: simulated curves need a catalogued GPU "
+                              f"({sorted(GPUS)}), got {gpu_name!r}")
+    from .serving import curve_grid
+    lengths = None
+    if qm.prompt_tokens is not None and qm.completion_tokens is not None:
+        lengths = {a.name: curve_grid.LengthSample(qm.prompt_tokens[:, i],
+                                                   qm.completion_tokens[:, i],
+                                                   f"token counts of {a.name} in the score table")
+                   for i, a in enumerate(archs)}
+    else:
+        raise ValidationError(f"{origin}: simulate = true needs prompt_tokens and output_tokens in "
+                              f"the score table (the simulator replays those lengths)")
+    opts = curve_grid.GridOptions(num_requests=int(lat.get("num_requests", 4000)))
+    table = curve_grid.build_profile_table(
+        archs, gpu_name, space.tp_degrees, space.compute_tenths, lengths, options=opts,
+        progress=False)
+    prof = latency_table.to_profiles(table, metric, gpu=gpu_name, monotone="envelope")
+    return prof, (f"latency: {metric} curves simulated from fitted step costs for each model's "
+                  f"architecture on {gpu_name} (modelled)")
