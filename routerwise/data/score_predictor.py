@@ -1,8 +1,7 @@
 """Score predictor: per-model quality predicted from prompt text, with held-out evaluation.
 
 The paper routes on scores predicted by a DeBERTa-v3-large regressor with one head per model.
-The kit stands in a model that trains on two CPU cores in seconds (measured: under 1 s per
-fold on RouteProfile, 9-14 s on LLMRouter's 5,608 training prompts): TF-IDF features of the
+The kit stands in a model that trains on CPU cores in seconds: TF-IDF features of the
 prompt (word 1-2 grams and in-word character 2-5 grams, sublinear term frequency) followed by
 one ridge regression with one output per model (``method="ridge"``, :func:`build_pipeline`).
 Predictions are clipped to [0, 1]. Everything is deterministic; the seed only shuffles folds.
@@ -11,29 +10,18 @@ Why ridge on word + character TF-IDF (alpha = 10)
     Selection criterion: cross-validated RMSE. The optimizer sums predicted scores over prompts,
     so the predictor must estimate the *conditional mean* score, which squared error targets;
     MAE rewards pushing binary-scored prompts to 0 or 1 and is reported, not optimized.
-    Measured pooled 5-fold out-of-fold RMSE (seed 0; ``benchmarks/bench_predictor.py``
-    reproduces it; fit times are wall-clock ranges over two runs on a shared 2-core machine):
-
-    ===============================  ==================  ======================  ==============
-    predictor                        RouteProfile 500x8  LLMRouter train 5608x9  fit s (RP, LR)
-    ===============================  ==================  ======================  ==============
-    training-fold column mean        0.4645              0.4624                  --
-    ridge, word+char, alpha 10       0.4353              0.4156                  3.3, 26-35
-    ridge, word only, alpha 3        0.4384              0.4180                  0.3, 3-11
-    kNN, word+char, k=25, cosine     0.4412              0.4141                  1.2, 23-33
-    ===============================  ==================  ======================  ==============
-
-    Ridge on word + character n-grams has the lowest RMSE on RouteProfile (0.003 below
-    word-only) and is within 0.002 of kNN on LLMRouter; kNN is worst on RouteProfile. Ridge
-    is therefore the default; ``char_ngrams=False`` trades that 0.003 for fitting 3-11x
-    faster, and ``method="knn"`` is kept for the comparison.
+    ``benchmarks/bench_predictor.py`` prints the comparison behind this choice (pooled 5-fold
+    out-of-fold RMSE and fit times of ridge on word + character n-grams, ridge on words only,
+    and cosine kNN, on RouteProfile and LLMRouter): ridge on word + character n-grams has the
+    lowest RMSE on RouteProfile and is within noise of kNN on LLMRouter, so it is the default;
+    ``char_ngrams=False`` trades a little RMSE for a much faster fit, and ``method="knn"`` is
+    kept for the comparison.
     The margins over the column mean are small: most scores are 0/1 outcomes of a single
-    sampled answer, and the text explains a modest part of them. On RouteProfile, routing each
-    held-out prompt to its argmax predicted model realizes a lower mean score than always
-    using the best single model (see :meth:`PredictedScores.routing_table`). On LLMRouter's
-    test file it realizes 0.596 against 0.563 for the best single model, but 119 of those 500
-    prompts also occur in the training file; on the other 381 the two tie (0.596 vs 0.597).
-    Read predicted scores as noisy estimates, not as the realized quality of a plan.
+    sampled answer, and the text explains a modest part of them: routing each held-out prompt
+    to its argmax predicted model can realize less than always using the best single model
+    (:meth:`PredictedScores.routing_table`; the benchmark prints it for both sources, and
+    counts LLMRouter test prompts that also occur in its training file). Read predicted scores
+    as noisy estimates, not as the realized quality of a plan.
 
 Evaluation (every figure is **measured** on prompts the predictor did not see)
     :func:`cross_val_predict_scores` returns out-of-fold predictions from k-fold splits

@@ -1,6 +1,6 @@
 """Setup search with bounds: the kit's default solver, exact over the retained setups.
 
-The paper solves every retained setup (about 1 s each). Here every setup gets a cheap valid
+The paper solves every retained setup with its dual-price method. Here every setup gets a cheap valid
 upper bound first, and only setups whose bound beats the best plan found so far are solved
 exactly (``routerwise.optimize.fixed_setup.FixedSetupLP``). The result is the optimum over all retained
 setups, with a certificate: every unsolved setup's bound is at most the incumbent.

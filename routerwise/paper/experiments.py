@@ -6,6 +6,7 @@ and record key numbers. Every function takes plain parameters and returns DataFr
 
 from __future__ import annotations
 
+import re
 import time
 from dataclasses import replace
 
@@ -37,24 +38,30 @@ SPACES = {
 
 # ----------------------------------------------------------------------------- setup space
 
-def setup_space_counts(num_models=(3, 4), num_gpus=(4, 6, 8), gpu: str = "A100-80GB") -> pd.DataFrame:
-    """Setups surviving each filter, per ladder size and cluster size (the paper's Fig. 6)."""
-    rows = []
-    for M in num_models:
-        for G in num_gpus:
-            p = default_problem(M, G, arrival_rate_rps=1.0, gpu=gpu)
-            mem = enumerate_setups(p.with_space(SPACES["paper"]))
-            ours = enumerate_setups(p)
-            c = mem.stage_counts
-            rows.append({"models": M, "gpus": G, "cartesian": c["cartesian"],
-                         "utilization": c["utilization"],
-                         "shards_fit_one_gpu": c["usable_options"],
-                         "memory_ffd_paper": c["memory_ffd"],
-                         "memory_exact": c["memory_exact"],
-                         "memory_compute_ours": ours.stage_counts["retained"],
-                         "kept_by_paper_but_oversubscribed": c["memory_exact"] - len(ours),
-                         "ffd_false_negatives": c["memory_exact"] - c["memory_ffd"]})
-    return pd.DataFrame(rows)
+def setup_counts(problem: Problem) -> dict:
+    """Setups surviving each filter for one problem (its models and cluster; any problem)."""
+    mem = enumerate_setups(problem.with_space(replace(problem.space, check_compute=False)))
+    ours = enumerate_setups(problem.with_space(replace(problem.space, check_compute=True)))
+    c = mem.stage_counts
+    return {"models": problem.num_models, "gpus": problem.cluster.num_gpus,
+            "cartesian": c["cartesian"], "utilization": c["utilization"],
+            "shards_fit_one_gpu": c["usable_options"], "memory_ffd_paper": c["memory_ffd"],
+            "memory_exact": c["memory_exact"],
+            "memory_compute_ours": ours.stage_counts["retained"],
+            "kept_by_paper_but_oversubscribed": c["memory_exact"] - len(ours),
+            "ffd_false_negatives": c["memory_exact"] - c["memory_ffd"]}
+
+
+def setup_space_counts(num_models=(3, 4), num_gpus=(4, 6, 8), gpu: str = "A100-80GB", *,
+                       problems=None) -> pd.DataFrame:
+    """Setups surviving each filter per ladder and cluster size (the paper's Fig. 6).
+
+    ``problems`` (any problems) replaces the default ladders; each is counted at every
+    cluster size in ``num_gpus``.
+    """
+    base = list(problems) if problems is not None else [
+        default_problem(M, 4, arrival_rate_rps=1.0, gpu=gpu) for M in num_models]
+    return pd.DataFrame([setup_counts(p.with_cluster(G)) for p in base for G in num_gpus])
 
 
 # ----------------------------------------------------------------------------- score variation
@@ -83,13 +90,19 @@ def score_variation(problem: Problem, *, workers: int = 2) -> dict:
     return {"setups": df, "best": best, "baselines": base, "summary": summary}
 
 
-def panels(num_models: int, num_gpus, loads, slos, space: SetupSpace, *, workers: int = 2,
-           gpu: str = "A100-80GB"):
-    """score_variation for every (G, load, SLO); yields (problem, result)."""
+def panels(problem: Problem, num_gpus, loads, slos, space: SetupSpace | None = None, *,
+           workers: int = 2):
+    """score_variation of ``problem`` at every (G, load, SLO); yields (problem, result).
+
+    Any problem: its models, scores and curves stay, the cluster size, arrival rate and SLO
+    take each value in turn (``space`` replaces its setup space when given).
+    """
+    base = problem if space is None else problem.with_space(space)
+    stem = re.sub(r"-G\d+$", "", base.name)
     for G in num_gpus:
         for lam in loads:
             for tau in slos:
-                p = default_problem(num_models, G, lam, tau, space=space, gpu=gpu)
+                p = replace(base.with_cluster(G).with_rate(lam).with_slo(tau), name=f"{stem}-G{G}")
                 yield p, score_variation(p, workers=workers)
 
 

@@ -29,6 +29,10 @@ from ..data import latency_table as profiles
 from ..errors import ValidationError
 from ..problem import SLO, Cluster, GPUType, ModelSpec, Problem, SetupSpace
 from ..optimize.bounds import SearchContext
+
+__all__ = ["LADDER_3", "LADDER_4", "PAPER_LOADS_RPS", "PAPER_SLOS_MS", "ladder",
+           "predicted_scores", "profile_table", "model_specs", "default_problem",
+           "max_capacity_rps", "loads_at_capacity", "paper_loads", "paper_load"]
 from ..serving.hardware import gpu_spec
 
 LADDER_3 = ("llama-3.1-8b-instruct", "mistral-small-24b-instruct-2501-bf16",
@@ -109,10 +113,30 @@ def max_capacity_rps(problem: Problem) -> float:
     return float(ctx.bank.max_load_rps[ctx.setups].sum(axis=1).max()) if len(ctx.setups) else 0.0
 
 
+def loads_at_capacity(problem: Problem, percents=PAPER_LOADS_RPS) -> tuple[float, ...]:
+    """Arrival rates at ``percents`` % of the largest load ``problem``'s cluster can carry
+    (any problem: this is how the paper's 50-80 req/s map onto another ladder or cluster)."""
+    pct = tuple(float(x) for x in percents)
+    if not pct or any(not 0 < x <= 100 for x in pct):
+        raise ValidationError(f"percents of capacity must lie in (0, 100], got {percents}")
+    cap = max_capacity_rps(problem)
+    if cap <= 0:
+        raise ValidationError(f"{problem.name or 'the problem'}: no retained setup carries any "
+                              f"load, so there is no capacity to take a fraction of")
+    return tuple(round(cap * x / 100.0, 2) for x in pct)
+
+
 def paper_loads(num_models: int, num_gpus: int = 4, *, gpu: str = "A100-80GB") -> tuple[float, ...]:
     """The paper's loads (50..80 req/s) mapped to the same fractions (50..80%) of the largest
     load our G = 4 cluster can carry for this ladder, shared by G = 4 and G = 8 as in the paper.
     """
-    base = default_problem(num_models, 4, arrival_rate_rps=1.0, gpu=gpu)
-    cap = max_capacity_rps(base)
-    return tuple(round(cap * x / 100.0, 2) for x in PAPER_LOADS_RPS)
+    return loads_at_capacity(default_problem(num_models, 4, arrival_rate_rps=1.0, gpu=gpu))
+
+
+def paper_load(num_models: int, percent: float, *, gpu: str = "A100-80GB") -> float:
+    """One of the paper's loads by its name: ``percent`` in 50, 60, 70, 80 (req/s in the paper,
+    % of our capacity here)."""
+    if percent not in PAPER_LOADS_RPS:
+        raise ValidationError(f"the paper's loads are {[int(x) for x in PAPER_LOADS_RPS]} "
+                              f"(req/s there, % of capacity here); got {percent!r}")
+    return paper_loads(num_models, gpu=gpu)[PAPER_LOADS_RPS.index(percent)]
