@@ -24,9 +24,14 @@ NOTEBOOKS = ("01_setup_space", "02_latency_profiles", "03_score_variation", "04_
              "05_beyond_the_paper", "06_gpu_inventory", "07_measure_latencies")
 
 
+def repo_root() -> Path:
+    """The checkout this module runs from (notebooks/ and data/ beside routerwise/), else cwd."""
+    here = Path(__file__).resolve().parents[2]
+    return here if (here / "notebooks").is_dir() else Path.cwd()
+
+
 def notebooks_dir() -> Path:
-    here = Path(__file__).resolve().parents[1] / "notebooks"
-    return here if here.is_dir() else Path.cwd() / "notebooks"
+    return repo_root() / "notebooks"
 
 
 def run(out: Path, only=None, parameters: dict | None = None, progress: bool = True) -> list[Path]:
