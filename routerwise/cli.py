@@ -14,15 +14,29 @@ from .errors import RouterWiseError
 
 
 def _solve(args) -> int:
+    import math
+
+    from .errors import ValidationError
     from .instances import default_problem
-    from .problem import SetupSpace
+    from .problem import LATENCY_METRICS, SetupSpace
     from .solve import solve
+    # Checked before default_problem, which reads the data and may build the profile grid.
+    if not (math.isfinite(args.rate) and args.rate > 0):
+        raise ValidationError(f"--rate must be a positive arrival rate in req/s, got {args.rate:g}")
+    if not (math.isfinite(args.slo) and args.slo > 0):
+        raise ValidationError(f"--slo must be a positive latency in ms, got {args.slo:g}")
+    if args.gpus < 1:
+        raise ValidationError(f"--gpus must be >= 1, got {args.gpus}")
+    if args.metric not in LATENCY_METRICS:
+        raise ValidationError(f"--metric {args.metric!r} is unknown; use one of {LATENCY_METRICS}")
     space = SetupSpace(check_compute=not args.memory_only)
     p = default_problem(args.models, args.gpus, args.rate, args.slo, gpu=args.gpu,
                         metric=args.metric, aggregate=args.aggregate, space=space)
     sol = solve(p, args.method)
     if not sol.feasible:
-        print(f"infeasible ({sol.infeasibility.binding}): {sol.infeasibility.message}")
+        inf = sol.infeasibility
+        where = inf.binding + (f": {inf.stage}" if inf.stage else "")
+        print(f"infeasible ({where}): {inf.message}")
         return 1
     print(f"{sol.solver}: {sol.status}, score {sol.score:.4f}, {p.slo.metric} {sol.latency_ms:.1f} ms "
           f"(SLO {p.slo.latency_ms:g}), {sol.solve_time_s:.2f} s")

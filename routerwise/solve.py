@@ -11,6 +11,7 @@ method         what it is
 
 from __future__ import annotations
 
+import inspect
 from dataclasses import replace
 
 from .errors import ValidationError
@@ -30,5 +31,13 @@ def solve(problem: Problem, method: str = "exact", **options) -> Solution:
         from .milp import solve_milp as run
     else:
         raise ValidationError(f"unknown method {method!r}; choose one of {METHODS}")
+    if not isinstance(problem, Problem):
+        raise ValidationError(f"solve() needs a routerwise.Problem, got {type(problem).__name__}")
+    accepted = [n for n, p in inspect.signature(run).parameters.items()
+                if p.kind is inspect.Parameter.KEYWORD_ONLY]
+    unknown = sorted(set(options) - set(accepted))
+    if unknown:
+        raise ValidationError(f"unknown option(s) {unknown} for method {method!r}; it accepts "
+                              f"{accepted}")
     sol = run(problem, **options).verify(problem)
     return replace(sol, notes=sol.notes + tuple(f"input: {a}" for a in problem.assumptions))
