@@ -1,6 +1,6 @@
 """Command line: ``routerwise reproduce | solve | profiles``.
 
-    routerwise reproduce [--out results]            every notebook into a results folder
+    routerwise reproduce [--out results] [--only NB ...] [-p NAME VALUE]   notebooks -> results
     routerwise solve --models 3 --gpus 4 --rate 25 --slo 600 [--method exact|dual-price|milp]
     routerwise profiles [--gpu A100-80GB]           build (or find) the simulated profile grid
 """
@@ -48,11 +48,17 @@ def _solve(args) -> int:
     return 0
 
 
+def _version() -> str:
+    from . import __version__
+    return __version__
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="routerwise", description=__doc__.splitlines()[0])
+    ap.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     sub = ap.add_subparsers(dest="cmd", required=True)
-    r = sub.add_parser("reproduce", help="run every notebook into a results folder")
-    r.add_argument("rest", nargs=argparse.REMAINDER)
+    from .reproduce import add_arguments
+    add_arguments(sub.add_parser("reproduce", help="run every notebook into a results folder"))
     s = sub.add_parser("solve", help="solve a default real-data instance")
     s.add_argument("--models", type=int, default=3, choices=(3, 4))
     s.add_argument("--gpus", type=int, default=4)
@@ -69,9 +75,8 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     try:
         if args.cmd == "reproduce":
-            from .reproduce import main as reproduce
-            reproduce(args.rest)
-            return 0
+            from .reproduce import run_from_args
+            return run_from_args(args)
         if args.cmd == "solve":
             return _solve(args)
         from .instances import profile_table
