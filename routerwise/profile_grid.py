@@ -371,7 +371,7 @@ def read_cached(root: Path, key: str | None = None) -> pd.DataFrame:
     fix = f"delete the folder {root} to rebuild it"
 
     def bad(why: str) -> DataError:
-        return DataError(f"profile-grid cache {root} is corrupt: {why}; {fix}")
+        return DataError(f"profile-grid cache {root} fails its integrity check: {why}; {fix}")
 
     if not manifest_path.is_file() or not table_path.is_file():
         raise DataError(f"profile-grid cache {root} is incomplete (needs table.csv and "
