@@ -6,6 +6,7 @@ import argparse
 import itertools
 import json
 import logging
+import math
 import shlex
 import sys
 import time
@@ -27,10 +28,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print the snapshot as JSON")
 
     p = sub.add_parser("sample", help="record GPU state at an interval into a CSV table")
-    p.add_argument("--out", required=True, type=Path)
+    p.add_argument("--out", required=True, type=Path, help="the CSV file to write")
     p.add_argument("--interval-s", type=float, default=1.0)
     p.add_argument("--duration-s", type=float, default=None,
-                   help="stop after this long (default: until Ctrl-C)")
+                   help="stop after this long (default: until Ctrl-C or SIGTERM)")
+    p.add_argument("--flush-every-s", type=float, default=5.0,
+                   help="rewrite the CSV (atomically) this often, so a hard kill (kill -9, "
+                        "power loss) loses at most this much (default: 5)")
 
     p = sub.add_parser("sweep", help="measure latency profiles over tp x share x load")
     p.add_argument("--model", required=True, help="model name or path given to the engine")
@@ -65,6 +69,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--api", choices=("completions", "chat"), default="completions")
     p.add_argument("--max-concurrency", type=int, default=512)
+    p.add_argument("--connect-timeout-s", type=float, default=10.0,
+                   help="per request: TCP connect limit (default: 10)")
+    p.add_argument("--read-timeout-s", type=float, default=120.0,
+                   help="per request: longest silence between two chunks (default: 120)")
+    p.add_argument("--request-timeout-s", type=float, default=600.0,
+                   help="per request: limit on the whole response (default: 600)")
     p.add_argument("--no-progress", action="store_true")
 
     p = sub.add_parser("steps", help="time prefill/decode steps of a Llama-shaped model")
@@ -99,25 +109,51 @@ def _inventory(a) -> int:
     return 0
 
 
+def _positive(name: str, v) -> None:
+    if v is not None and not (math.isfinite(v) and v > 0):
+        raise ValidationError(f"{name} must be a positive number of seconds, got {v:g}")
+
+
 def _sample(a) -> int:
-    from .sampler import GPUSampler
-    sampler = GPUSampler(a.out, a.interval_s)
-    with sampler:
+    from .sampler import GPUSampler, terminate_gracefully
+    _positive("--interval-s", a.interval_s)
+    _positive("--duration-s", a.duration_s)
+    _positive("--flush-every-s", a.flush_every_s)
+    if a.out.is_dir():
+        raise ValidationError(f"--out {a.out} is a folder; give the CSV file to write, e.g. "
+                              f"{a.out / 'gpu.csv'}")
+    if a.out.parent.exists() and not a.out.parent.is_dir():
+        raise ValidationError(f"--out {a.out}: {a.out.parent} is not a folder")
+    sampler = GPUSampler(a.out, a.interval_s, flush_every_s=a.flush_every_s)
+    with terminate_gracefully(), sampler:
         try:
             if a.duration_s is None:
                 while True:
                     time.sleep(3600)
             time.sleep(a.duration_s)
-        except KeyboardInterrupt:
+        except KeyboardInterrupt:  # Ctrl-C, or SIGTERM through terminate_gracefully
             pass
     print(f"{sampler.samples} samples -> {a.out}")
     return 0
 
 
 def sweep_setups(a):
-    """The SweepSetups a parsed ``sweep`` command asks for."""
+    """The SweepSetups a parsed ``sweep`` command asks for (validated before anything runs)."""
     from .launcher import VLLM_COMMAND, EngineSpec
     from .sweep import SweepSetup
+    bad = [s for s in a.shares
+           if not (0.1 - 1e-9 <= s <= 1.0 + 1e-9 and abs(s * 10 - round(s * 10)) < 1e-6)]
+    if bad:
+        raise ValidationError(f"--shares {bad}: an MPS compute share is a multiple of 0.1 in "
+                              f"[0.1, 1.0]")
+    bad = [t for t in a.tp if t < 1]
+    if bad:
+        raise ValidationError(f"--tp {bad}: tensor-parallel degrees are integers >= 1")
+    bad = [x for x in a.loads if not (math.isfinite(x) and x > 0)]
+    if bad:
+        raise ValidationError(f"--loads {bad}: offered loads are positive rates in req/s")
+    for name in ("duration_s", "connect_timeout_s", "read_timeout_s", "request_timeout_s"):
+        _positive("--" + name.replace("_", "-"), getattr(a, name))
     combos = list(itertools.product(a.tp, a.shares))
     if a.endpoint:
         if len(combos) != 1:
@@ -151,7 +187,9 @@ def _sweep(a) -> int:
     setups = sweep_setups(a)
     kw = dict(prompts=prompts, gpu=a.gpu, num_requests=a.num_requests,
               duration_s=a.duration_s, seed=a.seed, api=a.api,
-              max_concurrency=a.max_concurrency, progress=not a.no_progress)
+              max_concurrency=a.max_concurrency, progress=not a.no_progress,
+              connect_timeout_s=a.connect_timeout_s, read_timeout_s=a.read_timeout_s,
+              request_timeout_s=a.request_timeout_s)
     if a.mps:
         with MPSDaemon(gpus=tuple(a.gpus)) as daemon:
             table = run_sweep(setups, a.loads, a.out, mps=daemon, **kw)
@@ -191,11 +229,22 @@ def _steps(a) -> int:
     return 0
 
 
+class _Redacting(logging.Filter):
+    """Masks credentials in every log record (see :mod:`routerwise.redact`)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        from routerwise.redact import redact_text
+        record.msg, record.args = redact_text(record.getMessage()), ()
+        return True
+
+
 def main(argv=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     a = build_parser().parse_args(argv)
     a.argv = argv
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    for h in logging.getLogger().handlers:  # no credentials in logs (httpx logs request URLs)
+        h.addFilter(_Redacting())
     try:
         return {"inventory": _inventory, "sample": _sample, "sweep": _sweep,
                 "steps": _steps}[a.cmd](a)

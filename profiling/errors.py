@@ -24,3 +24,13 @@ class MPSError(ProfilingError, RuntimeError):
 
 class ResultExists(ProfilingError, FileExistsError):
     """A finished measurement is already on disk and would be overwritten."""
+
+
+class PointFailed(ProfilingError, RuntimeError):
+    """Load points measured a failing endpoint (nothing completed, connection or protocol
+    faults); they were kept apart and not recorded as profile points. ``table`` is the
+    profile table of the points that did finish."""
+
+    def __init__(self, message: str, table=None):
+        super().__init__(message)
+        self.table = table

@@ -54,6 +54,7 @@ from tqdm import tqdm
 from routerwise.data import latency_table as profiles
 from routerwise.errors import DataError, ValidationError
 from routerwise.io import atomic_write_with, read_csv_checked
+from routerwise.redact import redact_text, redact_url
 
 ERROR_KINDS = (
     "connect_error",       # nothing listening / connection refused
@@ -228,7 +229,7 @@ class Endpoint:
     base_url: str
     model: str
     api: str = "completions"
-    api_key: str | None = None
+    api_key: str | None = field(default=None, repr=False)  # never printed or written
     connect_timeout_s: float = 10.0
     read_timeout_s: float = 120.0
     request_timeout_s: float = 600.0
@@ -346,7 +347,7 @@ def _new_row(i: int, prompt: Prompt, scheduled_s: float) -> dict:
 
 
 def _fail(row: dict, kind: str, message: str, t0: float) -> None:
-    row["error_kind"], row["error_message"] = kind, message[:500]
+    row["error_kind"], row["error_message"] = kind, redact_text(message)[:500]
     if math.isnan(row["end_s"]):
         row["end_s"] = time.perf_counter() - t0
 
@@ -576,6 +577,42 @@ def detect_saturation(requests: pd.DataFrame,
     return Saturation(bool(reasons), tuple(reasons), ratio, error_rate, growth)
 
 
+# Error kinds that say the endpoint is wrong (dead, not an LLM server, misconfigured), not busy.
+# 429 and 503 are a busy server's answers, so "http_status" counts only for other codes.
+ENDPOINT_FAULT_KINDS = ("connect_error", "connect_timeout", "http_status", "malformed_stream",
+                        "no_tokens", "http_error", "client_error")
+BUSY_STATUSES = (429, 503)
+
+
+def endpoint_failure(requests: pd.DataFrame) -> str | None:
+    """Why a load run measured the endpoint's failure rather than its latency, or None.
+
+    A run *failed* when no request completed, or when more than half of the requests failed
+    with an endpoint fault (:data:`ENDPOINT_FAULT_KINDS`: nothing listening, not an
+    OpenAI-compatible stream, a 4xx/5xx other than 429/503, ...). A failed run is no profile
+    point at all: in particular it is not a *saturated* point (one where a working server
+    could not keep up), which would end the curve as if it had been measured.
+    """
+    n = len(requests)
+    if n == 0:
+        return "no request was scheduled"
+    ok = requests["ok"].astype(bool)
+    kinds = requests["error_kind"].fillna("").astype(str)
+    status = pd.to_numeric(requests["http_status"], errors="coerce").fillna(0).astype(int)
+    fault = kinds.isin(ENDPOINT_FAULT_KINDS) & ~((kinds == "http_status")
+                                                 & status.isin(BUSY_STATUSES))
+    counts = kinds[~ok].value_counts()
+    shown = ", ".join(f"{k}: {v}" for k, v in counts.items())
+    first = requests.loc[~ok, "error_message"].fillna("").astype(str)
+    example = f"; first error: {first.iloc[0][:200]}" if len(first) and first.iloc[0] else ""
+    if not ok.any():
+        return f"no request of {n} completed ({shown}){example}"
+    if fault.sum() > n / 2:
+        return (f"{int(fault.sum())} of {n} requests failed with endpoint faults "
+                f"({shown}){example}")
+    return None
+
+
 def client_lag(requests: pd.DataFrame) -> dict[str, float]:
     """Median and p99 of how late the client sent requests that did not wait for the cap.
 
@@ -642,7 +679,7 @@ def summarize(result: LoadResult, load_rps: float | None = None, *, model: str, 
                      f"loads")
         warnings.warn(notes[-1], stacklevel=2)
     prov = {
-        "endpoint": result.endpoint.base_url + result.endpoint.path,
+        "endpoint": redact_url(result.endpoint.base_url + result.endpoint.path),
         "served_model": result.endpoint.model,
         "date": result.started_at,
         "prompt_set": result.prompt_set,
@@ -665,5 +702,6 @@ def summarize(result: LoadResult, load_rps: float | None = None, *, model: str, 
            **_stats(ok["ttft_ms"], "ttft"), **_stats(ok["tpot_ms"], "tpot"),
            **_stats(ok["e2e_ms"], "e2e"),
            "saturated": sat.saturated, "source": "measured",
-           "provenance": json.dumps(prov, sort_keys=True, default=str)}
+           "provenance": redact_text(json.dumps(prov, sort_keys=True, default=str),
+                                     [result.endpoint.api_key or ""])}
     return profiles.normalize(pd.DataFrame([row]))

@@ -19,7 +19,10 @@ from pathlib import Path
 import httpx
 import pandas as pd
 
+from routerwise.redact import redact_text, redact_url
+
 from . import nvml
+from .errors import PointFailed
 from .launcher import EngineSpec, MPSDaemon
 from .loadgen import synthetic_prompts
 from .sweep import SweepSetup, run_sweep
@@ -34,11 +37,12 @@ class SetupLatencies:
 
 def endpoint_reachable(url: str, timeout_s: float = 3.0) -> str | None:
     """None when ``url`` answers /v1/models, else why not."""
+    shown = redact_url(url)
     try:
         r = httpx.get(url.rstrip("/") + "/v1/models", timeout=timeout_s, trust_env=False)
     except httpx.HTTPError as e:
-        return f"{url} does not answer ({type(e).__name__}: {e})"
-    return None if r.status_code == 200 else f"{url}/v1/models answered HTTP {r.status_code}"
+        return redact_text(f"{shown} does not answer ({type(e).__name__}: {e})")
+    return None if r.status_code == 200 else f"{shown}/v1/models answered HTTP {r.status_code}"
 
 
 def simulated_rows(model: str, tp_degrees, shares, gpu: str = "A100-80GB") -> pd.DataFrame:
@@ -69,10 +73,15 @@ def setup_latencies(model: str, tp_degrees, shares, loads_rps, *, endpoint: str 
             else:
                 setup = SweepSetup(model, int(tp_degrees[0]), float(shares[0]),
                                    endpoint_url=endpoint, served_model=served_model)
-                table = run_sweep([setup], loads_rps, out_dir, prompts=synthetic_prompts(),
-                                  gpu=gpu, num_requests=num_requests, duration_s=duration_s,
-                                  nvml_backend=nvml_backend)
-                return SetupLatencies(table, "measured", f"measured against {endpoint}")
+                try:
+                    table = run_sweep([setup], loads_rps, out_dir, prompts=synthetic_prompts(),
+                                      gpu=gpu, num_requests=num_requests,
+                                      duration_s=duration_s, nvml_backend=nvml_backend)
+                except PointFailed as e:  # answered /v1/models, but could not serve requests
+                    why = f"the endpoint failed its load points: {e}"
+                else:
+                    return SetupLatencies(table, "measured",
+                                          f"measured against {setup.endpoint}")
         return SetupLatencies(simulated_rows(model, tp_degrees, shares, gpu), "simulated",
                               f"fell back to simulated profiles: {why}")
     if launch:

@@ -4,7 +4,9 @@
 keeps one row per GPU per sample (columns of :func:`profiling.nvml.gpu_rows` plus ``sample`` and
 ``elapsed_s``, seconds since the sampler started). The table is written atomically to ``path``
 every ``flush_every_s`` and once more when the sampler stops, so an interrupted run keeps what it
-had recorded.
+had recorded: a hard kill (``kill -9``) loses at most the last ``flush_every_s``, and inside
+:func:`terminate_gracefully` (as ``python -m profiling sample`` runs) SIGTERM stops the sampler
+like Ctrl-C, with a final write.
 
 Failures are rows, not exceptions: a GPU that stops answering gives rows whose ``error`` says why
 (the sampler keeps going, or stops after that sample with ``stop_on_error=True``); a machine
@@ -15,6 +17,8 @@ the rows it has and sets ``hung``.
 
 from __future__ import annotations
 
+import contextlib
+import signal
 import threading
 import time
 from pathlib import Path
@@ -26,6 +30,8 @@ from routerwise.errors import ValidationError
 from routerwise.io import atomic_write_with
 
 from .nvml import GPU_COLUMNS, NVMLSession, gpu_rows
+
+__all__ = ["COLUMNS", "GPUSampler", "terminate_gracefully"]
 
 COLUMNS = ("sample", "elapsed_s", "timestamp", "available", "driver_version",
            "cuda_driver_version", *GPU_COLUMNS)
@@ -40,6 +46,10 @@ class GPUSampler:
                  join_timeout_s: float | None = None):
         if not interval_s > 0:
             raise ValidationError(f"interval_s must be > 0 seconds, got {interval_s}")
+        if not flush_every_s > 0:
+            raise ValidationError(f"flush_every_s must be > 0 seconds, got {flush_every_s}")
+        if path is not None and Path(path).is_dir():
+            raise ValidationError(f"sampler path {path} is a folder; give the CSV file to write")
         self.path = None if path is None else Path(path)
         self.interval_s = float(interval_s)
         self.flush_every_s = float(flush_every_s)
@@ -116,3 +126,26 @@ class GPUSampler:
         except Exception as e:  # a sampler must never take the measured run down with it
             self._record([{"timestamp": time.time(), "available": False, "index": -1,
                            "error": f"sampler stopped: {type(e).__name__}: {e}"}])
+
+
+@contextlib.contextmanager
+def terminate_gracefully():
+    """Within the block, SIGTERM raises :class:`KeyboardInterrupt` in the main thread (as
+    Ctrl-C does), so ``with`` blocks unwind and a :class:`GPUSampler` writes its table.
+
+    The previous handler is restored on exit. Outside the main thread (where Python cannot set
+    signal handlers) this does nothing.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def _raise(signum, frame):
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second TERM must not cut the write
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    previous = signal.signal(signal.SIGTERM, _raise)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)

@@ -16,15 +16,32 @@ instead of overwriting it: remove that folder, or choose another ``out_dir``. Ha
 points (no ``summary.csv``) are measured again. After every point the summaries are assembled
 into ``<out_dir>/profile.csv`` with :func:`routerwise.data.latency_table.write_table`.
 
+A run that measured the endpoint's failure (:func:`profiling.loadgen.endpoint_failure`: no
+request completed, or most failed with connection/protocol faults) is *failed*, not
+saturated: its requests and the reason go to ``<point>/failed-<UTC stamp>/`` (``requests.csv``,
+``failure.json``), no ``summary.csv`` is written, so the point is never treated as finished
+and a rerun measures it again; the curve stops there and :func:`run_sweep` raises
+:class:`~profiling.errors.PointFailed` listing every failed point (after assembling the
+finished ones).
+
+For a setup attached to a running endpoint, the endpoint (its URL without credentials) is part
+of the points' identity: the curve folder is ``tp<tp>-share<rho>-at-<host>_<port>-<hash>`` and
+``point.json`` records it, so a rerun against another endpoint measures anew instead of
+skipping. Should two endpoints' finished points share a (model, gpu, tp, share, load), the
+table keeps the most recently finished one and logs which it superseded. Credentials never
+reach a written file (see :mod:`routerwise.redact`).
+
 A compute share below 1 takes effect only under NVIDIA MPS, so launching such a setup without
 an :class:`~profiling.launcher.MPSDaemon` is refused rather than measured mislabelled.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import math
+import re
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -35,17 +52,19 @@ import pandas as pd
 from routerwise.data import latency_table as profiles
 from routerwise.errors import ValidationError
 from routerwise.io import atomic_write_with, write_json
+from routerwise.redact import redact_url
 
 from . import nvml
-from .errors import ResultExists
+from .errors import PointFailed, ResultExists
 from .launcher import EngineSpec, MPSDaemon, launch
-from .loadgen import (Endpoint, PromptSet, SaturationCriteria, poisson_schedule, run_load,
-                      summarize)
+from .loadgen import (Endpoint, PromptSet, SaturationCriteria, endpoint_failure,
+                      poisson_schedule, run_load, summarize)
 from .sampler import GPUSampler
 
 log = logging.getLogger(__name__)
 
 SUMMARY, REQUESTS, SETTINGS, GPU_SAMPLES = "summary.csv", "requests.csv", "point.json", "gpu.csv"
+FAILURE = "failure.json"
 
 
 @dataclass(frozen=True)
@@ -61,6 +80,14 @@ class SweepSetup:
     served_model: str | None = None
 
     def __post_init__(self):
+        share = self.compute_share
+        if not (isinstance(share, (int, float)) and math.isfinite(share)
+                and 0.1 - 1e-9 <= share <= 1.0 + 1e-9 and abs(share * 10 - round(share * 10)) < 1e-6):
+            raise ValidationError(f"setup {self.model} tp{self.tp}: compute_share must be a "
+                                  f"multiple of 0.1 in [0.1, 1.0] (an MPS share), got {share!r}")
+        if not (isinstance(self.tp, int) and self.tp >= 1):
+            raise ValidationError(f"setup {self.model}: tp must be an integer >= 1, "
+                                  f"got {self.tp!r}")
         if (self.engine is None) == (self.endpoint_url is None):
             raise ValidationError(f"setup {self.label}: give exactly one of engine= (launch) or "
                                   f"endpoint_url= (attach)")
@@ -73,9 +100,20 @@ class SweepSetup:
     def label(self) -> str:
         return f"{self.model} tp{self.tp} share{self.compute_share:.1f}"
 
+    @property
+    def endpoint(self) -> str | None:
+        """The attached endpoint without credentials (None for a launched engine)."""
+        return None if self.endpoint_url is None else redact_url(self.endpoint_url.rstrip("/"))
+
     def folder(self, root: Path) -> Path:
-        return root / "points" / self.model.replace("/", "--") / \
-            f"tp{self.tp}-share{self.compute_share:.1f}"
+        name = f"tp{self.tp}-share{self.compute_share:.1f}"
+        if self.endpoint is not None:
+            from urllib.parse import urlsplit
+            parts = urlsplit(self.endpoint)
+            where = re.sub(r"[^A-Za-z0-9.-]+", "_", f"{parts.hostname}_{parts.port or ''}")
+            digest = hashlib.sha256(self.endpoint.encode()).hexdigest()[:6]
+            name += f"-at-{where.strip('_')}-{digest}"
+        return root / "points" / self.model.replace("/", "--") / name
 
 
 def point_dir(root: str | Path, setup: SweepSetup, load_rps: float) -> Path:
@@ -99,12 +137,27 @@ def write_point(folder: Path, requests: pd.DataFrame, summary: pd.DataFrame,
         tmp, index=False))
 
 
+def write_failure(folder: Path, requests: pd.DataFrame, reason: str, settings: dict) -> Path:
+    """Keep a failed run apart from the point's measurements: ``folder/failed-<stamp>/``."""
+    where = folder / f"failed-{_stamp()}"
+    atomic_write_with(where / REQUESTS, lambda tmp: requests.to_csv(tmp, index=False))
+    write_json(where / FAILURE, {"reason": reason, "settings": settings})
+    return where
+
+
 def assemble(out_dir: str | Path) -> pd.DataFrame:
     """All finished points under ``out_dir`` as one profile table, written to profile.csv."""
     out_dir = Path(out_dir)
-    parts = [profiles.read_table(p) for p in sorted(out_dir.glob(f"points/*/*/*/{SUMMARY}"))]
-    table = profiles.normalize(pd.concat(parts, ignore_index=True)) if parts \
-        else profiles.empty_table()
+    paths = sorted(out_dir.glob(f"points/*/*/*/{SUMMARY}"), key=lambda p: p.stat().st_mtime_ns)
+    parts = [profiles.read_table(p).assign(_folder=str(p.parent)) for p in paths]
+    if parts:
+        table = pd.concat(parts, ignore_index=True)
+        dup = table.duplicated(list(profiles.KEY_COLUMNS), keep="last")
+        for folder in table.loc[dup, "_folder"]:
+            log.warning("superseded by a later measurement of the same point: %s", folder)
+        table = profiles.normalize(table.loc[~dup].drop(columns="_folder"))
+    else:
+        table = profiles.empty_table()
     profiles.write_table(table, out_dir / "profile.csv")
     return table
 
@@ -127,6 +180,7 @@ def run_sweep(setups: Sequence[SweepSetup], loads_rps: Sequence[float], out_dir:
               prompts: PromptSet, gpu: str | None = None, num_requests: int | None = None,
               duration_s: float | None = None, seed: int = 0, api: str = "completions",
               max_concurrency: int = 512, request_timeout_s: float = 600.0,
+              connect_timeout_s: float = 10.0, read_timeout_s: float = 120.0,
               criteria: SaturationCriteria = SaturationCriteria(),
               point_max_wall_s: float | None = None, mps: MPSDaemon | None = None,
               stop_after_saturation: bool = True, sample_interval_s: float | None = 1.0,
@@ -138,8 +192,13 @@ def run_sweep(setups: Sequence[SweepSetup], loads_rps: Sequence[float], out_dir:
     and/or ``duration_s``; ``point_max_wall_s`` (default: three times the schedule's span plus
     ``request_timeout_s``) bounds one point's run. ``gpu`` labels the rows; by default it is
     the NVML name of the first GPU. ``on_point(folder, summary)`` is called after each newly
-    measured point.
+    measured point. Timeouts: see :class:`profiling.loadgen.Endpoint`. A failed point (see the
+    module notes) raises :class:`PointFailed` at the end, after the other setups ran.
     """
+    for name, v in (("request_timeout_s", request_timeout_s),
+                    ("connect_timeout_s", connect_timeout_s), ("read_timeout_s", read_timeout_s)):
+        if not (isinstance(v, (int, float)) and math.isfinite(v) and v > 0):
+            raise ValidationError(f"{name} must be a positive number of seconds, got {v!r}")
     loads = sorted(float(x) for x in loads_rps)
     if not loads or any(not (x > 0 and math.isfinite(x)) for x in loads) or \
             len(set(loads)) != len(loads):
@@ -166,12 +225,15 @@ def run_sweep(setups: Sequence[SweepSetup], loads_rps: Sequence[float], out_dir:
             "num_requests": num_requests, "duration_s": duration_s, "seed": seed, "api": api,
             "criteria": asdict(criteria)}
 
+    failures: list[str] = []
     for setup in setups:
         todo = []
         for load in loads:
             folder = point_dir(out_dir, setup, load)
             settings = {**base, "model": setup.model, "tp": setup.tp,
                         "compute_share": setup.compute_share, "load_rps": load}
+            if setup.endpoint is not None:
+                settings["endpoint"] = setup.endpoint
             if is_finished(folder):
                 _check_settings(folder, settings)
                 log.info("finished, skipped: %s", folder)
@@ -190,7 +252,9 @@ def run_sweep(setups: Sequence[SweepSetup], loads_rps: Sequence[float], out_dir:
         with ctx as engine:
             endpoint = Endpoint(engine.base_url, setup.served_model or engine.served_model,
                                 api=api, max_concurrency=max_concurrency,
-                                request_timeout_s=request_timeout_s)
+                                request_timeout_s=request_timeout_s,
+                                connect_timeout_s=connect_timeout_s,
+                                read_timeout_s=read_timeout_s)
             for load, folder, settings in todo:
                 write_json(folder / SETTINGS, settings)
                 schedule = poisson_schedule(load, num_requests=num_requests,
@@ -205,6 +269,13 @@ def run_sweep(setups: Sequence[SweepSetup], loads_rps: Sequence[float], out_dir:
                                       progress=progress)
                 finally:
                     samples = sampler.stop() if sampler else None
+                reason = endpoint_failure(result.requests)
+                if reason is not None:
+                    where = write_failure(folder, result.requests, reason, settings)
+                    log.error("failed, not a profile point: %s at %g rps: %s (kept in %s)",
+                              setup.label, load, reason, where)
+                    failures.append(f"{setup.label} at {load:g} rps ({where}): {reason}")
+                    break  # the rest of this curve would measure the same failure
                 summary = summarize(result, load, model=setup.model, gpu=gpu, tp=setup.tp,
                                     compute_share=setup.compute_share, criteria=criteria,
                                     provenance={**hardware, **engine.provenance()})
@@ -216,7 +287,13 @@ def run_sweep(setups: Sequence[SweepSetup], loads_rps: Sequence[float], out_dir:
                     on_point(folder, summary)
                 if stop_after_saturation and bool(summary["saturated"].iloc[0]):
                     break
-    return assemble(out_dir)
+    table = assemble(out_dir)
+    if failures:
+        raise PointFailed(f"{len(failures)} load point(s) measured a failing endpoint, not its "
+                          f"latency; they are not in profile.csv and a rerun measures them "
+                          f"again. Check the endpoint (URL, served model name, --api) and its "
+                          f"log:\n  " + "\n  ".join(failures), table=table)
+    return table
 
 
 class _Attached:
@@ -225,6 +302,7 @@ class _Attached:
     def __init__(self, setup: SweepSetup):
         self.base_url = setup.endpoint_url.rstrip("/")
         self.served_model = setup.served_model or setup.model
+        self.shown_url = redact_url(self.base_url)
 
     def __enter__(self) -> _Attached:
         return self
@@ -233,7 +311,7 @@ class _Attached:
         return None
 
     def provenance(self) -> dict:
-        return {"engine": f"attached to a running endpoint at {self.base_url}; its setup was "
+        return {"engine": f"attached to a running endpoint at {self.shown_url}; its setup was "
                           f"declared by the caller, not launched by the sweep"}
 
 

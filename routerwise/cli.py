@@ -1,6 +1,6 @@
 """Command line: ``routerwise reproduce | solve | profiles``.
 
-    routerwise reproduce [--out results]            every notebook into a results folder
+    routerwise reproduce [--out results] [--only NB ...] [-p NAME VALUE]   notebooks -> results
     routerwise solve problem.toml [--json plan.json]  your problem file (routerwise.problem_file)
     routerwise solve --models 3 --gpus 4 --rate 25 --slo 600 [--method exact|dual-price|milp]
     routerwise profiles [--gpu A100-80GB]           build (or find) the simulated profile grid
@@ -51,11 +51,24 @@ def _solve(args) -> int:
         from .problem_file import load_problem
         p = load_problem(args.problem)
     else:
+        import math
+
+        from .paper.instances import default_problem
+        from .problem import LATENCY_METRICS, SetupSpace
         if args.rate is None or args.slo is None:
             raise ValidationError("give a problem file (routerwise solve problem.toml) or both "
                                   "--rate and --slo for a default instance")
-        from .paper.instances import default_problem
-        from .problem import SetupSpace
+        # Checked before default_problem, which reads the data and may build the profile grid.
+        if not (math.isfinite(args.rate) and args.rate > 0):
+            raise ValidationError(f"--rate must be a positive arrival rate in req/s, got "
+                                  f"{args.rate:g}")
+        if not (math.isfinite(args.slo) and args.slo > 0):
+            raise ValidationError(f"--slo must be a positive latency in ms, got {args.slo:g}")
+        if args.gpus < 1:
+            raise ValidationError(f"--gpus must be >= 1, got {args.gpus}")
+        if args.metric not in LATENCY_METRICS:
+            raise ValidationError(f"--metric {args.metric!r} is unknown; use one of "
+                                  f"{LATENCY_METRICS}")
         space = SetupSpace(check_compute=not args.memory_only)
         p = default_problem(args.models, args.gpus, args.rate, args.slo, gpu=args.gpu,
                             metric=args.metric, aggregate=args.aggregate, space=space)
@@ -63,7 +76,9 @@ def _solve(args) -> int:
     if args.json:
         write_json(args.json, plan_record(p, sol))
     if not sol.feasible:
-        print(f"infeasible ({sol.infeasibility.binding}): {sol.infeasibility.message}")
+        inf = sol.infeasibility
+        where = inf.binding + (f": {inf.stage}" if inf.stage else "")
+        print(f"infeasible ({where}): {inf.message}")
         return 1
     print(f"{sol.solver}: {sol.status}, score {sol.score:.4f}, {p.slo.metric} {sol.latency_ms:.1f} ms "
           f"(SLO {p.slo.latency_ms:g}), {sol.solve_time_s:.2f} s")
@@ -75,11 +90,17 @@ def _solve(args) -> int:
     return 0
 
 
+def _version() -> str:
+    from . import __version__
+    return __version__
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="routerwise", description=__doc__.splitlines()[0])
+    ap.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     sub = ap.add_subparsers(dest="cmd", required=True)
-    r = sub.add_parser("reproduce", help="run every notebook into a results folder")
-    r.add_argument("rest", nargs=argparse.REMAINDER)
+    from .paper.reproduce import add_arguments
+    add_arguments(sub.add_parser("reproduce", help="run every notebook into a results folder"))
     s = sub.add_parser("solve", help="solve a problem file, or a default real-data instance")
     s.add_argument("problem", nargs="?", help="a problem file (TOML); see routerwise.problem_file")
     s.add_argument("--json", metavar="PATH", help="also write the plan as JSON to PATH")
@@ -99,9 +120,8 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     try:
         if args.cmd == "reproduce":
-            from .paper.reproduce import main as reproduce
-            reproduce(args.rest)
-            return 0
+            from .paper.reproduce import run_from_args
+            return run_from_args(args)
         if args.cmd == "solve":
             return _solve(args)
         from .paper.instances import profile_table

@@ -22,6 +22,7 @@ because curves are non-decreasing, so it can only make a plan look worse than it
 from __future__ import annotations
 
 import math
+import numbers
 from dataclasses import dataclass, field, replace
 from functools import cached_property
 from typing import Iterable, Mapping, Sequence
@@ -37,6 +38,19 @@ LATENCY_METRICS = (
     "e2e_mean", "e2e_p50", "e2e_p95", "e2e_p99",
 )
 CURVE_SOURCES = ("measured", "simulated", "synthetic")
+
+
+def _is_real(x) -> bool:
+    """A real number (Python or numpy scalar, not bool): np.int64 and np.float32 count."""
+    return isinstance(x, numbers.Real) and not isinstance(x, (bool, np.bool_))
+
+
+def _as_int(x, what: str) -> int:
+    """``x`` as an int when it is an integral real number (2, 2.0, np.int64(2)); else a
+    ValidationError naming ``what``."""
+    if not _is_real(x) or not math.isfinite(float(x)) or float(x) != int(x):
+        raise ValidationError(f"{what} must be an integer, got {x!r}")
+    return int(x)
 
 
 def _check_metric(metric: str) -> None:
@@ -59,11 +73,30 @@ class ModelSpec:
     def __post_init__(self):
         if not self.name or not isinstance(self.name, str):
             raise ValidationError("ModelSpec.name must be a non-empty string")
-        if not (isinstance(self.params_b, (int, float)) and math.isfinite(self.params_b)
+        if not (_is_real(self.params_b) and math.isfinite(self.params_b)
                 and self.params_b > 0):
             raise ValidationError(f"model {self.name!r}: params_b must be a positive number of "
                                   f"billions, got {self.params_b!r}")
-        pairs = tuple(sorted((int(tp), float(gb)) for tp, gb in dict(self.shard_mem_gb).items()))
+        object.__setattr__(self, "params_b", float(self.params_b))
+        raw = self.shard_mem_gb
+        try:
+            items = list(raw.items()) if isinstance(raw, Mapping) else [tuple(p) for p in raw]
+        except TypeError as e:
+            raise ValidationError(f"model {self.name!r}: shard_mem_gb must map tp to GB, as a "
+                                  f"dict or ((tp, gb), ...); got {raw!r}") from e
+        if any(len(p) != 2 for p in items):
+            raise ValidationError(f"model {self.name!r}: shard_mem_gb entries must be (tp, gb) "
+                                  f"pairs; got {raw!r}")
+        tps = [_as_int(tp, f"model {self.name!r}: shard_mem_gb tp key") for tp, _ in items]
+        if len(set(tps)) != len(tps):
+            dup = sorted({t for t in tps if tps.count(t) > 1})
+            raise ValidationError(f"model {self.name!r}: shard_mem_gb lists tp {dup} more than "
+                                  f"once; give one memory figure per tensor-parallel degree")
+        for tp, (_, gb) in zip(tps, items):
+            if not _is_real(gb):
+                raise ValidationError(f"model {self.name!r}: shard_mem_gb[{tp}] = {gb!r} is not "
+                                      f"a number of GB")
+        pairs = tuple(sorted((tp, float(gb)) for tp, (_, gb) in zip(tps, items)))
         if not pairs:
             raise ValidationError(f"model {self.name!r}: shard_mem_gb is empty; give the memory "
                                   f"one shard needs for each tensor-parallel degree")
@@ -94,8 +127,9 @@ class GPUType:
     def __post_init__(self):
         if not self.name:
             raise ValidationError("GPUType.name must be non-empty (e.g. 'A100-80GB')")
-        if not (math.isfinite(self.mem_gb) and self.mem_gb > 0):
-            raise ValidationError(f"GPU {self.name!r}: mem_gb must be positive, got {self.mem_gb}")
+        if not (_is_real(self.mem_gb) and math.isfinite(self.mem_gb) and self.mem_gb > 0):
+            raise ValidationError(f"GPU {self.name!r}: mem_gb must be positive, got {self.mem_gb!r}")
+        object.__setattr__(self, "mem_gb", float(self.mem_gb))
 
 
 @dataclass(frozen=True)
@@ -104,8 +138,10 @@ class Cluster:
     num_gpus: int
 
     def __post_init__(self):
-        if not isinstance(self.num_gpus, (int, np.integer)) or self.num_gpus < 1:
+        if not isinstance(self.num_gpus, (int, np.integer)) or isinstance(self.num_gpus, bool) \
+                or self.num_gpus < 1:
             raise ValidationError(f"Cluster.num_gpus must be an integer >= 1, got {self.num_gpus!r}")
+        object.__setattr__(self, "num_gpus", int(self.num_gpus))
 
 
 @dataclass(frozen=True, order=True)
@@ -117,9 +153,12 @@ class ModelSetup:
     mem_share: float = 0.0
 
     def __post_init__(self):
-        if int(self.tp) != self.tp or self.tp < 1:
-            raise ValidationError(f"ModelSetup.tp must be an integer >= 1, got {self.tp}")
-        if int(self.compute_tenths) != self.compute_tenths or not 1 <= self.compute_tenths <= 10:
+        if not (_is_real(self.tp) and math.isfinite(self.tp) and int(self.tp) == self.tp
+                and self.tp >= 1):
+            raise ValidationError(f"ModelSetup.tp must be an integer >= 1, got {self.tp!r}")
+        if not (_is_real(self.compute_tenths) and math.isfinite(self.compute_tenths)
+                and int(self.compute_tenths) == self.compute_tenths
+                and 1 <= self.compute_tenths <= 10):
             raise ValidationError("ModelSetup.compute_tenths is the compute share in tenths, an "
                                   f"integer 1..10; got {self.compute_tenths}")
         if not (0.0 <= self.mem_share <= 1.0):
@@ -315,10 +354,11 @@ class SLO:
 
     def __post_init__(self):
         _check_metric(self.metric)
-        if not (isinstance(self.latency_ms, (int, float)) and math.isfinite(self.latency_ms)
+        if not (_is_real(self.latency_ms) and math.isfinite(self.latency_ms)
                 and self.latency_ms > 0):
             raise ValidationError(f"SLO.latency_ms must be a positive number of ms, got "
                                   f"{self.latency_ms!r}")
+        object.__setattr__(self, "latency_ms", float(self.latency_ms))
         if self.aggregate not in ("mean", "max"):
             raise ValidationError("SLO.aggregate must be 'mean' (paper: weighted mean over models)"
                                   f" or 'max' (every routed model meets it), got {self.aggregate!r}")
@@ -354,7 +394,7 @@ class Workload:
                 raise ValidationError(f"{len(ids)} prompt_ids for {s.shape[0]} score rows")
             object.__setattr__(self, "prompt_ids", ids)
         r = self.arrival_rate_rps
-        if not (isinstance(r, (int, float, np.floating)) and math.isfinite(r) and r > 0):
+        if not (_is_real(r) and math.isfinite(r) and r > 0):
             raise ValidationError(f"arrival_rate_rps must be a positive finite rate in req/s, "
                                   f"got {r!r}")
         object.__setattr__(self, "arrival_rate_rps", float(r))
@@ -411,14 +451,20 @@ class SetupSpace:
     check_compute: bool = True
 
     def __post_init__(self):
-        tps = tuple(sorted(set(int(t) for t in self.tp_degrees)))
-        rts = tuple(sorted(set(int(r) for r in self.compute_tenths)))
+        def ints(v, what):
+            if isinstance(v, (str, bytes)) or not isinstance(v, Iterable):
+                raise ValidationError(f"SetupSpace.{what} must be a sequence of integers, e.g. "
+                                      f"(1, 2, 4); got {v!r}")
+            return [_as_int(x, f"SetupSpace.{what} entry") for x in v]
+
+        tps = tuple(sorted(set(ints(self.tp_degrees, "tp_degrees"))))
+        rts = tuple(sorted(set(ints(self.compute_tenths, "compute_tenths"))))
         if not tps or tps[0] < 1:
             raise ValidationError(f"tp_degrees must be positive integers, got {self.tp_degrees}")
         if not rts or rts[0] < 1 or rts[-1] > 10:
             raise ValidationError(f"compute_tenths must be integers in 1..10, got "
                                   f"{self.compute_tenths}")
-        if not 0.0 <= self.rho_min <= 1.0:
+        if not (_is_real(self.rho_min) and 0.0 <= self.rho_min <= 1.0):
             raise ValidationError(f"rho_min must be in [0, 1], got {self.rho_min}")
         object.__setattr__(self, "tp_degrees", tps)
         object.__setattr__(self, "compute_tenths", rts)

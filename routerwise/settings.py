@@ -8,7 +8,10 @@
     Where downloads and generated tables (latency profiles, fitted models) are cached.
     Default: ``$XDG_CACHE_HOME/routerwise`` or ``~/.cache/routerwise``.
 ``ROUTERWISE_OFFLINE``
-    ``1`` forbids downloads even without a mirror (a missing file is then an error).
+    A true value (``1``, ``true``, ``yes``, ``on``, any case) forbids downloads even without a
+    mirror (a missing file is then an error); ``0``, ``false``, ``no``, ``off`` or empty allow
+    them. Anything else is a :class:`~routerwise.errors.ValidationError`, never silently
+    "online".
 """
 
 from __future__ import annotations
@@ -30,5 +33,17 @@ def cache_dir() -> Path:
     return Path(base).expanduser().resolve() / "routerwise"
 
 
+TRUE_WORDS = ("1", "true", "yes", "on", "y", "t")
+FALSE_WORDS = ("", "0", "false", "no", "off", "n", "f")
+
+
 def offline() -> bool:
-    return os.environ.get("ROUTERWISE_OFFLINE", "").strip().lower() in ("1", "true", "yes")
+    v = os.environ.get("ROUTERWISE_OFFLINE", "").strip().lower()
+    if v in TRUE_WORDS:
+        return True
+    if v in FALSE_WORDS:
+        return False
+    from .errors import ValidationError
+    raise ValidationError(f"ROUTERWISE_OFFLINE={os.environ['ROUTERWISE_OFFLINE']!r} is neither "
+                          f"true ({', '.join(TRUE_WORDS)}) nor false "
+                          f"({', '.join(w for w in FALSE_WORDS if w)} or empty)")

@@ -84,7 +84,7 @@ METHODS = tuple(_REGISTRY)  # the built-in methods; register_solver adds more
 def solve(problem: Problem, method: str = "exact", **options) -> Solution:
     """Solve ``problem``; an infeasible SLO gives ``status="infeasible"`` with a diagnosis."""
     if not isinstance(problem, Problem):
-        raise ValidationError(f"solve() takes a routerwise Problem, got {type(problem).__name__}")
+        raise ValidationError(f"solve() needs a routerwise.Problem, got {type(problem).__name__}")
     run = solver_entry(method).load()
     params = inspect.signature(run).parameters
     if not any(p.kind is p.VAR_KEYWORD for p in params.values()):
@@ -92,7 +92,7 @@ def solve(problem: Problem, method: str = "exact", **options) -> Solution:
                  or (p.kind is p.POSITIONAL_OR_KEYWORD and n != "problem")]
         unknown = sorted(set(options) - set(known))
         if unknown:
-            raise ValidationError(f"method {method!r} takes no option(s) {unknown}; its options "
-                                  f"are {known}")
+            raise ValidationError(f"unknown option(s) {unknown} for method {method!r}; it "
+                                  f"accepts {known}")
     sol = run(problem, **options).verify(problem)
     return replace(sol, notes=sol.notes + tuple(f"input: {a}" for a in problem.assumptions))

@@ -120,10 +120,33 @@ def test_indices_select_gpus():
     assert [g.index for g in snap.gpus] == [1]
 
 
+def _scenarios_named_by_other_tests() -> set[str]:
+    """Scenario names written in the other test functions of this file (their bodies and
+    parametrize decorators), read from the source: a scenario added to fake_nvml without a
+    test that uses it is missing here."""
+    import ast
+    tree = ast.parse(open(__file__, encoding="utf-8").read())
+    named = set()
+    for fn in tree.body:
+        if isinstance(fn, ast.FunctionDef) and fn.name.startswith("test_") and \
+                fn.name != "test_every_scenario_is_exercised_here":
+            for node in ast.walk(ast.Module(body=[*fn.decorator_list, fn], type_ignores=[])):
+                if isinstance(node, ast.Constant) and isinstance(node.value, str):
+                    named.add(node.value)
+    return named
+
+
 def test_every_scenario_is_exercised_here():
-    tested = {"no_library", "no_driver", "no_gpu", "two_a100", "h100", "unsupported_fields",
-              "gpu_lost_mid_run", "mig_on"}
-    assert tested == set(SCENARIOS)
+    missing = set(SCENARIOS) - _scenarios_named_by_other_tests()
+    assert not missing, f"fake NVML scenarios no test here uses: {sorted(missing)}"
+    # and each scenario shows something different (no two are aliases of one another)
+    seen = {}
+    for name in SCENARIOS:
+        snap = nvml.snapshot(scenario(name))
+        key = (snap.available, snap.reason,
+               nvml.to_frame(snap).drop(columns=["timestamp"], errors="ignore").to_json())
+        assert key not in seen, f"scenarios {seen.get(key)} and {name} look the same"
+        seen[key] = name
     with pytest.raises(KeyError):
         scenario("nonexistent")
 

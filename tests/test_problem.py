@@ -6,9 +6,9 @@ import pytest
 
 from routerwise.data import latency_table as profiles
 from routerwise.errors import ValidationError
-from routerwise.problem import (SLO, Cluster, GPUType, LatencyCurve, LatencyProfiles, ModelSpec,
-                                Problem, SetupSpace, Workload)
 from routerwise.paper.synthetic import synthetic_problem
+from routerwise.problem import (SLO, Cluster, GPUType, LatencyCurve, LatencyProfiles, ModelSetup,
+                                ModelSpec, Problem, SetupSpace, Workload)
 
 
 def curve(**kw):
@@ -105,3 +105,81 @@ def test_profiles_reject_duplicates_and_mixed_metrics():
         LatencyProfiles((c, c))
     with pytest.raises(ValidationError, match="metric"):
         LatencyProfiles((c, curve(tp=2, metric="e2e_mean")))
+
+
+# --- numpy scalars, malformed specs, unknown options, empty setup spaces ---------------------
+
+def test_numpy_scalars_are_numbers():
+    from tiny import two_model_problem
+
+    from routerwise import solve
+    args = dict(scores=[[0.9, 0.2], [0.3, 0.8]],
+                curves={"a": ((0, 20), (100, 300)), "b": ((0, 20), (150, 250))})
+    p = two_model_problem(**args, rate=10.0, tau=220.0)
+    q = two_model_problem(**args, rate=np.int64(10), tau=np.float32(220.0))
+    assert q.arrival_rate_rps == 10.0 and type(q.arrival_rate_rps) is float
+    assert q.slo.latency_ms == 220.0 and type(q.slo.latency_ms) is float
+    a, b = solve(p), solve(q)
+    assert a.score == b.score and np.array_equal(a.fractions, b.fractions)
+    m = ModelSpec("x", np.float32(7.0), ((np.int64(1), np.float64(20.0)),))
+    assert m.params_b == 7.0 and m.mem_gb(1) == 20.0
+    assert Cluster(GPUType("g", np.float32(80)), np.int64(2)).num_gpus == 2
+    assert SetupSpace(tp_degrees=np.array([1, 2]), compute_tenths=(np.int64(5),)).tp_degrees \
+        == (1, 2)
+
+
+def test_malformed_specs_are_validation_errors():
+    with pytest.raises(ValidationError, match="tp key must be an integer, got nan"):
+        ModelSpec("x", 7.0, ((float("nan"), 20.0),))
+    with pytest.raises(ValidationError, match="tp key must be an integer, got 1.5"):
+        ModelSpec("x", 7.0, {1.5: 20.0})
+    with pytest.raises(ValidationError, match=r"lists tp \[1\] more than once"):
+        ModelSpec("x", 7.0, ((1, 20.0), (1, 30.0)))
+    with pytest.raises(ValidationError, match="not a number of GB"):
+        ModelSpec("x", 7.0, ((1, "20"),))
+    with pytest.raises(ValidationError, match="params_b"):
+        ModelSpec("x", True, ((1, 20.0),))
+    with pytest.raises(ValidationError, match="tp_degrees entry must be an integer, got 1.5"):
+        SetupSpace(tp_degrees=(1.5,))
+    with pytest.raises(ValidationError, match="compute_tenths entry must be an integer"):
+        SetupSpace(compute_tenths=(5, 5.5))
+    with pytest.raises(ValidationError, match="sequence of integers"):
+        SetupSpace(tp_degrees=2)
+    with pytest.raises(ValidationError, match="ModelSetup.tp"):
+        ModelSetup(float("nan"), 5)
+
+
+def test_unknown_solve_options_are_validation_errors():
+    from tiny import two_model_problem
+
+    from routerwise import solve
+    p = two_model_problem([[0.9, 0.2]], {"a": ((0, 20), (100, 300)), "b": ((0, 20), (150, 250))})
+    with pytest.raises(ValidationError, match=r"unknown option\(s\) \['rtoll'\].*'rtol'"):
+        solve(p, "exact", rtoll=1e-6)
+    with pytest.raises(ValidationError, match="accepts.*'config'"):
+        solve(p, "dual-price", time_limit=3)
+    with pytest.raises(ValidationError, match="needs a routerwise.Problem"):
+        solve("problem")
+
+
+@pytest.mark.parametrize("case", ["utilization", "memory", "placement"])
+def test_an_empty_setup_space_names_the_filter_that_emptied_it(case):
+    from tiny import two_model_problem
+
+    from routerwise import solve
+    curves = {"a": ((0, 20), (100, 300)), "b": ((0, 20), (150, 250))}
+    if case == "utilization":  # 2 models x tp1 x 0.2 GPU can never use a whole GPU
+        p = two_model_problem([[0.9, 0.2]], curves, tenths=(2,))
+    elif case == "memory":  # two 50 GB shards on one 80 GB GPU
+        p = two_model_problem([[0.9, 0.2]], curves, tenths=(5,))
+        p = p.__class__(tuple(ModelSpec(m.name, 1.0, ((1, 50.0),)) for m in p.models),
+                        p.cluster, p.workload, p.profiles, p.slo, p.space)
+    else:  # three 0.6-GPU shards pass utilization (1.8 <= 2 GPUs) but two share a GPU
+        curves["c"] = curves["a"]
+        p = two_model_problem([[0.9, 0.2, 0.5]], curves, tenths=(6,), num_gpus=2,
+                              rho_min=0.0)
+    sol = solve(p)
+    inf = sol.infeasibility
+    assert sol.status == "infeasible" and inf.binding == "setup_space" and inf.stage == case
+    assert {"utilization": "utilization filter", "memory": "fits GPU memory",
+            "placement": "100% memory and compute"}[case] in inf.message

@@ -87,3 +87,111 @@ def test_a_measured_step_table_replaces_the_fitted_steps(tmp_path):
                                 cache_dir=tmp_path)
     prov = df.groupby("tp")["provenance"].first()
     assert "measured step table" in prov[1] and "measured step table" not in prov[2]
+
+
+# --- cache integrity and concurrent builds ---------------------------------------------------
+
+def _grid_root(tmp_path):
+    (root,) = tmp_path.glob("profiles/*")
+    return root
+
+
+def _count_builds(monkeypatch):
+    real, calls = pg._build_curve, []
+    monkeypatch.setattr(pg, "_build_curve", lambda task: calls.append(task[0]) or real(task))
+    return calls
+
+
+def _flip_bit(path, offset):
+    b = bytearray(path.read_bytes())
+    b[offset] ^= 0x01
+    path.write_bytes(bytes(b))
+
+
+def _cut_at_row(path):
+    lines = path.read_bytes().splitlines(keepends=True)
+    path.write_bytes(b"".join(lines[:-3]))
+
+
+def _cut_mid_row(path):
+    b = path.read_bytes()
+    path.write_bytes(b[: len(b) - 40])
+
+
+CORRUPTIONS = {
+    # a digit of the first data row's latency columns: parses fine, changes a number
+    "flipped bit": lambda root: _flip_bit(root / "table.csv",
+                                          (root / "table.csv").read_bytes().index(b"\n") + 60),
+    "cut at a row boundary": lambda root: _cut_at_row(root / "table.csv"),
+    "cut mid-row": lambda root: _cut_mid_row(root / "table.csv"),
+    "empty table": lambda root: (root / "table.csv").write_bytes(b""),
+    "garbage table": lambda root: (root / "table.csv").write_bytes(b"\x00\xff garbage,\n\"x"),
+    "manifest not JSON": lambda root: (root / "manifest.json").write_text("{not json"),
+    "manifest a list": lambda root: (root / "manifest.json").write_text("[1, 2]"),
+    "manifest without checksum": lambda root: (root / "manifest.json").write_text(
+        '{"version": "%s", "skipped": []}' % pg.GRID_VERSION),
+}
+
+
+@needs_mirror
+@pytest.mark.parametrize("case", sorted(CORRUPTIONS))
+def test_a_corrupt_cached_table_is_rebuilt_from_its_chunks_and_says_so(tmp_path, monkeypatch,
+                                                                       case):
+    good = _build(tmp_path)
+    root = _grid_root(tmp_path)
+    CORRUPTIONS[case](root)
+    with pytest.raises(pg.DataError, match=str(root)):
+        pg.read_cached(root)
+    calls = _count_builds(monkeypatch)
+    with pytest.warns(RuntimeWarning, match=f"{root} fails its integrity check.*Rebuilding"):
+        again = _build(tmp_path)
+    assert calls == []  # the chunks were intact: nothing simulated again
+    pd.testing.assert_frame_equal(again, good)
+    assert again.attrs["skipped"] == good.attrs["skipped"]
+    pd.testing.assert_frame_equal(pg.read_cached(root), good)  # and the cache is whole again
+
+
+@needs_mirror
+def test_a_corrupt_chunk_is_simulated_again(tmp_path, monkeypatch):
+    good = _build(tmp_path)
+    root = _grid_root(tmp_path)
+    (root / "table.csv").unlink()
+    chunk = sorted((root / "chunks").glob("*.csv"))[1]
+    _flip_bit(chunk, chunk.read_bytes().index(b"\n") + 30)
+    calls = _count_builds(monkeypatch)
+    with pytest.warns(RuntimeWarning, match="incomplete"):
+        again = _build(tmp_path)
+    assert [c.chunk_name for c in calls] == [chunk.name]
+    pd.testing.assert_frame_equal(again, good)
+
+
+@needs_mirror
+def test_concurrent_builds_of_one_grid_simulate_each_curve_once(tmp_path, monkeypatch):
+    import threading
+    import time
+
+    real, calls = pg._build_curve, []
+
+    def slow(task):
+        calls.append(task[0])
+        time.sleep(0.05)  # keep the first builder busy while the second one arrives
+        return real(task)
+
+    monkeypatch.setattr(pg, "_build_curve", slow)
+    results, errors = [None, None], []
+
+    def build(i):
+        try:
+            results[i] = _build(tmp_path)
+        except Exception as e:  # noqa: BLE001 - re-raised below in the test thread
+            errors.append(e)
+
+    threads = [threading.Thread(target=build, args=(i,)) for i in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert errors == []
+    assert len(calls) == 4 and len({c.chunk_name for c in calls}) == 4
+    pd.testing.assert_frame_equal(results[0], results[1])
+    pd.testing.assert_frame_equal(pg.read_cached(_grid_root(tmp_path)), results[0])

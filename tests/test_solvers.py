@@ -1,5 +1,7 @@
 """Solvers against known optima, against each other, and on infeasible SLOs."""
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
@@ -123,6 +125,9 @@ def test_nonconvex_curve_uses_exact_pwl_with_binaries():
         assert sol.score == pytest.approx(ref[0], abs=2e-4)
 
 
+DUAL_GAP = 5e-4  # the dual-price method's largest accepted relative gap to the optimum
+
+
 def random_instances():
     for seed, (M, G, rate, tau) in enumerate([(3, 4, 30.0, 300.0), (3, 4, 45.0, 400.0),
                                               (4, 4, 40.0, 250.0), (3, 8, 60.0, 200.0)]):
@@ -141,6 +146,9 @@ def test_solvers_agree_on_random_instances(p):
     # The paper's method is a heuristic: never better than the optimum (up to the secant
     # tolerance of the exact model, 1e-4 tau), and every plan it returns verifies.
     assert du.score <= mi.bound * (1 + 1e-4)
+    # ... and close to it: on these instances its gap to the proven optimum is 0.001-0.015%
+    # (measured); DUAL_GAP is the stated limit, about 3x the largest.
+    assert du.status == "feasible" and du.score >= ex.score * (1 - DUAL_GAP)
     for b, sol in run_baselines(p).items():
         if sol.feasible:
             assert sol.score <= ex.score + 1e-9, b
@@ -224,9 +232,13 @@ def test_realized_score_uses_true_scores():
     p = synthetic_problem(3, 4, num_prompts=100)
     sol = rw.solve(p)
     r = sol.realized_score(p)
-    assert 0.0 <= r <= 1.0
-    # Realized score of a plan equals the mean true score under the plan's exact assignment.
-    w = sol.fractions
-    g = group_scores(p.workload.scores)
-    z = score_of_fractions(g, w).z
-    assert r == pytest.approx(float(np.sum((z / g.counts[:, None])[g.inverse] * p.workload.true_scores) / 100))
+    assert 0.0 <= r <= 1.0 and r != pytest.approx(sol.score, abs=1e-6)  # true != predicted
+    # Two identities that do not depend on how prompts are assigned:
+    # (a) with true scores equal to the predicted ones, realized = predicted score;
+    same = replace(p, workload=replace(p.workload, true_scores=p.workload.scores))
+    assert sol.realized_score(same) == pytest.approx(sol.score, rel=1e-9)
+    # (b) with true scores constant per model (c_i), realized = sum_i w_i c_i.
+    c = np.array([0.2, 0.5, 0.9])
+    const = np.broadcast_to(c, p.workload.scores.shape)
+    flat = replace(p, workload=replace(p.workload, true_scores=const))
+    assert sol.realized_score(flat) == pytest.approx(float(sol.fractions @ c), rel=1e-9)

@@ -143,3 +143,117 @@ def test_sweep_command_against_a_running_endpoint(engine, tmp_path, capsys):
     assert rc == 0 and "1 profile rows" in capsys.readouterr().out
     row = profiles.read_table(tmp_path / "profile.csv").iloc[0]
     assert (row["model"], row["gpu"], row["num_requests"]) == ("fake", "loopback", 5)
+
+
+# --- failed points, endpoint identity, credentials, CLI validation ---------------------------
+
+def _all_written_text(root: Path) -> str:
+    return "\n".join(p.read_text(errors="replace") for p in root.rglob("*") if p.is_file())
+
+
+def test_a_dead_endpoint_is_a_failed_point_and_a_rerun_measures_it(tmp_path):
+    from profiling.errors import PointFailed
+    from profiling.launcher import free_port
+    port = free_port()
+    url = f"http://alice:s3cret-pw@127.0.0.1:{port}"  # nothing listens there yet
+    setup = sw.SweepSetup("fake", 1, 1.0, endpoint_url=url, served_model="fake-model")
+    with pytest.raises(PointFailed, match="no request of 10 completed.*connect_error") as err:
+        run([setup], [10.0, 20.0], tmp_path)
+    first = sw.point_dir(tmp_path, setup, 10.0)
+    assert not sw.is_finished(first) and not sw.point_dir(tmp_path, setup, 20.0).exists()
+    (failed,) = first.glob("failed-*")
+    assert "connect_error" in json.loads((failed / sw.FAILURE).read_text())["reason"]
+    assert len(pd.read_csv(failed / sw.REQUESTS)) == 10
+    assert len(profiles.read_table(tmp_path / "profile.csv")) == 0 and len(err.value.table) == 0
+
+    with FakeEngine(port=port, ttft_s=0.005, tpot_s=0.001) as live:  # the server comes up
+        table = run([setup], [10.0, 20.0], tmp_path)
+        assert live.requests == 20  # both points measured, the failed one included
+    assert list(table["load_rps"]) == [10.0, 20.0] and not table["saturated"].any()
+    assert table["ttft_mean_ms"].notna().all()
+    written = _all_written_text(tmp_path)
+    assert "s3cret-pw" not in written and "alice" not in written
+    assert json.loads((first / sw.SETTINGS).read_text())["endpoint"] == f"http://127.0.0.1:{port}"
+
+
+def test_a_garbage_endpoint_is_a_failed_point(tmp_path):
+    import http.server
+    import threading
+
+    from profiling.errors import PointFailed
+
+    class Garbage(http.server.BaseHTTPRequestHandler):
+        def _html(self):
+            body = b"<html>not an LLM server</html>"
+            self.send_response(200)
+            self.send_header("Content-Type", "text/html")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        do_GET = do_POST = _html
+
+        def log_message(self, *a):
+            pass
+
+    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Garbage)
+    threading.Thread(target=srv.serve_forever, args=(0.02,), daemon=True).start()
+    try:
+        setup = sw.SweepSetup("fake", 1, 1.0, endpoint_url=f"http://127.0.0.1:{srv.server_port}")
+        with pytest.raises(PointFailed, match="no request of 10 completed"):
+            run([setup], [10.0], tmp_path)
+    finally:
+        srv.shutdown()
+        srv.server_close()
+    assert not sw.is_finished(sw.point_dir(tmp_path, setup, 10.0))
+    assert len(profiles.read_table(tmp_path / "profile.csv")) == 0
+
+
+def test_another_endpoint_is_measured_not_skipped(engine, tmp_path):
+    a = sw.SweepSetup("fake", 1, 1.0, endpoint_url=engine.url, served_model="fake-model")
+    run([a], [10.0], tmp_path)
+    with FakeEngine(ttft_s=0.005, tpot_s=0.001) as other:
+        b = sw.SweepSetup("fake", 1, 1.0, endpoint_url=other.url, served_model="fake-model")
+        assert sw.point_dir(tmp_path, b, 10.0) != sw.point_dir(tmp_path, a, 10.0)
+        table = run([b], [10.0], tmp_path)
+        assert other.requests == 10
+    assert len(table) == 1  # the later measurement of the same point is the table's row
+    assert other.url.split("//")[1] in json.loads(table["provenance"][0])["endpoint"]
+    # credentials do not make another endpoint
+    c = sw.SweepSetup("fake", 1, 1.0, endpoint_url=engine.url.replace("//", "//u:p@"))
+    assert c.folder(tmp_path) == a.folder(tmp_path)
+
+
+def test_sweep_command_validates_before_measuring(engine, tmp_path, capsys):
+    from profiling.__main__ import main
+    common = ["sweep", "--model", "fake", "--served-model-name", "fake-model", "--loads", "20",
+              "--endpoint", engine.url, "--out", str(tmp_path), "--gpu", "loopback",
+              "--num-requests", "5", "--no-progress"]
+    for extra, msg in ((["--shares", "1.7"], "multiple of 0.1"),
+                       (["--shares", "0.55"], "multiple of 0.1"),
+                       (["--request-timeout-s", "0"], "--request-timeout-s must be a positive"),
+                       (["--tp", "0"], "--tp")):
+        assert main(common + extra) == 2
+        assert msg in capsys.readouterr().err
+    assert engine.requests == 0 and not (tmp_path / "points").exists()
+    with pytest.raises(ValidationError, match="compute_share must be a multiple"):
+        sw.SweepSetup("m", 1, 1.7, endpoint_url=engine.url)
+
+
+def test_sweep_command_request_timeouts_bound_a_stalling_server(tmp_path, capsys):
+    import socket
+    import time
+
+    from profiling.__main__ import main
+    with socket.socket() as stall:  # accepts connections (backlog), never answers
+        stall.bind(("127.0.0.1", 0))
+        stall.listen(64)
+        url = f"http://127.0.0.1:{stall.getsockname()[1]}"
+        t0 = time.monotonic()
+        rc = main(["sweep", "--model", "fake", "--loads", "50", "--endpoint", url,
+                   "--out", str(tmp_path), "--gpu", "loopback", "--num-requests", "3",
+                   "--no-progress", "--connect-timeout-s", "0.3", "--read-timeout-s", "0.3",
+                   "--request-timeout-s", "0.5"])
+        took = time.monotonic() - t0
+    assert rc == 2 and "no request of 3 completed" in capsys.readouterr().err
+    assert took < 6  # the defaults (10 s connect, 120 s read) would take minutes

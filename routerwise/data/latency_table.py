@@ -86,7 +86,14 @@ def read_table(path: str | Path) -> pd.DataFrame:
 
 
 def write_table(df: pd.DataFrame, path: str | Path) -> Path:
+    """Write a normalized profile table atomically; credentials in ``provenance`` (an
+    endpoint's ``user:password@``, API keys) are masked (:func:`routerwise.redact.redact_text`)."""
+    from ..redact import redact_text
+
     df = normalize(df)
+    if "provenance" in df.columns:
+        df["provenance"] = df["provenance"].map(
+            lambda v: redact_text(v) if isinstance(v, str) else v)
     return atomic_write_with(path, lambda tmp: df.to_csv(tmp, index=False))
 
 

@@ -196,6 +196,7 @@ def _verify(path: Path, src: DataSource) -> Path:
 def fetch(key: str, *, timeout_s: float = 60.0) -> Path:
     """Return a local, checksum-verified path to registered file ``key``."""
     src = source(key)
+    offline = settings.offline()  # read first: a malformed value is an error even with a mirror
     mirror = settings.data_mirror()
     if mirror is not None:
         p = mirror / src.relpath
@@ -208,7 +209,7 @@ def fetch(key: str, *, timeout_s: float = 60.0) -> Path:
     cached = settings.cache_dir() / src.relpath
     if cached.is_file():
         return _verify(cached, src)
-    if settings.offline():
+    if offline:
         raise MissingDataFile(
             f"data file {src.key!r} is not cached at {cached} and ROUTERWISE_OFFLINE is set. "
             f"Set ROUTERWISE_DATA_MIRROR to a mirror folder or allow downloads from {src.url}")

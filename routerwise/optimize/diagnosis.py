@@ -50,14 +50,46 @@ def min_latency(ctx: SearchContext, s: int) -> tuple[float, np.ndarray]:
     return float(sum(c.latency_at(lam * wi) * wi for c, wi in zip(curves, w) if wi > 0)), w
 
 
+def empty_space_reason(problem: Problem, counts: dict) -> tuple[str, str]:
+    """The first filter (in :mod:`routerwise.optimize.setup_space` order) that left no setup, and advice.
+
+    Returns ``(stage, message)`` with stage one of ``"utilization"``, ``"options"`` (per-model
+    shard memory and latency curves within the utilization budget), ``"memory"`` (no placement
+    within GPU memory) or ``"placement"`` (memory fits, compute does not).
+    """
+    G, sp = problem.cluster.num_gpus, problem.space
+    if counts.get("utilization", 1) == 0:
+        return "utilization", (
+            f"the utilization filter (G*rho_min <= sum_i tp_i*rho_i <= G with G={G}, "
+            f"rho_min={sp.rho_min:g}) removed all {counts.get('cartesian', 0)} combinations of "
+            f"tp {sp.tp_degrees} and compute tenths {sp.compute_tenths}; lower rho_min or "
+            f"allow other tp / compute shares")
+    if counts.get("usable_options", 1) == 0:
+        return "options", (
+            f"{counts.get('utilization', 0)} setups pass the utilization filter, but none of "
+            f"them uses only (model, tp, rho) options whose shard fits a GPU and which have a "
+            f"latency curve; add GPUs, profile more setups or allow other tp")
+    if sp.check_memory and counts.get("memory_exact", 1) == 0:
+        return "memory", (
+            f"{counts['usable_options']} setups pass the utilization and per-model filters, "
+            f"but no placement of their shards fits GPU memory ({G} x "
+            f"{problem.cluster.gpu.mem_gb:g} GB); add GPUs or use GPUs with more memory")
+    return "placement", (
+        f"{counts.get('usable_options', 0)} setups pass the utilization and per-model filters"
+        + (f" ({counts['memory_exact']} fit GPU memory)" if "memory_exact" in counts else "")
+        + f", but no placement of their shards keeps every GPU within 100% "
+          f"{'memory and compute' if sp.check_memory else 'compute'} on {G} GPUs; add GPUs or "
+          f"drop the compute check (SetupSpace(check_compute=False), CLI --memory-only)")
+
+
 def diagnose_infeasible(problem: Problem, ctx: SearchContext) -> Infeasibility:
     """Which limit makes the SLO unreachable, and the lowest latency any setup reaches."""
     tau = problem.slo.latency_ms
     S = ctx.setups.shape[0]
     if S == 0:
-        return Infeasibility("setup_space", "no setup survives the utilization and "
-                             "deployability filters; relax rho_min, add GPUs or allow larger tp",
-                             np.inf)
+        stage, why = empty_space_reason(problem, ctx.retained.stage_counts)
+        return Infeasibility("setup_space", f"no setup survives the filters: {why}", np.inf,
+                             stage=stage)
     lam = problem.arrival_rate_rps
     cap = np.minimum(1.0, ctx.bank.max_load_rps[ctx.setups] / lam)
     if np.all(cap.sum(axis=1) < 1 - 1e-12):

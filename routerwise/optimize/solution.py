@@ -34,6 +34,7 @@ class Infeasibility:
     min_latency_ms: float            # lowest L over retained setups and fractions (inf if none)
     best_setup: SystemSetup | None = None
     best_fractions: np.ndarray | None = None
+    stage: str | None = None         # for "setup_space": the filter that removed every setup
 
 
 @dataclass(frozen=True)

@@ -21,6 +21,7 @@ on 4 GPUs; :func:`paper_loads` scales them to the same fractions of our cluster'
 
 from __future__ import annotations
 
+import math
 from functools import lru_cache
 
 from ..serving import architectures
@@ -74,11 +75,38 @@ def model_specs(models, gpu: str = "A100-80GB", params_b: dict | None = None,
     return tuple(specs)
 
 
+def _check_args(num_models, num_gpus, arrival_rate_rps, slo_ms, metric, aggregate) -> None:
+    from ..problem import LATENCY_METRICS
+    from ..problem import _as_int, _is_real
+
+    if _as_int(num_models, "num_models") not in (3, 4):
+        raise ValidationError(f"num_models must be 3 or 4 (the RouteProfile ladders), got "
+                              f"{num_models!r}")
+    if _as_int(num_gpus, "num_gpus") < 1:
+        raise ValidationError(f"num_gpus must be >= 1, got {num_gpus!r}")
+    if arrival_rate_rps is not None and not (_is_real(arrival_rate_rps) and
+                                             math.isfinite(arrival_rate_rps) and
+                                             arrival_rate_rps > 0):
+        raise ValidationError(f"the arrival rate must be a positive number of req/s, got "
+                              f"{arrival_rate_rps!r}")
+    if not (_is_real(slo_ms) and math.isfinite(slo_ms) and slo_ms > 0):
+        raise ValidationError(f"the SLO must be a positive number of ms, got {slo_ms!r}")
+    if metric not in LATENCY_METRICS:
+        raise ValidationError(f"unknown latency metric {metric!r}; use one of {LATENCY_METRICS}")
+    if aggregate not in ("mean", "max"):
+        raise ValidationError(f"aggregate must be 'mean' or 'max', got {aggregate!r}")
+
+
 def default_problem(num_models: int = 3, num_gpus: int = 4, arrival_rate_rps: float | None = None,
                     slo_ms: float = 600.0, *, gpu: str = "A100-80GB", metric: str = "ttft_mean",
                     aggregate: str = "mean", space: SetupSpace | None = None,
                     score_seed: int = 0) -> Problem:
-    """A default instance from real data (see the module docstring for every ingredient)."""
+    """A default instance from real data (see the module docstring for every ingredient).
+
+    The scalar arguments are checked first (ValidationError), before any data is read or the
+    profile grid is built.
+    """
+    _check_args(num_models, num_gpus, arrival_rate_rps, slo_ms, metric, aggregate)
     models = ladder(num_models)
     qm, pred = predicted_scores(models, score_seed)
     table = profile_table(gpu)

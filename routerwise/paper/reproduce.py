@@ -1,11 +1,15 @@
 """The main job: run every notebook with papermill into a results folder, then summarize.
 
-    python -m routerwise.paper.reproduce [--out results] [--only 03_score_variation] [-p key value]
+    routerwise reproduce [--out results] [--only 03_score_variation ...] [-p NAME VALUE ...]
+    python -m routerwise reproduce  (same options)
 
 Each notebook in ``notebooks/`` runs with its default parameters (or overrides given with
 ``-p``) into ``<out>/notebooks/``; notebooks write figures (PNG), tables (CSV) and their key
 numbers (JSON) under ``<out>``. ``<out>/summary.md`` sets our key numbers beside the paper's.
 A notebook that fails stops the run with its error (the partial notebook is kept for reading).
+The request is checked before any notebook runs (:func:`check_request`): unknown notebooks, an
+empty ``--only``, a parameter no selected notebook has, or a value that is not a literal of the
+default's type are errors that list what is allowed.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ import sys
 import time
 from pathlib import Path
 
+from ..errors import DataError, RouterWiseError, ValidationError
 from ..io import atomic_write
 
 NOTEBOOKS = ("01_setup_space", "02_latency_profiles", "03_score_variation", "04_exact_vs_dual",
@@ -34,16 +39,99 @@ def notebooks_dir() -> Path:
     return repo_root() / "notebooks"
 
 
+def notebook_parameters(name: str) -> dict:
+    """The ``parameters`` cell of notebook ``name`` as {parameter: default value}.
+
+    Read from the notebook file (cells tagged ``parameters``; each statement ``name = literal``);
+    nothing is executed.
+    """
+    path = notebooks_dir() / f"{name}.ipynb"
+    try:
+        nb = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e:
+        raise DataError(f"cannot read notebook {path}: {e}") from e
+    out = {}
+    for cell in nb.get("cells", []):
+        if cell.get("cell_type") != "code" or "parameters" not in cell.get("metadata", {}).get(
+                "tags", []):
+            continue
+        src = cell["source"] if isinstance(cell["source"], str) else "".join(cell["source"])
+        for node in ast.parse(src).body:
+            if isinstance(node, ast.Assign) and len(node.targets) == 1 and \
+                    isinstance(node.targets[0], ast.Name):
+                try:
+                    out[node.targets[0].id] = ast.literal_eval(node.value)
+                except ValueError:
+                    out[node.targets[0].id] = None  # not a literal: any override type accepted
+    return out
+
+
+def _compatible(value, default) -> bool:
+    if default is None:
+        return True
+    if isinstance(default, bool) or isinstance(value, bool):
+        return isinstance(value, bool) and isinstance(default, bool)
+    if isinstance(default, (int, float)):
+        return isinstance(value, (int, float))
+    if isinstance(default, (list, tuple)):
+        return isinstance(value, (list, tuple))
+    return isinstance(value, type(default))
+
+
+def check_request(only, raw_parameters) -> tuple[list[str], dict]:
+    """Validate a reproduction request before anything runs; returns (notebooks, parameters).
+
+    ``only``: notebook names (None: all; an empty list is an error). ``raw_parameters``:
+    (name, text) pairs from ``-p``; each text is a Python literal (a bare word is taken as a
+    string only where the notebook's default is a string). Every name must be a parameter of
+    at least one selected notebook and every value must have its default's type
+    (int and float mix). Raises :class:`ValidationError` saying what to fix.
+    """
+    if only is not None:
+        if not only:
+            raise ValidationError(f"--only needs at least one notebook name; choose from "
+                                  f"{list(NOTEBOOKS)}")
+        unknown = sorted(set(only) - set(NOTEBOOKS))
+        if unknown:
+            raise ValidationError(f"unknown notebooks {unknown}; choose from {list(NOTEBOOKS)}")
+    names = [n for n in NOTEBOOKS if not only or n in only]
+    declared = {n: notebook_parameters(n) for n in names}
+    params = {}
+    for key, text in raw_parameters:
+        defaults = [d[key] for d in declared.values() if key in d]
+        if not defaults:
+            listing = "; ".join(f"{n}: {', '.join(d) or '(none)'}" for n, d in declared.items())
+            raise ValidationError(f"-p {key}: no selected notebook has a parameter {key!r}. "
+                                  f"Parameters by notebook: {listing}")
+        try:
+            value = ast.literal_eval(text)
+        except (ValueError, SyntaxError) as e:
+            if all(isinstance(d, str) for d in defaults):
+                value = text  # a bare word for a string parameter
+            else:
+                why = e.msg if isinstance(e, SyntaxError) else str(e)
+                raise ValidationError(f"-p {key} {text!r} is not a Python literal ({why}); the "
+                                      f"notebook default is {defaults[0]!r}, e.g. "
+                                      f"-p {key} {repr(defaults[0])!r}") from None
+        bad = [d for d in defaults if not _compatible(value, d)]
+        if bad:
+            raise ValidationError(f"-p {key} {text!r} gives a {type(value).__name__}; the "
+                                  f"notebook default is {bad[0]!r} ({type(bad[0]).__name__})")
+        params[key] = value
+    return names, params
+
+
 def run(out: Path, only=None, parameters: dict | None = None, progress: bool = True) -> list[Path]:
+    """Run the notebooks ``only`` (default: all) into ``out``; see :func:`check_request`."""
     import papermill as pm
     from tqdm.auto import tqdm
 
+    names, _ = check_request(only, [])
+    unknown = sorted(set(parameters or {}) - {k for n in names for k in notebook_parameters(n)})
+    if unknown:
+        raise ValidationError(f"parameters {unknown} are in none of the notebooks {names}")
     out = out.resolve()
     os.environ["ROUTERWISE_RESULTS_DIR"] = str(out)
-    names = [n for n in NOTEBOOKS if not only or n in only]
-    unknown = sorted(set(only or ()) - set(NOTEBOOKS))
-    if unknown:
-        raise SystemExit(f"unknown notebooks {unknown}; choose from {list(NOTEBOOKS)}")
     done = []
     bar = tqdm(names, desc="notebooks", unit="nb", disable=not progress)
     for name in bar:
@@ -51,9 +139,11 @@ def run(out: Path, only=None, parameters: dict | None = None, progress: bool = T
         src = notebooks_dir() / f"{name}.ipynb"
         dst = out / "notebooks" / f"{name}.ipynb"
         dst.parent.mkdir(parents=True, exist_ok=True)
+        own = notebook_parameters(name)
         t0 = time.perf_counter()
-        pm.execute_notebook(str(src), str(dst), parameters=parameters or {}, cwd=str(out),
-                            progress_bar=False, kernel_name="python3")
+        pm.execute_notebook(str(src), str(dst),
+                            parameters={k: v for k, v in (parameters or {}).items() if k in own},
+                            cwd=str(out), progress_bar=False, kernel_name="python3")
         bar.write(f"{name}: {time.perf_counter() - t0:.0f} s -> {dst}")
         done.append(dst)
     write_summary(out)
@@ -108,24 +198,39 @@ def write_summary(out: Path) -> Path:
     return atomic_write(out / "summary.md", "\n".join(lines))
 
 
-def main(argv=None):
-    ap = argparse.ArgumentParser(prog="routerwise reproduce", description=__doc__.splitlines()[0])
-    ap.add_argument("--out", default="results", help="results folder (default: ./results)")
-    ap.add_argument("--only", nargs="*", help="run only these notebooks")
+def add_arguments(ap: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """The reproduce options (shared by ``python -m routerwise.paper.reproduce`` and
+    ``routerwise reproduce``)."""
+    ap.add_argument("--out", default="results", type=Path,
+                    help="results folder (default: ./results)")
+    ap.add_argument("--only", nargs="*", default=None, metavar="NOTEBOOK",
+                    help=f"run only these notebooks (of {', '.join(NOTEBOOKS)})")
     ap.add_argument("-p", nargs=2, action="append", metavar=("NAME", "VALUE"), default=[],
-                    help="override a parameter in every notebook that has it (Python literal)")
-    args = ap.parse_args(argv)
-    params = {}
-    for k, v in args.p:
-        try:
-            params[k] = ast.literal_eval(v)
-        except (ValueError, SyntaxError):
-            params[k] = v
+                    help="override a parameter in every notebook that has it (Python literal; "
+                         "a bare word for a string parameter)")
+    return ap
+
+
+def run_from_args(args) -> int:
+    """Check the request, run it and print where the summary is."""
+    names, params = check_request(args.only, args.p)
     t0 = time.perf_counter()
-    run(Path(args.out), args.only, params)
+    run(Path(args.out), names, params)
     print(f"done in {time.perf_counter() - t0:.0f} s; see {Path(args.out).resolve() / 'summary.md'}",
           file=sys.stderr)
+    return 0
+
+
+def main(argv=None) -> int:
+    ap = add_arguments(argparse.ArgumentParser(prog="python -m routerwise.paper.reproduce",
+                                               description=__doc__.splitlines()[0]))
+    args = ap.parse_args(argv)
+    try:
+        return run_from_args(args)
+    except RouterWiseError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -26,14 +26,26 @@ Caching: chunks of one curve each are written atomically under
 resumes by skipping finished chunks, then assembles ``table.csv`` and ``manifest.json``.
 Setups whose shard does not fit one GPU are skipped and listed in the manifest (and in
 ``df.attrs["skipped"]``).
+
+Integrity: the manifest records the sha256 and row count of ``table.csv``, and every chunk has
+a ``<chunk>.sha256`` beside it. A cached table whose manifest is unreadable, of another
+version or key, or whose bytes or row count differ (a flipped bit, a table cut at a row
+boundary or mid-row, an empty or garbage file) is never used: it is rebuilt from its verified
+chunks with a :class:`RuntimeWarning` naming the folder, and a chunk that fails its checksum
+is simulated again. (A chunk from before checksums were recorded is adopted only if it parses
+with the expected columns and one row per load fraction.) Builds of one grid are serialized by
+an exclusive lock on ``<hash>/.lock`` (POSIX ``flock``), so concurrent processes build each
+curve once; without ``fcntl`` the atomic renames still keep every file whole.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import math
 import os
+import warnings
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -46,8 +58,8 @@ from . import architectures
 from .. import settings
 from .compute_share import DEFAULT as DEFAULT_SHARE
 from .compute_share import ComputeShareModel
-from ..errors import ValidationError
-from ..io import atomic_write_with, write_json
+from ..errors import DataError, ValidationError
+from ..io import atomic_write, atomic_write_with, sha256_file, write_json
 from .memory import DEFAULT as DEFAULT_MEMORY
 from .memory import MemoryAssumptions, fits, shard_memory_gb
 from ..data.latency_table import METRIC_COLUMNS, normalize
@@ -201,8 +213,36 @@ def _build_curve(task) -> str:
     df["source"] = "simulated"
     df["provenance"] = f"{provenance}; saturation load {lam:.4g} req/s"
     df = _monotone(df)
-    atomic_write_with(chunk, lambda tmp: df.to_csv(tmp, index=False))
+    _write_chunk(Path(chunk), df)
     return str(chunk)
+
+
+def _checksum_path(chunk: Path) -> Path:
+    return chunk.with_name(chunk.name + ".sha256")
+
+
+def _write_chunk(chunk: Path, df: pd.DataFrame) -> None:
+    """The chunk, then its checksum: a chunk without a matching checksum is not finished."""
+    atomic_write_with(chunk, lambda tmp: df.to_csv(tmp, index=False))
+    atomic_write(_checksum_path(chunk), sha256_file(chunk) + "\n")
+
+
+def _chunk_ok(chunk: Path) -> bool:
+    """True when ``chunk`` is a finished, intact curve (see the module notes on integrity)."""
+    if not chunk.is_file():
+        return False
+    side = _checksum_path(chunk)
+    if side.is_file():
+        return side.read_text().strip() == sha256_file(chunk)
+    try:  # written before checksums were recorded: adopt it only if it parses completely
+        df = pd.read_csv(chunk)
+        normalize(df)
+    except Exception:  # noqa: BLE001 - any parse failure means "simulate it again"
+        return False
+    if len(df) != len(LOAD_FRACTIONS):
+        return False
+    atomic_write(side, sha256_file(chunk) + "\n")
+    return True
 
 
 def _monotone(df: pd.DataFrame) -> pd.DataFrame:
@@ -278,30 +318,37 @@ def build_profile_table(models: Sequence[str] = DEFAULT_MODELS, gpu: str = "A100
     root = (cache_dir or settings.cache_dir()) / "profiles" / key
     table_path, manifest_path = root / "table.csv", root / "manifest.json"
     curves, skipped = plan_curves(models, gpu, tps, tenths, options.memory)
-    if table_path.is_file() and manifest_path.is_file():
-        return _read(table_path, manifest_path)
-
-    chunks = root / "chunks"
-    pending = [c for c in curves if not (chunks / c.chunk_name).is_file()]
-    pj = params.to_json()
-    tasks = []
-    for c in pending:
-        measured = _measured_rows(measured_steps, c)
-        tasks.append((c, gpu, lengths[c.model], options, pj, share_model, measured,
-                      _provenance(c, lengths[c.model], options, params, share_model, measured),
-                      chunks / c.chunk_name))
-    _run(tasks, workers, progress, total=len(curves), done=len(curves) - len(pending))
-    parts = [pd.read_csv(chunks / c.chunk_name) for c in curves]
-    df = normalize(pd.concat(parts, ignore_index=True)) if parts else normalize(
-        pd.DataFrame({c: [] for c in ("model", "gpu", "tp", "compute_share", "load_rps",
-                                      "saturated", "source")}))
-    atomic_write_with(table_path, lambda tmp: df.to_csv(tmp, index=False))
-    write_json(manifest_path, {"version": GRID_VERSION, "key": key, "models": list(models),
-                               "gpu": gpu, "tp_degrees": list(tps), "compute_tenths": list(tenths),
-                               "curves": len(curves), "skipped": skipped,
-                               "step_cost": params.label(),
-                               "step_cost_inputs": fit_provenance().splitlines(),
-                               "options": repr(options)})
+    cached = _cached(root, key)
+    if cached is not None:
+        return cached
+    with _locked(root):
+        cached = _cached(root, key)  # another process may have built it while we waited
+        if cached is not None:
+            return cached
+        chunks = root / "chunks"
+        pending = [c for c in curves if not _chunk_ok(chunks / c.chunk_name)]
+        pj = params.to_json()
+        tasks = []
+        for c in pending:
+            measured = _measured_rows(measured_steps, c)
+            tasks.append((c, gpu, lengths[c.model], options, pj, share_model, measured,
+                          _provenance(c, lengths[c.model], options, params, share_model,
+                                      measured),
+                          chunks / c.chunk_name))
+        _run(tasks, workers, progress, total=len(curves), done=len(curves) - len(pending))
+        parts = [pd.read_csv(chunks / c.chunk_name) for c in curves]
+        df = normalize(pd.concat(parts, ignore_index=True)) if parts else normalize(
+            pd.DataFrame({c: [] for c in ("model", "gpu", "tp", "compute_share", "load_rps",
+                                          "saturated", "source")}))
+        atomic_write_with(table_path, lambda tmp: df.to_csv(tmp, index=False))
+        write_json(manifest_path, {"version": GRID_VERSION, "key": key, "models": list(models),
+                                   "gpu": gpu, "tp_degrees": list(tps),
+                                   "compute_tenths": list(tenths), "curves": len(curves),
+                                   "skipped": skipped, "step_cost": params.label(),
+                                   "step_cost_inputs": fit_provenance().splitlines(),
+                                   "options": repr(options),
+                                   "table_sha256": sha256_file(table_path),
+                                   "table_rows": int(len(df))})
     df.attrs["skipped"] = skipped
     return df
 
@@ -314,10 +361,80 @@ def load_or_build(models: Sequence[str] = DEFAULT_MODELS, gpu: str = "A100-80GB"
     return build_profile_table(models, gpu, tp_degrees, compute_tenths, lengths, **kw)
 
 
-def _read(table_path: Path, manifest_path: Path) -> pd.DataFrame:
-    df = normalize(pd.read_csv(table_path))
-    df.attrs["skipped"] = json.loads(manifest_path.read_text()).get("skipped", [])
+def read_cached(root: Path, key: str | None = None) -> pd.DataFrame:
+    """The table cached in the grid folder ``root``, verified against its manifest.
+
+    Raises :class:`DataError` naming the folder when the manifest is missing or unreadable, is
+    of another grid version or key, or when ``table.csv`` fails its sha256 or row count or
+    does not parse as a profile table.
+    """
+    root = Path(root)
+    table_path, manifest_path = root / "table.csv", root / "manifest.json"
+    fix = f"delete the folder {root} to rebuild it"
+
+    def bad(why: str) -> DataError:
+        return DataError(f"profile-grid cache {root} fails its integrity check: {why}; {fix}")
+
+    if not manifest_path.is_file() or not table_path.is_file():
+        raise DataError(f"profile-grid cache {root} is incomplete (needs table.csv and "
+                        f"manifest.json); {fix}")
+    try:
+        manifest = json.loads(manifest_path.read_text())
+    except (ValueError, UnicodeDecodeError) as e:
+        raise bad(f"manifest.json is not JSON ({e})") from e
+    if not isinstance(manifest, dict):
+        raise bad("manifest.json is not a JSON object")
+    if manifest.get("version") != GRID_VERSION or (key is not None and manifest.get("key") != key):
+        raise bad(f"manifest.json names version {manifest.get('version')!r}, key "
+                  f"{manifest.get('key')!r}; expected {GRID_VERSION!r}, {key!r}")
+    want = manifest.get("table_sha256")
+    if not isinstance(want, str):
+        raise bad("manifest.json records no table_sha256 (written by an older version)")
+    got = sha256_file(table_path)
+    if got != want:
+        raise bad(f"table.csv has sha256 {got[:12]}..., its manifest records {want[:12]}...")
+    try:
+        df = normalize(pd.read_csv(table_path))
+    except Exception as e:  # noqa: BLE001 - a checksummed table should parse; say why not
+        raise bad(f"table.csv does not parse as a profile table ({type(e).__name__}: {e})") from e
+    if len(df) != manifest.get("table_rows"):
+        raise bad(f"table.csv has {len(df)} rows, its manifest records "
+                  f"{manifest.get('table_rows')}")
+    df.attrs["skipped"] = manifest.get("skipped", [])
     return df
+
+
+def _cached(root: Path, key: str) -> pd.DataFrame | None:
+    """The verified cached table; None when absent. A corrupt one is removed (with a warning)
+    so that the caller rebuilds it from the chunks."""
+    table_path, manifest_path = root / "table.csv", root / "manifest.json"
+    if not (table_path.exists() or manifest_path.exists()):
+        return None
+    try:
+        return read_cached(root, key)
+    except DataError as e:
+        warnings.warn(f"{e}. Rebuilding it from its chunks.", RuntimeWarning, stacklevel=3)
+        for p in (manifest_path, table_path):
+            with contextlib.suppress(FileNotFoundError):
+                p.unlink()
+        return None
+
+
+@contextlib.contextmanager
+def _locked(root: Path):
+    """Hold an exclusive lock on ``root/.lock`` (one builder per grid at a time)."""
+    root.mkdir(parents=True, exist_ok=True)
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - not POSIX: atomic renames only
+        yield
+        return
+    with open(root / ".lock", "a+") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
 
 
 def _measured_rows(table: pd.DataFrame | None, c: _Curve) -> pd.DataFrame | None:
