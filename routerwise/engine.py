@@ -33,7 +33,13 @@ prefill again. KV capacity, unless given, comes from the memory model
 (:func:`routerwise.memory.kv_capacity_tokens` at ``gpu_memory_utilization``, default 0.9):
 GPU memory x utilisation - weights/tp - runtime reserve, per shard.
 
-Costs added to the fitted step times (``StepTimes``), all **fitted** per profile:
+Host overheads. The fitted ``vllm`` step costs (:mod:`routerwise.stepcost`) carry V0-era host
+terms fitted on static batches (``t_step_ms`` per pass, ``t_seq_us`` per sequence,
+``t_prompt_us`` per prompt, ``t_layer_us`` per layer for launches). A profile with
+``own_host_overheads`` (``vllm-v1``: CUDA graphs, a rewritten scheduler and input preparation)
+drops those four terms from the step costs (:func:`profile_step_params`) and uses its own
+fitted overheads instead. Costs added to the step times (``StepTimes``), **fitted** per
+profile:
 
 * ``request_overhead_ms``: HTTP, tokenization, detokenization/streaming, added to TTFT and
   E2E of runs timed at the client (not to TPOT; engine-side spans start after it);
@@ -66,7 +72,8 @@ from .simulator import EngineConfig, Requests, SimResult, _summarize, simulate
 from .stepcost import StepTimes, gpu_spec
 
 __all__ = ["BLOCK_TOKENS", "EngineProfile", "EngineSetup", "PROFILES", "DEFAULT_PROFILE",
-           "UnknownEngineProfile", "get_profile", "setup_for", "simulate_engine"]
+           "UnknownEngineProfile", "get_profile", "setup_for", "simulate_engine",
+           "profile_step_params"]
 
 BLOCK_TOKENS = 16
 HIGH_MEMORY_GIB = 70.0  # vLLM V1 raises its default token budget on GPUs with this much memory
@@ -91,6 +98,7 @@ class EngineProfile:
     seq_overhead_us: float = 0.0
     overhead_source: str = "none"
     description: str = ""
+    own_host_overheads: bool = False  # replace the step fit's host terms with this profile's
 
     def budget(self, gpu_memory_gib: float, step_budget: int) -> int:
         """Default ``max_num_batched_tokens`` on a GPU with ``gpu_memory_gib``."""
@@ -129,9 +137,10 @@ PROFILES: dict[str, EngineProfile] = {
     "vllm-v1": EngineProfile(
         "vllm-v1", paged_kv=True, chunked_prefill=True, cuda_graphs="decode and mixed",
         default_max_num_seqs=256, default_max_num_batched_tokens=None,
-        overhead_source=V1_FIT_SOURCE, **V1_FIT,
+        overhead_source=V1_FIT_SOURCE, **V1_FIT, own_host_overheads=True,
         description="unified token-budget scheduler, chunked prefill, paged KV, recompute "
-                    "preemption"),
+                    "preemption; its own host overheads replace the V0-era ones of the step "
+                    "fit"),
 }
 DEFAULT_PROFILE = "vllm-v1"
 
@@ -214,6 +223,29 @@ def setup_for(profile: str | EngineProfile, step: StepTimes, *, arch=None, gpu: 
 
 def kv_capacity_tokens_for(arch, tp, gpu, share, memory) -> int:
     return kv_capacity_tokens(arch, tp, gpu, min(share, 1.0), memory)
+
+
+_HOST_KEYS = ("t_step_ms", "t_seq_us", "t_prompt_us", "t_layer_us")
+
+
+def profile_step_params(params, profile: str | EngineProfile):
+    """The step-cost parameters a profile runs on: with its own host overheads, the fitted
+    engine's host terms (:data:`_HOST_KEYS`) are set to zero (kernel times, collectives and
+    efficiencies are kept)."""
+    from .stepcost import StepCostParams
+
+    prof = get_profile(profile)
+    if not prof.own_host_overheads:
+        return params
+    eng_ = {e: {f: dict(v) for f, v in fams.items()} for e, fams in params.engine.items()}
+    for fams in eng_.values():
+        for v in fams.values():
+            for k in _HOST_KEYS:
+                if k in v:
+                    v[k] = 0.0
+    return StepCostParams(params.family, eng_, params.allreduce, params.q, params.inputs,
+                          params.excluded_models,
+                          source=f"{params.source}; host terms replaced by {prof.name}")
 
 
 def simulate_engine(step: StepTimes, requests: Requests, setup: EngineSetup, *,
