@@ -7,7 +7,7 @@ For every replayable measured run (routerwise.measured_runs; exclusions printed 
 reason) the engine profile's overheads are fitted on all OTHER runs, then the run is replayed
 request by request and scored per load level: mean/p50/p90/p99 TTFT and TPOT, measured vs
 simulated, signed and absolute % error; and measured vs simulated saturation rate. Prints the
-table, the uncalibrated baseline (profile defaults, no fit) for comparison, the fit on all runs
+table, the legacy replica's errors (the kit before engine profiles) for comparison, the fit on all runs
 (the values for routerwise.engine.V1_FIT) and the planning margin from the held-out signed
 errors (the values for routerwise.latency_validation.PLANNING_MARGINS). Targets (held-out
 levels below 90% of the measured saturation rate): median |err| of mean TTFT and mean TPOT
@@ -53,7 +53,7 @@ def main() -> None:
     for k, v in skipped.items():
         print(f"  not used: {k}: {v}")
 
-    base_lv, base_sat, _ = lv.validate(runs, args.profile, split="none")
+    base_lv, base_sat, _ = lv.validate(runs, "legacy", split="none")
     base = lv.summary(base_lv, base_sat)
     levels, sats, cals = lv.validate(runs, args.profile, max_nfev=args.max_nfev)
     summ = lv.summary(levels, sats)
@@ -71,12 +71,17 @@ def main() -> None:
         print("\nsaturation rate (req/s), measured vs simulated:")
         print(sats[["run_id", "meas_saturation_rps", "sim_saturation_rps",
                     "saturation_err_pct", "saturation_rule"]].round(3).to_string(index=False))
+        print("\nprefill floor check (lightest level's measured mean TTFT vs the datasheet "
+              "floor if every prompt token were computed):")
+        print(sats[["run_id", "lightest_meas_ttft_mean_ms", "prefill_floor_ms",
+                    "prefix_cache_evidence"]].round(1).to_string(index=False))
     print("\nfits per held-out run:")
     for c in cals:
         print(f"  {c.label()}" + (f" [{'; '.join(c.notes)}]" if c.notes else ""))
     print(f"fit on all runs: {full.label()}")
     print(f"planning margin from held-out signed errors: {margin}")
-    print("\nuncalibrated baseline (profile defaults, no fit):")
+    print("\nbaseline: the legacy replica (KV reserved at admission, 65,536 tokens, V0-era host "
+          "terms, no request overhead), no fit:")
     for k, v in base.items():
         print(f"  {k}: {v:.2f}" if isinstance(v, float) else f"  {k}: {v}")
     print("held out (leave one run out):")
@@ -85,6 +90,11 @@ def main() -> None:
         flag = "" if tgt is None else (" (target <= %g: %s)" % (
             tgt, "met" if math.isfinite(v) and v <= tgt else "MISSED"))
         print(f"  {k}: {v:.2f}{flag}" if isinstance(v, float) else f"  {k}: {v}")
+    clean = lv.summary(levels, sats, without_prefix_cache_evidence=True)
+    print("held out, without runs whose measured TTFT is below the prefill floor "
+          "(prefix-cache hits the simulator does not model):")
+    for k, v in clean.items():
+        print(f"  {k}: {v:.2f}" if isinstance(v, float) else f"  {k}: {v}")
     with_margin = _margin_applied(levels, margin)
     for k, v in with_margin.items():
         print(f"  {k}: {v:.2f} (target >= 0)")
@@ -93,7 +103,8 @@ def main() -> None:
     if args.json:
         rows = levels.to_dict(orient="records")
         write_json(args.json, {
-            **summ, **with_margin, "baseline_uncalibrated": base, "profile": args.profile,
+            **summ, **with_margin, "baseline_legacy": base,
+            "without_prefix_cache_evidence": clean, "profile": args.profile,
             "split": "leave-one-run-out", "fit_all_runs": full.overheads,
             "fit_all_runs_label": full.label(), "planning_margin": margin,
             "saturation": sats.to_dict(orient="records"), "runs": rows,

@@ -43,7 +43,9 @@ profile:
 
 * ``request_overhead_ms``: HTTP, tokenization, detokenization/streaming, added to TTFT and
   E2E of runs timed at the client (not to TPOT; engine-side spans start after it);
-* ``iteration_overhead_ms`` per engine iteration (scheduling, input preparation, sampling);
+* ``iteration_overhead_ms`` per engine iteration (scheduling, input preparation, sampling),
+  plus ``layer_overhead_us`` per model layer per iteration (launches and small kernels around
+  the captured graphs: the host cost that grows with depth);
 * ``seq_overhead_us`` per sequence in an iteration.
 
 A mixed iteration with ``B`` decoding sequences (``C`` cached tokens) and prefill chunks of
@@ -96,6 +98,7 @@ class EngineProfile:
     request_overhead_ms: float = 0.0
     iteration_overhead_ms: float = 0.0
     seq_overhead_us: float = 0.0
+    layer_overhead_us: float = 0.0
     overhead_source: str = "none"
     description: str = ""
     own_host_overheads: bool = False  # replace the step fit's host terms with this profile's
@@ -112,14 +115,17 @@ class EngineProfile:
         return (f"engine profile {self.name} (paged KV {self.paged_kv}, chunked prefill "
                 f"{self.chunked_prefill}, CUDA graphs {self.cuda_graphs}; request overhead "
                 f"{self.request_overhead_ms:.3g} ms, iteration overhead "
-                f"{self.iteration_overhead_ms:.3g} ms, {self.seq_overhead_us:.3g} us/seq: "
-                f"{self.overhead_source})")
+                f"{self.iteration_overhead_ms:.3g} ms + {self.layer_overhead_us:.3g} us/layer, "
+                f"{self.seq_overhead_us:.3g} us/seq: {self.overhead_source})")
 
 
-# Fitted by routerwise.latency_validation.calibrate on every validation run (the held-out
-# figures in benchmarks/bench_latency_validation.py refit without the run they score).
-V1_FIT = dict(request_overhead_ms=0.0, iteration_overhead_ms=0.0, seq_overhead_us=0.0)
-V1_FIT_SOURCE = "uncalibrated placeholder"
+# Fitted by routerwise.latency_validation.calibrate on all five replayable runs (llm-d exp-0,
+# four inference-sim sweeps); benchmarks/bench_latency_validation.py prints this fit ("fit on
+# all runs") and scores held-out runs with fits that leave the scored run out.
+V1_FIT = dict(request_overhead_ms=0.047, iteration_overhead_ms=1.081, seq_overhead_us=21.75,
+              layer_overhead_us=13.83)
+V1_FIT_SOURCE = ("fitted on measured online vLLM 0.8/0.11 runs (llm-d-benchmark exp-0, "
+                 "inference-sim x4) by routerwise.latency_validation")
 
 PROFILES: dict[str, EngineProfile] = {
     "legacy": EngineProfile(
@@ -165,6 +171,13 @@ class EngineSetup:
     kv_capacity_tokens: int
     gpu_memory_utilization: float = 0.9
     kv_source: str = ""
+    num_layers: int = 0  # of the model: the per-layer iteration overhead scales with it
+
+    @property
+    def iteration_ms(self) -> float:
+        """Host overhead of one iteration: constant + per layer (ms)."""
+        return (self.profile.iteration_overhead_ms
+                + self.profile.layer_overhead_us * 1e-3 * self.num_layers)
 
     def __post_init__(self):
         if self.max_num_seqs < 1 or self.max_num_batched_tokens < 1:
@@ -198,11 +211,14 @@ def setup_for(profile: str | EngineProfile, step: StepTimes, *, arch=None, gpu: 
         raise ValidationError(f"gpu_memory_utilization must be in (0, 1], got "
                               f"{gpu_memory_utilization}")
     spec = gpu_spec(gpu) if gpu is not None else None
+    if isinstance(arch, str):
+        arch = architectures.get(arch)
+    if prof.layer_overhead_us and arch is None:
+        raise ValidationError(f"profile {prof.name} has a per-layer overhead: give arch")
     if kv_capacity_tokens is None:
         if arch is None or spec is None:
             raise ValidationError("give kv_capacity_tokens, or arch and gpu so the memory model "
                                   "can derive it")
-        arch = architectures.get(arch) if isinstance(arch, str) else arch
         kv = kv_capacity_tokens_for(arch, tp, spec.name, gpu_memory_utilization * mem_share,
                                     memory)
         src = (f"memory model (modelled): {gpu_memory_utilization:g} x {mem_share:g} of "
@@ -218,7 +234,8 @@ def setup_for(profile: str | EngineProfile, step: StepTimes, *, arch=None, gpu: 
         if budget > step.max_batched_tokens:
             raise ValidationError(f"max_num_batched_tokens {budget} exceeds the step table's "
                                   f"{step.max_batched_tokens}: tabulate the step times wider")
-    return EngineSetup(prof, int(seqs), int(budget), int(kv), gpu_memory_utilization, src)
+    return EngineSetup(prof, int(seqs), int(budget), int(kv), gpu_memory_utilization, src,
+                       arch.num_layers if arch is not None else 0)
 
 
 def kv_capacity_tokens_for(arch, tp, gpu, share, memory) -> int:
@@ -284,7 +301,7 @@ def simulate_engine(step: StepTimes, requests: Requests, setup: EngineSetup, *,
     c_sq, c_seq = step.prefill_ms_per_sq_token, step.prefill_ms_per_seq
     dec_tab = step.decode_base_ms.tolist()
     b_ctx = step.decode_ms_per_context_token
-    t_it = prof.iteration_overhead_ms
+    t_it = setup.iteration_ms
     t_sq = prof.seq_overhead_us * 1e-3
     max_seqs = setup.max_num_seqs
     chunked = prof.chunked_prefill

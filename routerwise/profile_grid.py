@@ -172,7 +172,7 @@ def grid_setup(step: StepTimes, model: str, gpu: str, tp: int, compute_share: fl
     kv = max(kv, opts.memory.kv_reserve_tokens)
     return setup_for(opts.engine_profile, step, max_num_seqs=opts.max_num_seqs,
                      max_num_batched_tokens=opts.max_num_batched_tokens, gpu=gpu,
-                     kv_capacity_tokens=kv)
+                     kv_capacity_tokens=kv, arch=arch)
 
 
 def _saturation_load(step, lengths, cfg, opts) -> float:

@@ -44,7 +44,8 @@ def test_chunked_prefill_of_one_request_costs_its_chunks():
     steps = _linear_steps()
     setup = eng.setup_for("vllm-v1", steps, max_num_batched_tokens=256,
                           kv_capacity_tokens=10**6, request_overhead_ms=0.0,
-                          iteration_overhead_ms=0.0, seq_overhead_us=0.0)
+                          iteration_overhead_ms=0.0, seq_overhead_us=0.0,
+                          layer_overhead_us=0.0)
     res = eng.simulate_engine(steps, sim.Requests([0.0], [1000], [1]), setup,
                               warmup_fraction=0.0)
     want, d = 0.0, 0
@@ -57,23 +58,26 @@ def test_chunked_prefill_of_one_request_costs_its_chunks():
 def test_overheads_add_where_they_should():
     steps = _linear_steps()
     req = sim.Requests([0.0], [100], [11])
-    kw = dict(max_num_batched_tokens=512, kv_capacity_tokens=10**6)
+    kw = dict(max_num_batched_tokens=512, kv_capacity_tokens=10**6,
+              arch="llama-3.1-8b-instruct")  # 32 layers
     base = eng.simulate_engine(steps, req, eng.setup_for(
         "vllm-v1", steps, request_overhead_ms=0.0, iteration_overhead_ms=0.0,
-        seq_overhead_us=0.0, **kw), warmup_fraction=0.0)
+        seq_overhead_us=0.0, layer_overhead_us=0.0, **kw), warmup_fraction=0.0)
     more = eng.simulate_engine(steps, req, eng.setup_for(
         "vllm-v1", steps, request_overhead_ms=20.0, iteration_overhead_ms=1.5,
-        seq_overhead_us=500.0, **kw), warmup_fraction=0.0)
+        seq_overhead_us=500.0, layer_overhead_us=10.0, **kw), warmup_fraction=0.0)
     # 1 prefill iteration + 10 decode iterations, each with one sequence
-    assert more.ttft_ms[0] - base.ttft_ms[0] == pytest.approx(20.0 + 1.5 + 0.5)
-    assert more.e2e_ms[0] - base.e2e_ms[0] == pytest.approx(20.0 + 11 * (1.5 + 0.5))
-    assert more.tpot_ms[0] - base.tpot_ms[0] == pytest.approx(1.5 + 0.5)
+    per_it = 1.5 + 32 * 0.010 + 0.5
+    assert more.ttft_ms[0] - base.ttft_ms[0] == pytest.approx(20.0 + per_it)
+    assert more.e2e_ms[0] - base.e2e_ms[0] == pytest.approx(20.0 + 11 * per_it)
+    assert more.tpot_ms[0] - base.tpot_ms[0] == pytest.approx(per_it)
     engine_side = eng.simulate_engine(steps, req, eng.setup_for(
-        "vllm-v1", steps, request_overhead_ms=20.0, **kw), warmup_fraction=0.0,
+        "vllm-v1", steps, request_overhead_ms=20.0, iteration_overhead_ms=1.5,
+        seq_overhead_us=500.0, layer_overhead_us=10.0, **kw), warmup_fraction=0.0,
         add_request_overhead=False)
-    assert engine_side.ttft_ms[0] == pytest.approx(base.ttft_ms[0] + (
-        eng.PROFILES["vllm-v1"].iteration_overhead_ms
-        + eng.PROFILES["vllm-v1"].seq_overhead_us * 1e-3))
+    assert engine_side.ttft_ms[0] == pytest.approx(base.ttft_ms[0] + per_it)
+    with pytest.raises(ValidationError, match="give arch"):
+        eng.setup_for("vllm-v1", steps, kv_capacity_tokens=10**6, layer_overhead_us=5.0)
 
 
 @pytest.mark.parametrize("profile", ["vllm-v0", "vllm-v1"])
@@ -82,7 +86,7 @@ def test_on_demand_kv_preempts_and_never_exceeds_the_cache(profile):
     cap = 6000
     req = sim.poisson_requests(200.0, 1500, [300, 800, 1500], [50, 400, 900], seed=3)
     setup = eng.setup_for(profile, steps, max_num_seqs=64, kv_capacity_tokens=cap,
-                          max_num_batched_tokens=2048)
+                          max_num_batched_tokens=2048, arch="llama-3.1-8b-instruct")
     res = eng.simulate_engine(steps, req, setup)
     assert res.peak_kv_tokens <= cap
     assert res.preemptions > 0
@@ -90,7 +94,7 @@ def test_on_demand_kv_preempts_and_never_exceeds_the_cache(profile):
     # the same stream with room to spare: no preemption, and every request is done sooner
     roomy = eng.simulate_engine(steps, req, eng.setup_for(
         profile, steps, max_num_seqs=64, kv_capacity_tokens=10**7,
-        max_num_batched_tokens=2048))
+        max_num_batched_tokens=2048, arch="llama-3.1-8b-instruct"))
     assert roomy.preemptions == 0
     assert roomy.stats_ms["e2e_mean"] < res.stats_ms["e2e_mean"]
 
@@ -123,7 +127,7 @@ def test_kv_capacity_follows_the_memory_model_and_utilisation():
     small = eng.setup_for("vllm-v1", steps, arch="llama-3.2-3b-instruct", gpu="A100-40GB")
     assert small.max_num_batched_tokens == 2048
     with pytest.raises(ValidationError, match="arch and gpu"):
-        eng.setup_for("vllm-v1", steps)
+        eng.setup_for("vllm-v0", steps)
     with pytest.raises(ValidationError, match="two blocks"):
         eng.setup_for("vllm-v1", steps, arch="llama-3.3-70b-instruct", gpu="A100-80GB", tp=1)
 

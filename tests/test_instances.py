@@ -23,7 +23,8 @@ def test_default_instance_is_built_from_real_data(problem):
     assert problem.profiles.sources == {"simulated"}
     assert problem.cluster.gpu.mem_gb == pytest.approx(85.9, abs=0.1)   # 80 GiB
     kinds = " ".join(problem.assumptions)
-    for word in ("measured", "fitted", "simulated", "modelled"):
+    for word in ("measured", "fitted", "simulated", "modelled", "engine profile vllm-v1",
+                 "planning margin"):
         assert word in kinds
     # The 70B model cannot run at tp=1 on one GPU (modelled need > 80 GiB).
     assert problem.models[2].mem_gb(1) > problem.cluster.gpu.mem_gb > problem.models[2].mem_gb(2)
