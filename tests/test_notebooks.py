@@ -30,6 +30,7 @@ SMALL = {
                             "rate_factors": [1.0, 1.2]},
     "06_gpu_inventory": {"sample_seconds": 0.5},
     "07_measure_latencies": {"loads_rps": [1.0], "tp_degrees": [1], "shares": [1.0]},
+    "08_latency_validation": {"max_nfev": 8},
 }
 
 
@@ -133,3 +134,12 @@ def test_gpu_inventory_without_gpu(results):
 def test_measure_latencies_falls_back_to_simulation(results):
     n = run("07_measure_latencies", results)
     assert n["mode"] == "simulated" and n["sources"] == "simulated" and n["rows"] > 0
+
+
+def test_latency_validation(results):
+    n = run("08_latency_validation", results)
+    assert n["runs"] == 5 and n["runs_scored"] >= 3
+    # the margin never makes planning curves optimistic on the held-out levels
+    assert n["signed_err_pct_tpot_mean_with_margin"] >= -1e-6
+    assert n["signed_err_pct_ttft_mean_with_margin"] >= -1e-6
+    assert n["margin_ttft"] >= 1.0 and n["margin_tpot"] >= 1.0
