@@ -267,11 +267,13 @@ def profile_step_params(params, profile: str | EngineProfile):
 
 def simulate_engine(step: StepTimes, requests: Requests, setup: EngineSetup, *,
                     warmup_fraction: float = 0.1, load_rps: float | None = None,
-                    add_request_overhead: bool = True) -> SimResult:
+                    add_request_overhead: bool = True,
+                    max_skip_steps: int | None = None) -> SimResult:
     """Run one replica of ``setup`` over ``requests`` until every request has finished.
 
     ``add_request_overhead`` adds the profile's per-request overhead to TTFT and E2E (use
-    False for runs timed inside the engine).
+    False for runs timed inside the engine). ``max_skip_steps`` caps the closed-form skip-ahead
+    (1 = one decode step at a time: the reference the skip-ahead must reproduce).
     """
     prof = setup.profile
     if not prof.paged_kv:
@@ -287,10 +289,12 @@ def simulate_engine(step: StepTimes, requests: Requests, setup: EngineSetup, *,
     if budget > step.max_batched_tokens:
         raise ValidationError(f"max_num_batched_tokens {budget} exceeds the step table's "
                               f"{step.max_batched_tokens}: tabulate the step times wider")
-    if not prof.chunked_prefill and P.max() > budget:
-        raise ValidationError(f"a prompt of {int(P.max())} tokens exceeds the batched-token "
-                              f"budget {budget}: raise max_num_batched_tokens or use a "
-                              f"chunked-prefill profile")
+    if not prof.chunked_prefill and int((P + O).max()) - 1 > budget:
+        # without chunking a prompt (or a preempted request's recompute of prompt + generated
+        # tokens) is prefilled in one pass: vLLM V0 requires a budget >= max_model_len
+        raise ValidationError(f"a request of {int((P + O).max())} tokens (prompt + output) "
+                              f"exceeds the batched-token budget {budget}: raise "
+                              f"max_num_batched_tokens or use a chunked-prefill profile")
     if int((P + O).max()) + BLOCK_TOKENS > cap:
         raise ValidationError(f"a request needs {int((P + O).max())} KV tokens, more than the "
                               f"replica's capacity {cap}: it could never finish")
@@ -476,6 +480,8 @@ def simulate_engine(step: StepTimes, requests: Requests, setup: EngineSetup, *,
             C = K + B * S
             a = dec_tab[B] + t_it + t_sq * B
             k = min(heap[0][0] - S, k_kv)
+            if max_skip_steps is not None:
+                k = min(k, max_skip_steps)
             if nxt < n and (not waiting) and B < max_seqs:
                 dtn = arr_ms[nxt] - t
                 beta = 0.5 * b_ctx * B

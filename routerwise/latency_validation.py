@@ -90,17 +90,17 @@ def eligible_runs() -> tuple[list[mr.MeasuredRun], dict[str, str]]:
     runs, skipped = mr.load_all()
     keep = []
     for r in runs:
-        try:
-            mr.architecture_of(r.meta)
-        except mr.UnknownArchitecture as e:
-            skipped[r.meta.run_id] = f"excluded: {e}"
-            continue
         if r.meta.gpu not in GPUS:
             skipped[r.meta.run_id] = (f"excluded: GPU {r.meta.gpu!r} has no fitted step costs "
                                       f"(the step-cost model is fitted on A100/H100 only; "
                                       f"consumer Ada/Blackwell cards would borrow another "
                                       f"family's efficiencies) and the run is overloaded "
                                       f"(Poisson ~10 req/s, one rate)")
+            continue
+        try:
+            mr.architecture_of(r.meta)
+        except mr.UnknownArchitecture as e:
+            skipped[r.meta.run_id] = f"excluded: {e}"
             continue
         keep.append(r)
     return keep, skipped

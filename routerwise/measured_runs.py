@@ -151,6 +151,7 @@ def check_meta(meta: RunMeta) -> RunMeta:
 # Models whose config.json shapes equal a registry entry's (named substitution).
 ARCH_SUBSTITUTES = {
     "meta-llama/Llama-3.1-70B-Instruct": "llama-3.3-70b-instruct",  # identical config shapes
+    "meta-llama/Llama-3.1-8B": "llama-3.1-8b-instruct",  # base model: same shapes
 }
 
 
@@ -158,7 +159,8 @@ def architecture_of(meta: RunMeta) -> architectures.Architecture:
     """The registry architecture of a run's model, or :class:`UnknownArchitecture`.
 
     Models listed in :data:`ARCH_SUBSTITUTES` use the registry entry with the same layer
-    shapes (Llama-3.1-70B and Llama-3.3-70B share layers, widths, heads and vocabulary).
+    shapes (Llama-3.1-70B and Llama-3.3-70B share layers, widths, heads and vocabulary; the
+    base Llama-3.1-8B and its instruct model share every shape).
     """
     name = meta.hf_architecture or ARCH_SUBSTITUTES.get(meta.model, meta.model)
     try:

@@ -85,8 +85,9 @@ def test_on_demand_kv_preempts_and_never_exceeds_the_cache(profile):
     steps = _linear_steps()
     cap = 6000
     req = sim.poisson_requests(200.0, 1500, [300, 800, 1500], [50, 400, 900], seed=3)
+    budget = 2048 if profile == "vllm-v1" else 4096  # V0: a recompute is one prefill
     setup = eng.setup_for(profile, steps, max_num_seqs=64, kv_capacity_tokens=cap,
-                          max_num_batched_tokens=2048, arch="llama-3.1-8b-instruct")
+                          max_num_batched_tokens=budget, arch="llama-3.1-8b-instruct")
     res = eng.simulate_engine(steps, req, setup)
     assert res.peak_kv_tokens <= cap
     assert res.preemptions > 0
@@ -94,9 +95,32 @@ def test_on_demand_kv_preempts_and_never_exceeds_the_cache(profile):
     # the same stream with room to spare: no preemption, and every request is done sooner
     roomy = eng.simulate_engine(steps, req, eng.setup_for(
         profile, steps, max_num_seqs=64, kv_capacity_tokens=10**7,
-        max_num_batched_tokens=2048, arch="llama-3.1-8b-instruct"))
+        max_num_batched_tokens=budget, arch="llama-3.1-8b-instruct"))
     assert roomy.preemptions == 0
     assert roomy.stats_ms["e2e_mean"] < res.stats_ms["e2e_mean"]
+
+
+@pytest.mark.parametrize("profile", ["vllm-v0", "vllm-v1"])
+def test_skip_ahead_matches_one_step_at_a_time(profile):
+    """Closed-form decode skip-ahead (to the next completion, admissible arrival or cache
+    overflow) reproduces stepping one decode iteration at a time, preemptions included."""
+    steps = _linear_steps()
+    req = sim.poisson_requests(30.0, 600, [20, 300, 900, 1500], [1, 30, 200, 600], seed=4)
+    setup = eng.setup_for(profile, steps, max_num_seqs=16, kv_capacity_tokens=7000,
+                          max_num_batched_tokens=1600 if profile == "vllm-v1" else 4096,
+                          arch="llama-3.1-8b-instruct")
+    fast = eng.simulate_engine(steps, req, setup, warmup_fraction=0.0)
+    slow = eng.simulate_engine(steps, req, setup, warmup_fraction=0.0, max_skip_steps=1)
+    assert fast.preemptions == slow.preemptions > 0
+    np.testing.assert_allclose(fast.ttft_ms, slow.ttft_ms, rtol=1e-9, atol=1e-6)
+    np.testing.assert_allclose(fast.e2e_ms, slow.e2e_ms, rtol=1e-9, atol=1e-6)
+
+
+def test_v0_needs_a_budget_that_holds_a_whole_request():
+    steps = _linear_steps()
+    setup = eng.setup_for("vllm-v0", steps, max_num_batched_tokens=512, kv_capacity_tokens=10**6)
+    with pytest.raises(ValidationError, match="chunked-prefill profile"):
+        eng.simulate_engine(steps, sim.Requests([0.0], [400], [200]), setup)
 
 
 def test_on_demand_admission_admits_more_than_reservation():
