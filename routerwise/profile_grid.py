@@ -200,7 +200,9 @@ def _saturation_load(step, lengths, cfg, opts) -> float:
 def _build_curve(task) -> str:
     """Simulate one curve and write its chunk; returns the chunk path."""
     (curve, gpu, lengths, opts, params_json, share, measured, provenance, chunk) = task
-    budget = max(8192, int(lengths.prompt_tokens.max()))
+    # wide enough for a whole request: a non-chunking profile recomputes prompt + generated
+    # tokens in one pass after a preemption
+    budget = max(8192, int((lengths.prompt_tokens + lengths.output_tokens).max()))
     if measured is not None:
         step = measured_step_times(measured, curve.model, curve.tenths / 10, tp=curve.tp,
                                    max_batched_tokens=budget, max_seqs=opts.max_num_seqs)

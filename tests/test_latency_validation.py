@@ -126,3 +126,19 @@ def test_calibration_lowers_the_loss_and_excludes_what_it_cannot_replay():
     err1 = after.loc[sel, "abs_err_pct_tpot_mean"].median()
     assert err1 < err0  # zero overheads under-predict this run's TPOT by ~25%
     assert cal.notes and "not identified" in cal.notes[0]  # engine-timed run only
+
+
+@needs_mirror
+def test_grid_builds_with_each_vllm_profile(tmp_path):
+    """Selectable by name: every vLLM profile builds curves and names itself in them."""
+    model = "llama-3.2-3b-instruct"
+    lengths = pg.LengthSample(np.array([200, 800, 1500]), np.array([50, 200, 400]), "test")
+    caps = {}
+    for prof in ("vllm-v0", "vllm-v1"):
+        df = pg.build_profile_table([model], "A100-80GB", (1,), (10,), lengths,
+                                    options=pg.GridOptions(num_requests=300,
+                                                           engine_profile=prof),
+                                    workers=1, progress=False, cache_dir=tmp_path)
+        assert f"engine profile {prof}" in df["provenance"].iloc[0]
+        caps[prof] = df["load_rps"].max()
+    assert caps["vllm-v0"] != caps["vllm-v1"]  # different engines, different curves
