@@ -140,9 +140,17 @@ def _grid_hash(models, gpu, tps, tenths, lengths, opts, params, share, measured)
         "tenths": list(tenths), "lengths": {m: lengths[m].digest() for m in models},
         "opts": asdict(opts), "params": params.to_json(),
         "share": [share.rho_bw, share.table, share.source], "fractions": LOAD_FRACTIONS,
+        # the engine profile's fitted overheads and the planning margin in force: a refit of
+        # either must not reuse curves cached under the old values
+        "engine": get_profile(opts.engine_profile).label(), "margin": _margin_key(opts),
         "measured": None if measured is None else hashlib.sha256(
             measured.to_csv(index=False).encode()).hexdigest()}, sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def _margin_key(opts: GridOptions) -> str:
+    from .latency_validation import margin_label
+    return margin_label(opts.engine_profile) if opts.planning_margin else "off"
 
 
 def _capacity_guess_rps(step: StepTimes, lengths: LengthSample, kv_cap: int,

@@ -142,3 +142,23 @@ def test_grid_builds_with_each_vllm_profile(tmp_path):
         assert f"engine profile {prof}" in df["provenance"].iloc[0]
         caps[prof] = df["load_rps"].max()
     assert caps["vllm-v0"] != caps["vllm-v1"]  # different engines, different curves
+
+
+def test_grid_cache_key_follows_the_margin_and_the_fitted_overheads(monkeypatch):
+    lengths = {"m": pg.LengthSample(np.array([10]), np.array([5]), "x")}
+    params = pytest.importorskip("routerwise.stepcost").StepCostParams(
+        {}, {}, {}, 3.0)
+    from routerwise.compute_share import DEFAULT as share
+
+    def key():
+        return pg._grid_hash(["m"], "A100-80GB", (1,), (10,), lengths, pg.GridOptions(),
+                             params, share, None)
+
+    k0 = key()
+    monkeypatch.setitem(lv.PLANNING_MARGINS, "vllm-v1", {"ttft": 1.2, "tpot": 1.0})
+    k1 = key()
+    new = eng.PROFILES["vllm-v1"].__class__(**{**eng.PROFILES["vllm-v1"].__dict__,
+                                               "iteration_overhead_ms": 9.0})
+    monkeypatch.setitem(eng.PROFILES, "vllm-v1", new)
+    k2 = key()
+    assert len({k0, k1, k2}) == 3
