@@ -17,7 +17,6 @@ levels below 90% of the measured saturation rate): median |err| of mean TTFT and
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import time
 

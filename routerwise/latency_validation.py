@@ -56,7 +56,7 @@ import numpy as np
 import pandas as pd
 
 from . import measured_runs as mr
-from .engine import PROFILES, get_profile, profile_step_params, setup_for, simulate_engine
+from .engine import get_profile, profile_step_params, setup_for, simulate_engine
 from .errors import DataError, ValidationError
 from .simulator import Requests
 from .stepcost import GPUS, StepCostParams, fit, replica_step_times
@@ -458,6 +458,3 @@ def apply_planning_margin(df: pd.DataFrame, profile: str) -> pd.DataFrame:
         df["provenance"] = df["provenance"] + "; " + margin_label(profile)
     return df
 
-
-def _known_profiles() -> list[str]:
-    return sorted(PROFILES)

@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from routerwise import architectures, engine as eng, memory
+from routerwise import architectures, memory
+from routerwise import engine as eng
 from routerwise import simulator as sim
 from routerwise.errors import ValidationError
 from routerwise.stepcost import GPUS, StepTimes

@@ -7,8 +7,8 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
-
 from conftest import needs_mirror
+
 from routerwise import engine as eng
 from routerwise import latency_validation as lv
 from routerwise import measured_runs as mr

@@ -7,8 +7,8 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
-
 from conftest import needs_mirror
+
 from routerwise import measured_runs as mr
 from routerwise.errors import DataError
 
