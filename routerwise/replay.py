@@ -9,8 +9,10 @@ sends it (drawn from the plan's assignment), with an independent seed, and compa
 * predicted mean L (sum_i w_i l_i) with the simulated mean over all requests;
 * the simulated p99 of the mixture (requests pooled across models in proportion to w).
 
-Co-location interference between models sharing a GPU is modelled by neither side (as in the
-paper); the replay tests the other half of the premise: that a profile predicts latency once
+Both sides use the same engine profile and knobs (:class:`routerwise.serving.curve_grid.GridOptions`);
+the prediction carries the calibrated planning margin, the replay does not (it is the modelled
+truth the margin guards against). Co-location interference between models sharing a GPU is
+modelled by neither side (as in the paper); the replay tests the other half of the premise: that a profile predicts latency once
 routing changes the traffic a model sees.
 """
 
@@ -24,9 +26,10 @@ import pandas as pd
 from .serving import architectures
 from .optimize.assignment import group_scores, prompt_shares
 from .problem import Problem
-from .serving.simulator import EngineConfig, poisson_requests, simulate
+from .serving.engine import profile_step_params, simulate_engine
+from .serving.simulator import poisson_requests
 from .optimize.solution import Solution
-from .serving.stepcost import replica_step_times
+from .serving.stepcost import fit, replica_step_times
 
 
 @dataclass(frozen=True)
@@ -64,15 +67,20 @@ def replay_plan(problem: Problem, solution: Solution, qm, *, num_requests: int =
     gpu = gpu or problem.cluster.gpu.name
     lam = problem.arrival_rate_rps
     lengths = routed_lengths(problem, solution, qm)
+    from .serving.curve_grid import GridOptions, grid_setup
+
+    opts = GridOptions()  # the engine profile and knobs the profile grid simulates
+    params = profile_step_params(fit(), opts.engine_profile)
     rows, pooled, weights = [], [], []
     for i, (pt, ot) in lengths.items():
         w = float(solution.fractions[i])
         setup = solution.setup.per_model[i]
         model = problem.models[i].name
         step = replica_step_times(architectures.get(model), gpu, setup.tp, setup.compute_share,
-                                  max_batched_tokens=max(8192, int(pt.max())))
+                                  params=params, max_batched_tokens=max(8192, int(pt.max())))
         req = poisson_requests(lam * w, num_requests, pt, ot, seed + i)
-        res = simulate(step, req, EngineConfig(), load_rps=lam * w)
+        cfg = grid_setup(step, model, gpu, setup.tp, setup.compute_share, opts)
+        res = simulate_engine(step, req, cfg, load_rps=lam * w)
         predicted = float(problem.curve(i, setup).latency_at(lam * w))
         kind = metric.split("_")[0]
         samples = {"ttft": res.ttft_ms, "tpot": res.tpot_ms, "e2e": res.e2e_ms}[kind]

@@ -31,6 +31,7 @@ SMALL = {
                             "rate_factors": [1.0, 1.2]},
     "06_gpu_inventory": {"sample_seconds": 0.5},
     "07_measure_latencies": {"loads_rps": [1.0], "tp_degrees": [1], "shares": [1.0]},
+    "08_latency_validation": {"max_nfev": 8},
 }
 
 
@@ -173,3 +174,12 @@ def test_the_reference_check_can_fail_and_updating_never_passes(tmp_path, monkey
                                                 "capacity_rps[llama-3.1-8b-instruct,tp1]": 17.5})
     assert json.loads(ref.read_text())["02_latency_profiles"][
         "capacity_rps[llama-3.1-8b-instruct,tp1]"] == 17.5
+
+
+def test_latency_validation(results):
+    n = run("08_latency_validation", results)
+    assert n["runs"] == 5 and n["runs_scored"] >= 3
+    # the margin never makes planning curves optimistic on the held-out levels
+    assert n["signed_err_pct_tpot_mean_with_margin"] >= -1e-6
+    assert n["signed_err_pct_ttft_mean_with_margin"] >= -1e-6
+    assert n["margin_ttft"] >= 1.0 and n["margin_tpot"] >= 1.0

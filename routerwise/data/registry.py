@@ -103,6 +103,125 @@ _VIDUR_NET = {  # (node, op) -> sha256 of data/profiling/network/<node>/<op>.csv
     ("h100_pairwise_nvlink", "send_recv"): "b962137cf047ab0bb80d11f45ea2a008b9684d0749805995b44b112ae302fff4",
 }
 
+LLMD_BENCHMARK = Repo("llm-d", "llm-d-benchmark", "8eb9ac187e06a425338d6e7e8f1f5d06a81edde7",
+                      "Apache-2.0", "the llm-d project, llm-d-benchmark (github.com/llm-d)")
+INFERENCE_SIM = Repo("inference-sim", "inference-sim", "e7a4aa3715982f089bddd0441e85e0a7d1690ec2",
+                     "Apache-2.0", "the inference-sim (BLIS) project (github.com/inference-sim)")
+LLMSERVINGSIM = Repo("casys-kaist", "LLMServingSim", "5daddb21a545658d5150b535712d0494584b5278",
+                     "MIT", "Cho et al. (casys-kaist), LLMServingSim (see its README)")
+
+# Measured online vLLM runs (routerwise.data.measured_runs): path -> sha256, per repository.
+_LLMD_SHA = {
+    "collected/data/openshift/exp-0/vllm-70b/LMBench_sharegpt_output_0.5.csv":
+        "e8683f3c3f39b2d56bb6e77a5857ebffb9f89b4e60722d750b4e50dbdad55b01",
+    "collected/data/openshift/exp-0/vllm-70b/LMBench_sharegpt_output_0.67.csv":
+        "666bd3e890d6bab0ca89a5057435d5206456ddec8d95530584c38ba6d32cdc0a",
+    "collected/data/openshift/exp-0/vllm-70b/LMBench_sharegpt_output_0.84.csv":
+        "a4b965fe53c013998b4e81653830b5754095720758fa3faf137b21dc0869b164",
+    "collected/data/openshift/exp-0/vllm-70b/LMBench_sharegpt_output_1.17.csv":
+        "ec1acc84cb07c09a4ad6a1222bc664de24a7dc54079bb8e66cabba24ce589ba5",
+    "collected/data/openshift/exp-0/vllm-70b/LMBench_sharegpt_output_1.34.csv":
+        "4c74b7f3cf87fa5d9a511a32bb68b9c80d56fb601527ec9df11915a84ff5242b",
+    "collected/data/openshift/exp-0/vllm-70b/LMBench_sharegpt_output_1.csv":
+        "7f74ce5b1c3648acbc52211e07ca935b669fc9c45e8301cad40865ac048e405b",
+    "collected/data/openshift/exp-4/vllm-llama4-tp4/LMBench_sharegpt_output_10.csv":
+        "c6a14f7775f3ceef6b2fe4855c9671d958431e6ae80fa60d14bd3c245fe7fe6a",
+    "collected/data/openshift/exp-4/vllm-llama4-tp4/LMBench_sharegpt_output_100.csv":
+        "48ea3b79481765fff5e42be8f61d5ea07015a2e4b7bfdcdeb069fc9fe01201cd",
+    "collected/data/openshift/exp-4/vllm-llama4-tp4/LMBench_sharegpt_output_12.csv":
+        "bc5a62df105e4e39580ee0f77ad54a5a54e81ee41670780f3f3276975b6ca78f",
+    "collected/data/openshift/exp-4/vllm-llama4-tp4/LMBench_sharegpt_output_15.csv":
+        "c232cda0a773d44152c779c4e961a67eb6a5c193761db8cf7cdcbb5c2d379b6d",
+    "collected/data/openshift/exp-4/vllm-llama4-tp4/LMBench_sharegpt_output_16.csv":
+        "772d3820f5c683cab204761598ed1c1e8b66d887c284d0126d1598438fb4b9a4",
+    "collected/data/openshift/exp-4/vllm-llama4-tp4/LMBench_sharegpt_output_20.csv":
+        "b7560c778b19b5cd95e37fabad6dd4d9ac505b46270ab4e982d7cac993718a23",
+    "collected/data/openshift/exp-4/vllm-llama4-tp4/LMBench_sharegpt_output_24.csv":
+        "bf4fac761ed66304c17da35e4eb0f4d556a211dc987b59e2704c5bd0f6f6f405",
+    "collected/data/openshift/exp-4/vllm-llama4-tp4/LMBench_sharegpt_output_25.csv":
+        "db48957148662763639159ec9680e2816547a2cee082d14480f9f894600db35a",
+    "collected/data/openshift/exp-4/vllm-llama4-tp4/LMBench_sharegpt_output_28.csv":
+        "a83f99da4652dedc395983128159bff8c97e1b69faa76a6d9cfc48244ca80406",
+    "collected/data/openshift/exp-4/vllm-llama4-tp4/LMBench_sharegpt_output_30.csv":
+        "5006f19085edef8479881a12068d43cd37b32bc4909a0c18fc7c5a92bba63cb4",
+    "collected/data/openshift/exp-4/vllm-llama4-tp4/LMBench_sharegpt_output_32.csv":
+        "7876d499a5444673d03e7c0a3ea75a8350b3d09bf5f9e60e14c9c366de8b47be",
+    "collected/data/openshift/exp-4/vllm-llama4-tp4/LMBench_sharegpt_output_35.csv":
+        "bb137e3ff30845592187627abe06b8ee46af44fa1bf87e73ce3c3f49721c4d88",
+    "collected/data/openshift/exp-4/vllm-llama4-tp4/LMBench_sharegpt_output_36.csv":
+        "a047cb485ecbfedf996d862611c051ea98546be4b34df174c6efdbd26a3f2ef7",
+    "collected/data/openshift/exp-4/vllm-llama4-tp4/LMBench_sharegpt_output_4.csv":
+        "80adde87728207c665a1d48b9eb536d06de1d6c7c7fafb5d281c67466bfe9d73",
+    "collected/data/openshift/exp-4/vllm-llama4-tp4/LMBench_sharegpt_output_40.csv":
+        "7f080f530ab3e8e3562e813f5d2ed202e180cef792c633effcdcc43518df06f1",
+    "collected/data/openshift/exp-4/vllm-llama4-tp4/LMBench_sharegpt_output_45.csv":
+        "72081994335251983454c04887098347cbb357daac31bff7292e7a160370d4ba",
+    "collected/data/openshift/exp-4/vllm-llama4-tp4/LMBench_sharegpt_output_5.csv":
+        "2de16ca28d3e53b8f5575fc0e824bcd3a2b0bb4fca365fb141158cbdb2bc57d6",
+    "collected/data/openshift/exp-4/vllm-llama4-tp4/LMBench_sharegpt_output_50.csv":
+        "143cc8a9430c9cba52ddcac4235302df889522e894b2154201c39907cab25d2b",
+    "collected/data/openshift/exp-4/vllm-llama4-tp4/LMBench_sharegpt_output_55.csv":
+        "b3d7bfa61365090a46fed5f6d12134c1f7a9c13803c3016a0b46ebe9f8e7e62a",
+    "collected/data/openshift/exp-4/vllm-llama4-tp4/LMBench_sharegpt_output_60.csv":
+        "68f661249d50fe7ecf929a7998ad17dc6b0124b83ff759af24fe1494a86e0cb5",
+    "collected/data/openshift/exp-4/vllm-llama4-tp4/LMBench_sharegpt_output_65.csv":
+        "443767acc62fa029f6db06d5b620577aa20ab59d3d102ea01133c466e68d36f5",
+    "collected/data/openshift/exp-4/vllm-llama4-tp4/LMBench_sharegpt_output_70.csv":
+        "cd21bf86d7b6e317c23f2c833ea2b74900214dccb0ac2c854bebf3d04911d52d",
+    "collected/data/openshift/exp-4/vllm-llama4-tp4/LMBench_sharegpt_output_75.csv":
+        "737956582f5f9d4e917d82cf6ee9128aa5bde1e9a2b0c90819de100b70ed5739",
+    "collected/data/openshift/exp-4/vllm-llama4-tp4/LMBench_sharegpt_output_8.csv":
+        "47ea904592a7e9efe72b36f3c9e30676066392acf328dcd69be1a8480f6a5a50",
+    "collected/data/openshift/exp-4/vllm-llama4-tp4/LMBench_sharegpt_output_80.csv":
+        "899ce618b1471db98877f5b26a6c0cde3a271b45beca6b84c0f09e946c270a2a",
+    "collected/data/openshift/exp-4/vllm-llama4-tp4/LMBench_sharegpt_output_85.csv":
+        "3af62a3118a82aa0de8a7ef1a97f12a894f9e9ce4399498879657ecb508d6dc2",
+    "collected/data/openshift/exp-4/vllm-llama4-tp4/LMBench_sharegpt_output_90.csv":
+        "3c30e74993a5658619c829f6c2ebc80af847c364d1e5bdd0fe0535206769764a",
+    "collected/data/openshift/exp-4/vllm-llama4-tp4/LMBench_sharegpt_output_95.csv":
+        "e1e9bb7449d0307a51f5cc86a31e4fb1ae185dc07dd712cfde24b100eb174bc3",
+    "collected/yamls/exp-0/baseline-vllm/llama-3-70b-deployment.yaml":
+        "1543e0606696ce17eb5680aa6da7a8f7898b11ed6e9639749499ea42f996ea8d",
+    "collected/yamls/exp-4/baseline-vllm/llama-4-deployment.yaml":
+        "f8a6441ae710afc20efa3dcb05f83ed4a8e039151bbb551fee4843d246faea54",
+}
+_ISIM_SHA = {
+    "eval/ground_truth/jan20-codellama-prefill-1/exp-config.yaml":
+        "ae4df51d81d8d9f0d8dfeaed9e5e84d709b06c082b9ad50918431551ec9d9aa8",
+    "eval/ground_truth/jan20-codellama-prefill-1/traces.json":
+        "58da26bb54d4010379fa667c359415ffb81c979b304185a949d742b2be67093e",
+    "eval/ground_truth/jan20-codellama-train-1/exp-config.yaml":
+        "7bc3153e629aeb30117bf5c139014926e3d65a215abbd0c0d8517ce3ef735dfd",
+    "eval/ground_truth/jan20-codellama-train-1/traces.json":
+        "86d349803b73c684241b251fec8aa90e837ef185e653e16fc93114040bf4d902",
+    "eval/ground_truth/jan20-prefill-llama7b-tp1-1/exp-config.yaml":
+        "92b49673ed979bcf08e0346042b81d47a09ce976394cfdfd678562e53769dbef",
+    "eval/ground_truth/jan20-prefill-llama7b-tp1-1/traces.json":
+        "41d3171913d6285f1a3b6d50bf594fd8a8eacbecf0381d011274611b146a27a4",
+    "eval/ground_truth/jan21-llama7b-train-1/exp-config.yaml":
+        "1e36753e453ded464747e3629890d16372ec85c77b1cfa42a279afa84ffa5800",
+    "eval/ground_truth/jan21-llama7b-train-1/traces.json":
+        "477a716d28e6c5d4b4f80f433c8de7216e08a7dac56a9324a6b062a4f05f35cb",
+}
+_LSS_SHA = {
+    "bench/examples/RTX4090/Llama-3.1-8B/vllm/meta.json":
+        "56cbcb2a08e9fe6f67d60cad8ee545f86c874f82b46ab413da484f331417b2fc",
+    "bench/examples/RTX4090/Llama-3.1-8B/vllm/requests.jsonl":
+        "5a6f2a0b09d5eb84bd75b30ed625d883c22b4bcc0a839cd1128ae42f74ecc90d",
+    "bench/examples/RTXPRO6000/Llama-3.1-8B/vllm/meta.json":
+        "c074b29bddabe66102e3e635dd7910c35927c3f52b73d58d8fa0798f38156ae4",
+    "bench/examples/RTXPRO6000/Llama-3.1-8B/vllm/requests.jsonl":
+        "0175b31b0ddc02b97eb6da1410dc80fc5900b8785c988e90cacee1021d644682",
+    "bench/examples/RTXPRO6000/Qwen3-30B-A3B-Instruct-2507/vllm/meta.json":
+        "ae871638b83fbf81bb8b6ac83b5fca00e1e40e5babd46612c0a9368bbcc05fe8",
+    "bench/examples/RTXPRO6000/Qwen3-30B-A3B-Instruct-2507/vllm/requests.jsonl":
+        "bde98fa878f59f1b3b8b8f9b3b09f8e1ae36be6a8f56040b9a80a97d00a7dc7b",
+    "bench/examples/RTXPRO6000/Qwen3-32B/vllm/meta.json":
+        "9b56098c6e028d17417a392d041af32cf0cfa741dff07fdd1d0ea9ecba5c0236",
+    "bench/examples/RTXPRO6000/Qwen3-32B/vllm/requests.jsonl":
+        "7751686bb9f927f5cd39adf901b2d0755b8f1a1182561c3df5446c927f95342f",
+}
+
 
 def _build_registry() -> dict[str, DataSource]:
     src = [
@@ -170,6 +289,28 @@ def _build_registry() -> dict[str, DataSource]:
         src.append(DataSource(f"vidur.{op}.{node}", VIDUR,
                               f"data/profiling/network/{node}/{op}.csv", sha,
                               f"{op} collective timings on {node}"))
+    for path, sha in _LLMD_SHA.items():
+        parts = path.split("/")
+        if parts[1] == "yamls":
+            key = f"llmd_bench.{parts[2]}.deployment"
+        else:
+            key = f"llmd_bench.{parts[3]}.{parts[-1][len('LMBench_'):-len('.csv')]}"
+        src.append(DataSource(key, LLMD_BENCHMARK, path, sha,
+                              "LMBench online run: one row per request (tokens, ttft, launch and "
+                              "finish times); rate in the file name" if key[-10:] != "deployment"
+                              else "vLLM deployment (engine arguments, GPU product)"))
+    for path, sha in _ISIM_SHA.items():
+        parts = path.split("/")
+        key = f"inference_sim.{parts[2]}.{parts[3].split('.')[0].replace('-', '_')}"
+        src.append(DataSource(key, INFERENCE_SIM, path, sha,
+                              "GuideLLM sweep on vLLM 0.11: OTLP request spans" if
+                              parts[3] == "traces.json" else "experiment engine settings"))
+    for path, sha in _LSS_SHA.items():
+        parts = path.split("/")
+        key = f"llmservingsim.{parts[2]}.{parts[3]}.{parts[5].split('.')[0]}"
+        src.append(DataSource(key, LLMSERVINGSIM, path, sha,
+                              "vLLM 0.19 Poisson run: per-request engine timestamps" if
+                              parts[5] == "requests.jsonl" else "engine arguments and KV blocks"))
     return {s.key: s for s in src}
 
 

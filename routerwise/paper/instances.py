@@ -129,10 +129,30 @@ def default_problem(num_models: int = 3, num_gpus: int = 4, arrival_rate_rps: fl
         "max(1, 0.4/rho)); not measured",
         f"memory: per-shard need modelled ({memory.DEFAULT.label()})",
         f"GPU: {gpu} datasheet figures ({spec.memory_gb:.1f} GB)",
+        f"serving engine: {_engine_assumption()}",
+        _margin_assumption(),
     )
     return Problem(model_specs(models, gpu, qm.params_b), cluster, workload, prof,
                    SLO(slo_ms, metric, aggregate), space or SetupSpace(),
                    name=f"routeprofile-{num_models}m-G{num_gpus}", assumptions=assumptions)
+
+
+def _engine_assumption() -> str:
+    from ..serving.engine import get_profile
+    from ..serving.curve_grid import GridOptions
+
+    return get_profile(GridOptions().engine_profile).label()
+
+
+def _margin_assumption() -> str:
+    from ..serving.latency_validation import margin_label
+    from ..serving.curve_grid import GridOptions
+
+    opts = GridOptions()
+    if not opts.planning_margin:
+        return "planning margin: off (latency curves as simulated)"
+    return (margin_label(opts.engine_profile) + "; applied to every simulated latency curve so "
+            "the held-out signed error is not negative on average")
 
 
 def max_capacity_rps(problem: Problem) -> float:

@@ -26,7 +26,8 @@ from ..errors import DataError, RouterWiseError, ValidationError
 from ..io import atomic_write
 
 NOTEBOOKS = ("01_setup_space", "02_latency_profiles", "03_score_variation", "04_exact_vs_dual",
-             "05_beyond_the_paper", "06_gpu_inventory", "07_measure_latencies")
+             "05_beyond_the_paper", "06_gpu_inventory", "07_measure_latencies",
+             "08_latency_validation")
 
 
 def repo_root() -> Path:

@@ -63,12 +63,14 @@ from ..io import atomic_write, atomic_write_with, sha256_file, write_json
 from .memory import DEFAULT as DEFAULT_MEMORY
 from .memory import MemoryAssumptions, fits, shard_memory_gb
 from ..data.latency_table import METRIC_COLUMNS, normalize
-from .simulator import EngineConfig, poisson_requests, simulate
+from .engine import (DEFAULT_PROFILE, get_profile, profile_step_params, setup_for,
+                     simulate_engine)
 from .hardware import gpu_spec
+from .simulator import poisson_requests
 from .stepcost import (StepCostParams, StepTimes, fit, fit_provenance, measured_step_times,
                        replica_step_times)
 
-GRID_VERSION = "profile-grid-v1"
+GRID_VERSION = "profile-grid-v2"  # v2: engine profiles, memory-model KV, saturation fix
 DEFAULT_MODELS = ("llama-3.2-3b-instruct", "llama-3.1-8b-instruct",
                   "mistral-small-24b-instruct-2501-bf16", "llama-3.3-70b-instruct")
 LOAD_FRACTIONS = (0.05, 0.2, 0.35, 0.5, 0.6, 0.7, 0.77, 0.83, 0.88, 0.92, 0.95, 0.98, 1.0, 1.08)
@@ -122,12 +124,17 @@ class GridOptions:
     seed: int = 0
     warmup_fraction: float = 0.1
     max_num_seqs: int = 256
-    engine: str = "vllm"
+    engine: str = "vllm"  # the step-cost fit's engine
     memory: MemoryAssumptions = field(default_factory=lambda: DEFAULT_MEMORY)
+    engine_profile: str = DEFAULT_PROFILE  # routerwise.serving.engine profile (scheduler, overheads)
+    gpu_memory_utilization: float = 0.9
+    max_num_batched_tokens: int | None = None  # None: the profile's vLLM default
+    planning_margin: bool = True  # multiply latencies by the calibrated planning margin
 
     def __post_init__(self):
         if self.num_requests < 50:
             raise ValidationError("use at least 50 requests per load point")
+        get_profile(self.engine_profile)  # typed error listing the known profiles
 
 
 @dataclass(frozen=True)
@@ -147,9 +154,17 @@ def _grid_hash(models, gpu, tps, tenths, lengths, opts, params, share, measured)
         "tenths": list(tenths), "lengths": {m: lengths[m].digest() for m in models},
         "opts": asdict(opts), "params": params.to_json(),
         "share": [share.rho_bw, share.table, share.source], "fractions": LOAD_FRACTIONS,
+        # the engine profile's fitted overheads and the planning margin in force: a refit of
+        # either must not reuse curves cached under the old values
+        "engine": get_profile(opts.engine_profile).label(), "margin": _margin_key(opts),
         "measured": None if measured is None else hashlib.sha256(
             measured.to_csv(index=False).encode()).hexdigest()}, sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def _margin_key(opts: GridOptions) -> str:
+    from .latency_validation import margin_label
+    return margin_label(opts.engine_profile) if opts.planning_margin else "off"
 
 
 def _capacity_guess_rps(step: StepTimes, lengths: LengthSample, kv_cap: int,
@@ -162,12 +177,32 @@ def _capacity_guess_rps(step: StepTimes, lengths: LengthSample, kv_cap: int,
     return 1e3 / (per_token_ms * max(o - 1, 0) + pre_ms)
 
 
+def grid_setup(step: StepTimes, model: str, gpu: str, tp: int, compute_share: float,
+               opts: GridOptions):
+    """The engine of one grid curve (:class:`routerwise.serving.engine.EngineSetup`).
+
+    KV capacity (modelled): the memory model at ``gpu_memory_utilization x compute share`` of
+    each GPU (a replica sharing a GPU is taken to get the same share of its memory), but never
+    below the placement's per-replica reserve ``memory.kv_reserve_tokens``, which the setup
+    space reserves for every replica it places (:func:`routerwise.serving.memory.shard_memory_gb`).
+    """
+    from .memory import kv_capacity_tokens
+
+    arch = architectures.get(model)
+    kv = kv_capacity_tokens(arch, tp, gpu, min(1.0, opts.gpu_memory_utilization
+                                               * compute_share), opts.memory)
+    kv = max(kv, opts.memory.kv_reserve_tokens)
+    return setup_for(opts.engine_profile, step, max_num_seqs=opts.max_num_seqs,
+                     max_num_batched_tokens=opts.max_num_batched_tokens, gpu=gpu,
+                     kv_capacity_tokens=kv, arch=arch)
+
+
 def _saturation_load(step, lengths, cfg, opts) -> float:
     def sat(rate):
         req = poisson_requests(rate, opts.num_requests, lengths.prompt_tokens,
                                lengths.output_tokens, opts.seed)
-        return simulate(step, req, cfg, warmup_fraction=opts.warmup_fraction,
-                        load_rps=rate).saturated
+        return simulate_engine(step, req, cfg, warmup_fraction=opts.warmup_fraction,
+                               load_rps=rate).saturated
 
     mu0 = _capacity_guess_rps(step, lengths, cfg.kv_capacity_tokens, cfg.max_num_seqs)
     lo, hi = 0.25 * mu0, 2.0 * mu0
@@ -187,23 +222,28 @@ def _saturation_load(step, lengths, cfg, opts) -> float:
 def _build_curve(task) -> str:
     """Simulate one curve and write its chunk; returns the chunk path."""
     (curve, gpu, lengths, opts, params_json, share, measured, provenance, chunk) = task
-    budget = max(8192, int(lengths.prompt_tokens.max()))
+    # wide enough for a whole request: a non-chunking profile recomputes prompt + generated
+    # tokens in one pass after a preemption
+    budget = max(8192, int((lengths.prompt_tokens + lengths.output_tokens).max()))
     if measured is not None:
         step = measured_step_times(measured, curve.model, curve.tenths / 10, tp=curve.tp,
                                    max_batched_tokens=budget, max_seqs=opts.max_num_seqs)
     else:
         step = replica_step_times(architectures.get(curve.model), gpu, curve.tp,
-                                  curve.tenths / 10, params=StepCostParams.from_json(params_json),
+                                  curve.tenths / 10, params=profile_step_params(
+                                      StepCostParams.from_json(params_json),
+                                      opts.engine_profile),
                                   engine=opts.engine, share_model=share,
                                   max_batched_tokens=budget, max_seqs=opts.max_num_seqs)
-    cfg = EngineConfig(opts.max_num_seqs, opts.memory.kv_reserve_tokens)
+    cfg = grid_setup(step, curve.model, gpu, curve.tp, curve.tenths / 10, opts)
     lam = _saturation_load(step, lengths, cfg, opts)
     rows = []
     for frac in LOAD_FRACTIONS:
         rate = lam * frac
         req = poisson_requests(rate, opts.num_requests, lengths.prompt_tokens,
                                lengths.output_tokens, opts.seed)
-        res = simulate(step, req, cfg, warmup_fraction=opts.warmup_fraction, load_rps=rate)
+        res = simulate_engine(step, req, cfg, warmup_fraction=opts.warmup_fraction,
+                              load_rps=rate)
         rows.append(res.row())
     df = pd.DataFrame(rows)
     df.insert(0, "compute_share", curve.tenths / 10)
@@ -211,8 +251,11 @@ def _build_curve(task) -> str:
     df.insert(0, "gpu", gpu)
     df.insert(0, "model", curve.model)
     df["source"] = "simulated"
-    df["provenance"] = f"{provenance}; saturation load {lam:.4g} req/s"
+    df["provenance"] = (f"{provenance}; {cfg.label()}; saturation load {lam:.4g} req/s")
     df = _monotone(df)
+    if opts.planning_margin:
+        from .latency_validation import apply_planning_margin
+        df = apply_planning_margin(df, opts.engine_profile)
     _write_chunk(Path(chunk), df)
     return str(chunk)
 
@@ -452,9 +495,8 @@ def _provenance(c: _Curve, lengths: LengthSample, opts: GridOptions, params: Ste
                 share: ComputeShareModel, measured: pd.DataFrame | None) -> str:
     steps = ("measured step table (least-squares step model)" if measured is not None else
              f"{params.label()}, engine {opts.engine}; compute share: {share.label()}")
-    return (f"simulated by routerwise.serving.simulator ({GRID_VERSION}); {steps}; "
-            f"{opts.memory.label()}, KV capacity "
-            f"{opts.memory.kv_reserve_tokens} tokens, max_num_seqs {opts.max_num_seqs}; "
+    return (f"simulated by routerwise.serving.engine ({GRID_VERSION}); {steps}; "
+            f"{opts.memory.label()}, gpu_memory_utilization {opts.gpu_memory_utilization:g}; "
             f"lengths: {lengths.label}; Poisson arrivals seed {opts.seed}, "
             f"{opts.num_requests} requests/point, first {opts.warmup_fraction:.0%} warm-up")
 

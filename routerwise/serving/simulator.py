@@ -27,8 +27,11 @@ statistic. TTFT = first token - arrival; E2E = last token - arrival; TPOT = (E2E
 (output - 1) over requests with more than one output token. ``saturated`` means the replica
 could not keep up: the number of requests waiting for admission, sampled at every measured
 arrival, grows over the window by more than ``max(SAT_MIN_GROWTH, SAT_GROWTH_FRACTION *
-measured requests)`` (least-squares slope x window length). A stable queue fluctuates around
-a level; an overloaded one grows by about ``(lambda - mu) * window``.
+measured requests)`` (least-squares slope x window length), or when it grows for the whole
+window: the mean waiting count rises from each quarter of the window to the next and the
+growth exceeds ``SAT_MIN_GROWTH`` (a run overloaded by a few percent grows by less than the
+proportional threshold but never stops growing). A stable queue fluctuates around a level; an
+overloaded one grows by about ``(lambda - mu) * window``.
 """
 
 from __future__ import annotations
@@ -103,6 +106,7 @@ class SimResult:
     ttft_ms: np.ndarray
     tpot_ms: np.ndarray
     e2e_ms: np.ndarray
+    preemptions: int = 0  # recompute preemptions (paged-KV engine profiles only)
 
     def row(self) -> dict:
         """The profile-table columns of this point (see routerwise.data.latency_table)."""
@@ -287,9 +291,10 @@ def _summarize(req: Requests, first, finish, admit, peak_kv, warmup_fraction, lo
                           f"{name}_p95": float(q[1]), f"{name}_p99": float(q[2])})
         else:
             stats.update({f"{name}_{s}": float("nan") for s in STAT_NAMES})
-    growth = _backlog_growth(arr[sel], admit, w)
+    growth, rising = _backlog_growth(arr[sel], admit, w)
     measured = n - w
-    saturated = bool(growth > max(SAT_MIN_GROWTH, SAT_GROWTH_FRACTION * measured))
+    saturated = bool(growth > max(SAT_MIN_GROWTH, SAT_GROWTH_FRACTION * measured)
+                     or (rising and growth > SAT_MIN_GROWTH))
     duration_s = float((finish[sel].max() - arr[w]) / 1e3) if measured else 0.0
     if load_rps is None:
         span = req.arrival_s[-1] - req.arrival_s[0]
@@ -298,20 +303,24 @@ def _summarize(req: Requests, first, finish, admit, peak_kv, warmup_fraction, lo
                      int(peak_kv), stats, ttft, tpot, e2e)
 
 
-def _backlog_growth(arr_ms: np.ndarray, admit_ms: np.ndarray, offset: int) -> float:
-    """Least-squares growth of the waiting count over the measured arrivals (requests).
+def _backlog_growth(arr_ms: np.ndarray, admit_ms: np.ndarray, offset: int) \
+        -> tuple[float, bool]:
+    """Least-squares growth of the waiting count over the measured arrivals (requests), and
+    whether its mean rises from each quarter of the window to the next.
 
     Admission is FIFO, so admission times are non-decreasing in request index and the count
     waiting when request j arrives is ``j + 1 - #(admit <= arrival_j)``.
     """
     if arr_ms.size < 3 or arr_ms[-1] <= arr_ms[0]:
-        return 0.0
+        return 0.0, False
     j = np.arange(offset, offset + arr_ms.size)
     admitted = np.searchsorted(admit_ms, arr_ms, side="right")
     q = (j + 1 - admitted).astype(float)
     x = arr_ms - arr_ms.mean()
     slope = float((x * (q - q.mean())).sum() / (x * x).sum())
-    return slope * (arr_ms[-1] - arr_ms[0])
+    quarters = [part.mean() for part in np.array_split(q, 4) if part.size]
+    rising = len(quarters) == 4 and bool(np.all(np.diff(quarters) > 0))
+    return slope * (arr_ms[-1] - arr_ms[0]), rising
 
 
 def md1_wait_ms(rho: float, service_ms: float) -> float:
