@@ -162,3 +162,13 @@ def test_grid_cache_key_follows_the_margin_and_the_fitted_overheads(monkeypatch)
     monkeypatch.setitem(eng.PROFILES, "vllm-v1", new)
     k2 = key()
     assert len({k0, k1, k2}) == 3
+
+
+@needs_mirror
+def test_committed_overheads_are_a_fresh_fit_on_every_run():
+    """engine.V1_FIT is what calibrate() returns on the eligible runs today (not a stale fit)."""
+    from routerwise.serving.engine import V1_FIT
+    runs, _ = lv.eligible_runs()
+    fit = lv.calibrate(runs).overheads
+    for key, value in V1_FIT.items():
+        assert value == pytest.approx(fit[key], rel=0.05), key
