@@ -9,6 +9,9 @@ and "a solver returned something that does not check out" (:class:`VerificationE
 
 from __future__ import annotations
 
+__all__ = ["RouterWiseError", "ValidationError", "DataError", "MissingDataFile",
+           "ChecksumMismatch", "SolverUnavailable", "InfeasibleSLO", "VerificationError"]
+
 
 class RouterWiseError(Exception):
     """Base class of every error the kit raises on purpose."""

@@ -15,6 +15,9 @@ import tempfile
 from pathlib import Path
 from typing import Callable, Iterator
 
+__all__ = ["atomic_path", "atomic_write", "atomic_write_with", "write_json", "sha256_file",
+           "read_csv_checked"]
+
 
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:

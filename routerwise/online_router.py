@@ -15,6 +15,8 @@ import numpy as np
 
 from .errors import ValidationError
 
+__all__ = ["OnlineRouter"]
+
 
 @dataclass
 class OnlineRouter:

@@ -19,6 +19,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+__all__ = ["data_mirror", "cache_dir", "TRUE_WORDS", "FALSE_WORDS", "offline"]
+
 
 def data_mirror() -> Path | None:
     v = os.environ.get("ROUTERWISE_DATA_MIRROR", "").strip()

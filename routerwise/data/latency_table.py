@@ -34,6 +34,9 @@ from ..errors import DataError, ValidationError
 from ..io import atomic_write_with
 from ..problem import CURVE_SOURCES, LATENCY_METRICS, LatencyCurve, LatencyProfiles
 
+__all__ = ["KEY_COLUMNS", "METRIC_COLUMNS", "COLUMNS", "empty_table", "normalize", "read_table",
+           "write_table", "monotone_envelope", "to_profiles", "from_profiles"]
+
 KEY_COLUMNS = ("model", "gpu", "tp", "compute_share", "load_rps")
 METRIC_COLUMNS = tuple(f"{m}_ms" for m in LATENCY_METRICS)
 COLUMNS = KEY_COLUMNS + ("num_requests", "duration_s") + METRIC_COLUMNS + (

@@ -23,6 +23,10 @@ from .. import settings
 from ..errors import ChecksumMismatch, MissingDataFile
 from ..io import atomic_path, sha256_file
 
+__all__ = ["Repo", "DataSource", "ROUTEPROFILE", "LLMROUTER", "INFERENCE_BENCH", "SPLITWISE",
+           "VIDUR", "AZURE", "MOONCAKE", "LLMD_BENCHMARK", "INFERENCE_SIM", "LLMSERVINGSIM",
+           "REGISTRY", "source", "fetch", "provenance"]
+
 
 @dataclass(frozen=True)
 class Repo:

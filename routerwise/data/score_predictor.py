@@ -50,6 +50,9 @@ from ..errors import ValidationError
 from ..problem import Workload
 from .scores import QualityMatrix
 
+__all__ = ["METHODS", "HELD_OUT_FOLDS", "HELD_OUT_SPLIT", "build_pipeline", "PredictedScores",
+           "cross_val_predict_scores", "stable_scores", "fit_predict_scores"]
+
 METHODS = ("ridge", "knn")
 HELD_OUT_FOLDS = "measured-on-held-out-folds"
 HELD_OUT_SPLIT = "measured-on-held-out-test-split"

@@ -42,6 +42,9 @@ import pandas as pd
 from .registry import fetch, provenance
 from ..errors import DataError, ValidationError
 
+__all__ = ["ROUTEPROFILE_KEYS", "LLMROUTER_KEYS", "ROUTEPROFILE_ARTIFACT_TASKS", "QualityMatrix",
+           "load_routeprofile", "load_llmrouter", "SCORE_TABLE_COLUMNS", "load_score_table"]
+
 ROUTEPROFILE_KEYS = ("routeprofile.routing_test", "routeprofile.candidate_models")
 LLMROUTER_KEYS = {"train": ("llmrouter.train",), "test": ("llmrouter.test",),
                   "all": ("llmrouter.train", "llmrouter.test")}

@@ -28,6 +28,9 @@ from .bounds import SearchContext
 from .diagnosis import infeasible_solution
 from .solution import Infeasibility, Solution
 
+__all__ = ["BASELINES", "compute_targets_tenths", "nearest_setup_baseline", "isolated_baseline",
+           "isolated_problem", "run_baselines"]
+
 BASELINES = ("equal-split", "size-proportional", "isolated")
 
 

@@ -31,6 +31,8 @@ from .fixed_setup import option_limits
 from .latency import (CurveBank, MassSecants)
 from .setup_space import RetainedSetups, enumerate_setups
 
+__all__ = ["SearchContext", "dual_part", "greedy_fill", "setup_bounds", "LagrangianBounds"]
+
 
 @dataclass
 class SearchContext:

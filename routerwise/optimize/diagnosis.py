@@ -13,6 +13,8 @@ from .latency import (fraction_where_latency_reaches, mass_secants,
 from .solution import Infeasibility, Solution
 from .bounds import SearchContext, greedy_fill
 
+__all__ = ["min_latency", "empty_space_reason", "diagnose_infeasible", "infeasible_solution"]
+
 
 def min_latency(ctx: SearchContext, s: int) -> tuple[float, np.ndarray]:
     """Lowest L over fractions for setup s (ignoring tau), with the fractions reaching it."""

@@ -39,6 +39,8 @@ from .bounds import LagrangianBounds, SearchContext, setup_bounds
 from .diagnosis import infeasible_solution
 from .solution import Solution
 
+__all__ = ["DualPriceConfig", "project_capped_simplex", "solve_dual_price"]
+
 
 @dataclass(frozen=True)
 class DualPriceConfig:

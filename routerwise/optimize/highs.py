@@ -12,6 +12,8 @@ import contextlib
 import os
 import sys
 
+__all__ = ["consume_banner", "new_highs"]
+
 _banner_consumed = False
 
 

@@ -75,6 +75,8 @@ from .diagnosis import infeasible_solution
 from .setup_space import model_options
 from .solution import Solution
 
+__all__ = ["SOLVERS", "MilpModel", "build_milp", "write_lp", "solve_milp"]
+
 SOLVERS = ("HiGHS", "CBC")
 
 

@@ -20,6 +20,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import lru_cache
 
+__all__ = ["ShardDemand", "place_ffd", "place_exact", "gpu_usage"]
+
 _EPS = 1e-9
 
 

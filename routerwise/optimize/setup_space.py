@@ -25,6 +25,8 @@ from ..errors import ValidationError
 from .placement import ShardDemand, place_exact, place_ffd
 from ..problem import ModelSetup, Problem, SystemSetup
 
+__all__ = ["RetainedSetups", "model_options", "enumerate_setups"]
+
 
 @dataclass(frozen=True)
 class RetainedSetups:

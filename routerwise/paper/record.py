@@ -17,6 +17,8 @@ import pandas as pd
 from ..errors import ValidationError
 from ..io import atomic_path, atomic_write_with, write_json
 
+__all__ = ["results_dir", "record", "load", "save_figure", "save_table"]
+
 
 def results_dir() -> Path:
     return Path(os.environ.get("ROUTERWISE_RESULTS_DIR", "results")).expanduser().resolve()

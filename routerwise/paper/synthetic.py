@@ -14,6 +14,8 @@ import numpy as np
 from ..problem import (SLO, Cluster, GPUType, LatencyCurve, LatencyProfiles, ModelSpec, Problem,
                       SetupSpace, Workload)
 
+__all__ = ["synthetic_models", "synthetic_profiles", "synthetic_workload", "synthetic_problem"]
+
 # name, params (B), skill, single-GPU capacity at full share (req/s), unloaded latency (ms)
 _LADDER = (
     ("small-3b", 3.0, 0.35, 60.0, 40.0),

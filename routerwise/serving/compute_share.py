@@ -35,6 +35,8 @@ import pandas as pd
 
 from ..errors import DataError, ValidationError
 
+__all__ = ["RHO_BW", "STEP_KINDS", "ComputeShareModel", "DEFAULT", "step_time_scale"]
+
 RHO_BW = 0.4
 STEP_KINDS = ("compute", "memory")
 

@@ -70,6 +70,10 @@ from .simulator import poisson_requests
 from .stepcost import (StepCostParams, StepTimes, fit, fit_provenance, measured_step_times,
                        replica_step_times)
 
+__all__ = ["GRID_VERSION", "DEFAULT_MODELS", "LOAD_FRACTIONS", "BISECT_RTOL", "LengthSample",
+           "routeprofile_lengths", "GridOptions", "grid_setup", "plan_curves",
+           "build_profile_table", "load_or_build", "read_cached"]
+
 GRID_VERSION = "profile-grid-v2"  # v2: engine profiles, memory-model KV, saturation fix
 DEFAULT_MODELS = ("llama-3.2-3b-instruct", "llama-3.1-8b-instruct",
                   "mistral-small-24b-instruct-2501-bf16", "llama-3.3-70b-instruct")

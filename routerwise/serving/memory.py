@@ -26,6 +26,9 @@ from .architectures import Architecture
 from ..errors import ValidationError
 from .hardware import GPUSpec, gpu_spec
 
+__all__ = ["GB", "MemoryAssumptions", "DEFAULT", "weights_gb_per_shard", "shard_memory_gb",
+           "shard_memory_table", "fits", "kv_capacity_tokens"]
+
 GB = 1e9
 
 

@@ -91,6 +91,13 @@ from ..errors import DataError, ValidationError
 from ..io import write_json
 from .hardware import gpu_spec
 
+__all__ = ["MODEL_VERSION", "DTYPE_BYTES", "FAMILIES", "ENGINES", "E_A_PRIOR", "StepCostParams",
+           "fit_allreduce", "Passes", "forward_ms", "IB_GPU", "SW_GPU", "VIDUR_GPU", "VIDUR_OPS",
+           "VIDUR_POINTS", "IB_GPU_MEMORY_UTILIZATION", "Measurements", "TWIN_SLOWDOWN_LIMIT",
+           "measurement_keys", "load_measurements", "predict_rows", "fit_params", "fit",
+           "leave_one_model_out", "in_sample_errors", "StepTimes", "replica_step_times",
+           "MEASURED_COLUMNS", "measured_step_times", "fit_provenance"]
+
 MODEL_VERSION = "stepcost-v2"  # v2: fitted values rounded (deterministic across machines)
 DTYPE_BYTES = 2
 
