@@ -345,10 +345,12 @@ def _evaluate_rows(rows: np.ndarray, ctx: SearchContext) -> pd.DataFrame:
     for s in rows:
         res = lp.solve(*ctx.setup_limits(int(s)))
         setup = ctx.retained.setup(int(s))
+        L = evaluate_plan(problem, setup, res.fractions) if res is not None else np.nan
+        # A plan counts as feasible only if its recomputed latency is finite and meets tau.
+        if res is not None and not L <= problem.slo.latency_ms * (1 + 1e-6) + 1e-9:
+            res, L = None, np.nan
         row = {"setup": setup.label(), "feasible": res is not None,
-               "score": res.score if res is not None else np.nan,
-               "latency_ms": evaluate_plan(problem, setup, res.fractions) if res is not None
-               else np.nan}
+               "score": res.score if res is not None else np.nan, "latency_ms": L}
         for i, (name, o) in enumerate(zip(problem.model_names, setup.per_model)):
             row[f"tp[{name}]"] = o.tp
             row[f"rho[{name}]"] = o.compute_share
