@@ -53,3 +53,76 @@ def test_plan_at_the_curve_end_verifies_and_evaluate_all_has_no_infinite_feasibl
     f = df[df["feasible"]]
     assert len(f) > 0
     assert np.all(np.isfinite(f["latency_ms"])) and np.all(f["latency_ms"] <= 1000.0 + 1e-6)
+
+
+# ----------------------------------------------------------------------------- price routing
+
+from routerwise.assignment import _transport_lp, group_scores   # noqa: E402
+from routerwise.price_routing import PriceRouting, convex_runs, score_at_fractions  # noqa: E402
+from routerwise.routing import FixedSetupLP  # noqa: E402
+from routerwise.search import SearchContext  # noqa: E402
+from routerwise.synthetic import synthetic_problem  # noqa: E402
+
+
+def _lp_transport_score(groups, w):
+    from scipy.optimize import linprog
+    N = groups.num_prompts
+    r = linprog(-groups.scores.ravel(), A_eq=_transport_lp(groups),
+                b_eq=np.r_[groups.counts, N * np.asarray(w)], bounds=(0, None), method="highs")
+    return -r.fun / N
+
+
+@pytest.mark.parametrize("aggregate", ("mean", "max"))
+def test_price_routing_matches_the_routing_lp_on_every_setup(aggregate):
+    p = synthetic_problem(3, 4, arrival_rate_rps=40.0, slo_ms=300.0, num_prompts=300)
+    if aggregate == "max":
+        from routerwise.problem import SLO
+        p = p.with_slo(SLO(400.0, p.slo.metric, "max"))
+    ctx = SearchContext.build(p)
+    lp = FixedSetupLP(ctx.groups, aggregate == "mean", p.slo.latency_ms)
+    pr = PriceRouting(ctx.groups, aggregate == "mean", p.slo.latency_ms)
+    compared = 0
+    for s in range(0, ctx.setups.shape[0], max(1, ctx.setups.shape[0] // 40)):
+        a, b = lp.solve(*ctx.setup_limits(s)), pr.solve(*ctx.setup_limits(s))
+        assert (a is None) == (b is None)
+        if a is not None:
+            compared += 1
+            assert b.score == pytest.approx(a.score, abs=1e-7)
+            # the fractions are feasible and reach the score: S(w) recomputed by the LP
+            assert _lp_transport_score(ctx.groups, b.fractions) == pytest.approx(b.score, abs=1e-7)
+    assert compared >= 5
+    assert pr.stats["fallbacks"] == 0
+
+
+def test_price_routing_on_a_nonconvex_curve_matches_the_mip():
+    # b's curve has a concave kink (steep then flat), so its latency mass envelope is not convex
+    rng = np.random.default_rng(3)
+    s = np.c_[rng.uniform(0.3, 0.6, 60), rng.uniform(0.4, 0.9, 60)]
+    p = two_model_problem(s, {"a": ((0.0, 20.0), (100.0, 140.0)),
+                              "b": ((0.0, 2.0, 4.0, 8.0), (100.0, 400.0, 420.0, 900.0))},
+                          rate=10.0, tau=250.0)
+    ctx = SearchContext.build(p)
+    w_top, sec = ctx.setup_limits(0)
+    assert not all(x.convex for x in sec) and max(len(convex_runs(x)) for x in sec) >= 2
+    a = FixedSetupLP(ctx.groups, True, 250.0).solve(w_top, sec)
+    b = PriceRouting(ctx.groups, True, 250.0).solve(w_top, sec)
+    assert b.score == pytest.approx(a.score, abs=1e-6)
+
+
+def test_exact_search_with_price_routing_equals_the_milp():
+    p = synthetic_problem(3, 4, arrival_rate_rps=40.0, slo_ms=300.0, num_prompts=200)
+    milp = rw.solve(p, "milp")
+    price = solve_exact(p, routing="price").verify(p)
+    assert price.score == pytest.approx(milp.score, abs=1e-5)
+    assert price.stats["price_routing"]["fallbacks"] == 0
+
+
+def test_score_at_fractions_matches_the_transport_lp_on_continuous_scores():
+    rng = np.random.default_rng(7)
+    g = group_scores(rng.uniform(0, 1, (1500, 4)))
+    w = np.array([0.1, 0.2, 0.3, 0.4])
+    score, prices, z = score_at_fractions(g, w)
+    assert score == pytest.approx(_lp_transport_score(g, w), abs=1e-8)
+    np.testing.assert_allclose(z.sum(axis=0) / g.num_prompts, w, atol=1e-7)
+    np.testing.assert_allclose(z.sum(axis=1), g.counts, atol=1e-9)
+    assert float(np.sum(z * g.scores)) / g.num_prompts == pytest.approx(score, abs=1e-8)
