@@ -2,6 +2,7 @@
 
     routerwise reproduce [--out results]            every notebook into a results folder
     routerwise solve --models 3 --gpus 4 --rate 25 --slo 600 [--method exact|dual-price|milp]
+                     [--headroom 0.85] [--consistent] [--json PATH]
     routerwise profiles [--gpu A100-80GB]           build (or find) the simulated profile grid
 """
 
@@ -14,13 +15,33 @@ from .errors import RouterWiseError
 
 
 def _solve(args) -> int:
+    from .headroom import with_headroom
     from .instances import default_problem
     from .problem import SetupSpace
     from .solve import solve
     space = SetupSpace(check_compute=not args.memory_only)
     p = default_problem(args.models, args.gpus, args.rate, args.slo, gpu=args.gpu,
                         metric=args.metric, aggregate=args.aggregate, space=space)
-    sol = solve(p, args.method)
+    record = None
+    if args.consistent:
+        from .consistency import plan_consistently, profile_set
+        from .instances import predicted_scores, profile_table
+        qm, _ = predicted_scores(p.model_names)
+        p99 = profile_set(profile_table(args.gpu), p.slo.metric.split("_")[0] + "_p99", args.gpu)
+        cp = plan_consistently(p, qm, headroom=args.headroom, method=args.method,
+                               p99_profiles=p99)
+        sol, p, record = cp.solution, cp.problem, cp.replay
+    else:
+        p = with_headroom(p, args.headroom)
+        sol = solve(p, args.method)
+    if args.json:
+        from .io import write_json
+        out = {"summary": sol.summary(p), "notes": list(sol.notes)}
+        if sol.feasible and not args.no_replay:
+            out["replay"] = record if record is not None else sol.replay(p)
+        if not sol.feasible:
+            out["infeasibility"] = sol.infeasibility.message
+        write_json(args.json, out)
     if not sol.feasible:
         print(f"infeasible ({sol.infeasibility.binding}): {sol.infeasibility.message}")
         return 1
@@ -50,6 +71,16 @@ def main(argv=None) -> int:
     s.add_argument("--gpu", default="A100-80GB")
     s.add_argument("--memory-only", action="store_true",
                    help="the paper's deployability check (memory only, no compute placement)")
+    s.add_argument("--headroom", type=float, default=None,
+                   help="cap each model's load at this fraction of its curve's saturation-free "
+                        "range (default 0.85; 1 = the paper's behaviour, no headroom)")
+    s.add_argument("--consistent", action="store_true",
+                   help="iterate to consistency: re-profile routed models with the prompts "
+                        "the plan routes them, replay, re-solve (routerwise.consistency)")
+    s.add_argument("--json", metavar="PATH",
+                   help="write the plan, its notes and its replay record (predicted vs "
+                        "simulated mean and p99 per model, SLO met) to PATH")
+    s.add_argument("--no-replay", action="store_true", help="leave the replay out of --json")
     pr = sub.add_parser("profiles", help="build (or find) the simulated profile grid")
     pr.add_argument("--gpu", default="A100-80GB")
     args = ap.parse_args(argv)
@@ -59,6 +90,9 @@ def main(argv=None) -> int:
             reproduce(args.rest)
             return 0
         if args.cmd == "solve":
+            if args.headroom is None:
+                from .headroom import DEFAULT_LOAD_FRACTION
+                args.headroom = DEFAULT_LOAD_FRACTION
             return _solve(args)
         from .instances import profile_table
         t = profile_table(args.gpu, progress=True)

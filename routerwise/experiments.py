@@ -14,7 +14,7 @@ import pandas as pd
 
 from .baselines import run_baselines
 from .dual_price import solve_dual_price
-from .instances import default_problem
+from .instances import default_problem, paper_loads
 from .milp import solve_milp
 from .problem import Problem, SetupSpace
 from .router import OnlineRouter
@@ -202,3 +202,69 @@ def tail_slo_variant(num_models: int, num_gpus: int, rate_rps: float, slo_ms: fl
                      "latency_ms": s.latency_ms if s.feasible else np.nan,
                      "setup": s.setup.label() if s.feasible else s.infeasibility.message})
     return pd.DataFrame(rows)
+
+
+# ----------------------------------------------------------------------------- plans that hold
+
+def notebook_panels() -> list[dict]:
+    """The default panels the notebooks solve (03: 3 models x G {4, 8} x loads {50, 80}% x
+    SLOs {400, 800} ms, and the 4-model ladder at G = 4; 04/05: 3 and 4 models x G {4, 8} at
+    60% and 600 ms), in the paper's setup space (utilization + memory)."""
+    out = []
+    for G in (4, 8):
+        for pct in (50, 80):
+            for tau in (400.0, 800.0):
+                out.append({"models": 3, "gpus": G, "load_percent": pct, "slo_ms": tau})
+    for pct in (50, 80):
+        for tau in (400.0, 800.0):
+            out.append({"models": 4, "gpus": 4, "load_percent": pct, "slo_ms": tau})
+    for M in (3, 4):
+        for G in (4, 8):
+            out.append({"models": M, "gpus": G, "load_percent": 60, "slo_ms": 600.0})
+    return out
+
+
+def panel_problem(models: int, gpus: int, load_percent: int, slo_ms: float,
+                  space: str = "paper", gpu: str = "A100-80GB") -> Problem:
+    lam = paper_loads(models, gpu=gpu)[[50, 60, 70, 80].index(load_percent)]
+    return default_problem(models, gpus, lam, slo_ms, space=SPACES[space], gpu=gpu)
+
+
+def check_plans(problem: Problem, *, headroom: float | None = None,
+                replay_requests: int = 4000, workers: int = 2) -> dict:
+    """Today's exact plan (whole-mix curves, no headroom) and the consistent plan
+    (``routerwise.consistency``), each replayed with the prompts it routes: one flat row."""
+    from .consistency import plan_consistently, profile_set, replay_record
+    from .headroom import DEFAULT_LOAD_FRACTION
+    from .instances import predicted_scores, profile_table
+    headroom = DEFAULT_LOAD_FRACTION if headroom is None else headroom
+    qm, _ = predicted_scores(problem.model_names)
+    gpu = problem.cluster.gpu.name
+    p99 = profile_set(profile_table(gpu), problem.slo.metric.split("_")[0] + "_p99", gpu)
+    row = {"instance": problem.name, "rate_rps": problem.arrival_rate_rps,
+           "slo_ms": problem.slo.latency_ms, "headroom": headroom}
+    t0 = time.perf_counter()
+    today = solve_exact(problem).verify(problem)
+    row["today_solve_s"] = time.perf_counter() - t0
+    if today.feasible:
+        r = replay_record(problem, today, qm, p99_profiles=p99, num_requests=replay_requests)
+        row.update({"today_score": today.score, "today_predicted_ms": r["predicted_ms"],
+                    "today_replayed_mean_ms": r["replayed_mean_ms"],
+                    "today_replayed_p99_ms": r["replayed_p99_ms"],
+                    "today_rel_gap_pct": r["rel_gap_pct"], "today_slo_met": r["slo_met"]})
+    cp = plan_consistently(problem, qm, headroom=headroom, p99_profiles=p99,
+                           replay_requests=replay_requests, workers=workers)
+    s, r = cp.solution, cp.replay
+    row.update({"score": s.score if s.feasible else np.nan,
+                "setup": s.setup.label() if s.feasible else "infeasible",
+                "predicted_ms": r["predicted_ms"] if r else np.nan,
+                "replayed_mean_ms": r["replayed_mean_ms"] if r else np.nan,
+                "replayed_p99_ms": r["replayed_p99_ms"] if r else np.nan,
+                "predicted_p99_bound_ms": r["predicted_p99_ms"] if r else np.nan,
+                "rel_gap_pct": r["rel_gap_pct"] if r else np.nan,
+                "slo_met": bool(r["slo_met"]) if r else False, "verified": cp.verified,
+                "rounds": len(cp.rounds), "stop": cp.stop_reason,
+                "solve_time_s": cp.solve_time_s, "final_solve_s": s.solve_time_s})
+    if today.feasible and s.feasible:
+        row["score_cost_pct"] = 100 * (today.score - s.score) / today.score
+    return row

@@ -57,13 +57,30 @@ def routed_lengths(problem: Problem, solution: Solution, qm) -> dict[int, tuple[
     return out
 
 
+def routed_pool(problem: Problem, solution: Solution, qm, copies: int = 4
+                ) -> dict[int, tuple[np.ndarray, np.ndarray]]:
+    """Like :func:`routed_lengths` but without sampling: every prompt routed to model i enters
+    its pool round(copies * share) times (a wholly routed prompt ``copies`` times, a split one
+    in proportion), so the pool is a deterministic function of the plan's assignment."""
+    share = prompt_shares(group_scores(problem.workload.scores), solution.fractions)
+    out = {}
+    for i in range(problem.num_models):
+        reps = np.rint(copies * share[:, i]).astype(int)
+        if reps.sum() == 0:
+            continue
+        idx = np.repeat(np.arange(reps.size), reps)
+        out[i] = (qm.prompt_tokens[idx, i], qm.completion_tokens[idx, i])
+    return out
+
+
 def replay_plan(problem: Problem, solution: Solution, qm, *, num_requests: int = 4000,
-                seed: int = 12345, gpu: str | None = None) -> Replay:
-    """Simulate each routed model at its planned load with its routed prompts' lengths."""
+                seed: int = 12345, gpu: str | None = None, lengths: dict | None = None) -> Replay:
+    """Simulate each routed model at its planned load with its routed prompts' lengths
+    (``lengths``: {model index: (prompt tokens, output tokens)}; default routed_lengths)."""
     metric = problem.slo.metric
     gpu = gpu or problem.cluster.gpu.name
     lam = problem.arrival_rate_rps
-    lengths = routed_lengths(problem, solution, qm)
+    lengths = routed_lengths(problem, solution, qm) if lengths is None else lengths
     rows, pooled, weights = [], [], []
     for i, (pt, ot) in lengths.items():
         w = float(solution.fractions[i])

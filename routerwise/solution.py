@@ -80,6 +80,30 @@ class Solution:
         share = prompt_shares(group_scores(problem.workload.scores), self.fractions)
         return float(np.sum(share * t) / problem.workload.num_prompts)
 
+    def replay(self, problem: Problem, qm=None, **options) -> dict:
+        """Replay this plan in the simulator with the prompts it routes: one record with, per
+        routed model and overall, predicted vs simulated mean and p99 and whether the replayed
+        plan meets the SLO (``routerwise.consistency.replay_record``; options go there).
+
+        ``qm`` is the QualityMatrix of the workload's prompts (token counts); by default the
+        default instances' RouteProfile matrix, with the default grid's p99 curves.
+        """
+        from .consistency import profile_set, replay_record
+        from .errors import ValidationError
+        if qm is None:
+            from .instances import predicted_scores, profile_table
+            qm, _ = predicted_scores(problem.model_names)
+            if len(qm.prompt_ids) != problem.workload.num_prompts:
+                raise ValidationError(
+                    f"the workload has {problem.workload.num_prompts} prompts but the default "
+                    f"RouteProfile matrix {len(qm.prompt_ids)}: pass the QualityMatrix of your "
+                    f"prompts as qm=")
+            if "p99_profiles" not in options:
+                gpu = problem.cluster.gpu.name
+                options["p99_profiles"] = profile_set(
+                    profile_table(gpu), problem.slo.metric.split("_")[0] + "_p99", gpu)
+        return replay_record(problem, self, qm, **options)
+
     def summary(self, problem: Problem) -> dict:
         d = {"solver": self.solver, "status": self.status, "score": self.score,
              "latency_ms": self.latency_ms, "bound": self.bound, "gap": self.gap,

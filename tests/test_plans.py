@@ -126,3 +126,99 @@ def test_score_at_fractions_matches_the_transport_lp_on_continuous_scores():
     np.testing.assert_allclose(z.sum(axis=0) / g.num_prompts, w, atol=1e-7)
     np.testing.assert_allclose(z.sum(axis=1), g.counts, atol=1e-9)
     assert float(np.sum(z * g.scores)) / g.num_prompts == pytest.approx(score, abs=1e-8)
+
+
+# ----------------------------------------------------------------------------- consistency
+
+from types import SimpleNamespace  # noqa: E402
+
+from routerwise.consistency import plan_consistently, transfer_curve  # noqa: E402
+from routerwise.headroom import cut_curve, with_headroom  # noqa: E402
+from routerwise.problem import LatencyProfiles  # noqa: E402
+from routerwise.replay import routed_pool  # noqa: E402
+
+BASE_X = (0.0, 4.0, 8.0, 10.0)
+BASE_Y = (100.0, 140.0, 260.0, 600.0)
+
+
+def mix_world(n=60, seed=5):
+    """Two models; b's prompts it wins are long, so its capacity under its routed mix is lower
+    than under the whole mix (the effect the whole-mix curves miss)."""
+    rng = np.random.default_rng(seed)
+    s = np.c_[rng.uniform(0.3, 0.6, n), rng.uniform(0.2, 0.9, n)]
+    # prompts where b is clearly better are 3x longer
+    tokens = np.where(s[:, 1] > s[:, 0] + 0.1, 300, 100)
+    qm = SimpleNamespace(prompt_tokens=np.c_[tokens, tokens], completion_tokens=np.c_[tokens, tokens])
+    p = two_model_problem(s, {"a": (BASE_X, BASE_Y), "b": (BASE_X, BASE_Y)}, rate=10.0, tau=250.0,
+                          tenths=(5,))
+    whole = float(tokens.mean())
+
+    def curve_for(model, tp, tenths, pt):
+        k = whole / float(np.mean(pt))          # capacity inversely proportional to length
+        return LatencyCurve(model, tp, tenths, tuple(np.array(BASE_X) * k), BASE_Y,
+                            source="synthetic")
+
+    def reprofile(model, setup, pt, ot, prob):
+        c = curve_for(model, setup.tp, setup.compute_tenths, pt)
+        return LatencyProfiles((c,)), None
+
+    def replay(prob, sol, p99):
+        pool = routed_pool(prob, sol, qm)
+        lam = prob.arrival_rate_rps
+        true = sum(sol.fractions[i] * curve_for(prob.model_names[i], s.tp, s.compute_tenths,
+                                                pool[i][0]).latency_at(lam * sol.fractions[i])
+                   for i, s in enumerate(sol.setup.per_model) if i in pool)
+        return {"predicted_ms": sol.latency_ms, "replayed_ms": true, "replayed_mean_ms": true,
+                "replayed_p99_ms": true, "rel_gap_pct": 100 * (sol.latency_ms - true) / true,
+                "slo_met": bool(true <= prob.slo.latency_ms)}
+
+    return p, qm, reprofile, replay
+
+
+def test_iterating_to_consistency_reaches_a_plan_its_replay_confirms():
+    p, qm, reprofile, replay = mix_world()
+    cp = plan_consistently(p, qm, headroom=1.0, reprofile=reprofile, replay=replay)
+    r0 = cp.rounds.iloc[0]
+    assert not r0["verified"]                       # the whole-mix plan misses (the premise)
+    assert cp.verified and cp.stop_reason == "verified"
+    assert abs(cp.replay["rel_gap_pct"]) <= 10 and cp.replay["replayed_ms"] <= 250.0
+    assert cp.solution.score <= r0["score"] + 1e-9  # consistency costs score, never adds it
+    assert len(cp.rounds) <= 1 + 6
+
+
+def test_the_loop_stops_at_the_round_cap_and_never_labels_a_missed_plan_verified():
+    p, qm, reprofile, _ = mix_world()
+
+    def never(prob, sol, p99):   # a replay that always disagrees by 50%
+        L = sol.latency_ms
+        return {"predicted_ms": L, "replayed_ms": 2 * L, "replayed_mean_ms": 2 * L,
+                "replayed_p99_ms": 2 * L, "rel_gap_pct": -50.0, "slo_met": True}
+
+    cp = plan_consistently(p, qm, headroom=1.0, max_rounds=2, reprofile=reprofile, replay=never)
+    assert not cp.verified
+    assert len(cp.rounds) <= 3 and cp.stop_reason in ("max_rounds", "fixed_point")
+    assert "NOT verified" in cp.solution.notes[-1]
+
+
+def test_headroom_cuts_every_curve_and_is_recorded():
+    p, *_ = mix_world()
+    q = with_headroom(p, 0.8)
+    for c0, c1 in zip(p.profiles.curves, q.profiles.curves):
+        assert c1.max_load_rps == pytest.approx(0.8 * c0.max_load_rps)
+        assert c1.latency_at(c1.max_load_rps) == pytest.approx(c0.latency_at(0.8 * c0.max_load_rps))
+    assert any("headroom" in a for a in q.assumptions)
+    assert rw.solve(q).score <= rw.solve(p).score + 1e-9
+    c = cut_curve(p.profiles.curves[0], 0.5)
+    assert c.x[-1] == pytest.approx(5.0) and c.y[-1] == pytest.approx(170.0)   # 140 + 30
+
+
+def test_transfer_curve_reproduces_the_reference_and_scales_capacity():
+    w = LatencyCurve("a", 1, 5, BASE_X, BASE_Y, source="synthetic")
+    r = LatencyCurve("a", 1, 5, tuple(np.array(BASE_X) * 0.5), tuple(np.array(BASE_Y) * 1.2),
+                     source="synthetic")
+    other = LatencyCurve("a", 2, 5, tuple(np.array(BASE_X) * 2), BASE_Y, source="synthetic")
+    t = transfer_curve(w, w, r)
+    np.testing.assert_allclose(t.x, r.x)
+    np.testing.assert_allclose(t.y, r.y)
+    t2 = transfer_curve(other, w, r)
+    assert t2.max_load_rps == pytest.approx(10.0) and t2.y[-1] == pytest.approx(720.0)
