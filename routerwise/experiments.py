@@ -268,3 +268,34 @@ def check_plans(problem: Problem, *, headroom: float | None = None,
     if today.feasible and s.feasible:
         row["score_cost_pct"] = 100 * (today.score - s.score) / today.score
     return row
+
+
+def headroom_frontier(problem: Problem, tasks, *, fractions=(1.0, 0.95, 0.9, 0.85, 0.8, 0.75, 0.7),
+                      rate_factors=tuple(np.round(np.arange(1.0, 1.61, 0.02), 2)),
+                      shifts: int = 20, seed: int = 0) -> pd.DataFrame:
+    """Score given up vs robustness, one row per headroom setting (``routerwise.headroom``).
+
+    Each plan is solved exactly on curves cut at the headroom fraction, then judged on the
+    problem's UNCUT curves (modelled latency): the largest arrival-rate factor it survives
+    (``rate_sensitivity``) and the share of random task-mix shifts (``mix_shift``, routed
+    online with the plan's prices) that still meet the SLO.
+    """
+    from .headroom import with_headroom
+    rows = []
+    base = None
+    for f in fractions:
+        sol = solve_exact(with_headroom(problem, f))
+        if not sol.feasible:
+            rows.append({"headroom": f, "feasible": False})
+            continue
+        base = sol.score if base is None else base
+        rates = rate_sensitivity(problem, sol, rate_factors)
+        ok = rates["meets_slo"].to_numpy()
+        survived = float(rates["rate_factor"][ok].max()) if ok[0] else float("nan")
+        mix = mix_shift(problem, sol, tasks, shifts=shifts, seed=seed)
+        rows.append({"headroom": f, "feasible": True, "score": sol.score,
+                     "score_given_up_pct": 100 * (base - sol.score) / base,
+                     "load_increase_survived_pct": 100 * (survived - 1),
+                     "mix_shifts_survived_pct": 100 * float(mix["meets_slo"].mean()),
+                     "latency_ms": sol.latency_ms, "setup": sol.setup.label()})
+    return pd.DataFrame(rows)
