@@ -2,7 +2,7 @@
 
     routerwise reproduce [--out results]            every notebook into a results folder
     routerwise solve --models 3 --gpus 4 --rate 25 --slo 600 [--method exact|dual-price|milp]
-                     [--headroom 0.85] [--consistent] [--json PATH]
+                     [--headroom 0.8] [--consistent] [--json PATH]
     routerwise profiles [--gpu A100-80GB]           build (or find) the simulated profile grid
 """
 
@@ -73,7 +73,8 @@ def main(argv=None) -> int:
                    help="the paper's deployability check (memory only, no compute placement)")
     s.add_argument("--headroom", type=float, default=None,
                    help="cap each model's load at this fraction of its curve's saturation-free "
-                        "range (default 0.85; 1 = the paper's behaviour, no headroom)")
+                        "range (default 0.8; with --consistent the ladder 0.8 0.85 0.9 0.95, "
+                        "relaxed only when no plan fits; 1 = the paper's behaviour)")
     s.add_argument("--consistent", action="store_true",
                    help="iterate to consistency: re-profile routed models with the prompts "
                         "the plan routes them, replay, re-solve (routerwise.consistency)")
@@ -91,8 +92,10 @@ def main(argv=None) -> int:
             return 0
         if args.cmd == "solve":
             if args.headroom is None:
+                from .consistency import DEFAULT_HEADROOM_LADDER
                 from .headroom import DEFAULT_LOAD_FRACTION
-                args.headroom = DEFAULT_LOAD_FRACTION
+                args.headroom = DEFAULT_HEADROOM_LADDER if args.consistent else \
+                    DEFAULT_LOAD_FRACTION
             return _solve(args)
         from .instances import profile_table
         t = profile_table(args.gpu, progress=True)

@@ -30,8 +30,8 @@ are re-profiled lazily, as plans use them (like constraint generation): a round 
 curves, not the whole grid. Meanwhile the model's other options get a *modelled* curve
 (:func:`transfer_curve`): their whole-mix curve scaled by the capacity and latency ratios the
 routed mix showed on the re-profiled option, so the next solve does not jump to an option
-whose whole-mix curve is optimistic for the traffic it would get. Curves are cached on disk by the digest of the lengths, so a repeated mix
-costs nothing.
+whose whole-mix curve is optimistic for the traffic it would get. Curves are cached on disk
+by the digest of the lengths, so a repeated mix costs nothing.
 
 Stopping rule and termination
 -----------------------------
@@ -41,17 +41,21 @@ A plan is *verified* when its replay meets the SLO and its predicted latency is 
 1. a verified plan (consistent with its own traffic);
 2. a fixed point: every routed model's option was already profiled with exactly the mix the
    plan routes it (re-profiling would reproduce the same curves and the same plan);
-3. ``max_rounds`` re-profiling rounds (default 6).
+3. ``max_rounds`` re-profiling rounds (default 12; a round re-profiles at most M curves).
 
-So it performs at most ``max_rounds + 1`` solves and replays: it terminates by construction
+So it performs at most ``max_rounds + len(headroom ladder)`` solves and at most
+``max_rounds + 1`` replays: it terminates by construction
 (the number of rounds is bounded; monotone convergence is NOT claimed: a new mix can move the
 optimum to another setup). The result is the best-scoring verified plan seen in any round,
 or, if none verified, the plan whose replayed SLO value exceeds the SLO by the least, with
 ``verified = False`` (never an unverified plan labelled as verified).
 
-Headroom (``routerwise.headroom``, default 0.85 of each curve's saturation-free range) is
-applied in every round: plans at the knee of a curve cannot be predicted to 10% (the knee is
-steep and the replay's arrivals differ from the profile's) and break on small load shifts.
+Headroom (``routerwise.headroom``, default 0.8 of each curve's saturation-free range) is
+applied in every round; ``headroom`` may be a ladder (default 0.8, 0.85, 0.9, 0.95): when no
+plan fits the current level (the routed mixes left too little capacity), the next level is
+used, each step adding one round to the cap. Why headroom at all: plans at the knee of a
+curve cannot be predicted to 10% (the knee is steep and the replay's arrivals differ from the
+profile's) and break on small load shifts.
 
 The replay record (:func:`replay_record`, also ``Solution.replay``) is one dict: per routed
 model and overall, predicted vs simulated mean and p99, and whether the replayed plan meets
@@ -73,11 +77,13 @@ from .headroom import DEFAULT_LOAD_FRACTION, with_headroom
 from .problem import LatencyCurve, LatencyProfiles, Problem
 from .solution import Solution
 
-__all__ = ["ConsistentPlan", "replay_record", "plan_consistently", "reprofile_model",
+__all__ = ["DEFAULT_HEADROOM_LADDER", "ConsistentPlan", "replay_record", "plan_consistently", "reprofile_model",
            "profile_set", "transfer_curve", "DEFAULT_GAP_RTOL", "DEFAULT_MAX_ROUNDS"]
 
 DEFAULT_GAP_RTOL = 0.10
-DEFAULT_MAX_ROUNDS = 6
+DEFAULT_MAX_ROUNDS = 12
+# Headroom levels, most headroom first: the next is used only when no plan fits the current one.
+DEFAULT_HEADROOM_LADDER = (DEFAULT_LOAD_FRACTION, 0.85, 0.9, 0.95)
 
 
 # ----------------------------------------------------------------------------- replay record
@@ -170,15 +176,17 @@ def transfer_curve(whole: LatencyCurve, whole_ref: LatencyCurve, routed_ref: Lat
 
     ``routed_ref`` is option o profiled with the routed mix, ``whole_ref`` the same option with
     the whole mix, ``whole`` another option o' of the same model with the whole mix. Capacity
-    scales by kappa = (end load of routed_ref) / (end load of whole_ref), and latency at the
-    same fraction u of the range by eta(u) = routed_ref(u) / whole_ref(u): the routed mix's
+    scales by kappa = (end load of routed_ref) / (end load of whole_ref), and latency by eta,
+    the mean ratio routed_ref(u) / whole_ref(u) at the same fractions u of the range: the mix's
     effect measured on o, carried over to o' (modelled; replaced by a re-profile as soon as a
-    plan uses o')."""
+    plan uses o'). eta is the mean of routed_ref(u) / whole_ref(u) over u in [0, 1]."""
     kappa = routed_ref.max_load_rps / whole_ref.max_load_rps
-    u = whole.x / whole.max_load_rps
-    eta = np.interp(u, routed_ref.x / routed_ref.max_load_rps, routed_ref.y) / \
-        np.interp(u, whole_ref.x / whole_ref.max_load_rps, whole_ref.y)
-    y = np.maximum.accumulate(whole.y * eta)
+    # One latency factor (the mean ratio over the range), not a ratio per load: scaling both
+    # axes by constants keeps a convex curve convex, so the LP needs no binaries for it.
+    u = np.linspace(0.0, 1.0, 21)
+    eta = float(np.mean(np.interp(u, routed_ref.x / routed_ref.max_load_rps, routed_ref.y) /
+                        np.interp(u, whole_ref.x / whole_ref.max_load_rps, whole_ref.y)))
+    y = whole.y * eta
     prov = (f"modelled: {whole.key} whole-mix curve scaled by the routed mix's effect measured on "
             f"{routed_ref.key} (capacity x {kappa:.3f})")
     return replace(whole, load_rps=tuple(whole.x * kappa), latency_ms=tuple(y), provenance=prov)
@@ -209,7 +217,7 @@ def _verified(rec: dict, gap_rtol: float) -> bool:
     return bool(rec["slo_met"] and abs(rec["rel_gap_pct"]) <= 100 * gap_rtol)
 
 
-def plan_consistently(problem: Problem, qm, *, headroom: float = DEFAULT_LOAD_FRACTION,
+def plan_consistently(problem: Problem, qm, *, headroom=DEFAULT_HEADROOM_LADDER,
                       gap_rtol: float = DEFAULT_GAP_RTOL, max_rounds: int = DEFAULT_MAX_ROUNDS,
                       method: str = "exact", replay_requests: int = 4000, workers: int = 2,
                       p99_profiles: LatencyProfiles | None = None,
@@ -219,8 +227,9 @@ def plan_consistently(problem: Problem, qm, *, headroom: float = DEFAULT_LOAD_FR
 
     ``problem`` holds the whole-mix curves (round 0). ``p99_profiles``: whole-mix p99 curves
     for the replay records (re-profiled options get their own). ``reprofile(model, setup, pt,
-    ot, problem) -> (curves of problem's metric, p99 curves)`` for that one option and ``replay(problem, solution,
-    p99_profiles) -> record`` replace the simulator (tests inject small stand-ins).
+    ot, problem) -> (curves of problem's metric, p99 curves)`` for that one option and
+    ``replay(problem, solution, p99_profiles) -> record`` replace the simulator (tests inject
+    small stand-ins). ``solve_options`` go to ``routerwise.solve`` (exact: price routing).
     """
     from .solve import solve
     if max_rounds < 0:
@@ -238,6 +247,10 @@ def plan_consistently(problem: Problem, qm, *, headroom: float = DEFAULT_LOAD_FR
     def _replay(prob, sol, p99):
         return replay_record(prob, sol, qm, p99_profiles=p99, num_requests=replay_requests)
 
+    if method == "exact":
+        # price-space routing: re-profiled curves are often non-convex, where the HiGHS LP
+        # needs binaries per setup; the price solver splits them into convex runs (exact)
+        solve_options.setdefault("routing", "price")
     reprofile = reprofile or _reprofile
     replay = replay or _replay
     t0 = time.perf_counter()
@@ -246,16 +259,23 @@ def plan_consistently(problem: Problem, qm, *, headroom: float = DEFAULT_LOAD_FR
     profiled_mix: dict[tuple, str] = {}      # option key -> digest of its curve's mix
     rounds, best, fallback = [], None, None
     stop = "max_rounds"
-    for k in range(max_rounds + 1):
-        prob = with_headroom(base, headroom)
+    levels = [float(h) for h in np.atleast_1d(headroom)]
+    level = 0
+    for k in range(max_rounds + len(levels)):
+        prob = with_headroom(base, levels[level])
         sol = solve(prob, method, **solve_options)
         if not sol.feasible:
-            rounds.append({"round": k, "status": "infeasible", "score": np.nan})
+            rounds.append({"round": k, "headroom": levels[level], "status": "infeasible",
+                           "score": np.nan})
+            if level + 1 < len(levels):
+                level += 1          # no plan fits this headroom: relax it one step
+                continue
             stop = "infeasible"
             break
         rec = replay(prob, sol, p99)
         ok = _verified(rec, gap_rtol)
-        rounds.append({"round": k, "status": sol.status, "setup": sol.setup.label(),
+        rounds.append({"round": k, "headroom": levels[level], "status": sol.status,
+                       "setup": sol.setup.label(),
                        "score": sol.score, "predicted_ms": rec["predicted_ms"],
                        "replayed_ms": rec["replayed_ms"], "replayed_p99_ms": rec["replayed_p99_ms"],
                        "rel_gap_pct": rec["rel_gap_pct"], "slo_met": rec["slo_met"],
@@ -281,7 +301,7 @@ def plan_consistently(problem: Problem, qm, *, headroom: float = DEFAULT_LOAD_FR
         if not todo:
             stop = "fixed_point"
             break
-        if k == max_rounds:
+        if k >= max_rounds + level:
             break
         prof, p99_new = base.profiles, p99
         for i, (key, (pt, ot)) in todo.items():

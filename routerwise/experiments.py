@@ -235,14 +235,14 @@ def check_plans(problem: Problem, *, headroom: float | None = None,
     """Today's exact plan (whole-mix curves, no headroom) and the consistent plan
     (``routerwise.consistency``), each replayed with the prompts it routes: one flat row."""
     from .consistency import plan_consistently, profile_set, replay_record
-    from .headroom import DEFAULT_LOAD_FRACTION
     from .instances import predicted_scores, profile_table
-    headroom = DEFAULT_LOAD_FRACTION if headroom is None else headroom
+    from .consistency import DEFAULT_HEADROOM_LADDER
+    headroom = DEFAULT_HEADROOM_LADDER if headroom is None else headroom
     qm, _ = predicted_scores(problem.model_names)
     gpu = problem.cluster.gpu.name
     p99 = profile_set(profile_table(gpu), problem.slo.metric.split("_")[0] + "_p99", gpu)
     row = {"instance": problem.name, "rate_rps": problem.arrival_rate_rps,
-           "slo_ms": problem.slo.latency_ms, "headroom": headroom}
+           "slo_ms": problem.slo.latency_ms}
     t0 = time.perf_counter()
     today = solve_exact(problem).verify(problem)
     row["today_solve_s"] = time.perf_counter() - t0
@@ -264,13 +264,15 @@ def check_plans(problem: Problem, *, headroom: float | None = None,
                 "rel_gap_pct": r["rel_gap_pct"] if r else np.nan,
                 "slo_met": bool(r["slo_met"]) if r else False, "verified": cp.verified,
                 "rounds": len(cp.rounds), "stop": cp.stop_reason,
+                "headroom": float(cp.rounds["headroom"].iloc[-1]) if len(cp.rounds) else np.nan,
                 "solve_time_s": cp.solve_time_s, "final_solve_s": s.solve_time_s})
     if today.feasible and s.feasible:
         row["score_cost_pct"] = 100 * (today.score - s.score) / today.score
     return row
 
 
-def headroom_frontier(problem: Problem, tasks, *, fractions=(1.0, 0.95, 0.9, 0.85, 0.8, 0.75, 0.7),
+def headroom_frontier(problem: Problem, tasks, *,
+                      fractions=(1.0, 0.95, 0.9, 0.85, 0.8, 0.75, 0.7),
                       rate_factors=tuple(np.round(np.arange(1.0, 1.61, 0.02), 2)),
                       shifts: int = 20, seed: int = 0) -> pd.DataFrame:
     """Score given up vs robustness, one row per headroom setting (``routerwise.headroom``).

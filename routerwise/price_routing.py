@@ -112,7 +112,8 @@ class _SupportLP:
         _tight(h)
         ncol = 2 * M if mean else M
         lower = np.r_[np.asarray(w_lo, float), np.zeros(ncol - M)]
-        upper = np.r_[np.asarray(w_top, float), np.full(M, INF)] if mean else np.asarray(w_top, float)
+        top = np.asarray(w_top, float)
+        upper = np.r_[top, np.full(M, INF)] if mean else top
         h.addVars(ncol, lower, upper)
         h.changeObjectiveSense(highspy.ObjSense.kMaximize)
         h.addRow(1.0, 1.0, M, np.arange(M, dtype=np.int32), np.ones(M))          # sum w = 1

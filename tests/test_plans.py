@@ -148,7 +148,8 @@ def mix_world(n=60, seed=5):
     s = np.c_[rng.uniform(0.3, 0.6, n), rng.uniform(0.2, 0.9, n)]
     # prompts where b is clearly better are 3x longer
     tokens = np.where(s[:, 1] > s[:, 0] + 0.1, 300, 100)
-    qm = SimpleNamespace(prompt_tokens=np.c_[tokens, tokens], completion_tokens=np.c_[tokens, tokens])
+    qm = SimpleNamespace(prompt_tokens=np.c_[tokens, tokens],
+                         completion_tokens=np.c_[tokens, tokens])
     p = two_model_problem(s, {"a": (BASE_X, BASE_Y), "b": (BASE_X, BASE_Y)}, rate=10.0, tau=250.0,
                           tenths=(5,))
     whole = float(tokens.mean())
@@ -222,3 +223,14 @@ def test_transfer_curve_reproduces_the_reference_and_scales_capacity():
     np.testing.assert_allclose(t.y, r.y)
     t2 = transfer_curve(other, w, r)
     assert t2.max_load_rps == pytest.approx(10.0) and t2.y[-1] == pytest.approx(720.0)
+    assert t2.is_convex() == other.is_convex()
+
+
+def test_headroom_ladder_relaxes_only_when_no_plan_fits():
+    p, qm, reprofile, replay = mix_world()
+    # capacity 2 x 10 req/s: a 0.4 cap leaves 8 < 10 req/s (infeasible), 1.0 fits
+    cp = plan_consistently(p, qm, headroom=(0.4, 1.0), reprofile=reprofile, replay=replay)
+    assert cp.rounds["headroom"].iloc[0] == 0.4 and cp.rounds["status"].iloc[0] == "infeasible"
+    assert cp.rounds["headroom"].iloc[-1] == 1.0 and cp.verified
+    only = plan_consistently(p, qm, headroom=0.4, reprofile=reprofile, replay=replay)
+    assert only.stop_reason == "infeasible" and not only.verified and only.replay is None
