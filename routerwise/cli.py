@@ -3,6 +3,7 @@
     routerwise reproduce [--out results] [--only NB ...] [-p NAME VALUE]   notebooks -> results
     routerwise solve problem.toml [--json plan.json]  your problem file (routerwise.problem_file)
     routerwise solve --models 3 --gpus 4 --rate 25 --slo 600 [--method exact|dual-price|milp]
+                     [--headroom 0.8] [--consistent] [--json PATH]
     routerwise profiles [--gpu A100-80GB]           build (or find) the simulated profile grid
 """
 
@@ -45,36 +46,76 @@ def plan_record(problem, sol) -> dict:
     return d
 
 
-def _solve(args) -> int:
-    from .solve import solve
-    if args.problem:
-        from .problem_file import load_problem
-        p = load_problem(args.problem)
-    else:
-        import math
+def _default_problem(args):
+    """A default real-data instance from the CLI flags, checked before any data is built."""
+    import math
 
-        from .paper.instances import default_problem
-        from .problem import LATENCY_METRICS, SetupSpace
-        if args.rate is None or args.slo is None:
-            raise ValidationError("give a problem file (routerwise solve problem.toml) or both "
-                                  "--rate and --slo for a default instance")
-        # Checked before default_problem, which reads the data and may build the profile grid.
-        if not (math.isfinite(args.rate) and args.rate > 0):
-            raise ValidationError(f"--rate must be a positive arrival rate in req/s, got "
-                                  f"{args.rate:g}")
-        if not (math.isfinite(args.slo) and args.slo > 0):
-            raise ValidationError(f"--slo must be a positive latency in ms, got {args.slo:g}")
-        if args.gpus < 1:
-            raise ValidationError(f"--gpus must be >= 1, got {args.gpus}")
-        if args.metric not in LATENCY_METRICS:
-            raise ValidationError(f"--metric {args.metric!r} is unknown; use one of "
-                                  f"{LATENCY_METRICS}")
-        space = SetupSpace(check_compute=not args.memory_only)
-        p = default_problem(args.models, args.gpus, args.rate, args.slo, gpu=args.gpu,
-                            metric=args.metric, aggregate=args.aggregate, space=space)
-    sol = solve(p, args.method)
+    from .paper.instances import default_problem
+    from .problem import LATENCY_METRICS, SetupSpace
+    if args.rate is None or args.slo is None:
+        raise ValidationError("give a problem file (routerwise solve problem.toml) or both "
+                              "--rate and --slo for a default instance")
+    if not (math.isfinite(args.rate) and args.rate > 0):
+        raise ValidationError(f"--rate must be a positive arrival rate in req/s, got "
+                              f"{args.rate:g}")
+    if not (math.isfinite(args.slo) and args.slo > 0):
+        raise ValidationError(f"--slo must be a positive latency in ms, got {args.slo:g}")
+    if args.gpus < 1:
+        raise ValidationError(f"--gpus must be >= 1, got {args.gpus}")
+    if args.metric not in LATENCY_METRICS:
+        raise ValidationError(f"--metric {args.metric!r} is unknown; use one of "
+                              f"{LATENCY_METRICS}")
+    space = SetupSpace(check_compute=not args.memory_only)
+    return default_problem(args.models, args.gpus, args.rate, args.slo, gpu=args.gpu,
+                           metric=args.metric, aggregate=args.aggregate, space=space)
+
+
+def _solve(args) -> int:
+    from .optimize.headroom import with_headroom
+    from .solve import solve
+    qm = archs = p99 = None
+    if args.problem:
+        from .problem_file import read_problem_file
+        inputs = read_problem_file(args.problem)
+        p, qm, archs = inputs.problem, inputs.scores, inputs.architectures
+    else:
+        p = _default_problem(args)
+    replay_error = None
+    if qm is not None and (qm.prompt_tokens is None or qm.completion_tokens is None):
+        replay_error = ("the score table has no prompt_tokens/output_tokens: a plan cannot be "
+                        "replayed without the lengths of the prompts it routes")
+    elif any(a is None for a in (archs or {}).values()):
+        replay_error = ("a model without an architecture (or config) cannot be simulated: "
+                        "give each model one to replay the plan")
+    record = None
+    if args.consistent:
+        if replay_error:
+            raise ValidationError(f"--consistent needs replays: {replay_error}")
+        from .consistency import plan_consistently
+        if qm is None:
+            from .consistency import profile_set
+            from .paper.instances import predicted_scores, profile_table
+            qm, _ = predicted_scores(p.model_names)
+            p99 = profile_set(profile_table(args.gpu), p.slo.metric.split("_")[0] + "_p99",
+                              args.gpu)
+        cp = plan_consistently(p, qm, headroom=args.headroom, method=args.method,
+                               p99_profiles=p99, archs=archs)
+        sol, p, record = cp.solution, cp.problem, cp.replay
+    else:
+        p = with_headroom(p, args.headroom)
+        sol = solve(p, args.method)
     if args.json:
-        write_json(args.json, plan_record(p, sol))
+        out = plan_record(p, sol)
+        if sol.feasible and not args.no_replay:
+            if record is None and replay_error is None:
+                if qm is None:
+                    from .paper.instances import replay_default
+                    record = replay_default(p, sol)
+                else:
+                    from .consistency import replay_record
+                    record = replay_record(p, sol, qm, archs=archs)
+            out["replay"] = record if record is not None else {"skipped": replay_error}
+        write_json(args.json, out)
     if not sol.feasible:
         inf = sol.infeasibility
         where = inf.binding + (f": {inf.stage}" if inf.stage else "")
@@ -103,7 +144,6 @@ def main(argv=None) -> int:
     add_arguments(sub.add_parser("reproduce", help="run every notebook into a results folder"))
     s = sub.add_parser("solve", help="solve a problem file, or a default real-data instance")
     s.add_argument("problem", nargs="?", help="a problem file (TOML); see routerwise.problem_file")
-    s.add_argument("--json", metavar="PATH", help="also write the plan as JSON to PATH")
     s.add_argument("--models", type=int, default=3, choices=(3, 4))
     s.add_argument("--gpus", type=int, default=4)
     s.add_argument("--rate", type=float, help="arrival rate, req/s (default instance)")
@@ -115,6 +155,17 @@ def main(argv=None) -> int:
     s.add_argument("--gpu", default="A100-80GB")
     s.add_argument("--memory-only", action="store_true",
                    help="the paper's deployability check (memory only, no compute placement)")
+    s.add_argument("--headroom", type=float, default=None,
+                   help="cap each model's load at this fraction of its curve's saturation-free "
+                        "range (default 0.8; with --consistent the ladder 0.8 0.85 0.9 0.95, "
+                        "relaxed only when no plan fits; 1 = the paper's behaviour)")
+    s.add_argument("--consistent", action="store_true",
+                   help="iterate to consistency: re-profile routed models with the prompts "
+                        "the plan routes them, replay, re-solve (routerwise.consistency)")
+    s.add_argument("--json", metavar="PATH",
+                   help="write the plan, its notes and its replay record (predicted vs "
+                        "simulated mean and p99 per model, SLO met) to PATH")
+    s.add_argument("--no-replay", action="store_true", help="leave the replay out of --json")
     pr = sub.add_parser("profiles", help="build (or find) the simulated profile grid")
     pr.add_argument("--gpu", default="A100-80GB")
     args = ap.parse_args(argv)
@@ -123,6 +174,11 @@ def main(argv=None) -> int:
             from .paper.reproduce import run_from_args
             return run_from_args(args)
         if args.cmd == "solve":
+            if args.headroom is None:
+                from .consistency import DEFAULT_HEADROOM_LADDER
+                from .optimize.headroom import DEFAULT_LOAD_FRACTION
+                args.headroom = DEFAULT_HEADROOM_LADDER if args.consistent else \
+                    DEFAULT_LOAD_FRACTION
             return _solve(args)
         from .paper.instances import profile_table
         t = profile_table(args.gpu, progress=True)

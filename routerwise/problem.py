@@ -14,7 +14,10 @@ Every record validates itself on construction and raises :class:`ValidationError
 message that names the offending field and says what to fix.
 
 Latency beyond a curve's profiled range is **never** extrapolated: a model asked to carry more
-load than its curve covers is infeasible at that load (``latency_at`` returns ``inf``). Below
+load than its curve covers is infeasible at that load (``latency_at`` returns ``inf``). A load
+within ``LOAD_RTOL`` (relative) of the range end is floating-point noise of the solvers (a
+fraction ``w / sum(w)`` renormalised, an LP's feasibility tolerance), not extra load: it is
+clipped to the end point and reads the end point's latency. Below
 the first profiled load the first point's latency is used, which over-estimates latency
 because curves are non-decreasing, so it can only make a plan look worse than it is.
 """
@@ -31,6 +34,10 @@ import numpy as np
 
 from .errors import ValidationError
 
+__all__ = ["LATENCY_METRICS", "CURVE_SOURCES", "LOAD_RTOL", "beyond_range", "ModelSpec", "GPUType",
+           "Cluster", "ModelSetup", "SystemSetup", "LatencyCurve", "LatencyProfiles", "SLO",
+           "Workload", "SetupSpace", "Problem", "curves_from_points"]
+
 # Latency metrics a curve may carry. Column names in profile tables are f"{metric}_ms".
 LATENCY_METRICS = (
     "ttft_mean", "ttft_p50", "ttft_p95", "ttft_p99",
@@ -38,6 +45,16 @@ LATENCY_METRICS = (
     "e2e_mean", "e2e_p50", "e2e_p95", "e2e_p99",
 )
 CURVE_SOURCES = ("measured", "simulated", "synthetic")
+# A load at most this far (relative) past a curve's last point is read as the last point.
+# Solvers compute w_top = max_load / lambda and renormalise fractions, which can leave a load
+# ~1e-11 req/s past the end; 1e-9 is far above that noise and far below any real overload.
+LOAD_RTOL = 1e-9
+
+
+def beyond_range(load, end_load) -> np.ndarray:
+    """True where ``load`` exceeds ``end_load`` by more than the relative tolerance LOAD_RTOL."""
+    load = np.asarray(load, dtype=float)
+    return load > np.asarray(end_load, dtype=float) * (1 + LOAD_RTOL)
 
 
 def _is_real(x) -> bool:
@@ -272,10 +289,11 @@ class LatencyCurve:
         return (self.model, self.tp, self.compute_tenths)
 
     def latency_at(self, load_rps) -> np.ndarray | float:
-        """l(load): linear interpolation; first value below the range; ``inf`` above it."""
+        """l(load): linear interpolation; first value below the range; ``inf`` above it (beyond
+        the last load by more than LOAD_RTOL relative; closer loads read the last point)."""
         q = np.asarray(load_rps, dtype=float)
         out = np.interp(q, self.x, self.y)
-        out = np.where(q > self.x[-1] * (1 + 1e-12) + 1e-12, np.inf, out)
+        out = np.where(beyond_range(q, self.x[-1]), np.inf, out)
         return float(out) if out.ndim == 0 else out
 
     def slope_at(self, load_rps) -> np.ndarray | float:

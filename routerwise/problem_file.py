@@ -40,6 +40,7 @@ error that lists the allowed ones. Example (``data/examples/problem.toml`` is a 
 from __future__ import annotations
 
 import tomllib
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from .data import latency_table
@@ -50,7 +51,7 @@ from .problem import SLO, Cluster, GPUType, LatencyProfiles, ModelSpec, Problem,
 from .serving import architectures, memory
 from .serving.hardware import GPUS
 
-__all__ = ["load_problem", "problem_from_dict"]
+__all__ = ["ProblemInputs", "read_problem_file", "load_problem", "problem_from_dict"]
 
 _TABLES = {
     "": {"name", "cluster", "models", "scores", "latency", "workload", "slo", "space"},
@@ -67,8 +68,27 @@ _REQUIRED = {"": ("cluster", "models", "scores", "latency", "workload", "slo"),
              "workload": ("arrival_rate_rps",), "slo": ("latency_ms",)}
 
 
+@dataclass(frozen=True)
+class ProblemInputs:
+    """What a problem file describes: the problem, plus what replaying its plans needs.
+
+    ``scores`` is the routed score matrix (with the token counts the table gives);
+    ``architectures`` maps each model name to its architecture (named after the model), or
+    ``None`` for a model given only by ``params_b`` and ``shard_mem_gb``.
+    """
+
+    problem: Problem
+    scores: QualityMatrix
+    architectures: dict[str, architectures.Architecture | None]
+
+
 def load_problem(path: str | Path) -> Problem:
     """Read a problem file (see the module docstring); paths in it are relative to it."""
+    return read_problem_file(path).problem
+
+
+def read_problem_file(path: str | Path) -> ProblemInputs:
+    """The problem of a problem file with its score matrix and architectures."""
     path = Path(path)
     try:
         doc = tomllib.loads(path.read_text())
@@ -76,7 +96,7 @@ def load_problem(path: str | Path) -> Problem:
         raise DataError(f"no problem file at {path}") from None
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
         raise DataError(f"{path}: not valid TOML ({e})") from e
-    return problem_from_dict(doc, base_dir=path.parent, origin=str(path))
+    return _inputs_from_dict(doc, base_dir=path.parent, origin=str(path))
 
 
 def _check_keys(where: str, d, origin: str) -> dict:
@@ -108,7 +128,8 @@ def _model_arch(m: dict, base_dir: Path, origin: str):
         return architectures.from_hf_config(_path(base_dir, m["config"], "config", origin),
                                             name=m["name"], params_b=m.get("params_b"))
     if "architecture" in m:
-        return architectures.get(m["architecture"])
+        # named after the model, so that curves, replays and the problem agree on names
+        return replace(architectures.get(m["architecture"]), name=m["name"])
     return None
 
 
@@ -133,6 +154,10 @@ def _model_spec(m: dict, arch, tp_degrees, origin: str) -> ModelSpec:
 
 def problem_from_dict(doc: dict, *, base_dir: str | Path = ".", origin: str = "problem") -> Problem:
     """The problem a parsed problem file describes (see the module docstring)."""
+    return _inputs_from_dict(doc, base_dir=base_dir, origin=origin).problem
+
+
+def _inputs_from_dict(doc: dict, *, base_dir: str | Path, origin: str) -> ProblemInputs:
     base_dir = Path(base_dir)
     _check_keys("", doc, origin)
     cl = _check_keys("cluster", doc["cluster"], origin)
@@ -195,8 +220,9 @@ def problem_from_dict(doc: dict, *, base_dir: str | Path = ".", origin: str = "p
         curve_note,
         f"GPU: {gpu.name}, {gpu.mem_gb:.1f} GB per GPU",
     )
-    return Problem(tuple(models), cluster, workload, profiles, slo, space,
-                   name=str(doc.get("name", Path(origin).stem)), assumptions=assumptions)
+    problem = Problem(tuple(models), cluster, workload, profiles, slo, space,
+                      name=str(doc.get("name", Path(origin).stem)), assumptions=assumptions)
+    return ProblemInputs(problem, qm, dict(zip(names, archs)))
 
 
 def _profiles(lat: dict, archs, names, gpu_name: str, space: SetupSpace, qm: QualityMatrix,

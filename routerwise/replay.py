@@ -19,17 +19,21 @@ routing changes the traffic a model sees.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Mapping
 
 import numpy as np
 import pandas as pd
 
 from .serving import architectures
+from .serving.architectures import Architecture
 from .optimize.assignment import group_scores, prompt_shares
 from .problem import Problem
 from .serving.engine import profile_step_params, simulate_engine
 from .serving.simulator import poisson_requests
 from .optimize.solution import Solution
 from .serving.stepcost import fit, replica_step_times
+
+__all__ = ["Replay", "routed_lengths", "routed_pool", "replay_plan"]
 
 
 @dataclass(frozen=True)
@@ -60,13 +64,32 @@ def routed_lengths(problem: Problem, solution: Solution, qm) -> dict[int, tuple[
     return out
 
 
+def routed_pool(problem: Problem, solution: Solution, qm, copies: int = 4
+                ) -> dict[int, tuple[np.ndarray, np.ndarray]]:
+    """Like :func:`routed_lengths` but without sampling: every prompt routed to model i enters
+    its pool round(copies * share) times (a wholly routed prompt ``copies`` times, a split one
+    in proportion), so the pool is a deterministic function of the plan's assignment."""
+    share = prompt_shares(group_scores(problem.workload.scores), solution.fractions)
+    out = {}
+    for i in range(problem.num_models):
+        reps = np.rint(copies * share[:, i]).astype(int)
+        if reps.sum() == 0:
+            continue
+        idx = np.repeat(np.arange(reps.size), reps)
+        out[i] = (qm.prompt_tokens[idx, i], qm.completion_tokens[idx, i])
+    return out
+
+
 def replay_plan(problem: Problem, solution: Solution, qm, *, num_requests: int = 4000,
-                seed: int = 12345, gpu: str | None = None) -> Replay:
-    """Simulate each routed model at its planned load with its routed prompts' lengths."""
+                seed: int = 12345, gpu: str | None = None, lengths: dict | None = None,
+                archs: Mapping[str, Architecture] | None = None) -> Replay:
+    """Simulate each routed model at its planned load with its routed prompts' lengths
+    (``lengths``: {model index: (prompt tokens, output tokens)}; default routed_lengths).
+    ``archs`` maps model names to architectures (default: the registered ones)."""
     metric = problem.slo.metric
     gpu = gpu or problem.cluster.gpu.name
     lam = problem.arrival_rate_rps
-    lengths = routed_lengths(problem, solution, qm)
+    lengths = routed_lengths(problem, solution, qm) if lengths is None else lengths
     from .serving.curve_grid import GridOptions, grid_setup
 
     opts = GridOptions()  # the engine profile and knobs the profile grid simulates
@@ -76,10 +99,11 @@ def replay_plan(problem: Problem, solution: Solution, qm, *, num_requests: int =
         w = float(solution.fractions[i])
         setup = solution.setup.per_model[i]
         model = problem.models[i].name
-        step = replica_step_times(architectures.get(model), gpu, setup.tp, setup.compute_share,
+        arch = archs[model] if archs and model in archs else architectures.get(model)
+        step = replica_step_times(arch, gpu, setup.tp, setup.compute_share,
                                   params=params, max_batched_tokens=max(8192, int(pt.max())))
         req = poisson_requests(lam * w, num_requests, pt, ot, seed + i)
-        cfg = grid_setup(step, model, gpu, setup.tp, setup.compute_share, opts)
+        cfg = grid_setup(step, arch, gpu, setup.tp, setup.compute_share, opts)
         res = simulate_engine(step, req, cfg, load_rps=lam * w)
         predicted = float(problem.curve(i, setup).latency_at(lam * w))
         kind = metric.split("_")[0]

@@ -16,30 +16,53 @@ import numpy as np
 import pandas as pd
 
 from ..problem import Problem
-from .assignment import plan_prices
+from .assignment import ScoreGroups, plan_prices
 from .fixed_setup import FixedSetupLP, evaluate_plan
 from .setup_space import RetainedSetups
 from .solution import Solution
 from .bounds import LagrangianBounds, SearchContext, setup_bounds
 from .diagnosis import infeasible_solution
+from ..errors import ValidationError
+from .price_routing import PriceRouting
+
+__all__ = ["PRICE_ROUTING_MIN_GROUPS", "ROUTING_SOLVERS", "routing_solver", "solve_exact",
+           "evaluate_all"]
+
+
+PRICE_ROUTING_MIN_GROUPS = 1000
+ROUTING_SOLVERS = ("auto", "lp", "price")
+
+
+def routing_solver(groups: ScoreGroups, problem: Problem, routing: str = "auto"):
+    """The exact fixed-setup routing solver named by ``routing`` (see :func:`solve_exact`)."""
+    if routing not in ROUTING_SOLVERS:
+        raise ValidationError(f"unknown routing solver {routing!r}; choose one of "
+                              f"{ROUTING_SOLVERS}")
+    if routing == "auto":
+        routing = "price" if groups.scores.shape[0] >= PRICE_ROUTING_MIN_GROUPS else "lp"
+    cls = PriceRouting if routing == "price" else FixedSetupLP
+    return cls(groups, problem.slo.aggregate == "mean", problem.slo.latency_ms)
 
 
 def solve_exact(problem: Problem, *, retained: RetainedSetups | None = None,
                 rtol: float = 1e-7, time_limit_s: float | None = None,
-                context: SearchContext | None = None) -> Solution:
+                context: SearchContext | None = None, routing: str = "auto") -> Solution:
     """Optimal setup and routing over all retained setups (bounded search, exact LPs).
 
     Best-bound-first: solve the setup with the highest bound, use its multipliers to tighten
     every other setup's bound, and stop when no unsolved bound exceeds the incumbent by more
     than ``rtol`` (relative). ``time_limit_s`` returns the incumbent with status
-    ``time_limit`` and the proven bound.
+    ``time_limit`` and the proven bound. ``routing`` picks the exact fixed-setup solver:
+    ``"lp"`` (HiGHS LP over the N x M assignment), ``"price"`` (cutting planes over the M
+    prices, ``routerwise.optimize.price_routing``; certified to 1e-9, falls back to the LP otherwise),
+    or ``"auto"``: price when there are at least PRICE_ROUTING_MIN_GROUPS distinct prompts.
     """
     t0 = time.perf_counter()
     ctx = context or SearchContext.build(problem, retained)
     S = ctx.setups.shape[0]
     if S == 0:
         return infeasible_solution(problem, ctx, t0, "routerwise-exact")
-    lp = FixedSetupLP(ctx.groups, problem.slo.aggregate == "mean", problem.slo.latency_ms)
+    lp = routing_solver(ctx.groups, problem, routing)
     lag = LagrangianBounds(ctx)
     ub = setup_bounds(ctx, np.zeros(problem.num_models))
     done = np.zeros(S, dtype=bool)
@@ -84,7 +107,13 @@ def solve_exact(problem: Problem, *, retained: RetainedSetups | None = None,
     setup = ctx.retained.setup(best_s)
     L = evaluate_plan(problem, setup, best_res.fractions)
     stats = {"setups": S, "solved": n_solved, "pruned_by_bound": int(S - n_solved)}
-    return Solution(setup, best_res.fractions, plan_prices(ctx.groups, best_res.fractions),
+    # Widest-margin router prices need an LP over all prompts: for many prompts the optimal
+    # prices of the price-space solver (a valid supergradient of S) are used instead.
+    prices = (best_res.prices if isinstance(lp, PriceRouting) and best_res.nu is not None
+              else plan_prices(ctx.groups, best_res.fractions))
+    if isinstance(lp, PriceRouting):
+        stats["price_routing"] = dict(lp.stats)
+    return Solution(setup, best_res.fractions, prices,
                     best_val, L, "routerwise-exact",
                     status, bound=bound, solve_time_s=time.perf_counter() - t0,
                     history=pd.DataFrame(history), stats=stats,
@@ -94,11 +123,12 @@ def solve_exact(problem: Problem, *, retained: RetainedSetups | None = None,
 # ----------------------------------------------------------------------------- infeasibility
 
 def evaluate_all(problem: Problem, *, context: SearchContext | None = None,
-                 workers: int = 1) -> pd.DataFrame:
+                 workers: int = 1, routing: str = "auto") -> pd.DataFrame:
     """Every retained setup's best score (exact routing) and its latency: one row per setup.
 
     Infeasible setups (no routing meets the SLO) have ``feasible = False`` and NaN score.
     ``workers > 1`` splits the setups over processes (each solves its share with its own LP).
+    ``routing`` names the exact fixed-setup solver (see :func:`solve_exact`).
     """
     ctx = context or SearchContext.build(problem)
     S = ctx.setups.shape[0]
@@ -109,27 +139,30 @@ def evaluate_all(problem: Problem, *, context: SearchContext | None = None,
         import multiprocessing as mp
         chunks = np.array_split(np.arange(S), workers)
         with ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn")) as pool:
-            parts = list(pool.map(_evaluate_chunk, [(problem, ctx.retained, c) for c in chunks]))
+            parts = list(pool.map(_evaluate_chunk, [(problem, ctx.retained, c, routing)
+                                                    for c in chunks]))
         return pd.concat(parts, ignore_index=True)
-    return _evaluate_rows(np.arange(S), ctx)
+    return _evaluate_rows(np.arange(S), ctx, routing)
 
 
 def _evaluate_chunk(args) -> pd.DataFrame:
-    problem, retained, rows = args
-    return _evaluate_rows(rows, SearchContext.build(problem, retained))
+    problem, retained, rows, routing = args
+    return _evaluate_rows(rows, SearchContext.build(problem, retained), routing)
 
 
-def _evaluate_rows(rows: np.ndarray, ctx: SearchContext) -> pd.DataFrame:
+def _evaluate_rows(rows: np.ndarray, ctx: SearchContext, routing: str = "auto") -> pd.DataFrame:
     problem = ctx.problem
-    lp = FixedSetupLP(ctx.groups, problem.slo.aggregate == "mean", problem.slo.latency_ms)
+    lp = routing_solver(ctx.groups, problem, routing)
     out = []
     for s in rows:
         res = lp.solve(*ctx.setup_limits(int(s)))
         setup = ctx.retained.setup(int(s))
+        L = evaluate_plan(problem, setup, res.fractions) if res is not None else np.nan
+        # A plan counts as feasible only if its recomputed latency is finite and meets tau.
+        if res is not None and not L <= problem.slo.latency_ms * (1 + 1e-6) + 1e-9:
+            res, L = None, np.nan
         row = {"setup": setup.label(), "feasible": res is not None,
-               "score": res.score if res is not None else np.nan,
-               "latency_ms": evaluate_plan(problem, setup, res.fractions) if res is not None
-               else np.nan}
+               "score": res.score if res is not None else np.nan, "latency_ms": L}
         for i, (name, o) in enumerate(zip(problem.model_names, setup.per_model)):
             row[f"tp[{name}]"] = o.tp
             row[f"rho[{name}]"] = o.compute_share

@@ -33,9 +33,12 @@ from .assignment import ScoreGroups, group_scores, plan_prices, score_of_fractio
 from ..errors import SolverUnavailable, ValidationError
 from .highs import new_highs
 from .latency import (MassSecants, fraction_where_latency_reaches, mass_secants, max_fraction,
-                      plan_latency_ms)
+                      plan_latency_ms, project_fractions)
 from ..problem import LatencyCurve, Problem, SystemSetup
 from .solution import Solution
+
+__all__ = ["INF", "mass_tol_ms", "option_limits", "RoutingResult", "FixedSetupLP", "evaluate_plan",
+           "solve_routing", "solve_routing_cvxpy"]
 
 INF = 1e30
 
@@ -167,7 +170,7 @@ class FixedSetupLP:
             raise RuntimeError(f"routing LP ended with status {h.modelStatusToString(status)}")
         sol = h.getSolution()
         x = np.asarray(sol.col_value)
-        w = np.clip(x[self.w0:self.w0 + M], 0.0, None)
+        w = project_fractions(x[self.w0:self.w0 + M], w_top)
         score = float(h.getInfo().objective_function_value)
         if self._extra_cols:   # a MIP has no duals: price at the fixed w with the transport LP
             prices = score_of_fractions(self.groups, w / w.sum()).prices

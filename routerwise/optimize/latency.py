@@ -23,7 +23,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..problem import LatencyCurve
+from ..problem import LatencyCurve, beyond_range
+
+__all__ = ["mass_at", "system_latency_ms", "per_model_latency_ms", "plan_latency_ms",
+           "latency_gradient", "project_fractions", "max_fraction",
+           "fraction_where_latency_reaches", "fraction_where_mass_reaches", "MassSecants",
+           "mass_secants", "CurveBank"]
 
 
 def mass_at(curve: LatencyCurve, w, arrival_rate_rps: float):
@@ -60,6 +65,25 @@ def latency_gradient(curves, fractions, arrival_rate_rps: float) -> np.ndarray:
     lam = arrival_rate_rps
     return np.array([c.latency_at(lam * w) + lam * w * c.slope_at(lam * w)
                      for c, w in zip(curves, fractions)], dtype=float)
+
+
+def project_fractions(fractions, w_top) -> np.ndarray:
+    """Fractions back inside {sum w = 1, 0 <= w <= w_top} after an LP's feasibility noise.
+
+    An LP solver returns w within its feasibility tolerance (HiGHS: 1e-7) of its bounds, and
+    renormalising w / sum(w) can push a model whose w sits at ``w_top`` (its curve's end) past
+    it. Clip to [0, w_top], then give any deficit to the models with room, in proportion to
+    their room (a move of the order of the tolerance). Requires sum(w_top) >= 1.
+    """
+    w = np.clip(np.asarray(fractions, dtype=float), 0.0, None)
+    top = np.asarray(w_top, dtype=float)
+    w = np.minimum(w / w.sum() if w.sum() > 0 else w, top)
+    deficit = 1.0 - w.sum()
+    if deficit > 0:
+        room = top - w
+        if room.sum() > 0:
+            w = w + room * min(1.0, deficit / room.sum())
+    return w
 
 
 def max_fraction(curve: LatencyCurve, arrival_rate_rps: float) -> float:
@@ -194,7 +218,7 @@ class CurveBank:
         y1 = np.take_along_axis(Y, k1[..., None], -1)[..., 0]
         slope = np.where(x1 > x0, (y1 - y0) / np.where(x1 > x0, x1 - x0, 1.0), 0.0)
         below = load < X[..., 0]
-        return x0, y0, np.where(below, 0.0, slope), below, load > self.max_load_rps[opt] * (1 + 1e-12) + 1e-12
+        return x0, y0, np.where(below, 0.0, slope), below, beyond_range(load, self.max_load_rps[opt])
 
     def latency(self, opt, load) -> np.ndarray:
         """l_o(load) for arrays of option ids and loads (broadcast); inf beyond range."""

@@ -20,7 +20,9 @@ from .assignment import group_scores, prompt_shares, score_of_fractions
 from ..errors import InfeasibleSLO, VerificationError
 from .latency import per_model_latency_ms, plan_latency_ms
 from .placement import ShardDemand, gpu_usage
-from ..problem import Problem, SystemSetup
+from ..problem import Problem, SystemSetup, beyond_range
+
+__all__ = ["STATUSES", "Infeasibility", "Solution"]
 
 STATUSES = ("optimal", "feasible", "time_limit", "infeasible")
 
@@ -142,10 +144,12 @@ class Solution:
         curves = [problem.curve(i, s) for i, s in enumerate(setup.per_model)]
         lam, tau = problem.arrival_rate_rps, problem.slo.latency_ms
         for i, c in enumerate(curves):
-            if w[i] > 1e-12 and lam * w[i] > c.max_load_rps * (1 + 1e-9) + 1e-9:
+            if w[i] > 1e-12 and beyond_range(lam * w[i], c.max_load_rps):
                 fail(f"model {c.model} gets {lam * w[i]:.3f} req/s beyond its profiled "
                      f"{c.max_load_rps:.3f} req/s")
         L = plan_latency_ms(curves, w, lam, problem.slo.aggregate)
+        if not np.isfinite(L):
+            fail(f"latency is {L} ms: a routed model's load lies beyond its curve")
         if abs(L - self.latency_ms) > latency_rtol * max(1.0, L) + 1e-6:
             fail(f"reported latency {self.latency_ms:.6f} ms, recomputed {L:.6f} ms")
         if L > tau * (1 + latency_rtol) + 1e-9:

@@ -15,7 +15,7 @@ import pandas as pd
 
 from ..optimize.baselines import run_baselines
 from ..optimize.dual_price import solve_dual_price
-from .instances import default_problem
+from .instances import default_problem, paper_loads
 from ..optimize.milp import solve_milp
 from ..problem import Problem, SetupSpace
 from ..online_router import OnlineRouter
@@ -24,6 +24,11 @@ from ..optimize.bounds import SearchContext
 from ..optimize.exact_search import evaluate_all, solve_exact
 from ..optimize.setup_space import enumerate_setups
 from ..optimize.solution import Solution
+
+__all__ = ["PAPER", "SPACES", "setup_counts", "setup_space_counts", "score_variation", "panels",
+           "solver_comparison", "realized_scores", "rate_sensitivity", "mix_shift",
+           "summarize_shifts", "tail_slo_variant", "notebook_panels", "panel_problem",
+           "check_plans", "headroom_frontier"]
 
 PAPER = {  # the paper's reported figures (arXiv:2604.10907), for side-by-side tables
     "score_min": 0.30, "score_max": 0.56, "variation_pct": 87.0,
@@ -215,4 +220,103 @@ def tail_slo_variant(num_models: int, num_gpus: int, rate_rps: float, slo_ms: fl
                      "score": s.score if s.feasible else np.nan,
                      "latency_ms": s.latency_ms if s.feasible else np.nan,
                      "setup": s.setup.label() if s.feasible else s.infeasibility.message})
+    return pd.DataFrame(rows)
+
+
+# ----------------------------------------------------------------------------- plans that hold
+
+def notebook_panels() -> list[dict]:
+    """The default panels the notebooks solve (03: 3 models x G {4, 8} x loads {50, 80}% x
+    SLOs {400, 800} ms, and the 4-model ladder at G = 4; 04/05: 3 and 4 models x G {4, 8} at
+    60% and 600 ms), in the paper's setup space (utilization + memory)."""
+    out = []
+    for G in (4, 8):
+        for pct in (50, 80):
+            for tau in (400.0, 800.0):
+                out.append({"models": 3, "gpus": G, "load_percent": pct, "slo_ms": tau})
+    for pct in (50, 80):
+        for tau in (400.0, 800.0):
+            out.append({"models": 4, "gpus": 4, "load_percent": pct, "slo_ms": tau})
+    for M in (3, 4):
+        for G in (4, 8):
+            out.append({"models": M, "gpus": G, "load_percent": 60, "slo_ms": 600.0})
+    return out
+
+
+def panel_problem(models: int, gpus: int, load_percent: int, slo_ms: float,
+                  space: str = "paper", gpu: str = "A100-80GB") -> Problem:
+    lam = paper_loads(models, gpu=gpu)[[50, 60, 70, 80].index(load_percent)]
+    return default_problem(models, gpus, lam, slo_ms, space=SPACES[space], gpu=gpu)
+
+
+def check_plans(problem: Problem, *, headroom: float | None = None,
+                replay_requests: int = 4000, workers: int = 2) -> dict:
+    """Today's exact plan (whole-mix curves, no headroom) and the consistent plan
+    (``routerwise.consistency``), each replayed with the prompts it routes: one flat row."""
+    from ..consistency import plan_consistently, profile_set, replay_record
+    from .instances import predicted_scores, profile_table
+    from ..consistency import DEFAULT_HEADROOM_LADDER
+    headroom = DEFAULT_HEADROOM_LADDER if headroom is None else headroom
+    qm, _ = predicted_scores(problem.model_names)
+    gpu = problem.cluster.gpu.name
+    p99 = profile_set(profile_table(gpu), problem.slo.metric.split("_")[0] + "_p99", gpu)
+    row = {"instance": problem.name, "rate_rps": problem.arrival_rate_rps,
+           "slo_ms": problem.slo.latency_ms}
+    t0 = time.perf_counter()
+    today = solve_exact(problem).verify(problem)
+    row["today_solve_s"] = time.perf_counter() - t0
+    if today.feasible:
+        r = replay_record(problem, today, qm, p99_profiles=p99, num_requests=replay_requests)
+        row.update({"today_score": today.score, "today_predicted_ms": r["predicted_ms"],
+                    "today_replayed_mean_ms": r["replayed_mean_ms"],
+                    "today_replayed_p99_ms": r["replayed_p99_ms"],
+                    "today_rel_gap_pct": r["rel_gap_pct"], "today_slo_met": r["slo_met"]})
+    cp = plan_consistently(problem, qm, headroom=headroom, p99_profiles=p99,
+                           replay_requests=replay_requests, workers=workers)
+    s, r = cp.solution, cp.replay
+    row.update({"score": s.score if s.feasible else np.nan,
+                "setup": s.setup.label() if s.feasible else "infeasible",
+                "predicted_ms": r["predicted_ms"] if r else np.nan,
+                "replayed_mean_ms": r["replayed_mean_ms"] if r else np.nan,
+                "replayed_p99_ms": r["replayed_p99_ms"] if r else np.nan,
+                "predicted_p99_bound_ms": r["predicted_p99_ms"] if r else np.nan,
+                "rel_gap_pct": r["rel_gap_pct"] if r else np.nan,
+                "slo_met": bool(r["slo_met"]) if r else False, "verified": cp.verified,
+                "rounds": len(cp.rounds), "stop": cp.stop_reason,
+                "headroom": float(cp.rounds["headroom"].iloc[-1]) if len(cp.rounds) else np.nan,
+                "solve_time_s": cp.solve_time_s, "final_solve_s": s.solve_time_s})
+    if today.feasible and s.feasible:
+        row["score_cost_pct"] = 100 * (today.score - s.score) / today.score
+    return row
+
+
+def headroom_frontier(problem: Problem, tasks, *,
+                      fractions=(1.0, 0.95, 0.9, 0.85, 0.8, 0.75, 0.7),
+                      rate_factors=tuple(np.round(np.arange(1.0, 1.61, 0.02), 2)),
+                      shifts: int = 20, seed: int = 0) -> pd.DataFrame:
+    """Score given up vs robustness, one row per headroom setting (``routerwise.optimize.headroom``).
+
+    Each plan is solved exactly on curves cut at the headroom fraction, then judged on the
+    problem's UNCUT curves (modelled latency): the largest arrival-rate factor it survives
+    (``rate_sensitivity``) and the share of random task-mix shifts (``mix_shift``, routed
+    online with the plan's prices) that still meet the SLO.
+    """
+    from ..optimize.headroom import with_headroom
+    rows = []
+    base = None
+    for f in fractions:
+        sol = solve_exact(with_headroom(problem, f))
+        if not sol.feasible:
+            rows.append({"headroom": f, "feasible": False})
+            continue
+        base = sol.score if base is None else base
+        rates = rate_sensitivity(problem, sol, rate_factors)
+        ok = rates["meets_slo"].to_numpy()
+        survived = float(rates["rate_factor"][ok].max()) if ok[0] else float("nan")
+        mix = mix_shift(problem, sol, tasks, shifts=shifts, seed=seed)
+        rows.append({"headroom": f, "feasible": True, "score": sol.score,
+                     "score_given_up_pct": 100 * (base - sol.score) / base,
+                     "load_increase_survived_pct": 100 * (survived - 1),
+                     "mix_shifts_survived_pct": 100 * float(mix["meets_slo"].mean()),
+                     "latency_ms": sol.latency_ms, "setup": sol.setup.label()})
     return pd.DataFrame(rows)

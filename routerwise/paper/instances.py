@@ -33,7 +33,8 @@ from ..optimize.bounds import SearchContext
 
 __all__ = ["LADDER_3", "LADDER_4", "PAPER_LOADS_RPS", "PAPER_SLOS_MS", "ladder",
            "predicted_scores", "profile_table", "model_specs", "default_problem",
-           "max_capacity_rps", "loads_at_capacity", "paper_loads", "paper_load"]
+           "max_capacity_rps", "loads_at_capacity", "paper_loads", "paper_load",
+           "replay_default"]
 from ..serving.hardware import gpu_spec
 
 LADDER_3 = ("llama-3.1-8b-instruct", "mistral-small-24b-instruct-2501-bf16",
@@ -188,3 +189,21 @@ def paper_load(num_models: int, percent: float, *, gpu: str = "A100-80GB") -> fl
         raise ValidationError(f"the paper's loads are {[int(x) for x in PAPER_LOADS_RPS]} "
                               f"(req/s there, % of capacity here); got {percent!r}")
     return paper_loads(num_models, gpu=gpu)[PAPER_LOADS_RPS.index(percent)]
+
+
+def replay_default(problem: Problem, plan, **options) -> dict:
+    """The replay record (``routerwise.consistency.replay_record``) of a plan for a default
+    instance: its prompts are RouteProfile's (token counts measured), and the predicted p99
+    comes from the default grid's p99 curves."""
+    from ..consistency import profile_set, replay_record
+    qm, _ = predicted_scores(problem.model_names)
+    if len(qm.prompt_ids) != problem.workload.num_prompts:
+        raise ValidationError(
+            f"the workload has {problem.workload.num_prompts} prompts but the default "
+            f"RouteProfile matrix {len(qm.prompt_ids)}: use routerwise.consistency."
+            f"replay_record with the QualityMatrix of your prompts")
+    if "p99_profiles" not in options:
+        gpu = problem.cluster.gpu.name
+        options["p99_profiles"] = profile_set(
+            profile_table(gpu), problem.slo.metric.split("_")[0] + "_p99", gpu)
+    return replay_record(problem, plan, qm, **options)

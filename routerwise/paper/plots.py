@@ -6,6 +6,9 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
+__all__ = ["BASELINE_STYLE", "setup_space", "latency_profiles", "score_variation",
+           "solver_comparison", "replay", "mix_shift", "headroom_frontier"]
+
 BASELINE_STYLE = {"equal-split": ("s", "tab:orange"), "size-proportional": ("^", "tab:green"),
                   "isolated": ("D", "tab:purple")}
 
@@ -139,6 +142,26 @@ def mix_shift(df: pd.DataFrame, slo_ms: float):
     ax.axhline(slo_ms, color="k", ls="--", lw=1)
     ax.set_xlabel("largest task share in the shifted mix")
     ax.set_ylabel("latency with the plan's prices (ms)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def headroom_frontier(df: pd.DataFrame):
+    """Score given up vs load increase and mix shifts survived, one point per headroom."""
+    d = df[df["feasible"]]
+    fig, ax = plt.subplots(figsize=(6, 3.8))
+    ax.plot(d["score_given_up_pct"], d["load_increase_survived_pct"], "o-",
+            label="load increase survived (%)")
+    ax.plot(d["score_given_up_pct"], d["mix_shifts_survived_pct"], "s--",
+            label="task-mix shifts meeting the SLO (%)")
+    for _, r in d.iterrows():
+        ax.annotate(f"{r['headroom']:g}", (r["score_given_up_pct"], r["load_increase_survived_pct"]),
+                    fontsize=7, xytext=(3, 3), textcoords="offset points")
+    ax.set_xlabel("predicted score given up vs no headroom (%)")
+    ax.set_ylabel("robustness (%)")
+    ax.set_title("headroom frontier (labels: load cap as a fraction of saturation)", fontsize=9)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()

@@ -152,9 +152,12 @@ class _Curve:
         return f"{self.model}__tp{self.tp}__r{self.tenths:02d}.csv"
 
 
-def _grid_hash(models, gpu, tps, tenths, lengths, opts, params, share, measured) -> str:
+def _grid_hash(archs, gpu, tps, tenths, lengths, opts, params, share, measured) -> str:
+    models = list(archs)
     blob = json.dumps({
-        "version": GRID_VERSION, "models": list(models), "gpu": gpu, "tp": list(tps),
+        "version": GRID_VERSION, "models": models, "gpu": gpu, "tp": list(tps),
+        # the architectures themselves: a user's model may reuse a registered name
+        "architectures": {m: repr(archs[m]) for m in models},
         "tenths": list(tenths), "lengths": {m: lengths[m].digest() for m in models},
         "opts": asdict(opts), "params": params.to_json(),
         "share": [share.rho_bw, share.table, share.source], "fractions": LOAD_FRACTIONS,
@@ -181,7 +184,8 @@ def _capacity_guess_rps(step: StepTimes, lengths: LengthSample, kv_cap: int,
     return 1e3 / (per_token_ms * max(o - 1, 0) + pre_ms)
 
 
-def grid_setup(step: StepTimes, model: str, gpu: str, tp: int, compute_share: float,
+def grid_setup(step: StepTimes, model: "str | architectures.Architecture", gpu: str, tp: int,
+               compute_share: float,
                opts: GridOptions):
     """The engine of one grid curve (:class:`routerwise.serving.engine.EngineSetup`).
 
@@ -192,7 +196,7 @@ def grid_setup(step: StepTimes, model: str, gpu: str, tp: int, compute_share: fl
     """
     from .memory import kv_capacity_tokens
 
-    arch = architectures.get(model)
+    arch = architectures.resolve(model)
     kv = kv_capacity_tokens(arch, tp, gpu, min(1.0, opts.gpu_memory_utilization
                                                * compute_share), opts.memory)
     kv = max(kv, opts.memory.kv_reserve_tokens)
@@ -225,7 +229,7 @@ def _saturation_load(step, lengths, cfg, opts) -> float:
 
 def _build_curve(task) -> str:
     """Simulate one curve and write its chunk; returns the chunk path."""
-    (curve, gpu, lengths, opts, params_json, share, measured, provenance, chunk) = task
+    (curve, gpu, lengths, opts, params_json, share, measured, provenance, chunk, arch) = task
     # wide enough for a whole request: a non-chunking profile recomputes prompt + generated
     # tokens in one pass after a preemption
     budget = max(8192, int((lengths.prompt_tokens + lengths.output_tokens).max()))
@@ -233,13 +237,13 @@ def _build_curve(task) -> str:
         step = measured_step_times(measured, curve.model, curve.tenths / 10, tp=curve.tp,
                                    max_batched_tokens=budget, max_seqs=opts.max_num_seqs)
     else:
-        step = replica_step_times(architectures.get(curve.model), gpu, curve.tp,
+        step = replica_step_times(arch, gpu, curve.tp,
                                   curve.tenths / 10, params=profile_step_params(
                                       StepCostParams.from_json(params_json),
                                       opts.engine_profile),
                                   engine=opts.engine, share_model=share,
                                   max_batched_tokens=budget, max_seqs=opts.max_num_seqs)
-    cfg = grid_setup(step, curve.model, gpu, curve.tp, curve.tenths / 10, opts)
+    cfg = grid_setup(step, arch, gpu, curve.tp, curve.tenths / 10, opts)
     lam = _saturation_load(step, lengths, cfg, opts)
     rows = []
     for frac in LOAD_FRACTIONS:
@@ -310,13 +314,14 @@ def _monotone(df: pd.DataFrame) -> pd.DataFrame:
     return df
 
 
-def plan_curves(models: Sequence[str], gpu: str, tp_degrees, compute_tenths,
+def plan_curves(models: Sequence, gpu: str, tp_degrees, compute_tenths,
                 memory: MemoryAssumptions = DEFAULT_MEMORY):
-    """The curves to build and the skipped (model, tp) with the reason."""
+    """The curves to build and the skipped (model, tp) with the reason (models: names or
+    :class:`~routerwise.serving.architectures.Architecture` objects)."""
     spec = gpu_spec(gpu)
     curves, skipped = [], []
-    for m in models:
-        arch = architectures.get(m)
+    for arch in map(architectures.resolve, models):
+        m = arch.name
         for tp in sorted(set(int(t) for t in tp_degrees)):
             if not fits(arch, tp, spec, memory):
                 skipped.append({"model": m, "tp": tp, "reason": (
@@ -327,7 +332,7 @@ def plan_curves(models: Sequence[str], gpu: str, tp_degrees, compute_tenths,
     return curves, skipped
 
 
-def build_profile_table(models: Sequence[str] = DEFAULT_MODELS, gpu: str = "A100-80GB",
+def build_profile_table(models: Sequence = DEFAULT_MODELS, gpu: str = "A100-80GB",
                         tp_degrees=(1, 2, 4), compute_tenths=tuple(range(1, 11)),
                         lengths: Mapping[str, LengthSample] | LengthSample | None = None, *,
                         options: GridOptions = GridOptions(),
@@ -342,12 +347,15 @@ def build_profile_table(models: Sequence[str] = DEFAULT_MODELS, gpu: str = "A100
     table, see :func:`routerwise.serving.stepcost.measured_step_times`) replaces the fitted step costs
     for every (model, tp, compute share) it covers. Returns the normalized table;
     ``df.attrs["skipped"]`` lists setups left out because the shard does not fit a GPU.
+
+    ``models`` are registered names or :class:`~routerwise.serving.architectures.Architecture`
+    objects (your own models: the table names each by ``arch.name``). Workers receive the
+    objects, so architectures made at run time work with any process start method.
     """
-    models = tuple(models)
-    if not models:
+    if not tuple(models):
         raise ValidationError("build_profile_table needs at least one model")
-    for m in models:
-        architectures.get(m)
+    archs = {a.name: a for a in map(architectures.resolve, models)}
+    models = tuple(archs)
     tenths = tuple(sorted(set(int(r) for r in compute_tenths)))
     if not tenths or tenths[0] < 1 or tenths[-1] > 10:
         raise ValidationError(f"compute_tenths must be integers in 1..10, got {compute_tenths}")
@@ -360,11 +368,11 @@ def build_profile_table(models: Sequence[str] = DEFAULT_MODELS, gpu: str = "A100
         raise ValidationError(f"no length sample for models {missing}")
     params = params if params is not None else fit()
     tps = tuple(sorted(set(int(t) for t in tp_degrees)))
-    key = _grid_hash(models, gpu, tps, tenths, lengths, options, params, share_model,
+    key = _grid_hash(archs, gpu, tps, tenths, lengths, options, params, share_model,
                      measured_steps)
     root = (cache_dir or settings.cache_dir()) / "profiles" / key
     table_path, manifest_path = root / "table.csv", root / "manifest.json"
-    curves, skipped = plan_curves(models, gpu, tps, tenths, options.memory)
+    curves, skipped = plan_curves(tuple(archs.values()), gpu, tps, tenths, options.memory)
     cached = _cached(root, key)
     if cached is not None:
         return cached
@@ -381,7 +389,7 @@ def build_profile_table(models: Sequence[str] = DEFAULT_MODELS, gpu: str = "A100
             tasks.append((c, gpu, lengths[c.model], options, pj, share_model, measured,
                           _provenance(c, lengths[c.model], options, params, share_model,
                                       measured),
-                          chunks / c.chunk_name))
+                          chunks / c.chunk_name, archs[c.model]))
         _run(tasks, workers, progress, total=len(curves), done=len(curves) - len(pending))
         parts = [pd.read_csv(chunks / c.chunk_name) for c in curves]
         df = normalize(pd.concat(parts, ignore_index=True)) if parts else normalize(

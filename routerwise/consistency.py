@@ -1,0 +1,347 @@
+"""Plans consistent with the traffic they route, checked by replay.
+
+Why
+---
+The planner reads model i's latency off a curve l_i(load) profiled with the WHOLE prompt mix,
+but a plan routes model i the prompts it scores best on, whose prompt and output lengths differ
+(on the default 3-model plan the 24B model receives longer prompts than the profiled mix and
+saturates: notebook 05 and ``benchmarks/bench_plans.py`` show predicted vs replayed latency).
+The latency a plan causes depends on WHAT it routes, not only how much.
+
+Choice: iterate to consistency (and why not the alternatives)
+-------------------------------------------------------------
+* A load axis in work (tokens/s) would make l_i a function of sum_j z_ji c_ji, a second
+  assignment-dependent quantity inside the latency mass w_i l_i(.): the fixed-setup problem
+  stops being an LP in (w, z) and the exact solvers (search, MILP) would need a new, bilinear
+  formulation. TTFT also depends on a request's own prompt length, which a work rate misses.
+* Per-length-class curves multiply the profile grid by the number of classes and still need
+  the routed mix inside the latency model.
+* Iterate to consistency keeps every solver exact for the model it solves: round k solves the
+  unchanged joint problem on curves re-profiled (by the same simulator and grid as
+  ``routerwise.serving.curve_grid``) with the length mix each model received in round k - 1's plan,
+  then replays round k's plan with the prompts it routes. The simulator is the arbiter, and the
+  loop needs nothing from it but "profile this model with these lengths".
+
+Round k (k >= 1) re-profiles, for every model that plan k - 1 routes traffic to, the
+(tp, compute share) option that plan gives it, with exactly the (prompt, output) token pairs that
+plan sends it (``routerwise.replay.routed_pool``: every routed prompt, no sampling, so the mix
+changes only when the assignment does); every other option keeps its latest curve. Options
+are re-profiled lazily, as plans use them (like constraint generation): a round costs a few
+curves, not the whole grid. Meanwhile the model's other options get a *modelled* curve
+(:func:`transfer_curve`): their whole-mix curve scaled by the capacity and latency ratios the
+routed mix showed on the re-profiled option, so the next solve does not jump to an option
+whose whole-mix curve is optimistic for the traffic it would get. Curves are cached on disk
+by the digest of the lengths, so a repeated mix costs nothing.
+
+Stopping rule and termination
+-----------------------------
+A plan is *verified* when its replay meets the SLO and its predicted latency is within
+``gap_rtol`` (default 10%) of the replayed one. The loop stops at the first of
+
+1. a verified plan (consistent with its own traffic);
+2. a fixed point: every routed model's option was already profiled with exactly the mix the
+   plan routes it (re-profiling would reproduce the same curves and the same plan);
+3. ``max_rounds`` re-profiling rounds (default 12; a round re-profiles at most M curves).
+
+So it performs at most ``max_rounds + len(headroom ladder)`` solves and at most
+``max_rounds + 1`` replays: it terminates by construction
+(the number of rounds is bounded; monotone convergence is NOT claimed: a new mix can move the
+optimum to another setup). The result is the best-scoring verified plan seen in any round,
+or, if none verified, the plan whose replayed SLO value exceeds the SLO by the least, with
+``verified = False`` (never an unverified plan labelled as verified).
+
+Headroom (``routerwise.optimize.headroom``, default 0.8 of each curve's saturation-free range) is
+applied in every round; ``headroom`` may be a ladder (default 0.8, 0.85, 0.9, 0.95): when no
+plan fits the current level (the routed mixes left too little capacity), the next level is
+used, each step adding one round to the cap. Why headroom at all: plans at the knee of a
+curve cannot be predicted to 10% (the knee is steep and the replay's arrivals differ from the
+profile's) and break on small load shifts.
+
+The replay record (:func:`replay_record`, also ``Solution.replay``) is one dict: per routed
+model and overall, predicted vs simulated mean and p99, and whether the replayed plan meets
+its SLO. All latencies here are **simulated** (discrete-event simulator on fitted step costs).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from dataclasses import dataclass, field, replace
+from typing import Callable, Mapping
+
+import numpy as np
+import pandas as pd
+
+from .errors import ValidationError
+from .optimize.headroom import DEFAULT_LOAD_FRACTION, with_headroom
+from .problem import LatencyCurve, LatencyProfiles, Problem
+from .serving.architectures import Architecture
+from .optimize.solution import Solution
+
+__all__ = ["DEFAULT_HEADROOM_LADDER", "ConsistentPlan", "replay_record", "plan_consistently", "reprofile_model",
+           "profile_set", "transfer_curve", "DEFAULT_GAP_RTOL", "DEFAULT_MAX_ROUNDS"]
+
+DEFAULT_GAP_RTOL = 0.10
+DEFAULT_MAX_ROUNDS = 12
+# Headroom levels, most headroom first: the next is used only when no plan fits the current one.
+DEFAULT_HEADROOM_LADDER = (DEFAULT_LOAD_FRACTION, 0.85, 0.9, 0.95)
+
+
+# ----------------------------------------------------------------------------- replay record
+
+def _p99_metric(metric: str) -> str:
+    return metric.split("_")[0] + "_p99"
+
+
+def replay_record(problem: Problem, solution: Solution, qm, *,
+                  p99_profiles: LatencyProfiles | None = None, num_requests: int = 4000,
+                  seed: int = 12345, archs: Mapping[str, Architecture] | None = None) -> dict:
+    """Replay ``solution`` in the simulator with the prompts it routes; one record.
+
+    ``qm``: the QualityMatrix the workload's prompts come from (token counts). ``p99_profiles``:
+    p99 curves matching the plan's curves (same options), for the predicted p99 per model; the
+    overall predicted p99 is the largest per-model one, an upper bound on the mixture's p99
+    (its tail mass is the w-weighted mean of the models' tail masses).
+    Keys: ``slo_ms``, ``metric``, ``aggregate``, ``predicted_ms`` (the plan's L),
+    ``replayed_ms`` (the replayed value of the SLO's metric and aggregate),
+    ``replayed_mean_ms`` / ``replayed_p99_ms`` (pooled requests), ``predicted_p99_ms``,
+    ``rel_gap_pct`` = 100 (predicted - replayed) / replayed, ``slo_met``, ``per_model``.
+    ``archs`` maps model names to architectures (default: the registered ones).
+    """
+    from .replay import replay_plan, routed_pool
+    if not solution.feasible:
+        raise ValidationError("cannot replay an infeasible plan: it routes nothing")
+    rep = replay_plan(problem, solution, qm, num_requests=num_requests, seed=seed,
+                      lengths=routed_pool(problem, solution, qm), archs=archs)
+    p99m = _p99_metric(problem.slo.metric)
+    rows = []
+    for r in rep.per_model.to_dict("records"):
+        i = problem.model_names.index(r["model"])
+        s = solution.setup.per_model[i]
+        c99 = p99_profiles.get(r["model"], s.tp, s.compute_tenths) if p99_profiles else None
+        rows.append({"model": r["model"], "setup": r["setup"], "fraction": r["fraction"],
+                     "load_rps": r["load_rps"], "predicted_ms": r["predicted_ms"],
+                     "replayed_ms": r["simulated_ms"],
+                     "predicted_p99_ms": float(c99.latency_at(r["load_rps"])) if c99 else None,
+                     "replayed_p99_ms": r["simulated_p99_ms"], "saturated": bool(r["saturated"]),
+                     "mean_prompt_tokens": r["mean_prompt_tokens"],
+                     "mean_output_tokens": r["mean_output_tokens"]})
+    tau = problem.slo.latency_ms
+    if problem.slo.aggregate == "mean":
+        replayed = rep.simulated_mean_ms
+    else:
+        replayed = max(r["replayed_ms"] for r in rows)
+    p99s = [r["predicted_p99_ms"] for r in rows if r["predicted_p99_ms"] is not None]
+    pred = float(solution.latency_ms)
+    return {"slo_ms": tau, "metric": problem.slo.metric, "aggregate": problem.slo.aggregate,
+            "predicted_ms": pred, "replayed_ms": float(replayed),
+            "replayed_mean_ms": rep.simulated_mean_ms, "replayed_p99_ms": rep.simulated_p99_ms,
+            "predicted_p99_ms": float(max(p99s)) if len(p99s) == len(rows) else None,
+            "p99_metric": p99m,
+            "rel_gap_pct": 100.0 * (pred - replayed) / replayed if replayed > 0 else float("nan"),
+            "slo_met": bool(replayed <= tau and not any(r["saturated"] for r in rows)),
+            "simulated_requests_per_model": num_requests, "seed": seed,
+            "per_model": rows, "kind": "simulated (replay) vs modelled (plan's curves)"}
+
+
+# ----------------------------------------------------------------------------- re-profiling
+
+def profile_set(table: pd.DataFrame, metric: str, gpu: str) -> LatencyProfiles:
+    from .data.latency_table import to_profiles
+    return to_profiles(table, metric, gpu=gpu, monotone="envelope")
+
+
+def reprofile_model(model: str | Architecture, prompt_tokens, output_tokens, problem: Problem,
+                    tp_degrees=None, compute_tenths=None, *, workers: int = 2) -> pd.DataFrame:
+    """The profile table of ``model`` (by default over the problem's whole setup space),
+    simulated with exactly these (prompt, output) token pairs: the grid, options and step costs
+    of ``routerwise.serving.curve_grid``, cached on disk by the lengths' digest."""
+    from .serving.curve_grid import LengthSample, build_profile_table
+    arch = model
+    model = getattr(model, "name", model)
+    digest = _mix_digest(prompt_tokens, output_tokens)[:12]
+    ls = LengthSample(prompt_tokens, output_tokens, f"lengths routed to {model} by a plan "
+                      f"({len(prompt_tokens)} requests, digest {digest})")
+    return build_profile_table((arch,), problem.cluster.gpu.name,
+                               tp_degrees or problem.space.tp_degrees,
+                               compute_tenths or problem.space.compute_tenths, {model: ls},
+                               workers=workers, progress=False)
+
+
+def _replace_curves(prof: LatencyProfiles, new: LatencyProfiles) -> LatencyProfiles:
+    keys = {c.key for c in new.curves}
+    kept = tuple(c for c in prof.curves if c.key not in keys)
+    return LatencyProfiles(kept + tuple(new.curves), prof.metric)
+
+
+def transfer_curve(whole: LatencyCurve, whole_ref: LatencyCurve, routed_ref: LatencyCurve
+                   ) -> LatencyCurve:
+    """Model one option's curve under a routed mix from another option measured under it.
+
+    ``routed_ref`` is option o profiled with the routed mix, ``whole_ref`` the same option with
+    the whole mix, ``whole`` another option o' of the same model with the whole mix. Capacity
+    scales by kappa = (end load of routed_ref) / (end load of whole_ref), and latency by eta,
+    the mean ratio routed_ref(u) / whole_ref(u) at the same fractions u of the range: the mix's
+    effect measured on o, carried over to o' (modelled; replaced by a re-profile as soon as a
+    plan uses o'). eta is the mean of routed_ref(u) / whole_ref(u) over u in [0, 1]."""
+    kappa = routed_ref.max_load_rps / whole_ref.max_load_rps
+    # One latency factor (the mean ratio over the range), not a ratio per load: scaling both
+    # axes by constants keeps a convex curve convex, so the LP needs no binaries for it.
+    u = np.linspace(0.0, 1.0, 21)
+    eta = float(np.mean(np.interp(u, routed_ref.x / routed_ref.max_load_rps, routed_ref.y) /
+                        np.interp(u, whole_ref.x / whole_ref.max_load_rps, whole_ref.y)))
+    y = whole.y * eta
+    prov = (f"modelled: {whole.key} whole-mix curve scaled by the routed mix's effect measured on "
+            f"{routed_ref.key} (capacity x {kappa:.3f})")
+    return replace(whole, load_rps=tuple(whole.x * kappa), latency_ms=tuple(y), provenance=prov)
+
+
+def _mix_digest(pt, ot) -> str:
+    return hashlib.sha256(np.asarray(pt, np.int64).tobytes()
+                          + np.asarray(ot, np.int64).tobytes()).hexdigest()
+
+
+# ----------------------------------------------------------------------------- the loop
+
+@dataclass(frozen=True)
+class ConsistentPlan:
+    """The chosen plan, the problem (curves) it is exact for, its replay, and every round."""
+
+    solution: Solution
+    problem: Problem
+    replay: dict | None
+    verified: bool
+    rounds: pd.DataFrame
+    solve_time_s: float
+    stop_reason: str
+    notes: tuple[str, ...] = field(default_factory=tuple)
+
+
+def _verified(rec: dict, gap_rtol: float) -> bool:
+    return bool(rec["slo_met"] and abs(rec["rel_gap_pct"]) <= 100 * gap_rtol)
+
+
+def plan_consistently(problem: Problem, qm, *, headroom=DEFAULT_HEADROOM_LADDER,
+                      gap_rtol: float = DEFAULT_GAP_RTOL, max_rounds: int = DEFAULT_MAX_ROUNDS,
+                      method: str = "exact", replay_requests: int = 4000, workers: int = 2,
+                      p99_profiles: LatencyProfiles | None = None,
+                      reprofile: Callable | None = None, replay: Callable | None = None,
+                      archs: Mapping[str, Architecture] | None = None,
+                      **solve_options) -> ConsistentPlan:
+    """Iterate solve -> replay -> re-profile with the routed mixes (module docstring).
+
+    ``problem`` holds the whole-mix curves (round 0). ``p99_profiles``: whole-mix p99 curves
+    for the replay records (re-profiled options get their own). ``reprofile(model, setup, pt,
+    ot, problem) -> (curves of problem's metric, p99 curves)`` for that one option and
+    ``replay(problem, solution, p99_profiles) -> record`` replace the simulator (tests inject
+    small stand-ins). ``solve_options`` go to ``routerwise.solve`` (exact: price routing).
+    ``archs`` maps model names to architectures (default: the registered ones).
+    """
+    from .solve import solve
+    if max_rounds < 0:
+        raise ValidationError(f"max_rounds must be >= 0, got {max_rounds}")
+    if not 0 < gap_rtol:
+        raise ValidationError(f"gap_rtol must be positive (0.10 = 10%), got {gap_rtol}")
+    metric = problem.slo.metric
+    gpu = problem.cluster.gpu.name
+
+    def _reprofile(model, setup, pt, ot, prob):
+        t = reprofile_model(archs[model] if archs and model in archs else model, pt, ot, prob,
+                            (setup.tp,), (setup.compute_tenths,),
+                            workers=workers)
+        return profile_set(t, metric, gpu), profile_set(t, _p99_metric(metric), gpu)
+
+    def _replay(prob, sol, p99):
+        return replay_record(prob, sol, qm, p99_profiles=p99, num_requests=replay_requests,
+                             archs=archs)
+
+    if method == "exact":
+        # price-space routing: re-profiled curves are often non-convex, where the HiGHS LP
+        # needs binaries per setup; the price solver splits them into convex runs (exact)
+        solve_options.setdefault("routing", "price")
+    reprofile = reprofile or _reprofile
+    replay = replay or _replay
+    t0 = time.perf_counter()
+    base = problem
+    p99 = p99_profiles
+    profiled_mix: dict[tuple, str] = {}      # option key -> digest of its curve's mix
+    rounds, best, fallback = [], None, None
+    stop = "max_rounds"
+    levels = [float(h) for h in np.atleast_1d(headroom)]
+    level = 0
+    for k in range(max_rounds + len(levels)):
+        prob = with_headroom(base, levels[level])
+        sol = solve(prob, method, **solve_options)
+        if not sol.feasible:
+            rounds.append({"round": k, "headroom": levels[level], "status": "infeasible",
+                           "score": np.nan})
+            if level + 1 < len(levels):
+                level += 1          # no plan fits this headroom: relax it one step
+                continue
+            stop = "infeasible"
+            break
+        rec = replay(prob, sol, p99)
+        ok = _verified(rec, gap_rtol)
+        rounds.append({"round": k, "headroom": levels[level], "status": sol.status,
+                       "setup": sol.setup.label(),
+                       "score": sol.score, "predicted_ms": rec["predicted_ms"],
+                       "replayed_ms": rec["replayed_ms"], "replayed_p99_ms": rec["replayed_p99_ms"],
+                       "rel_gap_pct": rec["rel_gap_pct"], "slo_met": rec["slo_met"],
+                       "verified": ok, "options_reprofiled": len(profiled_mix)})
+        cand = (sol, prob, rec, p99)
+        if ok and (best is None or sol.score > best[0].score):
+            best = cand
+        excess = rec["replayed_ms"] / prob.slo.latency_ms
+        if fallback is None or excess < fallback[0]:
+            fallback = (excess, cand)
+        if ok:
+            stop = "verified"
+            break
+        # The mixes this plan routes; re-profile each routed model's option whose mix is new.
+        from .replay import routed_pool
+        lengths = routed_pool(prob, sol, qm) if qm is not None else {}
+        todo = {}
+        for i, v in lengths.items():
+            key = (prob.model_names[i],) + (sol.setup.per_model[i].tp,
+                                            sol.setup.per_model[i].compute_tenths)
+            if profiled_mix.get(key) != _mix_digest(*v):
+                todo[i] = (key, v)
+        if not todo:
+            stop = "fixed_point"
+            break
+        if k >= max_rounds + level:
+            break
+        prof, p99_new = base.profiles, p99
+        for i, (key, (pt, ot)) in todo.items():
+            cur, c99 = reprofile(key[0], sol.setup.per_model[i], pt, ot, base)
+            if cur.get(*key) is None:       # the replica saturates at every profiled load
+                cur = LatencyProfiles(tuple(c for c in prof.curves if c.key != key), prof.metric)
+                prof = cur
+            else:
+                prof = _replace_curves(prof, cur)
+                # carry the mix's measured effect to the model's options not profiled with it
+                whole_ref, routed_ref = problem.profiles.get(*key), cur.get(*key)
+                if whole_ref is not None:
+                    moved = tuple(transfer_curve(c, whole_ref, routed_ref)
+                                  for c in problem.profiles.curves
+                                  if c.model == key[0] and c.key != key
+                                  and c.key not in profiled_mix)
+                    if moved:
+                        prof = _replace_curves(prof, LatencyProfiles(moved, prof.metric))
+            if p99_new is not None and c99 is not None:
+                p99_new = _replace_curves(p99_new, c99)
+            profiled_mix[key] = _mix_digest(pt, ot)
+        base = replace(base, profiles=prof)
+        p99 = p99_new
+    verified = best is not None
+    if not verified and fallback is None:     # round 0 infeasible: nothing to replay
+        return ConsistentPlan(sol, prob, None, False, pd.DataFrame(rounds),
+                              time.perf_counter() - t0, stop, ())
+    sol, prob, rec, _ = best if verified else fallback[1]
+    note = (f"consistency: {len(rounds)} round(s), stop: {stop}; plan "
+            f"{'verified' if verified else 'NOT verified'} by replay (|gap| <= "
+            f"{100 * gap_rtol:g}% and SLO met); curves of routed models re-profiled with the "
+            f"lengths routed to them (simulated)")
+    sol = replace(sol, notes=sol.notes + (note,))
+    return ConsistentPlan(sol, prob, rec, verified, pd.DataFrame(rounds),
+                          time.perf_counter() - t0, stop, (note,))
