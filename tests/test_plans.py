@@ -185,7 +185,7 @@ def test_iterating_to_consistency_reaches_a_plan_its_replay_confirms():
     assert cp.verified and cp.stop_reason == "verified"
     assert abs(cp.replay["rel_gap_pct"]) <= 10 and cp.replay["replayed_ms"] <= 250.0
     assert cp.solution.score <= r0["score"] + 1e-9  # consistency costs score, never adds it
-    assert len(cp.rounds) <= 1 + 6
+    assert len(cp.rounds) <= 4          # the stand-in world settles within a few rounds
 
 
 def test_the_loop_stops_at_the_round_cap_and_never_labels_a_missed_plan_verified():
