@@ -151,7 +151,7 @@ def test_grid_cache_key_follows_the_margin_and_the_fitted_overheads(monkeypatch)
     from routerwise.serving.compute_share import DEFAULT as share
 
     def key():
-        return pg._grid_hash(["m"], "A100-80GB", (1,), (10,), lengths, pg.GridOptions(),
+        return pg._grid_hash({"m": "m"}, "A100-80GB", (1,), (10,), lengths, pg.GridOptions(),
                              params, share, None)
 
     k0 = key()
