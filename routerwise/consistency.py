@@ -271,8 +271,14 @@ def plan_consistently(problem: Problem, qm, *, headroom=DEFAULT_HEADROOM_LADDER,
     stop = "max_rounds"
     levels = [float(h) for h in np.atleast_1d(headroom)]
     level = 0
+    tau = problem.slo.latency_ms
+    tau_plan = tau          # the latency target the solver plans to (tightened below)
     for k in range(max_rounds + len(levels)):
         prob = with_headroom(base, levels[level])
+        if tau_plan < tau:
+            prob = replace(prob.with_slo(tau_plan), assumptions=prob.assumptions + (
+                f"consistency: planned to {tau_plan:.4g} ms so that the replay meets the SLO "
+                f"of {tau:g} ms (the replay of the previous round exceeded it)",))
         sol = solve(prob, method, **solve_options)
         if not sol.feasible:
             rounds.append({"round": k, "headroom": levels[level], "status": "infeasible",
@@ -282,9 +288,10 @@ def plan_consistently(problem: Problem, qm, *, headroom=DEFAULT_HEADROOM_LADDER,
                 continue
             stop = "infeasible"
             break
-        rec = replay(prob, sol, p99)
+        rec = replay(prob.with_slo(tau), sol, p99)     # judged against the user's SLO
         ok = _verified(rec, gap_rtol)
-        rounds.append({"round": k, "headroom": levels[level], "status": sol.status,
+        rounds.append({"round": k, "headroom": levels[level], "planning_slo_ms": tau_plan,
+                       "status": sol.status,
                        "setup": sol.setup.label(),
                        "score": sol.score, "predicted_ms": rec["predicted_ms"],
                        "replayed_ms": rec["replayed_ms"], "replayed_p99_ms": rec["replayed_p99_ms"],
@@ -293,7 +300,7 @@ def plan_consistently(problem: Problem, qm, *, headroom=DEFAULT_HEADROOM_LADDER,
         cand = (sol, prob, rec, p99)
         if ok and (best is None or sol.score > best[0].score):
             best = cand
-        excess = rec["replayed_ms"] / prob.slo.latency_ms
+        excess = rec["replayed_ms"] / tau
         if fallback is None or excess < fallback[0]:
             fallback = (excess, cand)
         if ok:
@@ -308,7 +315,12 @@ def plan_consistently(problem: Problem, qm, *, headroom=DEFAULT_HEADROOM_LADDER,
                                             sol.setup.per_model[i].compute_tenths)
             if profiled_mix.get(key) != _mix_digest(*v):
                 todo[i] = (key, v)
-        if not todo:
+        # A plan that spends the whole budget replays above it by the model's remaining error:
+        # plan the next round to tau * tau / replayed (1% below), never loosening the target.
+        tightened = False
+        if not rec["slo_met"] and rec["replayed_ms"] > tau and sol.latency_ms >= 0.99 * tau_plan:
+            tau_plan, tightened = min(tau_plan, 0.99 * tau_plan * tau / rec["replayed_ms"]), True
+        if not todo and not tightened:
             stop = "fixed_point"
             break
         if k >= max_rounds + level:

@@ -202,6 +202,27 @@ def test_the_loop_stops_at_the_round_cap_and_never_labels_a_missed_plan_verified
     assert "NOT verified" in cp.solution.notes[-1]
 
 
+def test_a_plan_that_replays_above_its_budget_is_replanned_to_a_tighter_target():
+    """A model 7% optimistic everywhere: the whole-budget plan replays above the SLO; the loop
+    plans the next round to tau * tau / replayed and that plan's replay meets the SLO."""
+    p, qm, reprofile, _ = mix_world()
+    p = p.with_slo(200.0)           # binding: the optimum spends the whole budget
+    tau = p.slo.latency_ms
+
+    def optimistic(prob, sol, p99):
+        true = 1.07 * sol.latency_ms
+        return {"predicted_ms": sol.latency_ms, "replayed_ms": true, "replayed_mean_ms": true,
+                "replayed_p99_ms": true, "rel_gap_pct": 100 * (sol.latency_ms - true) / true,
+                "slo_met": bool(true <= prob.slo.latency_ms)}
+
+    cp = plan_consistently(p, qm, headroom=1.0, reprofile=reprofile, replay=optimistic)
+    r = cp.rounds
+    assert not r.iloc[0]["slo_met"] and r.iloc[0]["planning_slo_ms"] == tau
+    assert cp.verified and cp.replay["replayed_ms"] <= tau
+    assert cp.rounds.iloc[-1]["planning_slo_ms"] < tau
+    assert any("planned to" in a for a in cp.problem.assumptions)
+
+
 def test_headroom_cuts_every_curve_and_is_recorded():
     p, *_ = mix_world()
     q = with_headroom(p, 0.8)

@@ -5,9 +5,11 @@ Nothing here is measured. The three tables exist to show the kit's input formats
 * ``scores.csv``: what a router predicts for 300 prompts x 3 models (synthetic), with
   per-model prompt and output token counts;
 * ``true_scores.csv``: the realized scores of the same pairs (synthetic), for reporting;
-* ``curves.csv``: mean and p99 TTFT against load for each (model, tp, compute share), in the
-  kit's latency-table schema, ``source = synthetic``: an M/M/1-shaped curve
-  ``l(x) = l0 (1 + 0.5 rho / (1 - rho))``, ``rho = x / mu``, with made-up ``l0`` and ``mu``.
+* ``curves.csv``: mean and p99 TTFT (and TPOT, E2E) against load for each (model, tp,
+  compute share), in the kit's latency-table schema: **simulated** by the kit's serving model
+  (``routerwise.serving.curve_grid``) for the architectures named in ``problem.toml``, with
+  each model's token counts from ``scores.csv``. They stand in for curves you would measure
+  (``python -m profiling sweep``) and have the same columns.
 
 Replace them with your own files of the same layout (see README, "Use your own models...").
 """
@@ -20,14 +22,13 @@ import numpy as np
 import pandas as pd
 
 HERE = Path(__file__).resolve().parent
-MODELS = {  # name: (mean quality, base TTFT ms at tp1 full share, saturation req/s at tp1 full)
-    "chat-8b": (0.55, 40.0, 30.0),
-    "chat-24b": (0.65, 90.0, 12.0),
-    "chat-70b": (0.75, 180.0, 6.0),
+MODELS = {  # name: (mean quality, architecture in routerwise.serving.architectures)
+    "chat-8b": (0.55, "llama-3.1-8b-instruct"),
+    "chat-24b": (0.65, "mistral-small-24b-instruct-2501-bf16"),
+    "chat-70b": (0.75, "llama-3.3-70b-instruct"),
 }
 TP_DEGREES = (1, 2)
-COMPUTE_SHARES = (0.5, 1.0)
-LOAD_FRACTIONS = (0.05, 0.2, 0.35, 0.5, 0.6, 0.7, 0.8, 0.85, 0.9)
+COMPUTE_TENTHS = (5, 10)
 
 
 def scores(num_prompts: int = 300, seed: int = 7) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -37,7 +38,7 @@ def scores(num_prompts: int = 300, seed: int = 7) -> tuple[pd.DataFrame, pd.Data
     difficulty = rng.normal(0.0, 0.15, num_prompts)
     prompt_tokens = np.clip(rng.lognormal(np.log(250), 0.7, num_prompts), 8, 4000).astype(int)
     rows_pred, rows_true = [], []
-    for i, (name, (q, _, _)) in enumerate(MODELS.items()):
+    for i, (name, (q, _)) in enumerate(MODELS.items()):
         true = np.clip(q + difficulty + np.array([affinity[t][i] for t in tasks])
                        + rng.normal(0, 0.1, num_prompts), 0, 1)
         pred = np.clip(true + rng.normal(0, 0.15, num_prompts), 0, 1)
@@ -51,31 +52,28 @@ def scores(num_prompts: int = 300, seed: int = 7) -> tuple[pd.DataFrame, pd.Data
     return pd.DataFrame(rows_pred), pd.DataFrame(rows_true)
 
 
-def curves(gpu: str = "A100-80GB") -> pd.DataFrame:
-    rows = []
-    for name, (_, l0_ms, mu_rps) in MODELS.items():
-        for tp in TP_DEGREES:
-            for share in COMPUTE_SHARES:
-                mu = mu_rps * tp ** 0.8 * share ** 0.9
-                l0 = l0_ms / tp ** 0.6 / share ** 0.4
-                for f in LOAD_FRACTIONS:
-                    ttft = l0 * (1 + 0.5 * f / (1 - f))
-                    rows.append({"model": name, "gpu": gpu, "tp": tp, "compute_share": share,
-                                 "load_rps": round(mu * f, 4), "num_requests": 1000,
-                                 "duration_s": round(1000 / (mu * f), 2),
-                                 "ttft_mean_ms": round(ttft, 3),
-                                 "ttft_p99_ms": round(3.0 * ttft, 3), "saturated": False,
-                                 "source": "synthetic",
-                                 "provenance": "data/examples/make_examples.py (synthetic "
-                                               "M/M/1-shaped curve, not measured)"})
-    return pd.DataFrame(rows)
+def curves(scores_table: pd.DataFrame, gpu: str = "A100-80GB") -> pd.DataFrame:
+    from dataclasses import replace
+
+    from routerwise.serving import architectures
+    from routerwise.serving.curve_grid import LengthSample, build_profile_table
+
+    archs = [replace(architectures.get(arch), name=name) for name, (_, arch) in MODELS.items()]
+    lengths = {}
+    for name in MODELS:
+        t = scores_table[scores_table["model"] == name]
+        lengths[name] = LengthSample(t["prompt_tokens"].to_numpy(), t["output_tokens"].to_numpy(),
+                                     f"token counts of {name} in scores.csv")
+    table = build_profile_table(archs, gpu, TP_DEGREES, COMPUTE_TENTHS, lengths, progress=False)
+    table["provenance"] = ("data/examples/make_examples.py: " + table["provenance"])
+    return table
 
 
 def main() -> None:
     pred, true = scores()
     pred.to_csv(HERE / "scores.csv", index=False)
     true.to_csv(HERE / "true_scores.csv", index=False)
-    curves().to_csv(HERE / "curves.csv", index=False)
+    curves(pred).to_csv(HERE / "curves.csv", index=False, float_format="%.6g")
 
 
 if __name__ == "__main__":
