@@ -21,6 +21,7 @@ REPO = Path(__file__).resolve().parents[1]
 pytestmark = [pytest.mark.notebooks, pytest.mark.timeout(900), needs_mirror]
 
 SMALL = {
+    "00_bring_your_own": {"replay_requests": 1000},
     "01_setup_space": {"num_gpus": [4, 8]},
     "02_latency_profiles": {"models": ["llama-3.1-8b-instruct"], "tp_degrees": [1, 2]},
     "03_score_variation": {"num_gpus": [4], "load_percent": [60], "slos_ms": [800],
@@ -80,6 +81,13 @@ def check_reference(name: str, numbers: dict) -> None:
     assert name in ref, f"no reference for {name}: run with ROUTERWISE_UPDATE_REFERENCE=1"
     for k, rtol in keys.items():
         assert numbers[k] == pytest.approx(ref[name][k], rel=rtol), k
+
+
+def test_bring_your_own(results):
+    n = run("00_bring_your_own", results)
+    assert n["router_max_share_error"] < 0.02
+    assert n["plan_score"] >= n["consistent_score"] - 1e-9     # consistency costs score
+    assert n["consistent_verified"] and n["consistent_replayed_ms"] <= n["slo_ms"]
 
 
 def test_every_notebook_has_small_parameters():

@@ -28,7 +28,7 @@ from ..io import atomic_write
 __all__ = ["NOTEBOOKS", "repo_root", "notebooks_dir", "notebook_parameters", "check_request",
            "run", "write_summary", "add_arguments", "run_from_args", "main"]
 
-NOTEBOOKS = ("01_setup_space", "02_latency_profiles", "03_score_variation", "04_exact_vs_dual",
+NOTEBOOKS = ("00_bring_your_own", "01_setup_space", "02_latency_profiles", "03_score_variation", "04_exact_vs_dual",
              "05_beyond_the_paper", "06_gpu_inventory", "07_measure_latencies",
              "08_latency_validation")
 
