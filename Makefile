@@ -13,7 +13,7 @@ export MKL_NUM_THREADS ?= 1
 # Tests share one cache so the simulated profile grid is built once per run of `make test`.
 TEST_CACHE := $(CURDIR)/.cache/test
 
-.PHONY: help install lock reproduce test unit notebooks bench lab clean
+.PHONY: help install lock reproduce outputs test unit notebooks bench lab clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -39,6 +39,11 @@ lock:  ## re-resolve requirements-lock.txt from pyproject.toml in a scratch venv
 
 reproduce: install  ## the main job: run every notebook into results/ (about 5 min on 2 cores)
 	$(BIN)/python -m routerwise.paper.reproduce --out results
+
+outputs: install  ## re-run every notebook and store its outputs as the committed ones (nbval)
+	rm -rf .cache/outputs
+	$(BIN)/python -m routerwise reproduce --out .cache/outputs
+	$(BIN)/python -c "from routerwise.paper.reproduce import store_outputs; store_outputs('.cache/outputs')"
 
 test: unit notebooks  ## unit tests, notebook runs with small parameters, nbval of committed outputs
 

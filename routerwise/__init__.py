@@ -1,18 +1,29 @@
-"""RouterWise: joint GPU resource allocation and prompt routing for multi-model LLM serving."""
+"""RouterWise: joint GPU resource allocation and prompt routing for multi-model LLM serving.
 
+The package's layers, lowest first (``tests/test_architecture.py`` keeps imports pointing
+down): foundations (errors, io, settings) and the problem records; ``data`` (registry, scores,
+latency tables, measured runs); ``serving`` (the serving model and simulator); ``optimize``
+(setup space, routing, solvers, ``Solution``); this facade (``solve``, the online router, the
+problem file, replay and consistency); ``paper`` (the paper's study); the command line.
+"""
+
+from .consistency import plan_consistently, replay_record
 from .errors import (ChecksumMismatch, DataError, InfeasibleSLO, MissingDataFile,
                      RouterWiseError, SolverUnavailable, ValidationError, VerificationError)
-from .problem import (SLO, Cluster, GPUType, LatencyCurve, LatencyProfiles, ModelSetup,
-                      ModelSpec, Problem, SetupSpace, SystemSetup, Workload)
 from .online_router import OnlineRouter
+from .optimize.headroom import with_headroom
 from .optimize.setup_space import enumerate_setups
 from .optimize.solution import Solution
-from .solve import METHODS, solve
+from .problem import (SLO, Cluster, GPUType, LatencyCurve, LatencyProfiles, ModelSetup,
+                      ModelSpec, Problem, SetupSpace, SystemSetup, Workload)
+from .problem_file import load_problem, read_problem_file
+from .solve import METHODS, register_solver, solve
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 __all__ = ["ChecksumMismatch", "DataError", "InfeasibleSLO", "MissingDataFile", "RouterWiseError",
            "SolverUnavailable", "ValidationError", "VerificationError", "SLO", "Cluster", "GPUType",
            "LatencyCurve", "LatencyProfiles", "ModelSetup", "ModelSpec", "Problem", "SetupSpace",
            "SystemSetup", "Workload", "OnlineRouter", "enumerate_setups", "Solution", "METHODS",
-           "solve"]
+           "solve", "register_solver", "load_problem", "read_problem_file", "with_headroom",
+           "replay_record", "plan_consistently"]

@@ -26,7 +26,7 @@ from ..errors import DataError, RouterWiseError, ValidationError
 from ..io import atomic_write
 
 __all__ = ["NOTEBOOKS", "repo_root", "notebooks_dir", "notebook_parameters", "check_request",
-           "run", "write_summary", "add_arguments", "run_from_args", "main"]
+           "run", "write_summary", "add_arguments", "run_from_args", "store_outputs", "main"]
 
 NOTEBOOKS = ("00_bring_your_own", "01_setup_space", "02_latency_profiles", "03_score_variation", "04_exact_vs_dual",
              "05_beyond_the_paper", "06_gpu_inventory", "07_measure_latencies",
@@ -152,6 +152,30 @@ def run(out: Path, only=None, parameters: dict | None = None, progress: bool = T
         done.append(dst)
     write_summary(out)
     return done
+
+
+def store_outputs(out: Path, notebooks: Path | None = None) -> list[Path]:
+    """Copy the executed notebooks of a run into ``notebooks/`` as the committed outputs that
+    nbval compares against, without papermill's run metadata (timings, machine paths)."""
+    dest = notebooks or notebooks_dir()
+    stored = []
+    for src in sorted((Path(out) / "notebooks").glob("*.ipynb")):
+        nb = json.loads(src.read_text())
+        if any(o.get("output_type") == "error" for c in nb["cells"] for o in c.get("outputs", [])):
+            raise DataError(f"{src} holds an error output: fix the notebook before storing it")
+        nb["metadata"].pop("papermill", None)
+        for cell in nb["cells"]:
+            md = cell.get("metadata", {})
+            md.pop("papermill", None)
+            md.pop("execution", None)
+            if md.get("tags") == []:
+                md.pop("tags")
+        # papermill inserts a cell with the injected parameters: committed notebooks keep defaults
+        nb["cells"] = [c for c in nb["cells"]
+                       if "injected-parameters" not in c.get("metadata", {}).get("tags", [])]
+        stored.append(atomic_write(dest / src.name, json.dumps(nb, indent=1, ensure_ascii=False)
+                                   + "\n"))
+    return stored
 
 
 def write_summary(out: Path) -> Path:

@@ -70,7 +70,8 @@ from . import architectures
 from ..errors import ValidationError
 from .memory import DEFAULT as DEFAULT_MEMORY
 from .memory import MemoryAssumptions, kv_capacity_tokens
-from .simulator import EngineConfig, Requests, SimResult, _summarize, simulate
+from .simulator import (EngineConfig, Requests, SimResult, _summarize, decode_steps_until,
+                        simulate)
 from .hardware import gpu_spec
 from .stepcost import StepTimes
 
@@ -352,6 +353,19 @@ def simulate_engine(step: StepTimes, requests: Requests, setup: EngineSetup, *,
         K -= plist[i] + g_start[i] - s_start[i]
         B -= 1
 
+    def finish_due(steps_done: int, now_ms: float) -> int:
+        """Finish every running request whose last token is at or before ``steps_done``."""
+        count = 0
+        while heap and heap[0][0] <= steps_done:
+            _, i, v = heapq.heappop(heap)
+            if v != version[i] or i not in running:
+                continue
+            finish[i] = now_ms
+            gen[i] = olist[i]
+            stop_decoding(i)
+            count += 1
+        return count
+
     def preempt_last():
         """Recompute preemption of the most recently admitted running request."""
         nonlocal held_pf, preemptions
@@ -461,14 +475,7 @@ def simulate_engine(step: StepTimes, requests: Requests, setup: EngineSetup, *,
                 else:
                     start_decoding(i)
             prefilling[:] = still
-            while heap and heap[0][0] <= S:
-                _, i, v = heapq.heappop(heap)
-                if v != version[i] or i not in running:
-                    continue
-                finish[i] = t
-                gen[i] = olist[i]
-                stop_decoding(i)
-                done += 1
+            done += finish_due(S, t)
             continue
         if B:
             # ---- decode-only steps, skipped ahead -------------------------------------------
@@ -486,14 +493,7 @@ def simulate_engine(step: StepTimes, requests: Requests, setup: EngineSetup, *,
             if max_skip_steps is not None:
                 k = min(k, max_skip_steps)
             if nxt < n and (not waiting) and B < max_seqs:
-                dtn = arr_ms[nxt] - t
-                beta = 0.5 * b_ctx * B
-                alpha = a + b_ctx * C - beta
-                if beta > 0:
-                    kf = (-alpha + math.sqrt(alpha * alpha + 4.0 * beta * dtn)) / (2.0 * beta)
-                else:
-                    kf = dtn / alpha if alpha > 0 else 1.0
-                k_arr = max(1, math.ceil(kf - 1e-9))
+                k_arr = decode_steps_until(arr_ms[nxt] - t, a, b_ctx, B, C)
                 if k_arr < k:
                     k = k_arr
             t += k * a + b_ctx * (k * C + B * k * (k - 1) * 0.5)
@@ -501,14 +501,7 @@ def simulate_engine(step: StepTimes, requests: Requests, setup: EngineSetup, *,
             held = K + B * S + held_pf
             if held > peak_kv:
                 peak_kv = held
-            while heap and heap[0][0] <= S:
-                _, i, v = heapq.heappop(heap)
-                if v != version[i] or i not in running:
-                    continue
-                finish[i] = t
-                gen[i] = olist[i]
-                stop_decoding(i)
-                done += 1
+            done += finish_due(S, t)
             continue
         if waiting and not prefilling:
             raise ValidationError(f"request {waiting[0]} can never be admitted (KV capacity "

@@ -160,6 +160,24 @@ def trace_requests(key: str, rate_rps: float, n: int | None = None, start: int =
                           f"{rate_rps:g} req/s")
 
 
+def decode_steps_until(dt_ms: float, step_ms: float, ms_per_context_token: float,
+                       batch: int, context_tokens: float) -> int:
+    """Decode steps (at least 1) until ``dt_ms`` has passed, in closed form.
+
+    Step j (from 0) of a batch of ``batch`` sequences holding ``context_tokens`` cached tokens
+    takes ``step_ms + ms_per_context_token * (context_tokens + batch * j)``, so k steps take
+    ``alpha k + beta k^2`` with ``beta = b B / 2``, ``alpha = a + b C - beta``: the smallest k
+    whose total reaches ``dt_ms`` is the positive root of that quadratic, rounded up.
+    """
+    beta = 0.5 * ms_per_context_token * batch
+    alpha = step_ms + ms_per_context_token * context_tokens - beta
+    if beta > 0:
+        kf = (-alpha + math.sqrt(alpha * alpha + 4.0 * beta * dt_ms)) / (2.0 * beta)
+    else:
+        kf = dt_ms / alpha if alpha > 0 else 1.0
+    return max(1, math.ceil(kf - 1e-9))
+
+
 def simulate(step: StepTimes, requests: Requests, config: EngineConfig = EngineConfig(), *,
              warmup_fraction: float = 0.1, load_rps: float | None = None) -> SimResult:
     """Run one replica over ``requests`` until every request has finished."""
@@ -244,14 +262,7 @@ def simulate(step: StepTimes, requests: Requests, config: EngineConfig = EngineC
             a = dec_tab[B]
             k = heap[0][0] - S
             if not waiting and nxt < n:
-                dt = arr_ms[nxt] - t
-                beta = 0.5 * b_ctx * B
-                alpha = a + b_ctx * C - beta
-                if beta > 0:
-                    kf = (-alpha + math.sqrt(alpha * alpha + 4.0 * beta * dt)) / (2.0 * beta)
-                else:
-                    kf = dt / alpha if alpha > 0 else 1.0
-                k_arr = max(1, math.ceil(kf - 1e-9))
+                k_arr = decode_steps_until(arr_ms[nxt] - t, a, b_ctx, B, C)
                 if k_arr < k:
                     k = k_arr
             t += k * a + b_ctx * (k * C + B * k * (k - 1) * 0.5)
@@ -331,4 +342,5 @@ def md1_wait_ms(rho: float, service_ms: float) -> float:
 
 
 __all__ = ["EngineConfig", "Requests", "SimResult", "simulate", "poisson_arrivals",
-           "poisson_requests", "trace_requests", "md1_wait_ms"]
+           "poisson_requests", "trace_requests", "md1_wait_ms",
+           "decode_steps_until"]
