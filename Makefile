@@ -55,10 +55,14 @@ notebooks: install  ## nbval: re-run the committed notebooks and compare their o
 	  $(BIN)/python -m pytest --nbval notebooks --nbval-sanitize-with notebooks/nbval_sanitize.cfg \
 	  --nbval-current-env -p no:cacheprovider -q
 
-bench: install  ## print solver, simulator, step-cost and predictor benchmarks
+bench: install  ## print the benchmarks: solvers, routing, plans, latency validation, simulator, step costs, predictor
 	$(BIN)/python benchmarks/bench_solvers.py --quick
+	$(BIN)/python benchmarks/bench_routing.py
+	$(BIN)/python benchmarks/bench_plans.py
+	$(BIN)/python benchmarks/bench_latency_validation.py
 	$(BIN)/python benchmarks/bench_simulator.py
 	$(BIN)/python benchmarks/bench_stepcost.py
+	$(BIN)/python benchmarks/bench_predictor.py
 
 lab: install  ## open the notebooks in JupyterLab
 	$(BIN)/python -m pip install -q "jupyterlab>=4"

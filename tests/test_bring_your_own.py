@@ -14,7 +14,7 @@ import routerwise as rw
 from routerwise.cli import main as cli_main
 from routerwise.data.scores import load_score_table
 from routerwise.errors import DataError, ValidationError
-from routerwise.problem_file import load_problem
+from routerwise.problem_file import load_problem, read_problem_file
 from routerwise.serving import architectures
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "data" / "examples"
@@ -169,3 +169,42 @@ def test_a_registered_solver_is_dispatched_and_verified():
         rw.solve(problem, "equal-split-test")
     with pytest.raises(ValidationError, match="unknown option"):
         rw.solve(problem, "exact", time_limit=3)
+
+
+# --- simulated curves for your own architectures ------------------------------------------------
+def test_grid_workers_started_with_spawn_simulate_an_unregistered_architecture(tmp_path,
+                                                                               monkeypatch):
+    """Workers get the Architecture object, not a registry name: a model made at run time
+    (and registered nowhere) is simulated by spawn-started worker processes too."""
+    import functools
+    import multiprocessing as mp
+    from concurrent.futures import ProcessPoolExecutor
+
+    from routerwise.serving import curve_grid as pg
+
+    arch = architectures.from_hf_config(EXAMPLES / "chat-8b.config.json", name="byo-spawn-8b")
+    assert "byo-spawn-8b" not in architectures.REGISTRY
+    monkeypatch.setattr(pg, "ProcessPoolExecutor", functools.partial(
+        ProcessPoolExecutor, mp_context=mp.get_context("spawn")))
+    lengths = pg.LengthSample(np.full(40, 200), np.full(40, 50), "fixed lengths")
+    table = pg.build_profile_table([arch], "A100-80GB", (1,), (5, 10), lengths,
+                                   options=pg.GridOptions(num_requests=60), workers=2,
+                                   progress=False, cache_dir=tmp_path)
+    assert set(table["model"]) == {"byo-spawn-8b"}
+    assert sorted(set(table["compute_share"])) == [0.5, 1.0]
+    # the full share carries more load than half of it (a real simulation ran for each)
+    cap = table[~table["saturated"]].groupby("compute_share")["load_rps"].max()
+    assert cap[1.0] > cap[0.5]
+
+
+def test_problem_file_can_simulate_its_curves(tmp_path):
+    p = _edit_problem(tmp_path, 'table = "curves.csv"                 # the kit\'s latency-table schema',
+                      "simulate = true\nnum_requests = 60")
+    text = p.read_text().replace("compute_tenths = [5, 10]", "compute_tenths = [10]")
+    p.write_text(text)
+    inputs = read_problem_file(p)
+    prof = inputs.problem.profiles
+    assert prof.models == {"chat-8b", "chat-24b", "chat-70b"}
+    assert {c.source for c in prof.curves} == {"simulated"}
+    assert any("simulated" in a for a in inputs.problem.assumptions)
+    assert rw.solve(inputs.problem).status in ("optimal", "infeasible")
