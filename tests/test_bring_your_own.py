@@ -110,12 +110,18 @@ def test_problem_file_solves_and_cli_json_matches(tmp_path):
     # The exact solver and the MILP agree on it.
     milp = rw.solve(problem, "milp")
     assert milp.score == pytest.approx(plan.score, abs=1e-5)
-    out = tmp_path / "plan.json"
-    assert cli_main(["solve", str(EXAMPLES / "problem.toml"), "--json", str(out)]) == 0
-    rec = json.loads(out.read_text())
-    assert rec["score"] == pytest.approx(plan.score, abs=1e-12)
-    assert [m["fraction"] for m in rec["models"]] == pytest.approx(list(plan.fractions), abs=1e-12)
-    assert rec["setup"] == plan.setup.label()
+    # The command line plans with the default headroom; from Python that is
+    # rw.solve(rw.with_headroom(problem)), and --headroom 1 is rw.solve(problem).
+    for flags, expected in (([], rw.solve(rw.with_headroom(problem))),
+                            (["--headroom", "1"], plan)):
+        out = tmp_path / "plan.json"
+        assert cli_main(["solve", str(EXAMPLES / "problem.toml"), "--json", str(out)] + flags) == 0
+        rec = json.loads(out.read_text())
+        assert rec["score"] == pytest.approx(expected.score, abs=1e-12)
+        assert [m["fraction"] for m in rec["models"]] == pytest.approx(list(expected.fractions),
+                                                                       abs=1e-12)
+        assert rec["setup"] == expected.setup.label()
+        assert rec["replay"]["per_model"] and "slo_met" in rec["replay"]
 
 
 def _edit_problem(tmp_path, old: str, new: str) -> Path:
