@@ -93,11 +93,9 @@ def _solve(args) -> int:
             raise ValidationError(f"--consistent needs replays: {replay_error}")
         from .consistency import plan_consistently
         if qm is None:
-            from .consistency import profile_set
-            from .paper.instances import predicted_scores, profile_table
+            from .paper.instances import default_p99_profiles, predicted_scores
             qm, _ = predicted_scores(p.model_names)
-            p99 = profile_set(profile_table(args.gpu), p.slo.metric.split("_")[0] + "_p99",
-                              args.gpu)
+            p99 = default_p99_profiles(p)
         cp = plan_consistently(p, qm, headroom=args.headroom, method=args.method,
                                p99_profiles=p99, archs=archs)
         sol, p, record = cp.solution, cp.problem, cp.replay

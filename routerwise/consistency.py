@@ -80,7 +80,7 @@ from .problem import LatencyCurve, LatencyProfiles, Problem
 from .serving.architectures import Architecture
 from .optimize.solution import Solution
 
-__all__ = ["DEFAULT_HEADROOM_LADDER", "ConsistentPlan", "replay_record", "plan_consistently", "reprofile_model",
+__all__ = ["DEFAULT_HEADROOM_LADDER", "p99_metric", "ConsistentPlan", "replay_record", "plan_consistently", "reprofile_model",
            "profile_set", "transfer_curve", "DEFAULT_GAP_RTOL", "DEFAULT_MAX_ROUNDS"]
 
 DEFAULT_GAP_RTOL = 0.10
@@ -91,7 +91,7 @@ DEFAULT_HEADROOM_LADDER = (DEFAULT_LOAD_FRACTION, 0.85, 0.9, 0.95)
 
 # ----------------------------------------------------------------------------- replay record
 
-def _p99_metric(metric: str) -> str:
+def p99_metric(metric: str) -> str:
     return metric.split("_")[0] + "_p99"
 
 
@@ -115,7 +115,7 @@ def replay_record(problem: Problem, solution: Solution, qm, *,
         raise ValidationError("cannot replay an infeasible plan: it routes nothing")
     rep = replay_plan(problem, solution, qm, num_requests=num_requests, seed=seed,
                       lengths=routed_pool(problem, solution, qm), archs=archs)
-    p99m = _p99_metric(problem.slo.metric)
+    p99m = p99_metric(problem.slo.metric)
     rows = []
     for r in rep.per_model.to_dict("records"):
         i = problem.model_names.index(r["model"])
@@ -251,7 +251,7 @@ def plan_consistently(problem: Problem, qm, *, headroom=DEFAULT_HEADROOM_LADDER,
         t = reprofile_model(archs[model] if archs and model in archs else model, pt, ot, prob,
                             (setup.tp,), (setup.compute_tenths,),
                             workers=workers)
-        return profile_set(t, metric, gpu), profile_set(t, _p99_metric(metric), gpu)
+        return profile_set(t, metric, gpu), profile_set(t, p99_metric(metric), gpu)
 
     def _replay(prob, sol, p99):
         return replay_record(prob, sol, qm, p99_profiles=p99, num_requests=replay_requests,

@@ -253,13 +253,12 @@ def check_plans(problem: Problem, *, headroom: float | None = None,
                 replay_requests: int = 4000, workers: int = 2) -> dict:
     """Today's exact plan (whole-mix curves, no headroom) and the consistent plan
     (``routerwise.consistency``), each replayed with the prompts it routes: one flat row."""
-    from ..consistency import plan_consistently, profile_set, replay_record
-    from .instances import predicted_scores, profile_table
+    from ..consistency import plan_consistently, replay_record
+    from .instances import default_p99_profiles, predicted_scores
     from ..consistency import DEFAULT_HEADROOM_LADDER
     headroom = DEFAULT_HEADROOM_LADDER if headroom is None else headroom
     qm, _ = predicted_scores(problem.model_names)
-    gpu = problem.cluster.gpu.name
-    p99 = profile_set(profile_table(gpu), problem.slo.metric.split("_")[0] + "_p99", gpu)
+    p99 = default_p99_profiles(problem)
     row = {"instance": problem.name, "rate_rps": problem.arrival_rate_rps,
            "slo_ms": problem.slo.latency_ms}
     t0 = time.perf_counter()

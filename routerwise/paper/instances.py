@@ -34,7 +34,7 @@ from ..optimize.bounds import SearchContext
 __all__ = ["LADDER_3", "LADDER_4", "PAPER_LOADS_RPS", "PAPER_SLOS_MS", "ladder",
            "predicted_scores", "profile_table", "model_specs", "default_problem",
            "max_capacity_rps", "loads_at_capacity", "paper_loads", "paper_load",
-           "replay_default"]
+           "replay_default", "default_p99_profiles"]
 from ..serving.hardware import gpu_spec
 
 LADDER_3 = ("llama-3.1-8b-instruct", "mistral-small-24b-instruct-2501-bf16",
@@ -195,7 +195,7 @@ def replay_default(problem: Problem, plan, **options) -> dict:
     """The replay record (``routerwise.consistency.replay_record``) of a plan for a default
     instance: its prompts are RouteProfile's (token counts measured), and the predicted p99
     comes from the default grid's p99 curves."""
-    from ..consistency import profile_set, replay_record
+    from ..consistency import replay_record
     qm, _ = predicted_scores(problem.model_names)
     if len(qm.prompt_ids) != problem.workload.num_prompts:
         raise ValidationError(
@@ -203,7 +203,13 @@ def replay_default(problem: Problem, plan, **options) -> dict:
             f"RouteProfile matrix {len(qm.prompt_ids)}: use routerwise.consistency."
             f"replay_record with the QualityMatrix of your prompts")
     if "p99_profiles" not in options:
-        gpu = problem.cluster.gpu.name
-        options["p99_profiles"] = profile_set(
-            profile_table(gpu), problem.slo.metric.split("_")[0] + "_p99", gpu)
+        options["p99_profiles"] = default_p99_profiles(problem)
     return replay_record(problem, plan, qm, **options)
+
+
+def default_p99_profiles(problem: Problem):
+    """The default grid's p99 curves of the problem's metric on its GPU (the predicted p99 of
+    replay records)."""
+    from ..consistency import p99_metric, profile_set
+    gpu = problem.cluster.gpu.name
+    return profile_set(profile_table(gpu), p99_metric(problem.slo.metric), gpu)
