@@ -3,14 +3,16 @@
 Every error the kit raises on purpose derives from :class:`RouterWiseError`, so callers can
 catch the family; the subclasses separate "your input is wrong" (:class:`ValidationError`),
 "a data file is missing or corrupt" (:class:`DataError`), "no plan meets the SLO"
-(:class:`InfeasibleSLO`), "the solver you named is not installed" (:class:`SolverUnavailable`)
-and "a solver returned something that does not check out" (:class:`VerificationError`).
+(:class:`InfeasibleSLO`), "the solver you named is not installed" (:class:`SolverUnavailable`),
+"a solver returned something that does not check out" (:class:`VerificationError`) and "a
+task of a sweep failed; here is what finished" (:class:`SweepFailed`).
 """
 
 from __future__ import annotations
 
 __all__ = ["RouterWiseError", "ValidationError", "DataError", "MissingDataFile",
-           "ChecksumMismatch", "SolverUnavailable", "InfeasibleSLO", "VerificationError"]
+           "ChecksumMismatch", "SolverUnavailable", "InfeasibleSLO", "VerificationError",
+           "SweepFailed"]
 
 
 class RouterWiseError(Exception):
@@ -51,3 +53,21 @@ class InfeasibleSLO(RouterWiseError):
 
 class VerificationError(RouterWiseError, AssertionError):
     """A solution failed :meth:`Solution.verify`: a solver bug, never a user error."""
+
+
+class SweepFailed(RouterWiseError, RuntimeError):
+    """A task of a sweep (:func:`routerwise.parallel.map_tasks`) failed, or its executor did.
+
+    Nothing finished is lost: ``completed`` maps task index -> result for every task that
+    finished (resumed from a checkpoint or computed), ``failed`` maps task index -> the
+    exception, ``not_run`` lists the indices cancelled before they started, ``total`` counts
+    all tasks. The first failure is also the ``__cause__``. Rerun the sweep with the same
+    checkpoint folder (or a working executor) to compute only what is missing.
+    """
+
+    def __init__(self, message: str, *, completed=None, failed=None, not_run=(), total=0):
+        super().__init__(message)
+        self.completed = dict(completed or {})
+        self.failed = dict(failed or {})
+        self.not_run = tuple(not_run)
+        self.total = int(total)
