@@ -178,11 +178,9 @@ def test_a_registered_solver_is_dispatched_and_verified():
 
 
 # --- simulated curves for your own architectures ------------------------------------------------
-def test_grid_workers_started_with_spawn_simulate_an_unregistered_architecture(tmp_path,
-                                                                               monkeypatch):
+def test_grid_workers_started_with_spawn_simulate_an_unregistered_architecture(tmp_path):
     """Workers get the Architecture object, not a registry name: a model made at run time
     (and registered nowhere) is simulated by spawn-started worker processes too."""
-    import functools
     import multiprocessing as mp
     from concurrent.futures import ProcessPoolExecutor
 
@@ -190,12 +188,11 @@ def test_grid_workers_started_with_spawn_simulate_an_unregistered_architecture(t
 
     arch = architectures.from_hf_config(EXAMPLES / "chat-8b.config.json", name="byo-spawn-8b")
     assert "byo-spawn-8b" not in architectures.REGISTRY
-    monkeypatch.setattr(pg, "ProcessPoolExecutor", functools.partial(
-        ProcessPoolExecutor, mp_context=mp.get_context("spawn")))
     lengths = pg.LengthSample(np.full(40, 200), np.full(40, 50), "fixed lengths")
-    table = pg.build_profile_table([arch], "A100-80GB", (1,), (5, 10), lengths,
-                                   options=pg.GridOptions(num_requests=60), workers=2,
-                                   progress=False, cache_dir=tmp_path)
+    with ProcessPoolExecutor(2, mp_context=mp.get_context("spawn")) as pool:
+        table = pg.build_profile_table([arch], "A100-80GB", (1,), (5, 10), lengths,
+                                       options=pg.GridOptions(num_requests=60),
+                                       executor=pool, progress=False, cache_dir=tmp_path)
     assert set(table["model"]) == {"byo-spawn-8b"}
     assert sorted(set(table["compute_share"])) == [0.5, 1.0]
     # the full share carries more load than half of it (a real simulation ran for each)

@@ -24,6 +24,10 @@ maximum (conservative), and the provenance says so.
 Caching: chunks of one curve each are written atomically under
 ``<cache>/profiles/<hash>/chunks/``, where ``<hash>`` covers every input; an interrupted build
 resumes by skipping finished chunks, then assembles ``table.csv`` and ``manifest.json``.
+Curves are simulated on any :class:`concurrent.futures.Executor` (``executor=``; see
+:mod:`routerwise.parallel`): a worker returns its curve and this process writes the chunk as
+each one arrives, so workers need no shared file system, and a build whose executor fails
+keeps every finished curve (:class:`~routerwise.errors.SweepFailed`; rerun to finish).
 Setups whose shard does not fit one GPU are skipped and listed in the manifest (and in
 ``df.attrs["skipped"]``).
 
@@ -44,9 +48,7 @@ import contextlib
 import hashlib
 import json
 import math
-import os
 import warnings
-from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Mapping, Sequence
@@ -60,6 +62,7 @@ from .compute_share import DEFAULT as DEFAULT_SHARE
 from .compute_share import ComputeShareModel
 from ..errors import DataError, ValidationError
 from ..io import atomic_write, atomic_write_with, sha256_file, write_json
+from ..parallel import map_tasks
 from .memory import DEFAULT as DEFAULT_MEMORY
 from .memory import MemoryAssumptions, fits, shard_memory_gb
 from ..data.latency_table import METRIC_COLUMNS, normalize
@@ -227,8 +230,8 @@ def _saturation_load(step, lengths, cfg, opts) -> float:
     return hi
 
 
-def _build_curve(task) -> str:
-    """Simulate one curve and write its chunk; returns the chunk path."""
+def _build_curve(task) -> pd.DataFrame:
+    """Simulate one curve; returns its rows (the caller writes the chunk named in the task)."""
     (curve, gpu, lengths, opts, params_json, share, measured, provenance, chunk, arch) = task
     # wide enough for a whole request: a non-chunking profile recomputes prompt + generated
     # tokens in one pass after a preemption
@@ -264,8 +267,7 @@ def _build_curve(task) -> str:
     if opts.planning_margin:
         from .latency_validation import apply_planning_margin
         df = apply_planning_margin(df, opts.engine_profile)
-    _write_chunk(Path(chunk), df)
-    return str(chunk)
+    return df
 
 
 def _checksum_path(chunk: Path) -> Path:
@@ -339,7 +341,8 @@ def build_profile_table(models: Sequence = DEFAULT_MODELS, gpu: str = "A100-80GB
                         params: StepCostParams | None = None,
                         share_model: ComputeShareModel = DEFAULT_SHARE,
                         measured_steps: pd.DataFrame | None = None, workers: int = 2,
-                        progress: bool = True, cache_dir: Path | None = None) -> pd.DataFrame:
+                        progress: bool = True, cache_dir: Path | None = None,
+                        executor=None) -> pd.DataFrame:
     """Simulate (or resume) the profile table of every (model, tp, compute share).
 
     ``lengths`` maps each model to its :class:`LengthSample` (one sample for all models is
@@ -351,6 +354,12 @@ def build_profile_table(models: Sequence = DEFAULT_MODELS, gpu: str = "A100-80GB
     ``models`` are registered names or :class:`~routerwise.serving.architectures.Architecture`
     objects (your own models: the table names each by ``arch.name``). Workers receive the
     objects, so architectures made at run time work with any process start method.
+
+    ``executor`` (any :class:`concurrent.futures.Executor`, e.g. a Dask client's
+    ``get_executor()``; the caller owns it) simulates the pending curves; without one,
+    ``workers > 1`` uses a local process pool. The table is the same whatever runs it. A
+    failed curve raises :class:`~routerwise.errors.SweepFailed` after every finished curve
+    has been written as a chunk: the next call simulates only the missing ones.
     """
     if not tuple(models):
         raise ValidationError("build_profile_table needs at least one model")
@@ -390,7 +399,8 @@ def build_profile_table(models: Sequence = DEFAULT_MODELS, gpu: str = "A100-80GB
                           _provenance(c, lengths[c.model], options, params, share_model,
                                       measured),
                           chunks / c.chunk_name, archs[c.model]))
-        _run(tasks, workers, progress, total=len(curves), done=len(curves) - len(pending))
+        _run(tasks, workers, progress, total=len(curves), done=len(curves) - len(pending),
+             executor=executor)
         parts = [pd.read_csv(chunks / c.chunk_name) for c in curves]
         df = normalize(pd.concat(parts, ignore_index=True)) if parts else normalize(
             pd.DataFrame({c: [] for c in ("model", "gpu", "tp", "compute_share", "load_rps",
@@ -513,21 +523,25 @@ def _provenance(c: _Curve, lengths: LengthSample, opts: GridOptions, params: Ste
             f"{opts.num_requests} requests/point, first {opts.warmup_fraction:.0%} warm-up")
 
 
-def _run(tasks, workers: int, progress: bool, total: int, done: int) -> None:
+def _run(tasks, workers: int, progress: bool, total: int, done: int, executor=None) -> None:
+    """Simulate ``tasks`` (on ``executor`` or ``workers`` local processes) and write each
+    curve's chunk here, as it arrives (task order is irrelevant: one chunk per curve)."""
     from tqdm.auto import tqdm
 
     bar = tqdm(total=total, initial=done, desc="latency profiles", unit="curve",
                disable=not progress)
+
+    def write(i: int, df: pd.DataFrame) -> None:
+        _write_chunk(Path(tasks[i][8]), df)
+        bar.update(1)
+
     try:
-        if workers <= 1 or len(tasks) <= 1:
-            for t in tasks:
-                _build_curve(t)
-                bar.update(1)
-        else:
-            with ProcessPoolExecutor(max_workers=min(workers, os.cpu_count() or 1)) as ex:
-                futures = [ex.submit(_build_curve, t) for t in tasks]
-                for f in as_completed(futures):
-                    f.result()
-                    bar.update(1)
+        map_tasks(_run_task, tasks, executor=executor, workers=max(1, int(workers)),
+                  on_result=write, desc="latency profiles")
     finally:
         bar.close()
+
+
+def _run_task(task) -> pd.DataFrame:
+    # a module-level name that pickles by reference; _build_curve is looked up at call time
+    return _build_curve(task)
