@@ -197,7 +197,8 @@ def map_tasks(fn: Callable, tasks: Sequence, *, executor: cf.Executor | None = N
               workers: int | None = 1, start_method: str | None = None,
               progress: bool = False, desc: str = "tasks",
               on_result: Callable[[int, Any], None] | None = None,
-              checkpoint: str | os.PathLike | None = None, salt: str = "") -> list:
+              checkpoint: str | os.PathLike | None = None, salt: str = "",
+              key_of: Callable[[Any], Any] | None = None) -> list:
     """``[fn(t) for t in tasks]``, run on ``executor`` (see the module notes), in task order.
 
     Parameters
@@ -219,8 +220,10 @@ def map_tasks(fn: Callable, tasks: Sequence, *, executor: cf.Executor | None = N
     on_result
         ``on_result(index, result)``, called in this process for each newly computed result
         as it arrives (completion order); its failure fails that task.
-    checkpoint, salt
-        A folder for per-task result files (see the module notes); ``salt`` enters each key.
+    checkpoint, salt, key_of
+        A folder for per-task result files (see the module notes); ``salt`` enters each key;
+        ``key_of(task)`` (called here) names the part of a task that determines its result
+        when the rest (e.g. how many processes it may use) does not.
 
     Raises
     ------
@@ -242,7 +245,7 @@ def map_tasks(fn: Callable, tasks: Sequence, *, executor: cf.Executor | None = N
     keys: list[str] = []
     if checkpoint is not None:
         folder = Path(checkpoint)
-        keys = [task_key((salt, fn, t)) for t in tasks]
+        keys = [task_key((salt, fn, t if key_of is None else key_of(t))) for t in tasks]
         paths = [folder / f"{k}{CHECKPOINT_SUFFIX}" for k in keys]
         for i, (p, k) in enumerate(zip(paths, keys)):
             found, r = _read_checkpoint(p, k)

@@ -23,6 +23,7 @@ from .solution import Solution
 from .bounds import LagrangianBounds, SearchContext, setup_bounds
 from .diagnosis import infeasible_solution
 from ..errors import ValidationError
+from ..parallel import map_tasks
 from .price_routing import PriceRouting
 
 __all__ = ["PRICE_ROUTING_MIN_GROUPS", "ROUTING_SOLVERS", "routing_solver", "solve_exact",
@@ -123,11 +124,14 @@ def solve_exact(problem: Problem, *, retained: RetainedSetups | None = None,
 # ----------------------------------------------------------------------------- infeasibility
 
 def evaluate_all(problem: Problem, *, context: SearchContext | None = None,
-                 workers: int = 1, routing: str = "auto") -> pd.DataFrame:
+                 workers: int = 1, routing: str = "auto", executor=None) -> pd.DataFrame:
     """Every retained setup's best score (exact routing) and its latency: one row per setup.
 
     Infeasible setups (no routing meets the SLO) have ``feasible = False`` and NaN score.
-    ``workers > 1`` splits the setups over processes (each solves its share with its own LP).
+    ``workers > 1`` splits the setups into ``workers`` chunks solved in parallel (each with its
+    own LP), on ``executor`` when given (any :class:`concurrent.futures.Executor`, owned by the
+    caller; see :mod:`routerwise.parallel`), else on local spawn-started processes. Rows come
+    back in setup order whatever runs them.
     ``routing`` names the exact fixed-setup solver (see :func:`solve_exact`).
     """
     ctx = context or SearchContext.build(problem)
@@ -135,12 +139,10 @@ def evaluate_all(problem: Problem, *, context: SearchContext | None = None,
     if workers > 1 and S > 64:
         # "spawn", not "fork": HiGHS keeps a global thread pool that a forked child inherits
         # in a broken state (its threads do not survive the fork).
-        from concurrent.futures import ProcessPoolExecutor
-        import multiprocessing as mp
         chunks = np.array_split(np.arange(S), workers)
-        with ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn")) as pool:
-            parts = list(pool.map(_evaluate_chunk, [(problem, ctx.retained, c, routing)
-                                                    for c in chunks]))
+        parts = map_tasks(_evaluate_chunk, [(problem, ctx.retained, c, routing) for c in chunks],
+                          executor=executor, workers=workers, start_method="spawn",
+                          desc=f"setups of {problem.name or 'problem'}")
         return pd.concat(parts, ignore_index=True)
     return _evaluate_rows(np.arange(S), ctx, routing)
 

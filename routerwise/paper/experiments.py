@@ -24,17 +24,20 @@ from ..optimize.bounds import SearchContext
 from ..optimize.exact_search import evaluate_all, solve_exact
 from ..optimize.setup_space import enumerate_setups
 from ..optimize.solution import Solution
+from ..parallel import map_tasks
 
 __all__ = ["PAPER", "SPACES", "setup_counts", "setup_space_counts", "score_variation", "panels",
            "solver_comparison", "realized_scores", "rate_sensitivity", "mix_shift",
            "summarize_shifts", "tail_slo_variant", "notebook_panels", "panel_problem",
-           "check_plans", "headroom_frontier"]
+           "check_plans", "headroom_frontier", "PANEL_CHECKPOINT_SALT"]
 
 PAPER = {  # the paper's reported figures (arXiv:2604.10907), for side-by-side tables
     "score_min": 0.30, "score_max": 0.56, "variation_pct": 87.0,
     "retained_3m_G4": 700, "retained_4m_G4": (16_000, 17_000),
     "seconds_per_setup": 1.0,
 }
+# enters every panel's checkpoint key: bump it when score_variation's results change
+PANEL_CHECKPOINT_SALT = "score_variation-v1"
 SPACES = {
     "paper": SetupSpace(check_compute=False),   # utilization + memory (the paper's checks)
     "ours": SetupSpace(),                       # + compute shares placed exactly
@@ -71,15 +74,16 @@ def setup_space_counts(num_models=(3, 4), num_gpus=(4, 6, 8), gpu: str = "A100-8
 
 # ----------------------------------------------------------------------------- score variation
 
-def score_variation(problem: Problem, *, workers: int = 2) -> dict:
+def score_variation(problem: Problem, *, workers: int = 2, executor=None) -> dict:
     """Every retained setup's best score, the optimum, and the paper's baselines, for one panel.
 
     Returns ``{"setups": DataFrame, "best": Solution, "baselines": {name: Solution},
     "summary": dict}``; the summary's ``variation_pct`` is (max - min) / min over feasible
-    setups, the paper's headline statistic.
+    setups, the paper's headline statistic. ``workers`` / ``executor``: where the per-setup
+    evaluation runs (:func:`routerwise.optimize.exact_search.evaluate_all`).
     """
     ctx = SearchContext.build(problem)
-    df = evaluate_all(problem, context=ctx, workers=workers)
+    df = evaluate_all(problem, context=ctx, workers=workers, executor=executor)
     best = solve_exact(problem, context=ctx).verify(problem)
     base = run_baselines(problem, context=ctx)
     f = df[df["feasible"]]
@@ -95,20 +99,38 @@ def score_variation(problem: Problem, *, workers: int = 2) -> dict:
     return {"setups": df, "best": best, "baselines": base, "summary": summary}
 
 
+def _panel(task) -> dict:
+    problem, workers = task
+    return score_variation(problem, workers=workers)
+
+
 def panels(problem: Problem, num_gpus, loads, slos, space: SetupSpace | None = None, *,
-           workers: int = 2):
+           workers: int = 2, executor=None, checkpoint=None, progress: bool = False):
     """score_variation of ``problem`` at every (G, load, SLO); yields (problem, result).
 
     Any problem: its models, scores and curves stay, the cluster size, arrival rate and SLO
     take each value in turn (``space`` replaces its setup space when given).
+
+    Panels are independent tasks (:func:`routerwise.parallel.map_tasks`): on ``executor``
+    (any :class:`concurrent.futures.Executor`: a Dask client's ``get_executor()``, a
+    ``ProcessPoolExecutor``, ...; the caller owns it), else on ``workers`` local
+    spawn-started processes, one panel each (a single panel uses them for its setups
+    instead). Results come in panel order and are the same whatever runs them.
+    ``checkpoint`` (a folder) keeps each finished panel, keyed by its problem's content and
+    :data:`PANEL_CHECKPOINT_SALT`: after a failure (:class:`~routerwise.errors.SweepFailed`)
+    the same call computes only the missing panels.
     """
     base = problem if space is None else problem.with_space(space)
     stem = re.sub(r"-G\d+$", "", base.name)
-    for G in num_gpus:
-        for lam in loads:
-            for tau in slos:
-                p = replace(base.with_cluster(G).with_rate(lam).with_slo(tau), name=f"{stem}-G{G}")
-                yield p, score_variation(p, workers=workers)
+    probs = [replace(base.with_cluster(G).with_rate(lam).with_slo(tau), name=f"{stem}-G{G}")
+             for G in num_gpus for lam in loads for tau in slos]
+    across = executor is not None or (workers > 1 and len(probs) > 1)
+    results = map_tasks(_panel, [(p, 1 if across else workers) for p in probs],
+                        executor=executor, workers=workers if across else 1,
+                        start_method="spawn", checkpoint=checkpoint,
+                        salt=PANEL_CHECKPOINT_SALT, key_of=lambda t: t[0],
+                        progress=progress, desc="panels")
+    yield from zip(probs, results)
 
 
 # ----------------------------------------------------------------------------- exact vs dual

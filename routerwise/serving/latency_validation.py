@@ -60,6 +60,7 @@ from . import architectures
 from .architectures import Architecture
 from .engine import get_profile, profile_step_params, setup_for, simulate_engine
 from ..errors import DataError, ValidationError
+from ..parallel import map_tasks
 from .simulator import Requests
 from .hardware import GPUS
 from .stepcost import StepCostParams, fit, replica_step_times
@@ -377,31 +378,51 @@ def calibrate(runs: list[mr.MeasuredRun], profile: str = "vllm-v1",
 
 def validate(runs: list[mr.MeasuredRun] | None = None, profile: str = "vllm-v1",
              params: StepCostParams | None = None, *, split: str = "leave-one-run-out",
-             max_nfev: int = 60) -> tuple[pd.DataFrame, pd.DataFrame, list[Calibration]]:
+             max_nfev: int = 60, executor=None, workers: int = 1,
+             checkpoint=None) -> tuple[pd.DataFrame, pd.DataFrame, list[Calibration]]:
     """Held-out level rows, per-run saturation rows and the calibrations.
 
     ``split``: ``"leave-one-run-out"`` (each run scored by a fit on all the others) or
     ``"none"`` (the profile's own overheads, no fitting; with ``profile="legacy"`` this is
     the kit's original replica: the baseline before engine profiles).
+
+    Each held-out run (its fit on the others, then its replay) is one task of
+    :func:`routerwise.parallel.map_tasks`: on ``executor`` (any
+    :class:`concurrent.futures.Executor`, owned by the caller), else on ``workers`` local
+    processes; rows come in run order whatever runs them. ``checkpoint`` (a folder) keeps each
+    finished run so that a failed sweep (:class:`~routerwise.errors.SweepFailed`) resumes.
     """
     if runs is None:
         runs, _ = eligible_runs()
     if split not in ("leave-one-run-out", "none"):
         raise ValidationError(f"unknown split {split!r}; use 'leave-one-run-out' or 'none'")
+    runs = list(runs)
+    tasks = [(k, runs, profile, params, split, max_nfev) for k in range(len(runs))]
+    out = map_tasks(_validate_run, tasks, executor=executor, workers=workers,
+                    checkpoint=checkpoint, salt=f"latency-validation {profile} {split}",
+                    desc="held-out runs")
     levels, sats, cals = [], [], []
-    for r in runs:
-        if split == "none":
-            o, label = None, f"{profile} profile defaults (no fit)"
-        else:
-            cal = calibrate([x for x in runs if x is not r], profile, params,
-                            max_nfev=max_nfev)
-            cals.append(cal)
-            o, label = cal.overheads, cal.label()
-        lv, info = run_table(r, profile, o, params)
-        lv["calibration"] = label
+    for lv, info, cal in out:
         levels.append(lv)
-        sats.append({**info, "calibration": label})
+        sats.append(info)
+        if cal is not None:
+            cals.append(cal)
     return pd.concat(levels, ignore_index=True), pd.DataFrame(sats), cals
+
+
+def _validate_run(task):
+    """One held-out run of :func:`validate`: (level rows, saturation row, calibration)."""
+    k, runs, profile, params, split, max_nfev = task
+    r = runs[k]
+    cal = None
+    if split == "none":
+        o, label = None, f"{profile} profile defaults (no fit)"
+    else:
+        cal = calibrate(runs[:k] + runs[k + 1:], profile, params, max_nfev=max_nfev)
+        o, label = cal.overheads, cal.label()
+    lv, info = run_table(r, profile, o, params)
+    lv["calibration"] = label
+    return lv, {**info, "calibration": label}, cal
 
 
 def summary(levels: pd.DataFrame, sats: pd.DataFrame, *,
