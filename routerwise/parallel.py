@@ -259,11 +259,11 @@ def map_tasks(fn: Callable, tasks: Sequence, *, executor: cf.Executor | None = N
                disable=not progress)
 
     def accept(i: int, value) -> None:
-        try:
-            if paths is not None:
-                _write_checkpoint(paths[i], keys[i], value)
+        try:  # on_result first: a result is checkpointed only once its caller has it
             if on_result is not None:
                 on_result(i, value)
+            if paths is not None:
+                _write_checkpoint(paths[i], keys[i], value)
         except Exception as e:  # noqa: BLE001 - reported as this task's failure
             failed[i] = e
             return
