@@ -10,7 +10,6 @@ import multiprocessing as mp
 import os
 import subprocess
 import sys
-import time
 import types
 
 import numpy as np
@@ -80,11 +79,6 @@ def _spawn_pool():
 
 # ----------------------------------------------------------------------------- map_tasks
 
-def _slow_square(x):
-    time.sleep(0.02 * (4 - x))  # later tasks finish first
-    return x * x
-
-
 def _fail_on_two(x):
     if x == 2:
         raise ValueError("two is bad")
@@ -92,12 +86,22 @@ def _fail_on_two(x):
 
 
 def test_results_come_in_task_order_not_completion_order():
+    import threading
+    last_done = threading.Event()
+
+    def square(x):  # the first task finishes only after the last one
+        if x == 0:
+            assert last_done.wait(10)
+        if x == 3:
+            last_done.set()
+        return x * x
+
     order = []
     with cf.ThreadPoolExecutor(4) as pool:
-        out = map_tasks(_slow_square, [0, 1, 2, 3], executor=pool,
+        out = map_tasks(square, [0, 1, 2, 3], executor=pool,
                         on_result=lambda i, r: order.append(i))
     assert out == [0, 1, 4, 9]
-    assert sorted(order) == [0, 1, 2, 3] and order != [0, 1, 2, 3]  # arrived out of order
+    assert sorted(order) == [0, 1, 2, 3] and order.index(3) < order.index(0)
 
 
 def test_the_caller_owns_the_executor():
