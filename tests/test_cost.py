@@ -274,3 +274,68 @@ def test_out_of_reach_targets_are_explained_not_raised():
     assert isinstance(res.trials[0], ClusterTrial) and "cannot be deployed" in res.trials[0].message
     with pytest.raises(rw.ValidationError):
         pareto_frontier(p, [0])
+
+
+# ----------------------------------------------------------------------------- file and CLI
+
+EXAMPLES = __import__("pathlib").Path(__file__).resolve().parents[1] / "data" / "examples"
+
+
+def example_with(tmp_path, extra: str):
+    """data/examples copied to tmp_path with ``extra`` TOML appended to its problem file."""
+    import shutil
+    d = tmp_path / "ex"
+    shutil.copytree(EXAMPLES, d)
+    f = d / "problem.toml"
+    f.write_text(f.read_text() + "\n" + extra)
+    return f
+
+
+def test_problem_file_prices_table(tmp_path):
+    from routerwise.problem_file import read_problem_file
+    f = example_with(tmp_path, '[prices]\nusd_per_hour = { "A100-80GB" = 2.5 }\n'
+                               'source = "test value, not a price"\n')
+    inputs = read_problem_file(f)
+    assert inputs.prices.price("A100-80GB") == 2.5
+    assert inputs.prices.source == "test value, not a price"
+    assert read_problem_file(EXAMPLES / "problem.toml").prices is None
+
+
+@pytest.mark.parametrize("table, match", (
+    ('usd_per_hour = { "H100-80GB" = 3.0 }', r"\[prices\].*'A100-80GB'.*\['H100-80GB'\]"),
+    ('usd_per_hour = { "A100-80GB" = -1.0 }', "positive"),
+    ('usd_per_hour = 2.0', "maps GPU type names"),
+    ('usd_per_hour = { "A100-80GB" = 2.0 }\ncurrency = "EUR"', r"unknown key\(s\) \['currency'\]"),
+    ('source = "x"', "needs"),
+))
+def test_problem_file_bad_prices(tmp_path, table, match):
+    from routerwise.problem_file import read_problem_file
+    f = example_with(tmp_path, "[prices]\n" + table + "\n")
+    with pytest.raises(rw.ValidationError, match=match):
+        read_problem_file(f)
+
+
+def test_cli_cost_matches_the_library(tmp_path, capsys):
+    import json
+
+    from routerwise import cli
+    from routerwise.problem_file import read_problem_file
+    f = example_with(tmp_path, '[prices]\nusd_per_hour = { "A100-80GB" = 2.5 }\n')
+    p = rw.with_headroom(read_problem_file(f).problem)
+    df = pareto_frontier(p, range(1, 5), baselines=False)
+    feasible = df.dropna(subset=["score"])
+    floor = float(feasible["score"].max())
+    expect = int(feasible.loc[feasible["score"] >= floor - 1e-9, "num_gpus"].min())
+    out = tmp_path / "cost.json"
+    rc = cli.main(["cost", str(f), "--quality-floor", str(floor), "--max-gpus", "4",
+                   "--json", str(out)])
+    assert rc == 0
+    d = json.loads(out.read_text())
+    assert d["found"] and d["cost"] == pytest.approx(2.5 * expect)
+    assert d["plan"]["score"] == pytest.approx(floor, abs=1e-7)
+    assert "cheapest:" in capsys.readouterr().out
+    # a floor out of reach: exit 1 and the reason; a bad --price: exit 2
+    assert cli.main(["cost", str(f), "--quality-floor", "1.0", "--max-gpus", "2"]) == 1
+    assert "no cluster meets both" in capsys.readouterr().out
+    assert cli.main(["cost", str(f), "--quality-floor", "0.5", "--price", "H100=3"]) == 2
+    assert "'A100-80GB'" in capsys.readouterr().err
