@@ -35,7 +35,7 @@ from __future__ import annotations
 import itertools
 import math
 import numbers
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Iterable, Mapping, Sequence
 
 import numpy as np
@@ -205,15 +205,29 @@ def candidate_counts(gpu_types: Sequence[GPUType], *, max_gpus: int = DEFAULT_MA
 
 
 def _build_cluster(template: Cluster, pools) -> Cluster:
+    """A cluster of ``pools``: homogeneous like ``template``, or ``Cluster.mixed`` when the
+    problem's cluster is mixed (a single remaining type falls back to a homogeneous cluster
+    only if ``Cluster.mixed`` refuses one pool)."""
     if not _is_mixed(template):
         (gpu, n), = pools
         return Cluster(gpu, n)
-    return Cluster.mixed(list(pools))
+    try:
+        return Cluster.mixed(list(pools))
+    except ValidationError:
+        if len(pools) != 1:
+            raise
+        (gpu, n), = pools
+        return Cluster(gpu, n)
 
 
 def _on_cluster(problem: Problem, cluster: Cluster) -> Problem:
-    # Homogeneous clusters go through with_cluster(int), which every version accepts.
-    return problem.with_cluster(cluster if _is_mixed(cluster) else cluster.num_gpus)
+    """``problem`` on ``cluster``; homogeneous clusters go through ``with_cluster(int)``, which
+    every version of Problem accepts, mixed ones through ``with_cluster(cluster)``."""
+    if _is_mixed(problem.cluster) or _is_mixed(cluster):
+        return problem.with_cluster(cluster)
+    if cluster.gpu != problem.cluster.gpu:      # another GPU type: a new, re-validated problem
+        return replace(problem, cluster=cluster)
+    return problem.with_cluster(cluster.num_gpus)
 
 
 # ----------------------------------------------------------------------------- results

@@ -339,3 +339,13 @@ def test_cli_cost_matches_the_library(tmp_path, capsys):
     assert "no cluster meets both" in capsys.readouterr().out
     assert cli.main(["cost", str(f), "--quality-floor", "0.5", "--price", "H100=3"]) == 2
     assert "'A100-80GB'" in capsys.readouterr().err
+
+
+def test_frontier_accepts_clusters_of_another_type():
+    # a GPU with too little memory for a shard: that row is undeployable, the others solve
+    p = scaling_problem(rho_min=0.0)
+    small = GPUType("toy-24GB", 24.0)
+    df = pareto_frontier(p, [Cluster(small, 4), 4], baselines=False)
+    assert list(df["status"]) == ["undeployable", "optimal"]
+    assert "toy-24GB" in df.loc[0, "message"] and df.loc[0, "binding"] == "memory"
+    assert df.loc[1, "score"] == pytest.approx(brute_force_scores(p, [4])[4], abs=1e-6)
