@@ -59,7 +59,7 @@ from .serving.hardware import GPUS
 __all__ = ["ProblemInputs", "read_problem_file", "load_problem", "problem_from_dict"]
 
 _TABLES = {
-    "": {"name", "cluster", "models", "scores", "latency", "workload", "slo", "space", "prices"},
+    "": {"name", "cluster", "models", "scores", "latency", "workload", "slo", "space"},
     "cluster": {"gpu", "num_gpus", "mem_gb"},
     "models": {"name", "architecture", "config", "params_b", "shard_mem_gb"},
     "scores": {"table", "kind", "true_table"},
@@ -67,12 +67,10 @@ _TABLES = {
     "workload": {"arrival_rate_rps"},
     "slo": {"latency_ms", "aggregate", "metric"},
     "space": {"tp_degrees", "compute_tenths", "rho_min", "check_memory", "check_compute"},
-    "prices": {"usd_per_hour", "source"},
 }
 _REQUIRED = {"": ("cluster", "models", "scores", "latency", "workload", "slo"),
              "cluster": ("num_gpus",), "models": ("name",), "scores": ("table",),
-             "workload": ("arrival_rate_rps",), "slo": ("latency_ms",),
-             "prices": ("usd_per_hour",)}
+             "workload": ("arrival_rate_rps",), "slo": ("latency_ms",)}
 
 
 @dataclass(frozen=True)
@@ -233,6 +231,12 @@ def _inputs_from_dict(doc: dict, *, base_dir: str | Path, origin: str) -> Proble
                       name=str(doc.get("name", Path(origin).stem)), assumptions=assumptions)
     prices = _prices(doc["prices"], problem, origin) if "prices" in doc else None
     return ProblemInputs(problem, qm, dict(zip(names, archs)), prices)
+
+
+# [prices]: optional, for `routerwise cost` (routerwise.cost.GpuPrices)
+_TABLES[""] = _TABLES[""] | {"prices"}
+_TABLES["prices"] = {"usd_per_hour", "source"}
+_REQUIRED["prices"] = ("usd_per_hour",)
 
 
 def _prices(d, problem: Problem, origin: str) -> GpuPrices:

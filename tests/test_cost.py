@@ -7,7 +7,8 @@ import pytest
 
 import routerwise as rw
 from routerwise.cost import (ClusterTrial, GpuPrices, candidate_counts, cheapest_cluster,
-                             cluster_cost, pareto_frontier, unlimited_capacity_bound)
+                             cluster_cost, cluster_pools, pareto_frontier,
+                             unlimited_capacity_bound)
 from routerwise.optimize.exact_search import evaluate_all
 from routerwise.problem import (SLO, Cluster, GPUType, LatencyCurve, LatencyProfiles, ModelSpec,
                                 Problem, SetupSpace, Workload)
@@ -224,8 +225,16 @@ def test_mixed_cluster_search_uses_cheaper_type():
     prices = GpuPrices({"cheap-80GB": 1.0, "dear-80GB": 4.0})
     homo = cheapest_cluster(base, quality_floor=0.6, max_gpus=4)
     res = cheapest_cluster(p, quality_floor=0.6, max_gpus=4, prices=prices)
-    assert res.found and res.cluster.count("dear-80GB") == 0
+    counts = {t.name: n for t, n in cluster_pools(res.cluster)}
+    assert res.found and counts.get("dear-80GB", 0) == 0
+    assert counts["cheap-80GB"] == homo.cluster.num_gpus
     assert res.cost == pytest.approx(1.0 * homo.cluster.num_gpus)
+    assert res.solution.score == pytest.approx(homo.solution.score, abs=1e-6)
+    # a dear-only composition at the same size is never cheaper: with the dear type forced in,
+    # the cost rises by 3 per dear GPU and the score cannot beat the homogeneous optimum
+    forced = cheapest_cluster(p, quality_floor=0.6, max_gpus=4, prices=prices,
+                              gpu_bounds={"dear-80GB": (1, 4)})
+    assert forced.found and forced.cost > res.cost
 
 
 # ----------------------------------------------------------------------------- bad input
