@@ -46,8 +46,8 @@ def notebooks_dir() -> Path:
 def notebook_parameters(name: str) -> dict:
     """The ``parameters`` cell of notebook ``name`` as {parameter: default value}.
 
-    Read from the notebook file (cells tagged ``parameters``; each statement ``name = literal``
-    or papermill's typed form ``name: type = literal``); nothing is executed.
+    Read from the notebook file (cells tagged ``parameters``; each statement
+    ``name: type = literal`` or ``name = literal``); nothing is executed.
     """
     path = notebooks_dir() / f"{name}.ipynb"
     try:
@@ -61,14 +61,17 @@ def notebook_parameters(name: str) -> dict:
             continue
         src = cell["source"] if isinstance(cell["source"], str) else "".join(cell["source"])
         for node in ast.parse(src).body:
-            if isinstance(node, ast.AnnAssign) and node.value is not None:
-                node = ast.Assign([node.target], node.value)
-            if isinstance(node, ast.Assign) and len(node.targets) == 1 and \
-                    isinstance(node.targets[0], ast.Name):
+            if isinstance(node, ast.Assign) and len(node.targets) == 1:
+                target = node.targets[0]
+            elif isinstance(node, ast.AnnAssign) and node.value is not None:
+                target = node.target
+            else:
+                continue
+            if isinstance(target, ast.Name):
                 try:
-                    out[node.targets[0].id] = ast.literal_eval(node.value)
+                    out[target.id] = ast.literal_eval(node.value)
                 except ValueError:
-                    out[node.targets[0].id] = None  # not a literal: any override type accepted
+                    out[target.id] = None  # not a literal: any override type accepted
     return out
 
 
