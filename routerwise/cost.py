@@ -507,8 +507,9 @@ def pareto_frontier(problem: Problem, num_gpus: Iterable = range(1, 9), *, basel
     feasible row costs at most as much and scores at least as much (one strictly), i.e. the
     row is on the frontier; ``best_cheaper_score``: the best score of any strictly cheaper row.
     With ``baselines`` (``routerwise.optimize.baselines.run_baselines``) each baseline ``b``
-    adds ``{b}_status``, ``{b}_score`` and ``gain_vs_{b}`` (optimum minus baseline score at
-    the same cluster, i.e. at matched cost). The frontier is computed from every row as given,
+    adds ``{b}_status`` (the solver's; ``undeployable`` with the row; ``not_run`` where
+    run_baselines leaves ``b`` out), ``{b}_score`` and ``gain_vs_{b}`` (optimum minus
+    baseline score at the same cluster, i.e. at matched cost). The frontier is computed from every row as given,
     never assuming more GPUs help (see the module docstring on ``rho_min``).
     """
     if not isinstance(problem, Problem):
@@ -547,6 +548,8 @@ def pareto_frontier(problem: Problem, num_gpus: Iterable = range(1, 9), *, basel
         if not sol.feasible and sol.infeasibility is not None:
             row.update(binding=sol.infeasibility.binding, message=sol.infeasibility.message)
         if baselines:
+            for b in BASELINES:           # a baseline run_baselines leaves out on this cluster
+                row[f"{b}_status"] = "not_run"
             try:
                 base = run_baselines(q)
             except RouterWiseError as e:   # a baseline this cluster cannot express

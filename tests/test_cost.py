@@ -240,6 +240,10 @@ def test_mixed_cluster_search_uses_cheaper_type():
     forced = cheapest_cluster(p, quality_floor=0.6, max_gpus=4, prices=prices,
                               gpu_bounds={"dear-80GB": (1, 4)})
     assert forced.found and forced.cost > res.cost
+    # the frontier over given mixed clusters prices each pool
+    df = pareto_frontier(p, [Cluster.mixed([(a, 2), (h, 1)]), Cluster.mixed([(a, 1), (h, 2)])],
+                         baselines=False, prices=prices)
+    assert list(df["cost"]) == [2 * 1.0 + 4.0, 1.0 + 2 * 4.0]
 
 
 # ----------------------------------------------------------------------------- bad input
