@@ -8,6 +8,7 @@ problem file, replay and consistency); ``paper`` (the paper's study); the comman
 """
 
 from .consistency import plan_consistently, replay_record
+from .cost import GpuPrices, cheapest_cluster, pareto_frontier
 from .errors import (ChecksumMismatch, DataError, InfeasibleSLO, MissingDataFile,
                      RouterWiseError, SolverUnavailable, ValidationError, VerificationError)
 from .online_router import OnlineRouter
@@ -26,4 +27,5 @@ __all__ = ["ChecksumMismatch", "DataError", "InfeasibleSLO", "MissingDataFile", 
            "LatencyCurve", "LatencyProfiles", "ModelSetup", "ModelSpec", "Problem", "SetupSpace",
            "SystemSetup", "Workload", "OnlineRouter", "enumerate_setups", "Solution", "METHODS",
            "solve", "register_solver", "load_problem", "read_problem_file", "with_headroom",
-           "replay_record", "plan_consistently"]
+           "replay_record", "plan_consistently", "GpuPrices", "cheapest_cluster",
+           "pareto_frontier"]

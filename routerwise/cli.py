@@ -1,9 +1,12 @@
-"""Command line: ``routerwise reproduce | solve | profiles``.
+"""Command line: ``routerwise reproduce | solve | cost | profiles``.
 
     routerwise reproduce [--out results] [--only NB ...] [-p NAME VALUE]   notebooks -> results
     routerwise solve problem.toml [--json plan.json]  your problem file (routerwise.problem_file)
     routerwise solve --models 3 --gpus 4 --rate 25 --slo 600 [--method exact|dual-price|milp]
                      [--headroom 0.8] [--consistent] [--json PATH]
+    routerwise cost problem.toml --quality-floor 0.72 [--max-gpus 8] [--price TYPE=USD ...]
+                    [--frontier] [--json PATH]    fewest GPUs (or lowest $/hour) meeting the SLO
+                                                  and the floor; --frontier: quality vs GPUs
     routerwise profiles [--gpu A100-80GB]           build (or find) the simulated profile grid
 """
 
@@ -129,6 +132,85 @@ def _solve(args) -> int:
     return 0
 
 
+def _parse_prices(items, file_prices):
+    """``--price TYPE=USD`` options (they replace a problem file's [prices] table)."""
+    if not items:
+        return file_prices
+    from .cost import GpuPrices
+    table = {}
+    for item in items:
+        name, sep, value = item.partition("=")
+        try:
+            table[name.strip()] = float(value)
+        except ValueError:
+            sep = ""
+        if not sep:
+            raise ValidationError(f"--price takes TYPE=USD_PER_HOUR (e.g. A100-80GB=2.0), got "
+                                  f"{item!r}")
+    return GpuPrices(table, source="--price on the command line (user-provided)")
+
+
+def _records(df) -> list[dict]:
+    """Rows as JSON-able dicts, NaN as null (strict JSON)."""
+    import json
+    return json.loads(df.to_json(orient="records"))
+
+
+def _cost(args) -> int:
+    """``routerwise cost``: the cheapest cluster meeting the SLO and a quality floor."""
+    import pandas as pd
+
+    from .cost import cheapest_cluster, cluster_pools, pareto_frontier
+    from .optimize.headroom import with_headroom
+    file_prices = None
+    if args.problem:
+        from .problem_file import read_problem_file
+        inputs = read_problem_file(args.problem)
+        p, file_prices = inputs.problem, inputs.prices
+    else:
+        p = _default_problem(args)
+    prices = _parse_prices(args.price, file_prices)
+    p = with_headroom(p, args.headroom)
+    res = cheapest_cluster(p, quality_floor=args.quality_floor, prices=prices,
+                           max_gpus=args.max_gpus, min_gpus=args.min_gpus, method=args.method)
+    unit = "GPUs" if prices is None else "$/hour"
+    with pd.option_context("display.width", 160, "display.max_columns", 20):
+        print(res.table().drop(columns=["message"]).to_string(index=False))
+        out = {"quality_floor": res.quality_floor, "cost_unit": res.cost_unit,
+               "price_source": res.price_source, "unlimited_capacity_bound": res.unlimited_bound,
+               "found": res.found, "proven": res.proven, "reason": res.reason,
+               "binding": res.binding, "notes": list(res.notes),
+               "trials": _records(res.table())}
+        if args.frontier:
+            df = pareto_frontier(p, range(args.min_gpus, args.max_gpus + 1), prices=prices,
+                                 method=args.method)
+            cols = [c for c in df.columns if c not in ("message", "gpus")
+                    and not c.endswith("_status")]
+            print("\nquality vs cost (gain_vs_*: optimum minus baseline at the same cluster):")
+            print(df[cols].to_string(index=False))
+            out["frontier"] = _records(df)
+    if res.found:
+        out["plan"] = plan_record(res.problem, res.solution)
+        out["cost"] = res.cost
+    if args.json:
+        write_json(args.json, out)
+    if not res.found:
+        print(f"no cluster meets both ({res.binding}): {res.reason}")
+        return 1
+    sol = res.solution
+    gpus = " + ".join(f"{n} x {t.name}" for t, n in cluster_pools(res.cluster))
+    print(f"cheapest: {gpus}, cost {res.cost:g} {unit}"
+          + (f" ({res.price_source})" if prices is not None else "")
+          + f", score {sol.score:.4f} >= {res.quality_floor:g}, {p.slo.metric} "
+            f"{sol.latency_ms:.1f} ms (SLO {p.slo.latency_ms:g})"
+          + ("" if res.proven else " [not proven cheapest: a heuristic method]"))
+    for name, s, w in zip(p.model_names, sol.setup.per_model, sol.fractions):
+        print(f"  {name:40s} {s.label():14s} w={w:.3f}")
+    for n in res.notes:
+        print("  -", n)
+    return 0
+
+
 def _version() -> str:
     from . import __version__
     return __version__
@@ -164,6 +246,33 @@ def main(argv=None) -> int:
                    help="write the plan, its notes and its replay record (predicted vs "
                         "simulated mean and p99 per model, SLO met) to PATH")
     s.add_argument("--no-replay", action="store_true", help="leave the replay out of --json")
+    c = sub.add_parser("cost", help="fewest GPUs (or lowest $/hour) meeting the SLO and a "
+                                    "quality floor; --frontier adds quality vs GPUs")
+    c.add_argument("problem", nargs="?", help="a problem file (TOML), optionally with [prices]")
+    c.add_argument("--quality-floor", type=float, required=True,
+                   help="the lowest acceptable mean predicted score, in [0, 1]")
+    c.add_argument("--max-gpus", type=int, default=8, help="largest cluster to try (default 8)")
+    c.add_argument("--min-gpus", type=int, default=1, help="smallest cluster to try (default 1)")
+    c.add_argument("--price", action="append", metavar="TYPE=USD",
+                   help="$/hour of one GPU of TYPE (repeatable; replaces the file's [prices]); "
+                        "your prices: the kit ships none")
+    c.add_argument("--frontier", action="store_true",
+                   help="also print the quality-vs-cost frontier with the baselines")
+    c.add_argument("--models", type=int, default=3, choices=(3, 4))
+    c.add_argument("--gpus", type=int, default=4, help=argparse.SUPPRESS)
+    c.add_argument("--rate", type=float, help="arrival rate, req/s (default instance)")
+    c.add_argument("--slo", type=float, help="latency SLO, ms (default instance)")
+    c.add_argument("--metric", default="ttft_mean")
+    c.add_argument("--aggregate", default="mean", choices=("mean", "max"))
+    c.add_argument("--method", default="exact", help="a registered solver (exact: proven)")
+    c.add_argument("--gpu", default="A100-80GB")
+    c.add_argument("--memory-only", action="store_true",
+                   help="the paper's deployability check (memory only, no compute placement)")
+    c.add_argument("--headroom", type=float, default=None,
+                   help="cap each model's load at this fraction of its curve's saturation-free "
+                        "range (default 0.8, as solve; 1 = none)")
+    c.add_argument("--json", metavar="PATH", help="write every cluster tried, the plan and "
+                                                  "(with --frontier) the frontier to PATH")
     pr = sub.add_parser("profiles", help="build (or find) the simulated profile grid")
     pr.add_argument("--gpu", default="A100-80GB")
     args = ap.parse_args(argv)
@@ -178,6 +287,11 @@ def main(argv=None) -> int:
                 args.headroom = DEFAULT_HEADROOM_LADDER if args.consistent else \
                     DEFAULT_LOAD_FRACTION
             return _solve(args)
+        if args.cmd == "cost":
+            if args.headroom is None:
+                from .optimize.headroom import DEFAULT_LOAD_FRACTION
+                args.headroom = DEFAULT_LOAD_FRACTION
+            return _cost(args)
         from .paper.instances import profile_table
         t = profile_table(args.gpu, progress=True)
         print(f"{len(t)} load points, {t.groupby(['model', 'tp', 'compute_share']).ngroups} curves")

@@ -35,6 +35,10 @@ error that lists the allowed ones. Example (``data/examples/problem.toml`` is a 
     [space]                    # optional: which setups to consider
     tp_degrees = [1, 2, 4]
     compute_tenths = [1, 2, 3, 4, 5, 6, 7, 8, 9, 10]
+
+    [prices]                   # optional: $/hour per GPU type, for `routerwise cost`
+    usd_per_hour = { "A100-80GB" = 2.0 }   # your prices; every cluster GPU type needs one
+    source = "illustrative assumption"     # where they come from (quote, list price + date)
 """
 
 from __future__ import annotations
@@ -44,6 +48,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from .data import latency_table
+from .cost import GpuPrices, cluster_pools
 from .data.scores import QualityMatrix, load_score_table
 from .errors import DataError, ValidationError
 from .problem import SLO, Cluster, GPUType, LatencyProfiles, ModelSpec, Problem, SetupSpace, \
@@ -74,12 +79,14 @@ class ProblemInputs:
 
     ``scores`` is the routed score matrix (with the token counts the table gives);
     ``architectures`` maps each model name to its architecture (named after the model), or
-    ``None`` for a model given only by ``params_b`` and ``shard_mem_gb``.
+    ``None`` for a model given only by ``params_b`` and ``shard_mem_gb``. ``prices``: the
+    file's ``[prices]`` table (user-provided $/hour per GPU type), or ``None``.
     """
 
     problem: Problem
     scores: QualityMatrix
     architectures: dict[str, architectures.Architecture | None]
+    prices: GpuPrices | None = None
 
 
 def load_problem(path: str | Path) -> Problem:
@@ -222,7 +229,29 @@ def _inputs_from_dict(doc: dict, *, base_dir: str | Path, origin: str) -> Proble
     )
     problem = Problem(tuple(models), cluster, workload, profiles, slo, space,
                       name=str(doc.get("name", Path(origin).stem)), assumptions=assumptions)
-    return ProblemInputs(problem, qm, dict(zip(names, archs)))
+    prices = _prices(doc["prices"], problem, origin) if "prices" in doc else None
+    return ProblemInputs(problem, qm, dict(zip(names, archs)), prices)
+
+
+# [prices]: optional, for `routerwise cost` (routerwise.cost.GpuPrices)
+_TABLES[""] = _TABLES[""] | {"prices"}
+_TABLES["prices"] = {"usd_per_hour", "source"}
+_REQUIRED["prices"] = ("usd_per_hour",)
+
+
+def _prices(d, problem: Problem, origin: str) -> GpuPrices:
+    """The ``[prices]`` table, checked to price every GPU type of the file's cluster."""
+    _check_keys("prices", d, origin)
+    table = d["usd_per_hour"]
+    if not isinstance(table, dict):
+        raise ValidationError(f"{origin}: [prices] usd_per_hour maps GPU type names to $/hour, "
+                              f"e.g. usd_per_hour = {{ \"A100-80GB\" = 2.0 }}; got {table!r}")
+    try:
+        prices = GpuPrices(table, source=str(d.get("source", f"user-provided in {origin}")))
+        prices.check_covers(t.name for t, _ in cluster_pools(problem.cluster))
+    except ValidationError as e:
+        raise ValidationError(f"{origin}: [prices] {e}") from None
+    return prices
 
 
 def _profiles(lat: dict, archs, names, gpu_name: str, space: SetupSpace, qm: QualityMatrix,

@@ -28,7 +28,7 @@ LAYERS = [
     ("serving", {"routerwise.serving"}),
     ("optimize", {"routerwise.optimize"}),
     ("facade", {"routerwise", "routerwise.solve", "routerwise.online_router", "routerwise.replay",
-                "routerwise.problem_file", "routerwise.consistency"}),
+                "routerwise.problem_file", "routerwise.consistency", "routerwise.cost"}),
     ("paper", {"routerwise.paper"}),
     ("front door", {"routerwise.cli", "routerwise.__main__"}),
 ]

@@ -33,6 +33,7 @@ SMALL = {
     "06_gpu_inventory": {"sample_seconds": 0.5},
     "07_measure_latencies": {"loads_rps": [1.0], "tp_degrees": [1], "shares": [1.0]},
     "08_latency_validation": {"max_nfev": 8},
+    "11_cost_frontier": {"max_gpus": 6},
 }
 
 
@@ -191,3 +192,18 @@ def test_latency_validation(results):
     assert n["signed_err_pct_tpot_mean_with_margin"] >= -1e-6
     assert n["signed_err_pct_ttft_mean_with_margin"] >= -1e-6
     assert n["margin_ttft"] >= 1.0 and n["margin_tpot"] >= 1.0
+
+
+def test_cost_frontier(results):
+    n = run("11_cost_frontier", results)
+    assert n["max_gpus"] == 6 and n["pareto_points"] >= 1
+    assert n["fewest_gpus_any_plan"] <= n["fewest_gpus_best_score"] <= 6
+    assert n["best_score"] <= n["unlimited_capacity_score"] + 1e-9
+    for b in ("equal-split", "size-proportional", "isolated"):
+        assert n[f"gain_vs_{b}_min_pts"] >= -1e-6        # the optimum never trails a baseline
+        if n[f"gpus_to_floor_{b}"] is not None:           # nor needs more GPUs for the floor
+            assert n["gpus_to_floor_optimum"] <= n[f"gpus_to_floor_{b}"]
+    if n["cheapest_gpus"] is not None:
+        assert n["cheapest_gpus"] == n["gpus_to_floor_optimum"]
+        assert n["cheapest_score"] >= n["quality_floor"] - 1e-9
+    assert (results / "figures" / "cost_frontier.png").stat().st_size > 10_000

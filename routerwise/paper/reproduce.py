@@ -30,7 +30,7 @@ __all__ = ["NOTEBOOKS", "repo_root", "notebooks_dir", "notebook_parameters", "ch
 
 NOTEBOOKS = ("00_bring_your_own", "01_setup_space", "02_latency_profiles", "03_score_variation", "04_exact_vs_dual",
              "05_beyond_the_paper", "06_gpu_inventory", "07_measure_latencies",
-             "08_latency_validation")
+             "08_latency_validation", "11_cost_frontier")
 
 
 def repo_root() -> Path:
@@ -46,8 +46,8 @@ def notebooks_dir() -> Path:
 def notebook_parameters(name: str) -> dict:
     """The ``parameters`` cell of notebook ``name`` as {parameter: default value}.
 
-    Read from the notebook file (cells tagged ``parameters``; each statement ``name = literal``);
-    nothing is executed.
+    Read from the notebook file (cells tagged ``parameters``; each statement
+    ``name: type = literal`` or ``name = literal``); nothing is executed.
     """
     path = notebooks_dir() / f"{name}.ipynb"
     try:
@@ -61,12 +61,17 @@ def notebook_parameters(name: str) -> dict:
             continue
         src = cell["source"] if isinstance(cell["source"], str) else "".join(cell["source"])
         for node in ast.parse(src).body:
-            if isinstance(node, ast.Assign) and len(node.targets) == 1 and \
-                    isinstance(node.targets[0], ast.Name):
+            if isinstance(node, ast.Assign) and len(node.targets) == 1:
+                target = node.targets[0]
+            elif isinstance(node, ast.AnnAssign) and node.value is not None:
+                target = node.target
+            else:
+                continue
+            if isinstance(target, ast.Name):
                 try:
-                    out[node.targets[0].id] = ast.literal_eval(node.value)
+                    out[target.id] = ast.literal_eval(node.value)
                 except ValueError:
-                    out[node.targets[0].id] = None  # not a literal: any override type accepted
+                    out[target.id] = None  # not a literal: any override type accepted
     return out
 
 
