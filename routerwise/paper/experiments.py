@@ -14,9 +14,8 @@ import numpy as np
 import pandas as pd
 
 from ..optimize.baselines import run_baselines
-from ..optimize.dual_price import solve_dual_price
-from .instances import default_problem, paper_loads
-from ..optimize.milp import solve_milp
+from .instances import default_problem, paper_load
+from ..solve import solve
 from ..problem import Problem, SetupSpace
 from ..online_router import OnlineRouter
 from ..optimize.fixed_setup import evaluate_plan
@@ -114,16 +113,17 @@ def panels(problem: Problem, num_gpus, loads, slos, space: SetupSpace | None = N
 # ----------------------------------------------------------------------------- exact vs dual
 
 def solver_comparison(problem: Problem, *, milp_time_limit_s: float = 120.0) -> pd.DataFrame:
-    """The MILP optimum, the paper's dual-price method and the default solver on one panel."""
+    """The MILP optimum, the paper's dual-price method and the default solver on one panel,
+    each through ``routerwise.solve`` (which verifies the plan; the time includes that)."""
     rows = []
     ctx = SearchContext.build(problem)
-    runs = {"milp[HiGHS]": lambda: solve_milp(problem, time_limit_s=milp_time_limit_s),
-            "dual-price (paper)": lambda: solve_dual_price(problem, context=ctx),
-            "routerwise-exact (default)": lambda: solve_exact(problem, context=ctx)}
+    runs = {"milp[HiGHS]": lambda: solve(problem, "milp", time_limit_s=milp_time_limit_s),
+            "dual-price (paper)": lambda: solve(problem, "dual-price", context=ctx),
+            "routerwise-exact (default)": lambda: solve(problem, "exact", context=ctx)}
     sols = {}
     for name, run in runs.items():
         t0 = time.perf_counter()
-        sols[name] = run().verify(problem)
+        sols[name] = run()  # rw.solve verifies every plan
         sols[name] = replace(sols[name], solve_time_s=time.perf_counter() - t0)
     opt = sols["milp[HiGHS]"]
     for name, s in sols.items():
@@ -245,7 +245,7 @@ def notebook_panels() -> list[dict]:
 
 def panel_problem(models: int, gpus: int, load_percent: int, slo_ms: float,
                   space: str = "paper", gpu: str = "A100-80GB") -> Problem:
-    lam = paper_loads(models, gpu=gpu)[[50, 60, 70, 80].index(load_percent)]
+    lam = paper_load(models, load_percent, gpu=gpu)
     return default_problem(models, gpus, lam, slo_ms, space=SPACES[space], gpu=gpu)
 
 
@@ -292,18 +292,20 @@ def check_plans(problem: Problem, *, headroom: float | None = None,
 def headroom_frontier(problem: Problem, tasks, *,
                       fractions=(1.0, 0.95, 0.9, 0.85, 0.8, 0.75, 0.7),
                       rate_factors=tuple(np.round(np.arange(1.0, 1.61, 0.02), 2)),
-                      shifts: int = 20, seed: int = 0) -> pd.DataFrame:
+                      shifts: int = 20, seed: int = 0, progress: bool = False) -> pd.DataFrame:
     """Score given up vs robustness, one row per headroom setting (``routerwise.optimize.headroom``).
 
     Each plan is solved exactly on curves cut at the headroom fraction, then judged on the
     problem's UNCUT curves (modelled latency): the largest arrival-rate factor it survives
     (``rate_sensitivity``) and the share of random task-mix shifts (``mix_shift``, routed
-    online with the plan's prices) that still meet the SLO.
+    online with the plan's prices) that still meet the SLO. ``progress``: a tqdm bar over the
+    headroom settings.
     """
     from ..optimize.headroom import with_headroom
+    from .progress import tqdm
     rows = []
     base = None
-    for f in fractions:
+    for f in tqdm(fractions, desc="headroom settings", disable=not progress):
         sol = solve_exact(with_headroom(problem, f))
         if not sol.feasible:
             rows.append({"headroom": f, "feasible": False})

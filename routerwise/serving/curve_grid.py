@@ -514,7 +514,13 @@ def _provenance(c: _Curve, lengths: LengthSample, opts: GridOptions, params: Ste
 
 
 def _run(tasks, workers: int, progress: bool, total: int, done: int) -> None:
-    from tqdm.auto import tqdm
+    import importlib.util
+
+    # tqdm.auto in a kernel without ipywidgets prints an "IProgress not found" warning
+    if importlib.util.find_spec("ipywidgets") is not None:
+        from tqdm.auto import tqdm
+    else:
+        from tqdm.std import tqdm
 
     bar = tqdm(total=total, initial=done, desc="latency profiles", unit="curve",
                disable=not progress)
