@@ -65,7 +65,7 @@ bench: install  ## print the benchmarks: solvers, routing, plans, latency valida
 	$(BIN)/python benchmarks/bench_predictor.py
 
 lab: install  ## open the notebooks in JupyterLab
-	$(BIN)/python -m pip install -q "jupyterlab>=4"
+	$(BIN)/python -m pip install -q "jupyterlab>=4" "ipywidgets>=8.1"  # the lab extra (pyproject.toml)
 	$(BIN)/jupyter lab notebooks
 
 clean:  ## remove results and test caches (not the venv)
