@@ -51,7 +51,7 @@ unit: install  ## unit and notebook-parameter tests only
 	ROUTERWISE_CACHE_DIR=$(TEST_CACHE) $(BIN)/python -m pytest
 
 notebooks: install  ## nbval: re-run the committed notebooks and compare their outputs
-	ROUTERWISE_CACHE_DIR=$(TEST_CACHE) ROUTERWISE_RESULTS_DIR=$(CURDIR)/.cache/nbval-results \
+	ROUTERWISE_CACHE_DIR=$(TEST_CACHE) ROUTERWISE_RESULTS_DIR=$(CURDIR)/.cache/nbval-results ROUTERWISE_PROGRESS=off \
 	  $(BIN)/python -m pytest --nbval notebooks --nbval-sanitize-with notebooks/nbval_sanitize.cfg \
 	  --nbval-current-env -p no:cacheprovider -q
 

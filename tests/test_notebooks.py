@@ -57,6 +57,7 @@ CHECKED = {
 
 def run(name: str, results: Path) -> dict:
     os.environ["ROUTERWISE_RESULTS_DIR"] = str(results)
+    os.environ.setdefault("ROUTERWISE_PROGRESS", "off")
     pm.execute_notebook(str(REPO / "notebooks" / f"{name}.ipynb"),
                         str(results / f"{name}.ipynb"), parameters=SMALL[name],
                         cwd=str(results), progress_bar=False, kernel_name="python3")

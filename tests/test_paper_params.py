@@ -67,3 +67,35 @@ def test_nan_is_not_a_float_parameter():
     n["load_percent"] = float("nan")
     with pytest.raises(ValidationError, match="must be a float"):
         params.check(n)
+
+
+@pytest.mark.parametrize("value, mode", [("off", "off"), ("TEXT", "text"), (" widgets ", "widgets")])
+def test_progress_mode_is_read_from_the_environment(monkeypatch, value, mode):
+    from routerwise.settings import progress_mode
+    monkeypatch.setenv("ROUTERWISE_PROGRESS", value)
+    assert progress_mode() == mode
+
+
+def test_auto_progress_uses_widgets_only_when_ipywidgets_is_installed(monkeypatch):
+    import importlib.util
+    from routerwise import settings
+    monkeypatch.delenv("ROUTERWISE_PROGRESS", raising=False)
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)
+    assert settings.progress_mode() == "text"
+
+
+def test_a_bad_progress_mode_is_refused(monkeypatch):
+    from routerwise.settings import progress_mode
+    monkeypatch.setenv("ROUTERWISE_PROGRESS", "loud")
+    with pytest.raises(ValidationError, match="auto, widgets, text, off"):
+        progress_mode()
+
+
+def test_progress_off_disables_the_bar(monkeypatch, capsys):
+    from routerwise.paper.progress import tqdm
+    monkeypatch.setenv("ROUTERWISE_PROGRESS", "off")
+    assert list(tqdm(range(3), desc="x")) == [0, 1, 2]
+    assert capsys.readouterr().err == ""
+    monkeypatch.setenv("ROUTERWISE_PROGRESS", "text")
+    list(tqdm(range(3), desc="bar-shown"))
+    assert "bar-shown" in capsys.readouterr().err

@@ -44,7 +44,7 @@ def setup_space(df: pd.DataFrame):
             if len(zero):   # log scale: a filter that keeps nothing is marked on the axis
                 ax.scatter(zero["gpus"], np.full(len(zero), 1.0), clip_on=False,
                            label="none retained (drawn at 1)", **MARKS["infeasible"])
-        ax.set_yscale("log")
+        style.log_axis(ax)
         ax.set_xlabel(label("gpus"))
         ax.set_ylabel("setups retained")
         ax.set_title(f"{M} models share the cluster")
@@ -83,19 +83,20 @@ def latency_profiles(table: pd.DataFrame, models, tp_degrees=(1, 2, 4), shares=(
                 ax.plot(d["load_rps"], d[col], ls, color=colors.get(tp, "k"),
                         marker="o", mfc=None if measured else "none",
                         label=f"tp {tp}, compute share {share:.1f}")
-        ax.set_yscale("log")
+        style.log_axis(ax)
         for i, x in enumerate(marked_loads_rps or ()):
             ax.axvline(x, color="grey", ls=":", lw=0.8,
                        label="requested load points (not simulated there)" if i == 0 else None)
         if sat_x:
             ax.scatter(sat_x, np.full(len(sat_x), 1.0), transform=ax.get_xaxis_transform(),
                        clip_on=False, label="saturated (latency unbounded)", **MARKS["saturated"])
+            style.include_x(ax, sat_x)
         ax.set_title(_model(m))
         ax.set_xlabel(label("load_rps"))
         ax.set_ylabel(label(metric))
     for ax in axes.ravel()[n:]:
         ax.set_visible(False)
-    style.legend_below(fig, ncol=3)
+    style.legend_below(fig, ncol=3 if ncols > 1 else 2)
     return fig
 
 
@@ -149,19 +150,23 @@ def _gpus_of(instance: str) -> str:
 
 @styled
 def score_variation_panels(results):
-    """:func:`score_variation` for every (problem, result) of ``experiments.panels``, two
-    panels a row at page width, one legend below."""
+    """:func:`score_variation` for every (problem, result) of ``experiments.panels``: one panel
+    at column width, more two a row at page width; one legend below."""
     results = list(results)
     n = len(results)
-    nrows = (n + 1) // 2
-    fig, axes = style.figure(nrows, 2, width="page", height_in=2.2 * nrows + 0.7)
+    ncols = 1 if n == 1 else 2
+    nrows = (n + ncols - 1) // ncols
+    fig, axes = style.figure(nrows, ncols, width="column" if ncols == 1 else "page",
+                             height_in=2.3 * nrows + (1.0 if ncols == 1 else 0.7))
     for ax, (p, r) in zip(axes.ravel(), results):
         _score_variation(r, ax, None)
+        s = r["summary"]
         ax.set_title(f"{p.num_models} models, G = {p.cluster.num_gpus}, "
-                     f"{p.arrival_rate_rps:g} req/s, SLO {p.slo.latency_ms:g} ms")
+                     f"{p.arrival_rate_rps:g} req/s, SLO {p.slo.latency_ms:g} ms\n"
+                     f"{s['feasible']} of {s['setups']} setups feasible")
     for ax in axes.ravel()[n:]:
         ax.set_visible(False)
-    style.legend_below(fig, ncol=3)
+    style.legend_below(fig, ncol=2 if ncols == 1 else 3)
     return fig
 
 
@@ -178,14 +183,19 @@ def solver_comparison(df: pd.DataFrame):
     for i, s in enumerate(solvers):
         d = df[df["solver"] == s].set_index("panel").reindex(panels)
         off = x - 0.4 + w * (i + 0.5)
-        a.bar(off, d["gap_to_milp_pct"].fillna(0), w, color=style.color(i), label=label(s))
+        gap = d["gap_to_milp_pct"]
+        # |gap| below 1e-6 % is floating-point noise of the LP/MILP tolerances: drawn as 0
+        a.bar(off, gap.where(gap.abs() > 1e-6, 0.0).fillna(0), w, color=style.color(i),
+              label=label(s))
         b.bar(off, d["time_s"], w, color=style.color(i))
         bad = d["gap_to_milp_pct"].isna().to_numpy()
         if bad.any():
             a.scatter(off[bad], np.zeros(bad.sum()), label="no feasible plan", **MARKS["infeasible"])
+    lo, hi = a.get_ylim()
+    a.set_ylim(min(lo, 0.0), max(hi, 0.1))   # all-zero gaps still show a readable axis
     a.set_ylabel(label("gap_to_milp_pct"))
     a.set_title("score lost against the proven optimum")
-    b.set_yscale("log")
+    style.log_axis(b)
     b.set_ylabel(label("time_s") + ", log scale")
     b.set_title("wall-clock time on this machine")
     for ax in (a, b):
@@ -234,7 +244,9 @@ def mix_shift(df: pd.DataFrame, slo_ms: float):
                    transform=ax.get_xaxis_transform(), clip_on=False,
                    label=f"beyond the profiled load: latency unknown ({int((~finite).sum())})",
                    **MARKS["dropped"])
+        style.include_x(ax, df.loc[~finite, "max_task_share"])
     ax.axhline(slo_ms, color="k", ls="--", lw=0.8, label=f"SLO {slo_ms:g} ms")
+    ax.set_xlim(left=0)
     ax.set_xlabel("largest task share in the shifted mix")
     ax.set_ylabel("plan latency, mean TTFT (ms)")
     ax.set_title(f"{len(df)} random task mixes, routed with the plan's prices")
@@ -290,10 +302,10 @@ def latency_validation(levels: pd.DataFrame, sats: pd.DataFrame):
             sat = sats.loc[sats["run_id"] == rid, "meas_saturation_rps"].iloc[0]
             if np.isfinite(sat) and sat < d["rate_rps"].max() * 1.5:
                 ax.axvline(sat, color="grey", lw=0.8, label="measured saturation rate")
-            ax.set_yscale("log")
-            ax.set_title(f"{rid}: {name.upper()}" + (f" ({int(far.sum())} burst level(s) "
-                                                     f"off the axis)" if far.any() else ""))
-            ax.set_xlabel(label("rate_rps"))
+            style.log_axis(ax)
+            ax.set_title(f"{rid}: {name.upper()}" if name == "ttft" else "TPOT")
+            ax.set_xlabel(label("rate_rps") + (f"; {int(far.sum())} burst level(s) beyond"
+                                               if far.any() else ""))
             ax.set_ylabel(f"{name.upper()} (ms)")
     style.legend_below(fig, ncol=5)
     return fig

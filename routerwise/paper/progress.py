@@ -1,22 +1,26 @@
-"""Progress bars for notebook cells: widget bars when ipywidgets is installed, text otherwise.
+"""Progress bars for notebook cells, as ``ROUTERWISE_PROGRESS`` asks (``routerwise.settings``).
 
 ``tqdm.auto`` inside a Jupyter kernel without ipywidgets prints a red "IProgress not found"
-warning before falling back to a text bar; :data:`tqdm` here makes the same choice silently.
-ipywidgets comes with the ``lab`` extra (``pip install -e ".[lab]"``, ``make lab``).
+warning before falling back to a text bar; :func:`tqdm` here picks widget bars only when
+ipywidgets is installed (the ``lab`` extra: ``pip install -e ".[lab]"``, ``make lab``), text
+bars otherwise, and none under ``ROUTERWISE_PROGRESS=off`` (what ``routerwise reproduce`` sets,
+so stored notebook outputs hold no bars whose timings change from run to run).
 """
 
 from __future__ import annotations
 
-import importlib.util
+from ..settings import progress_mode
 
-__all__ = ["tqdm", "widgets_available"]
-
-
-def widgets_available() -> bool:
-    return importlib.util.find_spec("ipywidgets") is not None
+__all__ = ["tqdm"]
 
 
-if widgets_available():
-    from tqdm.auto import tqdm
-else:
-    from tqdm.std import tqdm
+def tqdm(*args, **kwargs):
+    """A ``tqdm`` bar of the configured kind (same arguments as ``tqdm.tqdm``)."""
+    mode = progress_mode()
+    if mode == "widgets":
+        from tqdm.auto import tqdm as bar
+    else:
+        from tqdm.std import tqdm as bar
+    if mode == "off":
+        kwargs["disable"] = True
+    return bar(*args, **kwargs)

@@ -142,6 +142,8 @@ def run(out: Path, only=None, parameters: dict | None = None, progress: bool = T
         raise ValidationError(f"parameters {unknown} are in none of the notebooks {names}")
     out = out.resolve()
     os.environ["ROUTERWISE_RESULTS_DIR"] = str(out)
+    # no bars inside the stored notebooks (their timings differ between runs); one bar here
+    os.environ.setdefault("ROUTERWISE_PROGRESS", "off")
     done = []
     bar = tqdm(names, desc="notebooks", unit="nb", disable=not progress)
     for name in bar:

@@ -26,7 +26,7 @@ import matplotlib.pyplot as plt
 
 __all__ = ["COLUMN_WIDTH_IN", "PAGE_WIDTH_IN", "ROW_ASPECT", "FONT_SIZE_PT", "SMALL_FONT_SIZE_PT",
            "PNG_DPI", "PALETTE", "MARKERS", "MARKS", "LABELS", "RC", "label", "color", "styled",
-           "figure", "legend_below"]
+           "figure", "legend_below", "log_axis", "include_x"]
 
 COLUMN_WIDTH_IN = 3.35
 PAGE_WIDTH_IN = 7.0
@@ -148,3 +148,27 @@ def legend_below(owner, *, ncol: int = 2, **kwargs):
         return owner.legend(handles, labels, loc="outside lower center", ncol=ncol, **kwargs)
     return owner.legend(handles, labels, loc="upper center", bbox_to_anchor=(0.5, -0.25),
                         ncol=ncol, **kwargs)
+
+
+def log_axis(ax, axis: str = "y") -> None:
+    """Log scale with plain tick labels (20, 30, 100, not 2 x 10^1)."""
+    from matplotlib import ticker
+
+    class Plain(ticker.LogFormatter):   # matplotlib picks which ticks get a label; we write it
+        def __call__(self, x, pos=None):
+            return f"{x:g}" if super().__call__(x, pos) else ""
+
+    getattr(ax, f"set_{axis}scale")("log")
+    a = ax.yaxis if axis == "y" else ax.xaxis
+    a.set_major_formatter(Plain())
+    a.set_minor_formatter(Plain(labelOnlyBase=False, minor_thresholds=(1, 0.4)))
+
+
+def include_x(ax, xs, pad: float = 0.03) -> None:
+    """Widen the x range to hold ``xs`` (marks drawn in axes coordinates do not autoscale)."""
+    xs = [float(x) for x in xs]
+    if not xs:
+        return
+    lo, hi = ax.get_xlim()
+    span = max(hi - lo, 1e-12)
+    ax.set_xlim(min(lo, min(xs) - pad * span), max(hi, max(xs) + pad * span))

@@ -514,16 +514,17 @@ def _provenance(c: _Curve, lengths: LengthSample, opts: GridOptions, params: Ste
 
 
 def _run(tasks, workers: int, progress: bool, total: int, done: int) -> None:
-    import importlib.util
+    from ..settings import progress_mode
 
     # tqdm.auto in a kernel without ipywidgets prints an "IProgress not found" warning
-    if importlib.util.find_spec("ipywidgets") is not None:
+    mode = progress_mode()
+    if mode == "widgets":
         from tqdm.auto import tqdm
     else:
         from tqdm.std import tqdm
 
     bar = tqdm(total=total, initial=done, desc="latency profiles", unit="curve",
-               disable=not progress)
+               disable=not progress or mode == "off")
     try:
         if workers <= 1 or len(tasks) <= 1:
             for t in tasks:
