@@ -24,7 +24,7 @@ import os
 from pathlib import Path
 
 __all__ = ["data_mirror", "cache_dir", "TRUE_WORDS", "FALSE_WORDS", "offline", "PROGRESS_MODES",
-           "progress_mode"]
+           "progress_mode", "progress_bar"]
 
 
 def data_mirror() -> Path | None:
@@ -71,3 +71,17 @@ def progress_mode() -> str:
         import importlib.util
         return "widgets" if importlib.util.find_spec("ipywidgets") is not None else "text"
     return v
+
+
+def progress_bar(*args, **kwargs):
+    """A ``tqdm`` bar of the kind :func:`progress_mode` names (same arguments as ``tqdm``);
+    ``off`` disables it. Widget bars only with ipywidgets: ``tqdm.auto`` without it prints an
+    "IProgress not found" warning in a notebook."""
+    mode = progress_mode()
+    if mode == "widgets":
+        from tqdm.auto import tqdm
+    else:
+        from tqdm.std import tqdm
+    if mode == "off":
+        kwargs["disable"] = True
+    return tqdm(*args, **kwargs)

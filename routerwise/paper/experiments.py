@@ -1,5 +1,8 @@
 """The analyses behind the notebooks: each returns tidy tables the notebooks plot and record.
 
+Every plan here comes from ``routerwise.solve`` (verified, with the problem's assumptions in its
+notes), as in the notebooks.
+
 Notebooks stay thin: they set parameters, call one function here per figure or table, plot,
 and record key numbers. Every function takes plain parameters and returns DataFrames/dicts.
 """
@@ -20,7 +23,7 @@ from ..problem import Problem, SetupSpace
 from ..online_router import OnlineRouter
 from ..optimize.fixed_setup import evaluate_plan
 from ..optimize.bounds import SearchContext
-from ..optimize.exact_search import evaluate_all, solve_exact
+from ..optimize.exact_search import evaluate_all
 from ..optimize.setup_space import enumerate_setups
 from ..optimize.solution import Solution
 
@@ -79,7 +82,7 @@ def score_variation(problem: Problem, *, workers: int = 2) -> dict:
     """
     ctx = SearchContext.build(problem)
     df = evaluate_all(problem, context=ctx, workers=workers)
-    best = solve_exact(problem, context=ctx).verify(problem)
+    best = solve(problem, "exact", context=ctx)
     base = run_baselines(problem, context=ctx)
     f = df[df["feasible"]]
     smin, smax = (float(f["score"].min()), float(f["score"].max())) if len(f) else (np.nan, np.nan)
@@ -215,7 +218,7 @@ def tail_slo_variant(num_models: int, num_gpus: int, rate_rps: float, slo_ms: fl
     for metric, agg in (("ttft_mean", "mean"), ("ttft_p99", "max")):
         p = default_problem(num_models, num_gpus, rate_rps, slo_ms, metric=metric,
                             aggregate=agg, gpu=gpu)
-        s = solve_exact(p).verify(p)
+        s = solve(p)
         rows.append({"slo": f"{metric} ({agg}) <= {slo_ms:g} ms", "status": s.status,
                      "score": s.score if s.feasible else np.nan,
                      "latency_ms": s.latency_ms if s.feasible else np.nan,
@@ -262,7 +265,7 @@ def check_plans(problem: Problem, *, headroom: float | None = None,
     row = {"instance": problem.name, "rate_rps": problem.arrival_rate_rps,
            "slo_ms": problem.slo.latency_ms}
     t0 = time.perf_counter()
-    today = solve_exact(problem).verify(problem)
+    today = solve(problem)
     row["today_solve_s"] = time.perf_counter() - t0
     if today.feasible:
         r = replay_record(problem, today, qm, p99_profiles=p99, num_requests=replay_requests)
@@ -306,7 +309,7 @@ def headroom_frontier(problem: Problem, tasks, *,
     rows = []
     base = None
     for f in tqdm(fractions, desc="headroom settings", disable=not progress):
-        sol = solve_exact(with_headroom(problem, f))
+        sol = solve(with_headroom(problem, f))
         if not sol.feasible:
             rows.append({"headroom": f, "feasible": False})
             continue

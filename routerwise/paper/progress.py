@@ -9,18 +9,6 @@ so stored notebook outputs hold no bars whose timings change from run to run).
 
 from __future__ import annotations
 
-from ..settings import progress_mode
+from ..settings import progress_bar as tqdm
 
 __all__ = ["tqdm"]
-
-
-def tqdm(*args, **kwargs):
-    """A ``tqdm`` bar of the configured kind (same arguments as ``tqdm.tqdm``)."""
-    mode = progress_mode()
-    if mode == "widgets":
-        from tqdm.auto import tqdm as bar
-    else:
-        from tqdm.std import tqdm as bar
-    if mode == "off":
-        kwargs["disable"] = True
-    return bar(*args, **kwargs)

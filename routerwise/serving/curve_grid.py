@@ -514,17 +514,10 @@ def _provenance(c: _Curve, lengths: LengthSample, opts: GridOptions, params: Ste
 
 
 def _run(tasks, workers: int, progress: bool, total: int, done: int) -> None:
-    from ..settings import progress_mode
+    from ..settings import progress_bar
 
-    # tqdm.auto in a kernel without ipywidgets prints an "IProgress not found" warning
-    mode = progress_mode()
-    if mode == "widgets":
-        from tqdm.auto import tqdm
-    else:
-        from tqdm.std import tqdm
-
-    bar = tqdm(total=total, initial=done, desc="latency profiles", unit="curve",
-               disable=not progress or mode == "off")
+    bar = progress_bar(total=total, initial=done, desc="latency profiles", unit="curve",
+                       disable=not progress)
     try:
         if workers <= 1 or len(tasks) <= 1:
             for t in tasks:

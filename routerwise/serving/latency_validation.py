@@ -377,19 +377,22 @@ def calibrate(runs: list[mr.MeasuredRun], profile: str = "vllm-v1",
 
 def validate(runs: list[mr.MeasuredRun] | None = None, profile: str = "vllm-v1",
              params: StepCostParams | None = None, *, split: str = "leave-one-run-out",
-             max_nfev: int = 60) -> tuple[pd.DataFrame, pd.DataFrame, list[Calibration]]:
+             max_nfev: int = 60, progress: bool = False
+             ) -> tuple[pd.DataFrame, pd.DataFrame, list[Calibration]]:
     """Held-out level rows, per-run saturation rows and the calibrations.
 
     ``split``: ``"leave-one-run-out"`` (each run scored by a fit on all the others) or
     ``"none"`` (the profile's own overheads, no fitting; with ``profile="legacy"`` this is
-    the kit's original replica: the baseline before engine profiles).
+    the kit's original replica: the baseline before engine profiles). ``progress``: a bar over
+    the runs (``ROUTERWISE_PROGRESS`` picks its kind).
     """
     if runs is None:
         runs, _ = eligible_runs()
     if split not in ("leave-one-run-out", "none"):
         raise ValidationError(f"unknown split {split!r}; use 'leave-one-run-out' or 'none'")
+    from ..settings import progress_bar
     levels, sats, cals = [], [], []
-    for r in runs:
+    for r in progress_bar(runs, desc=f"runs ({split})", unit="run", disable=not progress):
         if split == "none":
             o, label = None, f"{profile} profile defaults (no fit)"
         else:
