@@ -214,7 +214,7 @@ def replay(rep):
     x = np.arange(len(d))
     ax.bar(x - 0.2, d["predicted_ms"], 0.4, color=style.color(0),
            label="predicted (curve of the whole mix)")
-    ax.bar(x + 0.2, d["simulated_ms"], 0.4, color=style.color(4),
+    ax.bar(x + 0.2, d["simulated_ms"], 0.4, color=style.color(3),
            label="simulated (prompts the plan routes)")
     ax.set_xticks(x, [f"{_model(m)}\n{s}" for m, s in zip(d["model"], d["setup"])])
     ax.set_ylabel(label(rep.metric))
@@ -237,7 +237,7 @@ def mix_shift(df: pd.DataFrame, slo_ms: float):
     bad = ~df["meets_slo"] & finite
     ax.scatter(df.loc[ok, "max_task_share"], lat[ok], s=14, color=style.color(2),
                label=f"meets the SLO ({int(ok.sum())})")
-    ax.scatter(df.loc[bad, "max_task_share"], lat[bad], s=14, color=style.color(5), marker="s",
+    ax.scatter(df.loc[bad, "max_task_share"], lat[bad], s=14, color=style.color(4), marker="s",
                label=f"misses the SLO ({int(bad.sum())})")
     if (~finite).any():
         ax.scatter(df.loc[~finite, "max_task_share"], np.full((~finite).sum(), 1.0),
@@ -263,7 +263,7 @@ def headroom_frontier(df: pd.DataFrame):
     ax = axes[0][0]
     ax.plot(d["score_given_up_pct"], d["load_increase_survived_pct"], "o-", color=style.color(0),
             label="arrival-rate increase survived (%)")
-    ax.plot(d["score_given_up_pct"], d["mix_shifts_survived_pct"], "s--", color=style.color(4),
+    ax.plot(d["score_given_up_pct"], d["mix_shifts_survived_pct"], "s--", color=style.color(3),
             label="task-mix shifts meeting the SLO (%)")
     for _, r in d.iterrows():
         ax.annotate(f"{r['headroom']:g}", (r["score_given_up_pct"], r["load_increase_survived_pct"]),
@@ -293,11 +293,11 @@ def latency_validation(levels: pd.DataFrame, sats: pd.DataFrame):
         for ax, name in zip(row, ("ttft", "tpot")):
             ax.plot(d["rate_rps"], d[f"meas_{name}_mean_ms"], "o-", color=style.color(0),
                     label="measured mean")
-            ax.plot(d["rate_rps"], d[f"sim_{name}_mean_ms"], "s--", color=style.color(4),
+            ax.plot(d["rate_rps"], d[f"sim_{name}_mean_ms"], "s--", color=style.color(3),
                     label="simulated mean (held out)")
             ax.plot(d["rate_rps"], d[f"meas_{name}_p99_ms"], "o:", color=style.color(0),
                     alpha=0.5, label="measured p99")
-            ax.plot(d["rate_rps"], d[f"sim_{name}_p99_ms"], "s:", color=style.color(4),
+            ax.plot(d["rate_rps"], d[f"sim_{name}_p99_ms"], "s:", color=style.color(3),
                     alpha=0.5, label="simulated p99")
             sat = sats.loc[sats["run_id"] == rid, "meas_saturation_rps"].iloc[0]
             if np.isfinite(sat) and sat < d["rate_rps"].max() * 1.5:

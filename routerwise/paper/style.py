@@ -25,7 +25,7 @@ import functools
 import matplotlib.pyplot as plt
 
 __all__ = ["COLUMN_WIDTH_IN", "PAGE_WIDTH_IN", "ROW_ASPECT", "FONT_SIZE_PT", "SMALL_FONT_SIZE_PT",
-           "PNG_DPI", "PALETTE", "MARKERS", "MARKS", "LABELS", "RC", "label", "color", "styled",
+           "PNG_DPI", "PALETTE", "SERIES", "MARKERS", "MARKS", "LABELS", "RC", "label", "color", "styled",
            "figure", "legend_below", "log_axis", "include_x"]
 
 COLUMN_WIDTH_IN = 3.35
@@ -81,7 +81,7 @@ RC = {
     "xtick.labelsize": SMALL_FONT_SIZE_PT, "ytick.labelsize": SMALL_FONT_SIZE_PT,
     "legend.fontsize": SMALL_FONT_SIZE_PT, "legend.frameon": False,
     "figure.titlesize": FONT_SIZE_PT,
-    "axes.prop_cycle": plt.cycler(color=PALETTE[1:] + PALETTE[:1]),
+    "axes.prop_cycle": plt.cycler(color=[PALETTE[i] for i in (1, 2, 3, 5, 6, 7, 4, 0)]),
     "axes.grid": True, "grid.alpha": 0.3, "grid.linewidth": 0.5,
     "axes.linewidth": 0.6, "lines.linewidth": 1.1, "lines.markersize": 3.5,
     "xtick.major.width": 0.6, "ytick.major.width": 0.6,
@@ -98,9 +98,13 @@ def label(name: str) -> str:
     return LABELS.get(name, str(name).replace("_", " "))
 
 
+# Series order: yellow last, it is the palette's weakest contrast on white.
+SERIES = tuple(PALETTE[i] for i in (1, 2, 3, 5, 6, 7, 4))
+
+
 def color(i: int) -> str:
-    """The i-th series colour (the palette without black, cycling)."""
-    return PALETTE[1:][i % (len(PALETTE) - 1)]
+    """The i-th series colour (:data:`SERIES`, cycling)."""
+    return SERIES[i % len(SERIES)]
 
 
 def styled(fn):
