@@ -51,6 +51,7 @@ unit: install  ## unit and notebook-parameter tests only
 	ROUTERWISE_CACHE_DIR=$(TEST_CACHE) $(BIN)/python -m pytest
 
 notebooks: install  ## nbval: re-run the committed notebooks and compare their outputs
+	rm -rf .cache/nbval-results  # a fresh folder: no "replaced <figure>" lines from the last run
 	ROUTERWISE_CACHE_DIR=$(TEST_CACHE) ROUTERWISE_RESULTS_DIR=$(CURDIR)/.cache/nbval-results ROUTERWISE_PROGRESS=off \
 	  $(BIN)/python -m pytest --nbval notebooks --nbval-sanitize-with notebooks/nbval_sanitize.cfg \
 	  --nbval-current-env -p no:cacheprovider -q
