@@ -51,7 +51,8 @@ unit: install  ## unit and notebook-parameter tests only
 	ROUTERWISE_CACHE_DIR=$(TEST_CACHE) $(BIN)/python -m pytest
 
 notebooks: install  ## nbval: re-run the committed notebooks and compare their outputs
-	ROUTERWISE_CACHE_DIR=$(TEST_CACHE) ROUTERWISE_RESULTS_DIR=$(CURDIR)/.cache/nbval-results \
+	rm -rf .cache/nbval-results  # a fresh folder: no "replaced <figure>" lines from the last run
+	ROUTERWISE_CACHE_DIR=$(TEST_CACHE) ROUTERWISE_RESULTS_DIR=$(CURDIR)/.cache/nbval-results ROUTERWISE_PROGRESS=off \
 	  $(BIN)/python -m pytest --nbval notebooks --nbval-sanitize-with notebooks/nbval_sanitize.cfg \
 	  --nbval-current-env -p no:cacheprovider -q
 
@@ -65,7 +66,7 @@ bench: install  ## print the benchmarks: solvers, routing, plans, latency valida
 	$(BIN)/python benchmarks/bench_predictor.py
 
 lab: install  ## open the notebooks in JupyterLab
-	$(BIN)/python -m pip install -q "jupyterlab>=4"
+	$(BIN)/python -m pip install -q "jupyterlab>=4" "ipywidgets>=8.1"  # the lab extra (pyproject.toml)
 	$(BIN)/jupyter lab notebooks
 
 clean:  ## remove results and test caches (not the venv)

@@ -254,9 +254,9 @@ def map_tasks(fn: Callable, tasks: Sequence, *, executor: cf.Executor | None = N
     pending = [i for i in range(n) if i not in results]
     failed: dict[int, BaseException] = {}
 
-    from tqdm.auto import tqdm
-    bar = tqdm(total=n, initial=n - len(pending), desc=desc, unit="task",
-               disable=not progress)
+    from .settings import progress_bar
+    bar = progress_bar(total=n, initial=n - len(pending), desc=desc, unit="task",
+                       disable=not progress)
 
     def accept(i: int, value) -> None:
         try:  # on_result first: a result is checkpointed only once its caller has it

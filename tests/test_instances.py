@@ -87,3 +87,16 @@ def test_cli_solves_and_explains_an_unreachable_slo(capsys):
     assert "routerwise-exact: optimal" in out and "input: scores" in out
     assert main(["solve", "--rate", "20", "--slo", "5"]) == 1
     assert "Raise the SLO" in capsys.readouterr().out
+
+
+def test_paper_load_takes_any_percent_of_capacity():
+    from routerwise.paper.instances import paper_load
+    from routerwise.errors import ValidationError
+    loads = paper_loads(3)
+    assert [paper_load(3, p) for p in (50, 60, 70, 80)] == list(loads)
+    cap = loads[-1] / 0.8                                  # capacity, from the paper's 80%
+    assert paper_load(3, 65) == pytest.approx(0.65 * cap, abs=0.02)
+    assert paper_load(3, 100) == pytest.approx(cap, abs=0.02)
+    for bad in (0, -5, 100.5, float("nan"), "60"):
+        with pytest.raises(ValidationError, match=r"\(0, 100\]"):
+            paper_load(3, bad)

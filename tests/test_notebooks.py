@@ -58,6 +58,7 @@ CHECKED = {
 
 def run(name: str, results: Path) -> dict:
     os.environ["ROUTERWISE_RESULTS_DIR"] = str(results)
+    os.environ.setdefault("ROUTERWISE_PROGRESS", "off")
     pm.execute_notebook(str(REPO / "notebooks" / f"{name}.ipynb"),
                         str(results / f"{name}.ipynb"), parameters=SMALL[name],
                         cwd=str(results), progress_bar=False, kernel_name="python3")
@@ -96,6 +97,79 @@ def test_every_notebook_has_small_parameters():
     assert names == sorted(SMALL)
 
 
+NOTEBOOK_PATHS = sorted((REPO / "notebooks").glob("*.ipynb"))
+
+
+def _cells(path):
+    return json.loads(path.read_text())["cells"]
+
+
+def _src(cell):
+    return "".join(cell["source"]) if isinstance(cell["source"], list) else cell["source"]
+
+
+def _parameters_index(cells):
+    tagged = [i for i, c in enumerate(cells) if "parameters" in c.get("metadata", {}).get("tags", [])]
+    assert len(tagged) == 1, "exactly one cell tagged `parameters`"
+    return tagged[0]
+
+
+@pytest.mark.parametrize("path", NOTEBOOK_PATHS, ids=lambda p: p.stem)
+def test_kernelspec_is_the_one_jupyterlab_writes(path):
+    # any other display name makes JupyterLab mark the notebook modified on opening
+    assert json.loads(path.read_text())["metadata"]["kernelspec"] == {
+        "display_name": "Python 3 (ipykernel)", "language": "python", "name": "python3"}
+
+
+@pytest.mark.parametrize("path", NOTEBOOK_PATHS, ids=lambda p: p.stem)
+def test_papermill_sees_every_parameter_with_its_type(path):
+    from routerwise.paper.params import TYPES
+    from routerwise.paper.reproduce import notebook_parameters
+    seen = pm.inspect_notebook(str(path))          # what `papermill --help-notebook` lists
+    declared = notebook_parameters(path.stem)      # every assignment in the parameters cell
+    assert declared and set(seen) == set(declared), "papermill misses a parameter (an '=' in its comment?)"
+    for name, p in seen.items():
+        assert p["inferred_type_name"] in TYPES, f"{name}: type {p['inferred_type_name']!r}"
+        assert p["help"], f"{name}: no help text"
+
+
+@pytest.mark.parametrize("path", NOTEBOOK_PATHS, ids=lambda p: p.stem)
+def test_parameters_are_checked_right_after_the_cell_and_defaults_pass(path):
+    cells = _cells(path)
+    i = _parameters_index(cells)
+    nxt = next(c for c in cells[i + 1:] if c["cell_type"] == "code")
+    assert "params.check(globals()" in _src(nxt)
+    # the imports, the parameters and the check, run as a kernel would (magics aside)
+    code = "\n".join(_src(c) for c in cells[:cells.index(nxt) + 1] if c["cell_type"] == "code")
+    code = "\n".join(line for line in code.splitlines() if not line.lstrip().startswith("%"))
+    namespace: dict = {}
+    exec(compile(code, path.name, "exec"), namespace)
+    from routerwise.paper.reproduce import notebook_parameters
+    assert set(namespace["__annotations__"]) == set(notebook_parameters(path.stem))
+
+
+@pytest.mark.parametrize("path", NOTEBOOK_PATHS, ids=lambda p: p.stem)
+def test_a_bad_parameter_stops_the_notebook_with_a_clear_error(path):
+    from routerwise.errors import ValidationError
+    cells = _cells(path)
+    i = _parameters_index(cells)
+    nxt = next(c for c in cells[i + 1:] if c["cell_type"] == "code")
+    code = "\n".join(_src(c) for c in cells[:cells.index(nxt)] if c["cell_type"] == "code")
+    code = "\n".join(line for line in code.splitlines() if not line.lstrip().startswith("%"))
+    namespace: dict = {}
+    exec(compile(code, path.name, "exec"), namespace)
+    name = next(iter(namespace["__annotations__"]))
+    namespace[name] = object()               # no declared type accepts this
+    with pytest.raises(ValidationError, match=f"parameter {name!r}"):
+        exec(compile(_src(nxt), path.name, "exec"), namespace)
+
+
+@pytest.mark.parametrize("path", NOTEBOOK_PATHS, ids=lambda p: p.stem)
+def test_the_last_cell_records_the_numbers(path):
+    last = [c for c in _cells(path) if c["cell_type"] == "code"][-1]
+    assert "record.record(" in _src(last)
+
+
 def test_setup_space(results):
     n = run("01_setup_space", results)
     assert (n["utilization_3m_G4"], n["utilization_4m_G4"]) == (669, 16_660)
@@ -104,6 +178,9 @@ def test_setup_space(results):
         for g in (4, 8):
             assert 0 < n[f"ours_retained_{m}m_G{g}"] <= n[f"paper_retained_{m}m_G{g}"]
     assert (results / "figures" / "setup_space.png").stat().st_size > 10_000
+    assert (results / "figures" / "setup_space.pdf").read_bytes()[:5] == b"%PDF-"
+    prov = json.loads((results / "numbers" / "01_setup_space.json").read_text())["provenance"]
+    assert prov["kit_version"] and prov["data_registry_sha256"] and prov["assumptions"]
 
 
 def test_latency_profiles(results):

@@ -1,5 +1,8 @@
 """The analyses behind the notebooks: each returns tidy tables the notebooks plot and record.
 
+Every plan here comes from ``routerwise.solve`` (verified, with the problem's assumptions in its
+notes), as in the notebooks.
+
 Notebooks stay thin: they set parameters, call one function here per figure or table, plot,
 and record key numbers. Every function takes plain parameters and returns DataFrames/dicts.
 """
@@ -14,14 +17,13 @@ import numpy as np
 import pandas as pd
 
 from ..optimize.baselines import run_baselines
-from ..optimize.dual_price import solve_dual_price
-from .instances import default_problem, paper_loads
-from ..optimize.milp import solve_milp
+from .instances import default_problem, paper_load
+from ..solve import solve
 from ..problem import Problem, SetupSpace
 from ..online_router import OnlineRouter
 from ..optimize.fixed_setup import evaluate_plan
 from ..optimize.bounds import SearchContext
-from ..optimize.exact_search import evaluate_all, solve_exact
+from ..optimize.exact_search import evaluate_all
 from ..optimize.setup_space import enumerate_setups
 from ..optimize.solution import Solution
 from ..parallel import map_tasks
@@ -84,7 +86,7 @@ def score_variation(problem: Problem, *, workers: int = 2, executor=None) -> dic
     """
     ctx = SearchContext.build(problem)
     df = evaluate_all(problem, context=ctx, workers=workers, executor=executor)
-    best = solve_exact(problem, context=ctx).verify(problem)
+    best = solve(problem, "exact", context=ctx)
     base = run_baselines(problem, context=ctx)
     f = df[df["feasible"]]
     smin, smax = (float(f["score"].min()), float(f["score"].max())) if len(f) else (np.nan, np.nan)
@@ -136,16 +138,17 @@ def panels(problem: Problem, num_gpus, loads, slos, space: SetupSpace | None = N
 # ----------------------------------------------------------------------------- exact vs dual
 
 def solver_comparison(problem: Problem, *, milp_time_limit_s: float = 120.0) -> pd.DataFrame:
-    """The MILP optimum, the paper's dual-price method and the default solver on one panel."""
+    """The MILP optimum, the paper's dual-price method and the default solver on one panel,
+    each through ``routerwise.solve`` (which verifies the plan; the time includes that)."""
     rows = []
     ctx = SearchContext.build(problem)
-    runs = {"milp[HiGHS]": lambda: solve_milp(problem, time_limit_s=milp_time_limit_s),
-            "dual-price (paper)": lambda: solve_dual_price(problem, context=ctx),
-            "routerwise-exact (default)": lambda: solve_exact(problem, context=ctx)}
+    runs = {"milp[HiGHS]": lambda: solve(problem, "milp", time_limit_s=milp_time_limit_s),
+            "dual-price (paper)": lambda: solve(problem, "dual-price", context=ctx),
+            "routerwise-exact (default)": lambda: solve(problem, "exact", context=ctx)}
     sols = {}
     for name, run in runs.items():
         t0 = time.perf_counter()
-        sols[name] = run().verify(problem)
+        sols[name] = run()  # rw.solve verifies every plan
         sols[name] = replace(sols[name], solve_time_s=time.perf_counter() - t0)
     opt = sols["milp[HiGHS]"]
     for name, s in sols.items():
@@ -237,7 +240,7 @@ def tail_slo_variant(num_models: int, num_gpus: int, rate_rps: float, slo_ms: fl
     for metric, agg in (("ttft_mean", "mean"), ("ttft_p99", "max")):
         p = default_problem(num_models, num_gpus, rate_rps, slo_ms, metric=metric,
                             aggregate=agg, gpu=gpu)
-        s = solve_exact(p).verify(p)
+        s = solve(p)
         rows.append({"slo": f"{metric} ({agg}) <= {slo_ms:g} ms", "status": s.status,
                      "score": s.score if s.feasible else np.nan,
                      "latency_ms": s.latency_ms if s.feasible else np.nan,
@@ -267,7 +270,7 @@ def notebook_panels() -> list[dict]:
 
 def panel_problem(models: int, gpus: int, load_percent: int, slo_ms: float,
                   space: str = "paper", gpu: str = "A100-80GB") -> Problem:
-    lam = paper_loads(models, gpu=gpu)[[50, 60, 70, 80].index(load_percent)]
+    lam = paper_load(models, load_percent, gpu=gpu)
     return default_problem(models, gpus, lam, slo_ms, space=SPACES[space], gpu=gpu)
 
 
@@ -284,7 +287,7 @@ def check_plans(problem: Problem, *, headroom: float | None = None,
     row = {"instance": problem.name, "rate_rps": problem.arrival_rate_rps,
            "slo_ms": problem.slo.latency_ms}
     t0 = time.perf_counter()
-    today = solve_exact(problem).verify(problem)
+    today = solve(problem)
     row["today_solve_s"] = time.perf_counter() - t0
     if today.feasible:
         r = replay_record(problem, today, qm, p99_profiles=p99, num_requests=replay_requests)
@@ -314,19 +317,21 @@ def check_plans(problem: Problem, *, headroom: float | None = None,
 def headroom_frontier(problem: Problem, tasks, *,
                       fractions=(1.0, 0.95, 0.9, 0.85, 0.8, 0.75, 0.7),
                       rate_factors=tuple(np.round(np.arange(1.0, 1.61, 0.02), 2)),
-                      shifts: int = 20, seed: int = 0) -> pd.DataFrame:
+                      shifts: int = 20, seed: int = 0, progress: bool = False) -> pd.DataFrame:
     """Score given up vs robustness, one row per headroom setting (``routerwise.optimize.headroom``).
 
     Each plan is solved exactly on curves cut at the headroom fraction, then judged on the
     problem's UNCUT curves (modelled latency): the largest arrival-rate factor it survives
     (``rate_sensitivity``) and the share of random task-mix shifts (``mix_shift``, routed
-    online with the plan's prices) that still meet the SLO.
+    online with the plan's prices) that still meet the SLO. ``progress``: a tqdm bar over the
+    headroom settings.
     """
     from ..optimize.headroom import with_headroom
+    from .progress import tqdm
     rows = []
     base = None
-    for f in fractions:
-        sol = solve_exact(with_headroom(problem, f))
+    for f in tqdm(fractions, desc="headroom settings", disable=not progress):
+        sol = solve(with_headroom(problem, f))
         if not sol.feasible:
             rows.append({"headroom": f, "feasible": False})
             continue

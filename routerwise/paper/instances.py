@@ -179,16 +179,25 @@ def paper_loads(num_models: int, num_gpus: int = 4, *, gpu: str = "A100-80GB") -
     """The paper's loads (50..80 req/s) mapped to the same fractions (50..80%) of the largest
     load our G = 4 cluster can carry for this ladder, shared by G = 4 and G = 8 as in the paper.
     """
-    return loads_at_capacity(default_problem(num_models, 4, arrival_rate_rps=1.0, gpu=gpu))
+    return _capacity_loads(num_models, gpu, PAPER_LOADS_RPS)
 
 
 def paper_load(num_models: int, percent: float, *, gpu: str = "A100-80GB") -> float:
-    """One of the paper's loads by its name: ``percent`` in 50, 60, 70, 80 (req/s in the paper,
-    % of our capacity here)."""
-    if percent not in PAPER_LOADS_RPS:
-        raise ValidationError(f"the paper's loads are {[int(x) for x in PAPER_LOADS_RPS]} "
-                              f"(req/s there, % of capacity here); got {percent!r}")
-    return paper_loads(num_models, gpu=gpu)[PAPER_LOADS_RPS.index(percent)]
+    """The arrival rate at ``percent`` % (any value in (0, 100]) of the largest load the
+    ladder's G = 4 cluster can carry: the paper's 50, 60, 70, 80 req/s are ``percent`` 50..80
+    here (rounded to 0.01 req/s like :func:`paper_loads`)."""
+    from ..problem import _is_real
+    if not (_is_real(percent) and math.isfinite(percent) and 0 < percent <= 100):
+        raise ValidationError(f"load percent must be a number in (0, 100] (% of the largest "
+                              f"load the G = 4 cluster carries; the paper's loads are "
+                              f"{[int(x) for x in PAPER_LOADS_RPS]}); got {percent!r}")
+    return _capacity_loads(num_models, gpu, (float(percent),))[0]
+
+
+@lru_cache(maxsize=64)
+def _capacity_loads(num_models: int, gpu: str, percents: tuple[float, ...]) -> tuple[float, ...]:
+    return loads_at_capacity(default_problem(num_models, 4, arrival_rate_rps=1.0, gpu=gpu),
+                             percents)
 
 
 def replay_default(problem: Problem, plan, **options) -> dict:

@@ -1,4 +1,11 @@
-"""Plotting glue for the notebooks (matplotlib). Each function returns the figure."""
+"""The notebooks' figures (matplotlib), drawn at print size in one style.
+
+Every function returns the figure, drawn under :mod:`routerwise.paper.style` (column or page
+width, 7-8 pt text, the Okabe-Ito palette, legends below the data, readable labels with units).
+Points that are not ordinary data are marked, never dropped silently: saturated loads,
+infeasible panels and shifted mixes whose load lies beyond the profiled curve (drawn on the
+top edge with their count in the legend). Titles say what the panel shows in words.
+"""
 
 from __future__ import annotations
 
@@ -6,59 +13,90 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
+from . import style
+from .style import MARKS, label, styled
+
 __all__ = ["BASELINE_STYLE", "setup_space", "latency_profiles", "score_variation",
-           "solver_comparison", "replay", "mix_shift", "headroom_frontier"]
+           "score_variation_panels", "solver_comparison", "replay", "mix_shift",
+           "headroom_frontier", "latency_validation"]
 
-BASELINE_STYLE = {"equal-split": ("s", "tab:orange"), "size-proportional": ("^", "tab:green"),
-                  "isolated": ("D", "tab:purple")}
+BASELINE_STYLE = {"equal-split": ("s", style.PALETTE[1]), "size-proportional": ("^", style.PALETTE[3]),
+                  "isolated": ("D", style.PALETTE[7])}
 
 
+def _model(name: str) -> str:
+    return label(name)
+
+
+@styled
 def setup_space(df: pd.DataFrame):
     """Setups surviving each filter vs cluster size (log scale), one panel per ladder."""
     stages = ["utilization", "memory_ffd_paper", "memory_exact", "memory_compute_ours"]
     models = sorted(df["models"].unique())
-    fig, axes = plt.subplots(1, len(models), figsize=(5.5 * len(models), 4), squeeze=False)
+    fig, axes = style.figure(1, len(models), width="page" if len(models) > 1 else "column",
+                             height_in=2.6)
     for ax, M in zip(axes[0], models):
         d = df[df["models"] == M].sort_values("gpus")
-        for st, mk in zip(stages, "os^D"):
-            ax.plot(d["gpus"], d[st].clip(lower=0.8), marker=mk, label=st)
-        ax.set_yscale("log")
-        ax.set_xlabel("GPUs (G)")
+        for i, (st, mk) in enumerate(zip(stages, style.MARKERS)):
+            y = d[st].astype(float)
+            ax.plot(d["gpus"], y.where(y > 0), marker=mk, color=style.color(i), label=label(st))
+            zero = d[y <= 0]
+            if len(zero):   # log scale: a filter that keeps nothing is marked on the axis
+                ax.scatter(zero["gpus"], np.full(len(zero), 1.0), clip_on=False,
+                           label="none retained (drawn at 1)", **MARKS["infeasible"])
+        style.log_axis(ax)
+        ax.set_xlabel(label("gpus"))
         ax.set_ylabel("setups retained")
-        ax.set_title(f"{M} models")
+        ax.set_title(f"{M} models share the cluster")
         ax.set_xticks(d["gpus"])
-        ax.grid(alpha=0.3)
-    axes[0][0].legend(fontsize=8)
-    fig.tight_layout()
+    style.legend_below(fig, ncol=2)
     return fig
 
 
+@styled
 def latency_profiles(table: pd.DataFrame, models, tp_degrees=(1, 2, 4), shares=(0.3, 0.6, 1.0),
-                     metric: str = "ttft_mean"):
+                     metric: str = "ttft_mean", marked_loads_rps=None):
     """Latency against load, one panel per model; colour = tp, line style = compute share;
-    solid markers for measured curves, hollow for simulated ones."""
+    filled markers for measured curves, hollow for simulated ones; saturated load points are
+    marked with a cross at the panel's top edge (their latency is unbounded).
+    ``marked_loads_rps``: loads drawn as dotted vertical lines (e.g. the load points a
+    measurement asked for, when the curves come from the simulated grid instead)."""
     col = f"{metric}_ms"
-    fig, axes = plt.subplots(1, len(models), figsize=(4.2 * len(models), 3.6), squeeze=False)
+    n = len(models)
+    ncols = min(n, 2)
+    nrows = (n + ncols - 1) // ncols
+    fig, axes = style.figure(nrows, ncols, width="page" if ncols > 1 else "column",
+                             height_in=2.1 * nrows + 0.8, sharey=False)
     styles = ["-", "--", ":", "-."]
-    colors = {1: "tab:blue", 2: "tab:orange", 4: "tab:green", 8: "tab:red"}
-    for ax, m in zip(axes[0], models):
+    colors = {tp: style.color(i) for i, tp in enumerate((1, 2, 4, 8))}
+    for ax, m in zip(axes.ravel(), models):
+        sat_x = []
         for tp in tp_degrees:
             for share, ls in zip(shares, styles):
                 d = table[(table["model"] == m) & (table["tp"] == tp)
-                          & np.isclose(table["compute_share"], share) & ~table["saturated"]]
+                          & np.isclose(table["compute_share"], share)]
+                sat_x += list(d.loc[d["saturated"], "load_rps"])
+                d = d[~d["saturated"]]
                 if d.empty:
                     continue
                 measured = (d["source"] == "measured").all()
                 ax.plot(d["load_rps"], d[col], ls, color=colors.get(tp, "k"),
-                        marker="o", ms=3, mfc=None if measured else "none",
-                        label=f"tp{tp} rho{share:.1f}")
-        ax.set_yscale("log")
-        ax.set_title(m, fontsize=9)
-        ax.set_xlabel("load (req/s)")
-        ax.grid(alpha=0.3)
-    axes[0][0].set_ylabel(f"{metric.replace('_', ' ')} (ms)")
-    axes[0][0].legend(fontsize=7, ncol=1)
-    fig.tight_layout()
+                        marker="o", mfc=None if measured else "none",
+                        label=f"tp {tp}, compute share {share:.1f}")
+        style.log_axis(ax)
+        for i, x in enumerate(marked_loads_rps or ()):
+            ax.axvline(x, color="grey", ls=":", lw=0.8,
+                       label="requested load points (not simulated there)" if i == 0 else None)
+        if sat_x:
+            ax.scatter(sat_x, np.full(len(sat_x), 1.0), transform=ax.get_xaxis_transform(),
+                       clip_on=False, label="saturated (latency unbounded)", **MARKS["saturated"])
+            style.include_x(ax, sat_x)
+        ax.set_title(_model(m))
+        ax.set_xlabel(label("load_rps"))
+        ax.set_ylabel(label(metric))
+    for ax in axes.ravel()[n:]:
+        ax.set_visible(False)
+    style.legend_below(fig, ncol=3 if ncols > 1 else 2)
     return fig
 
 
@@ -66,16 +104,22 @@ def score_variation(result: dict, ax=None, title: str | None = None):
     """Every setup's best score against the compute given to the largest model (tp * rho, in
     GPUs), with the baselines and the optimum marked. Each setup's best plan sits on its SLO
     when the SLO binds, so latency would not separate the setups; compute does."""
+    with plt.rc_context(style.RC):
+        return _score_variation(result, ax, title)
+
+
+def _score_variation(result, ax, title):
     df, best, base = result["setups"], result["best"], result["baselines"]
     s = result["summary"]
     own = ax is None
     if own:
-        fig, ax = plt.subplots(figsize=(5.5, 4))
+        fig, axes = style.figure(1, 1, width="column", height_in=2.8)
+        ax = axes[0][0]
     large = [c for c in df.columns if c.startswith("tp[")][-1][3:-1]
     f = df[df["feasible"]]
     jitter = np.random.default_rng(0).uniform(-0.03, 0.03, len(f))
-    ax.scatter(f[f"tp[{large}]"] * f[f"rho[{large}]"] + jitter, f["score"], s=10, alpha=0.5,
-               color="tab:blue", label=f"retained setups ({len(f)} feasible of {len(df)})")
+    ax.scatter(f[f"tp[{large}]"] * f[f"rho[{large}]"] + jitter, f["score"], s=5, alpha=0.5,
+               color=style.PALETTE[5], linewidths=0, label="retained setup (best routing)")
 
     def gpus(sol):
         return sol.setup.per_model[-1].compute_units_tenths / 10
@@ -83,86 +127,185 @@ def score_variation(result: dict, ax=None, title: str | None = None):
     for name, sol in base.items():
         if sol.feasible:
             mk, c = BASELINE_STYLE[name]
-            ax.scatter([gpus(sol)], [sol.score], marker=mk, s=70, color=c, edgecolor="k",
-                       label=name, zorder=3)
+            ax.scatter([gpus(sol)], [sol.score], marker=mk, s=30, color=c, edgecolor="k",
+                       linewidths=0.5, label=f"{label(name)} (baseline)", zorder=3)
     if best.feasible:
-        ax.scatter([gpus(best)], [best.score], marker="*", s=200, color="gold", edgecolor="k",
-                   label="optimum", zorder=4)
-    ax.set_xlabel(f"compute given to {large} (tp x rho, GPUs)")
-    ax.set_ylabel("best predicted average score")
-    ax.set_title(title or f"{s['instance']} @ {s['rate_rps']:g} req/s, mean TTFT <= "
-                          f"{s['slo_ms']:g} ms", fontsize=9)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7)
+        ax.scatter([gpus(best)], [best.score], label="optimum", **MARKS["optimum"])
+    else:
+        ax.text(0.5, 0.5, "no setup meets the SLO", transform=ax.transAxes, ha="center",
+                color=MARKS["infeasible"]["color"])
+    ax.set_xlabel(f"GPUs of compute for {_model(large)} (tp x share)")
+    ax.set_ylabel("best predicted mean score")
+    ax.set_title(title or f"{len(f)} of {len(df)} setups feasible: {s['rate_rps']:g} req/s, "
+                          f"mean TTFT <= {s['slo_ms']:g} ms, G = {_gpus_of(s['instance'])}")
+    if own:
+        style.legend_below(ax.figure, ncol=2)
     return ax.figure
 
 
-def solver_comparison(df: pd.DataFrame):
-    """Score gap to the MILP optimum and time, per solver and panel."""
-    fig, (a, b) = plt.subplots(1, 2, figsize=(11, 3.8))
-    piv = df.pivot_table(index="panel", columns="solver", values="gap_to_milp_pct")
-    piv.plot.bar(ax=a)
-    a.set_ylabel("gap to MILP optimum (%)")
-    a.grid(alpha=0.3)
-    tv = df.pivot_table(index="panel", columns="solver", values="time_s")
-    tv.plot.bar(ax=b, logy=True)
-    b.set_ylabel("time (s)")
-    b.grid(alpha=0.3)
-    for ax in (a, b):
-        ax.tick_params(axis="x", labelrotation=30, labelsize=7)
-        ax.legend(fontsize=7)
-    fig.tight_layout()
+def _gpus_of(instance: str) -> str:
+    tail = str(instance).rsplit("-G", 1)
+    return tail[1] if len(tail) == 2 else "?"
+
+
+@styled
+def score_variation_panels(results):
+    """:func:`score_variation` for every (problem, result) of ``experiments.panels``: one panel
+    at column width, more two a row at page width; one legend below."""
+    results = list(results)
+    n = len(results)
+    ncols = 1 if n == 1 else 2
+    nrows = (n + ncols - 1) // ncols
+    fig, axes = style.figure(nrows, ncols, width="column" if ncols == 1 else "page",
+                             height_in=2.3 * nrows + (1.0 if ncols == 1 else 0.7))
+    for ax, (p, r) in zip(axes.ravel(), results):
+        _score_variation(r, ax, None)
+        s = r["summary"]
+        ax.set_title(f"{p.num_models} models, G = {p.cluster.num_gpus}, "
+                     f"{p.arrival_rate_rps:g} req/s, SLO {p.slo.latency_ms:g} ms\n"
+                     f"{s['feasible']} of {s['setups']} setups feasible")
+    for ax in axes.ravel()[n:]:
+        ax.set_visible(False)
+    style.legend_below(fig, ncol=2 if ncols == 1 else 3)
     return fig
 
 
+@styled
+def solver_comparison(df: pd.DataFrame):
+    """Score gap to the MILP optimum and solve time, per solver and panel; a solver with no
+    feasible plan on a panel is marked with a cross."""
+    fig, (row,) = style.figure(1, 2, width="page", height_in=2.5)
+    a, b = row
+    panels = list(dict.fromkeys(df["panel"]))
+    solvers = list(dict.fromkeys(df["solver"]))
+    x = np.arange(len(panels))
+    w = 0.8 / len(solvers)
+    for i, s in enumerate(solvers):
+        d = df[df["solver"] == s].set_index("panel").reindex(panels)
+        off = x - 0.4 + w * (i + 0.5)
+        gap = d["gap_to_milp_pct"]
+        # |gap| below 1e-6 % is floating-point noise of the LP/MILP tolerances: drawn as 0
+        a.bar(off, gap.where(gap.abs() > 1e-6, 0.0).fillna(0), w, color=style.color(i),
+              label=label(s))
+        b.bar(off, d["time_s"], w, color=style.color(i))
+        bad = d["gap_to_milp_pct"].isna().to_numpy()
+        if bad.any():
+            a.scatter(off[bad], np.zeros(bad.sum()), label="no feasible plan", **MARKS["infeasible"])
+    lo, hi = a.get_ylim()
+    a.set_ylim(min(lo, 0.0), max(hi, 0.1))   # all-zero gaps still show a readable axis
+    a.set_ylabel(label("gap_to_milp_pct"))
+    a.set_title("score lost against the proven optimum")
+    style.log_axis(b)
+    b.set_ylabel(label("time_s") + ", log scale")
+    b.set_title("wall-clock time on this machine")
+    for ax in (a, b):
+        ax.set_xticks(x, [p.replace("m G", " models, G = ") for p in panels])
+        ax.set_xlabel("panel")
+    style.legend_below(fig, ncol=3)
+    return fig
+
+
+@styled
 def replay(rep):
     """Predicted vs simulated latency per routed model."""
     d = rep.per_model
-    fig, ax = plt.subplots(figsize=(6, 3.5))
+    fig, axes = style.figure(1, 1, width="column", height_in=2.6)
+    ax = axes[0][0]
     x = np.arange(len(d))
-    ax.bar(x - 0.2, d["predicted_ms"], 0.4, label="predicted (profile)")
-    ax.bar(x + 0.2, d["simulated_ms"], 0.4, label="simulated (routed prompts)")
-    ax.set_xticks(x, [f"{m}\n{s}" for m, s in zip(d["model"], d["setup"])], fontsize=7)
-    ax.set_ylabel(f"{rep.metric} (ms)")
+    ax.bar(x - 0.2, d["predicted_ms"], 0.4, color=style.color(0),
+           label="predicted (curve of the whole mix)")
+    ax.bar(x + 0.2, d["simulated_ms"], 0.4, color=style.color(3),
+           label="simulated (prompts the plan routes)")
+    ax.set_xticks(x, [f"{_model(m)}\n{s}" for m, s in zip(d["model"], d["setup"])])
+    ax.set_ylabel(label(rep.metric))
     ax.set_title(f"plan mean: predicted {rep.predicted_ms:.0f} ms, simulated "
-                 f"{rep.simulated_mean_ms:.0f} ms, simulated p99 {rep.simulated_p99_ms:.0f} ms",
-                 fontsize=9)
-    ax.legend(fontsize=8)
-    ax.grid(alpha=0.3, axis="y")
-    fig.tight_layout()
+                 f"{rep.simulated_mean_ms:.0f} ms (p99 {rep.simulated_p99_ms:.0f} ms)")
+    ax.grid(axis="x", visible=False)
+    style.legend_below(fig, ncol=1)
     return fig
 
 
+@styled
 def mix_shift(df: pd.DataFrame, slo_ms: float):
-    fig, ax = plt.subplots(figsize=(5.5, 3.5))
-    ok = df["meets_slo"]
-    ax.scatter(df.loc[ok, "max_task_share"], df.loc[ok, "latency_ms"], label="meets SLO")
-    ax.scatter(df.loc[~ok, "max_task_share"], df.loc[~ok, "latency_ms"], color="tab:red",
-               label="violates SLO")
-    ax.axhline(slo_ms, color="k", ls="--", lw=1)
+    """Latency of the plan under each shifted task mix; shifts that push a model beyond its
+    profiled load (infinite latency) are drawn on the top edge and counted in the legend."""
+    fig, axes = style.figure(1, 1, width="column", height_in=2.7)
+    ax = axes[0][0]
+    lat = df["latency_ms"].astype(float)
+    finite = np.isfinite(lat)
+    ok = df["meets_slo"] & finite
+    bad = ~df["meets_slo"] & finite
+    ax.scatter(df.loc[ok, "max_task_share"], lat[ok], s=14, color=style.color(2),
+               label=f"meets the SLO ({int(ok.sum())})")
+    ax.scatter(df.loc[bad, "max_task_share"], lat[bad], s=14, color=style.color(4), marker="s",
+               label=f"misses the SLO ({int(bad.sum())})")
+    if (~finite).any():
+        ax.scatter(df.loc[~finite, "max_task_share"], np.full((~finite).sum(), 1.0),
+                   transform=ax.get_xaxis_transform(), clip_on=False,
+                   label=f"beyond the profiled load: latency unknown ({int((~finite).sum())})",
+                   **MARKS["dropped"])
+        style.include_x(ax, df.loc[~finite, "max_task_share"])
+    ax.axhline(slo_ms, color="k", ls="--", lw=0.8, label=f"SLO {slo_ms:g} ms")
+    ax.set_xlim(left=0)
     ax.set_xlabel("largest task share in the shifted mix")
-    ax.set_ylabel("latency with the plan's prices (ms)")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
+    ax.set_ylabel("plan latency, mean TTFT (ms)")
+    ax.set_title(f"{len(df)} random task mixes, routed with the plan's prices")
+    style.legend_below(fig, ncol=1)
     return fig
 
 
+@styled
 def headroom_frontier(df: pd.DataFrame):
-    """Score given up vs load increase and mix shifts survived, one point per headroom."""
+    """Score given up vs load increase and mix shifts survived, one point per headroom;
+    headrooms with no feasible plan are listed in the title."""
     d = df[df["feasible"]]
-    fig, ax = plt.subplots(figsize=(6, 3.8))
-    ax.plot(d["score_given_up_pct"], d["load_increase_survived_pct"], "o-",
-            label="load increase survived (%)")
-    ax.plot(d["score_given_up_pct"], d["mix_shifts_survived_pct"], "s--",
+    fig, axes = style.figure(1, 1, width="column", height_in=2.8)
+    ax = axes[0][0]
+    ax.plot(d["score_given_up_pct"], d["load_increase_survived_pct"], "o-", color=style.color(0),
+            label="arrival-rate increase survived (%)")
+    ax.plot(d["score_given_up_pct"], d["mix_shifts_survived_pct"], "s--", color=style.color(3),
             label="task-mix shifts meeting the SLO (%)")
     for _, r in d.iterrows():
         ax.annotate(f"{r['headroom']:g}", (r["score_given_up_pct"], r["load_increase_survived_pct"]),
-                    fontsize=7, xytext=(3, 3), textcoords="offset points")
+                    fontsize=style.SMALL_FONT_SIZE_PT - 1, xytext=(2, 2), textcoords="offset points")
     ax.set_xlabel("predicted score given up vs no headroom (%)")
     ax.set_ylabel("robustness (%)")
-    ax.set_title("headroom frontier (labels: load cap as a fraction of saturation)", fontsize=9)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
+    infeasible = df.loc[~df["feasible"], "headroom"].tolist()
+    ax.set_title("headroom frontier (labels: load cap / saturation)"
+                 + (f"; infeasible at {', '.join(f'{h:g}' for h in infeasible)}" if infeasible else ""))
+    style.legend_below(fig, ncol=1)
+    return fig
+
+
+@styled
+def latency_validation(levels: pd.DataFrame, sats: pd.DataFrame):
+    """Measured vs simulated (held-out) mean and p99 TTFT and TPOT against the offered rate,
+    one row of two panels per measured run; the measured saturation rate is a grey line.
+    Burst levels far off the rate axis (> 20x the median rate) are left out and counted in
+    the panel title."""
+    use = levels[levels["usable"]]
+    ids = list(use["run_id"].unique())
+    fig, axes = style.figure(len(ids), 2, width="page", height_in=1.9 * len(ids) + 0.6)
+    for row, rid in zip(axes, ids):
+        d = use[use["run_id"] == rid].sort_values("rate_rps")
+        far = d["rate_rps"] >= 20 * d["rate_rps"].median()
+        d = d[~far]
+        for ax, name in zip(row, ("ttft", "tpot")):
+            ax.plot(d["rate_rps"], d[f"meas_{name}_mean_ms"], "o-", color=style.color(0),
+                    label="measured mean")
+            ax.plot(d["rate_rps"], d[f"sim_{name}_mean_ms"], "s--", color=style.color(3),
+                    label="simulated mean (held out)")
+            ax.plot(d["rate_rps"], d[f"meas_{name}_p99_ms"], "o:", color=style.color(0),
+                    alpha=0.5, label="measured p99")
+            ax.plot(d["rate_rps"], d[f"sim_{name}_p99_ms"], "s:", color=style.color(3),
+                    alpha=0.5, label="simulated p99")
+            sat = sats.loc[sats["run_id"] == rid, "meas_saturation_rps"].iloc[0]
+            if np.isfinite(sat) and sat < d["rate_rps"].max() * 1.5:
+                ax.axvline(sat, color="grey", lw=0.8, label="measured saturation rate")
+            style.log_axis(ax)
+            ax.set_title(f"{rid}: {name.upper()}" if name == "ttft" else "TPOT")
+            ax.set_xlabel(label("rate_rps") + (f"; {int(far.sum())} burst level(s) beyond"
+                                               if far.any() else ""))
+            ax.set_ylabel(f"{name.upper()} (ms)")
+    style.legend_below(fig, ncol=5)
     return fig

@@ -1,8 +1,19 @@
-"""Record a notebook's key numbers: one JSON file per notebook, compared by the tests.
+"""Record a notebook's key numbers, figures and tables under one results folder.
 
-A notebook's last cell calls :func:`record` with a flat dict of numbers (and short strings).
-The file lands in ``<results>/numbers/<name>.json`` (``ROUTERWISE_RESULTS_DIR``, default
-``./results``), written atomically; the reproduction summary and the notebook tests read it.
+A notebook's last cell calls :func:`record` with a flat dict of numbers (and short strings),
+the kind of each number (measured, fitted, modelled, simulated, ...: every number needs one,
+``labels=`` per key or ``default_kind=`` for the rest) and optionally its problem. The file
+lands in ``<results>/numbers/<name>.json`` with a provenance record
+(:func:`routerwise.paper.provenance.provenance`: kit version, git commit, data registry digest,
+the problem's assumptions); the reproduction summary and the notebook tests read it.
+
+The results folder (:func:`results_dir`) is ``ROUTERWISE_RESULTS_DIR`` when set, else
+``<repo>/results`` of the checkout the kit runs from (else ``./results``), whatever the working
+directory: a notebook opened in JupyterLab (cwd ``notebooks/``) writes where ``make reproduce``
+does. Every file is written atomically. :func:`save_figure` writes PDF and PNG; when it replaces
+a figure written by another run it says so (a ``replaced`` line naming the old file's time), and
+figures of separate runs never share a folder when each run sets ``ROUTERWISE_RESULTS_DIR``
+(``routerwise reproduce --out DIR`` does).
 """
 
 from __future__ import annotations
@@ -10,6 +21,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import time
 from pathlib import Path
 
 import pandas as pd
@@ -17,18 +29,34 @@ import pandas as pd
 from ..errors import ValidationError
 from ..io import atomic_path, atomic_write_with, write_json
 
-__all__ = ["results_dir", "record", "load", "save_figure", "save_table"]
+__all__ = ["FIGURE_FORMATS", "results_dir", "record", "load", "load_record", "save_figure",
+           "save_table"]
+
+FIGURE_FORMATS = ("pdf", "png")   # vector for the paper, raster for the notebook and README
+_STARTED = time.time()            # this process's start: older files come from another run
 
 
 def results_dir() -> Path:
-    return Path(os.environ.get("ROUTERWISE_RESULTS_DIR", "results")).expanduser().resolve()
+    """``ROUTERWISE_RESULTS_DIR``, else ``<repo>/results`` (the checkout holding
+    ``notebooks/`` beside ``routerwise/``), else ``./results``; absolute."""
+    env = os.environ.get("ROUTERWISE_RESULTS_DIR")
+    if env:
+        return Path(env).expanduser().resolve()
+    repo = Path(__file__).resolve().parents[2]
+    base = repo if (repo / "notebooks").is_dir() else Path.cwd()
+    return (base / "results").resolve()
 
 
-def record(name: str, numbers: dict, *, labels: dict | None = None) -> pd.DataFrame:
+def record(name: str, numbers: dict, *, labels: dict | None = None,
+           default_kind: str | None = None, problem=None, assumptions=None) -> pd.DataFrame:
     """Write ``numbers`` to ``<results>/numbers/<name>.json`` and return them as a table.
 
-    ``labels`` optionally marks each number as measured / fitted / modelled / simulated.
+    Every number needs a kind (``routerwise.paper.provenance.KINDS``: measured, fitted,
+    modelled, simulated, predicted, counted, parameter, ...): ``labels[key]``, else
+    ``default_kind``; a number left without one is a ValidationError. ``problem`` (its
+    ``assumptions``) and ``assumptions`` (extra lines) go into the provenance record.
     """
+    from .provenance import check_kinds, provenance
     clean = {}
     for k, v in numbers.items():
         if hasattr(v, "item"):
@@ -39,23 +67,45 @@ def record(name: str, numbers: dict, *, labels: dict | None = None) -> pd.DataFr
         if isinstance(v, float) and not math.isfinite(v):
             v = None
         clean[k] = v
+    kinds = check_kinds(name, list(clean), labels, default_kind)
     path = results_dir() / "numbers" / f"{name}.json"
-    write_json(path, {"notebook": name, "numbers": clean, "labels": labels or {}})
+    write_json(path, {"notebook": name, "numbers": clean, "labels": kinds,
+                      "provenance": provenance(problem, assumptions=assumptions)})
     return pd.DataFrame({"value": pd.Series(clean, dtype=object),
-                         "kind": pd.Series(labels or {}, dtype=object)}).fillna("")
+                         "kind": pd.Series(kinds, dtype=object)}).fillna("")
+
+
+def load_record(name: str, directory: str | Path | None = None) -> dict:
+    """The whole record of notebook ``name``: numbers, labels (kinds) and provenance."""
+    d = Path(directory) if directory else results_dir()
+    return json.loads((d / "numbers" / f"{name}.json").read_text())
 
 
 def load(name: str, directory: str | Path | None = None) -> dict:
-    d = Path(directory) if directory else results_dir()
-    return json.loads((d / "numbers" / f"{name}.json").read_text())["numbers"]
+    return load_record(name, directory)["numbers"]
 
 
-def save_figure(fig, name: str) -> Path:
-    """Save a matplotlib figure as ``<results>/figures/<name>.png`` (atomically)."""
-    path = results_dir() / "figures" / f"{name}.png"
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=120, bbox_inches="tight")
-    return path
+def save_figure(fig, name: str, formats=FIGURE_FORMATS) -> Path:
+    """Save a matplotlib figure as ``<results>/figures/<name>.<fmt>`` for each of ``formats``
+    (atomically); returns the PNG path (the first format when PNG is not among them).
+
+    A file of the same name written before this process started (another run) is replaced
+    with a printed note naming its time, never silently.
+    """
+    from .style import PNG_DPI
+    if not formats:
+        raise ValidationError("save_figure: formats must name at least one of pdf, png, svg")
+    paths = {}
+    for fmt in formats:
+        path = results_dir() / "figures" / f"{name}.{fmt}"
+        if path.exists() and path.stat().st_mtime < _STARTED:
+            when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(path.stat().st_mtime))
+            print(f"replaced {path} (written {when} by another run)")
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, format=fmt, dpi=PNG_DPI, bbox_inches="tight",
+                        metadata={"Creator": "routerwise"} if fmt in ("pdf", "png") else None)
+        paths[fmt] = path
+    return paths.get("png", paths[formats[0]])
 
 
 def save_table(df: pd.DataFrame, name: str) -> Path:

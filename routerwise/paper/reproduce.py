@@ -26,7 +26,8 @@ from ..errors import DataError, RouterWiseError, ValidationError
 from ..io import atomic_write
 
 __all__ = ["NOTEBOOKS", "repo_root", "notebooks_dir", "notebook_parameters", "check_request",
-           "run", "write_summary", "add_arguments", "run_from_args", "store_outputs", "main"]
+           "run", "unit_of", "format_value", "write_summary", "add_arguments", "run_from_args",
+           "store_outputs", "main"]
 
 NOTEBOOKS = ("00_bring_your_own", "01_setup_space", "02_latency_profiles", "03_score_variation", "04_exact_vs_dual",
              "05_beyond_the_paper", "06_gpu_inventory", "07_measure_latencies",
@@ -141,6 +142,8 @@ def run(out: Path, only=None, parameters: dict | None = None, progress: bool = T
         raise ValidationError(f"parameters {unknown} are in none of the notebooks {names}")
     out = out.resolve()
     os.environ["ROUTERWISE_RESULTS_DIR"] = str(out)
+    # no bars inside the stored notebooks (their timings differ between runs); one bar here
+    os.environ.setdefault("ROUTERWISE_PROGRESS", "off")
     done = []
     bar = tqdm(names, desc="notebooks", unit="nb", disable=not progress)
     for name in bar:
@@ -183,11 +186,41 @@ def store_outputs(out: Path, notebooks: Path | None = None) -> list[Path]:
     return stored
 
 
+UNITS = {"ms": "ms", "s": "s", "rps": "req/s", "gb": "GB"}
+
+
+def unit_of(key: str) -> str:
+    """The unit a recorded number's key names: ``%`` when a ``pct`` word is in it, else its
+    last word (after a trailing ``_max`` / ``_min`` / ``_median``, before any ``[...]``
+    index) if that is ``ms``, ``s``, ``rps`` or ``gb``; else ""."""
+    words = key.split("[", 1)[0].lower().split("_")
+    if "pct" in words:
+        return "%"
+    while len(words) > 1 and words[-1] in ("max", "min", "median"):
+        words.pop()
+    return UNITS.get(words[-1], "")
+
+
+def format_value(v) -> str:
+    """A recorded value for a table: floats to 4 significant digits, ints with thousands
+    separators, None as n/a."""
+    if v is None:
+        return "n/a"
+    if isinstance(v, bool):
+        return str(v)
+    if isinstance(v, int):
+        return f"{v:,}"
+    if isinstance(v, float):
+        return f"{v:.4g}" if abs(v) < 1000 else f"{v:,.0f}"
+    return str(v)
+
+
 def write_summary(out: Path) -> Path:
+    """``<out>/summary.md``: the headline rows beside the paper's, then every notebook's
+    recorded numbers rounded, with unit, kind and provenance."""
     from .experiments import PAPER
-    nums = {}
-    for p in sorted((out / "numbers").glob("*.json")):
-        nums[p.stem] = json.loads(p.read_text())["numbers"]
+    records = {p.stem: json.loads(p.read_text()) for p in sorted((out / "numbers").glob("*.json"))}
+    nums = {k: r["numbers"] for k, r in records.items()}
     lines = ["# Reproduction summary", "",
              "Numbers recorded by the notebooks (see `numbers/*.json`); the paper's where it reports one.",
              "", "| finding | paper | ours | notebook |", "|---|---|---|---|"]
@@ -224,9 +257,17 @@ def write_summary(out: Path) -> Path:
         ("replay_predicted_ms", "replay_simulated_mean_ms"), "05_beyond_the_paper", "{:.0f} / {:.0f}")
     lines += ["", "All latencies are simulated from fitted step costs; scores are RouteProfile "
               "(measured) routed on predicted scores (fitted). See each notebook for details.", ""]
-    for nb, d in nums.items():
-        lines += [f"## {nb}", "", "| key | value |", "|---|---|"]
-        lines += [f"| {k} | {v} |" for k, v in d.items()]
+    for nb, rec in records.items():
+        prov = rec.get("provenance") or {}
+        lines += [f"## {nb}", ""]
+        if prov:
+            lines += [f"kit {prov.get('kit_version')}, commit `{prov.get('git_commit')}`, data "
+                      f"registry sha256 `{str(prov.get('data_registry_sha256'))[:12]}`"
+                      + (f", problem `{prov['problem']}`" if prov.get("problem") else ""), ""]
+        lines += ["| key | value | unit | kind |", "|---|---|---|---|"]
+        kinds = rec.get("labels") or {}
+        lines += [f"| {k} | {format_value(v)} | {unit_of(k)} | {kinds.get(k, '')} |"
+                  for k, v in rec["numbers"].items()]
         lines.append("")
     return atomic_write(out / "summary.md", "\n".join(lines))
 

@@ -526,10 +526,10 @@ def _provenance(c: _Curve, lengths: LengthSample, opts: GridOptions, params: Ste
 def _run(tasks, workers: int, progress: bool, total: int, done: int, executor=None) -> None:
     """Simulate ``tasks`` (on ``executor`` or ``workers`` local processes) and write each
     curve's chunk here, as it arrives (task order is irrelevant: one chunk per curve)."""
-    from tqdm.auto import tqdm
+    from ..settings import progress_bar
 
-    bar = tqdm(total=total, initial=done, desc="latency profiles", unit="curve",
-               disable=not progress)
+    bar = progress_bar(total=total, initial=done, desc="latency profiles", unit="curve",
+                       disable=not progress)
 
     def write(i: int, df: pd.DataFrame) -> None:
         _write_chunk(Path(tasks[i][8]), df)

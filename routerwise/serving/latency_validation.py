@@ -379,7 +379,7 @@ def calibrate(runs: list[mr.MeasuredRun], profile: str = "vllm-v1",
 def validate(runs: list[mr.MeasuredRun] | None = None, profile: str = "vllm-v1",
              params: StepCostParams | None = None, *, split: str = "leave-one-run-out",
              max_nfev: int = 60, executor=None, workers: int = 1,
-             checkpoint=None) -> tuple[pd.DataFrame, pd.DataFrame, list[Calibration]]:
+             checkpoint=None, progress: bool = False) -> tuple[pd.DataFrame, pd.DataFrame, list[Calibration]]:
     """Held-out level rows, per-run saturation rows and the calibrations.
 
     ``split``: ``"leave-one-run-out"`` (each run scored by a fit on all the others) or
@@ -391,6 +391,7 @@ def validate(runs: list[mr.MeasuredRun] | None = None, profile: str = "vllm-v1",
     :class:`concurrent.futures.Executor`, owned by the caller), else on ``workers`` local
     processes; rows come in run order whatever runs them. ``checkpoint`` (a folder) keeps each
     finished run so that a failed sweep (:class:`~routerwise.errors.SweepFailed`) resumes.
+    ``progress``: a bar over the runs (``ROUTERWISE_PROGRESS`` picks its kind).
     """
     if runs is None:
         runs, _ = eligible_runs()
@@ -400,7 +401,7 @@ def validate(runs: list[mr.MeasuredRun] | None = None, profile: str = "vllm-v1",
     tasks = [(k, runs, profile, params, split, max_nfev) for k in range(len(runs))]
     out = map_tasks(_validate_run, tasks, executor=executor, workers=workers,
                     checkpoint=checkpoint, salt=f"latency-validation {profile} {split}",
-                    desc="held-out runs")
+                    progress=progress, desc=f"runs ({split})")
     levels, sats, cals = [], [], []
     for lv, info, cal in out:
         levels.append(lv)
