@@ -90,3 +90,19 @@ def test_latency_profiles_and_validation_and_bring_your_own():
                                     "slo_ms": 600.0, "consistent_score": 0.686,
                                     "consistent_replayed_ms": 500.0, "consistent_verified": True})
     assert "misses the 600 ms SLO" in t and "0.686 (-2.0%)" in t and "verified" in t
+
+
+CF = {"best_score": 0.7332, "fewest_gpus_best_score": 6, "unlimited_capacity_score": 0.7396,
+      "gain_vs_equal-split_max_pts": 1.21, "gain_vs_size-proportional_max_pts": 0.77,
+      "gain_vs_isolated_max_pts": 1.58, "quality_floor": 0.73, "gpus_to_floor_optimum": 6,
+      "gpus_to_floor_equal-split": 7, "gpus_to_floor_size-proportional": 6,
+      "gpus_to_floor_isolated": None}
+
+
+def test_cost_frontier_states_the_recorded_numbers():
+    t = text_for("11_cost_frontier", CF)
+    assert "peaks at 0.7332 from 6 GPUs" in t and "costs 0.64 points" in t
+    assert "equal-split 1.21, size-proportional 0.77, isolated 1.58" in t
+    assert "takes 6 GPUs" in t and "equal-split 7" in t and "isolated never" in t
+    t = text_for("cost_frontier", {**CF, "gpus_to_floor_optimum": None})
+    assert "No size in range reaches the quality floor 0.73" in t

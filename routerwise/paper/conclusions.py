@@ -8,7 +8,7 @@ with their kind and compares them with the paper's figures (``experiments.PAPER`
 
 Topics (``TOPICS``): ``setup_space`` (01), ``latency_profiles`` (02), ``score_variation`` (03),
 ``exact_vs_dual`` (04), ``beyond_the_paper`` (05), ``bring_your_own`` (00),
-``latency_validation`` (08). A notebook name (``"03_score_variation"``) is accepted too.
+``latency_validation`` (08), ``cost_frontier`` (11). A notebook name (``"03_score_variation"``) is accepted too.
 """
 
 from __future__ import annotations
@@ -184,10 +184,37 @@ def _latency_validation(n: dict) -> str:
     return " ".join(out)
 
 
+def _cost_frontier(n: dict) -> str:
+    from ..optimize.baselines import BASELINES
+
+    best, fewest_best, unl = _need(n, "best_score", "fewest_gpus_best_score",
+                                   "unlimited_capacity_score")
+    out = [f"The optimum (predicted scores, simulated latency) peaks at {best:.4f} from "
+           f"{fewest_best} GPUs on; the unlimited-capacity ceiling is {unl:.4f}, so capacity "
+           f"costs {100 * (unl - best):.2f} points at the best size."]
+    gains = {b: n.get(f"gain_vs_{b}_max_pts") for b in BASELINES}
+    gains = {b: g for b, g in gains.items() if g is not None}
+    if gains:
+        lead = ", ".join(f"{b} {g:.2f}" for b, g in gains.items())
+        out.append(f"At matched GPU count the optimum leads the baselines by at most: {lead} "
+                   f"points.")
+    floor = n.get("quality_floor")
+    if floor is not None:
+        opt = n.get("gpus_to_floor_optimum")
+        if opt is None:
+            out.append(f"No size in range reaches the quality floor {floor:g}.")
+        else:
+            others = [f"{b} {n[f'gpus_to_floor_{b}']}" if n.get(f"gpus_to_floor_{b}") is not None
+                      else f"{b} never" for b in BASELINES if f"gpus_to_floor_{b}" in n]
+            out.append(f"Reaching a score of {floor:g} takes {opt} GPUs with the joint optimum"
+                       + (f" (baselines: {', '.join(others)})." if others else "."))
+    return " ".join(out)
+
+
 TOPICS = {"setup_space": _setup_space, "latency_profiles": _latency_profiles,
           "score_variation": _score_variation, "exact_vs_dual": _exact_vs_dual,
           "beyond_the_paper": _beyond_the_paper, "bring_your_own": _bring_your_own,
-          "latency_validation": _latency_validation}
+          "latency_validation": _latency_validation, "cost_frontier": _cost_frontier}
 
 
 def text_for(topic: str, numbers: dict) -> str:

@@ -18,7 +18,7 @@ from .style import MARKS, label, styled
 
 __all__ = ["BASELINE_STYLE", "setup_space", "latency_profiles", "score_variation",
            "score_variation_panels", "solver_comparison", "replay", "mix_shift",
-           "headroom_frontier", "latency_validation"]
+           "headroom_frontier", "latency_validation", "cost_frontier"]
 
 BASELINE_STYLE = {"equal-split": ("s", style.PALETTE[1]), "size-proportional": ("^", style.PALETTE[3]),
                   "isolated": ("D", style.PALETTE[7])}
@@ -308,4 +308,36 @@ def latency_validation(levels: pd.DataFrame, sats: pd.DataFrame):
                                                if far.any() else ""))
             ax.set_ylabel(f"{name.upper()} (ms)")
     style.legend_below(fig, ncol=5)
+    return fig
+
+
+@styled
+def cost_frontier(frontier: pd.DataFrame, *, unlimited_capacity_score: float | None = None,
+                  quality_floor: float | None = None, gpu: str = "GPUs", title: str = ""):
+    """Score vs cluster size: the optimum, each baseline at the same size, the Pareto-optimal
+    sizes circled; sizes where no plan exists are marked on the axis, not dropped."""
+    fig, axes = style.figure(1, 1, width="column", height_in=3.0)
+    ax = axes[0][0]
+    x = frontier["num_gpus"].to_numpy()
+    ax.plot(x, frontier["score"], "o-", color=style.PALETTE[0], label="RouterWise optimum")
+    for b, (mk, col) in BASELINE_STYLE.items():
+        if f"{b}_score" in frontier:
+            ax.plot(x, frontier[f"{b}_score"], mk + "--", color=col, alpha=0.8, label=label(b))
+    on = frontier[frontier["pareto_optimal"]]
+    ax.scatter(on["num_gpus"], on["score"], s=90, facecolors="none", edgecolors=style.PALETTE[6],
+               label="Pareto-optimal size")
+    none = frontier[frontier["score"].isna()]
+    if len(none):
+        ax.scatter(none["num_gpus"], np.zeros(len(none)), transform=ax.get_xaxis_transform(),
+                   clip_on=False, label=f"no plan at this size ({len(none)})", **MARKS["infeasible"])
+    if unlimited_capacity_score is not None:
+        ax.axhline(unlimited_capacity_score, color="grey", lw=0.8, ls=":",
+                   label="unlimited capacity (every prompt to its best model)")
+    if quality_floor is not None:
+        ax.axhline(quality_floor, color=style.PALETTE[5], lw=0.8, ls="-.", label="quality floor")
+    ax.set_xticks(x)
+    ax.set_xlabel(f"cluster size ({gpu})")
+    ax.set_ylabel("mean predicted score")
+    ax.set_title(title or "quality bought by each extra GPU")
+    style.legend_below(ax, ncol=2)
     return fig
