@@ -184,12 +184,12 @@ def build_milp(problem: Problem, *, tol_ms: float | None = None,
     lp += units >= int(round(10 * G * sp.rho_min - 1e-9)), "utilization_lo"             # (6)
     lp += units <= 10 * G, "utilization_hi"
     if cl.is_mixed:                                                                     # (6')
-        for t, n in cl.pools:
+        for gtype, n in cl.pools:
             on_t = [(i, k, o) for i, opts in enumerate(options) for k, o in enumerate(opts)
-                    if o.gpu == t.name]
+                    if o.gpu == gtype.name]
             if on_t:
                 lp += (pulp.lpSum(o.compute_units_tenths * x[i, k] for i, k, o in on_t)
-                       <= 10 * n, f"utilization_hi[{t.name}]")
+                       <= 10 * n, f"utilization_hi[{gtype.name}]")
     lp += pulp.lpSum(w.values()) == 1, "route_simplex"                                  # (7)
     nonconvex = []
     for (i, k), (wtop, sec) in limits.items():
