@@ -276,3 +276,77 @@ def test_model_setup_on_an_unknown_type_and_isolated_baseline():
         isolated_baseline(p)
     with pytest.raises(ValidationError, match="pass a Cluster"):
         p.with_cluster(3)
+
+
+# ----------------------------------------------------------------------------- files and grids
+
+EXAMPLES = __import__("pathlib").Path(__file__).resolve().parent.parent / "data" / "examples"
+
+
+def _mixed_example(tmp_path, cluster_toml: str, types=("A100-80GB", "H100-80GB")):
+    """The worked example with its curves duplicated for a second type (loads x 1.5:
+    modelled, a test stand-in) and ``cluster_toml`` as its [cluster] table."""
+    import shutil
+
+    import pandas as pd
+    from routerwise.data import latency_table
+
+    for f in EXAMPLES.iterdir():
+        if f.is_file():
+            shutil.copy(f, tmp_path / f.name)
+    t = latency_table.read_table(EXAMPLES / "curves.csv")
+    parts = [t.assign(gpu=types[0])]
+    parts += [t.assign(gpu=g, load_rps=t["load_rps"] * 1.5) for g in types[1:]]
+    latency_table.write_table(pd.concat(parts, ignore_index=True), tmp_path / "curves.csv")
+    text = (EXAMPLES / "problem.toml").read_text()
+    text = text.replace('[cluster]\ngpu = "A100-80GB"\nnum_gpus = 4\n', cluster_toml)
+    assert cluster_toml in text
+    (tmp_path / "problem.toml").write_text(text)
+    return tmp_path / "problem.toml"
+
+
+def test_problem_file_with_a_mixed_cluster(tmp_path):
+    from routerwise.problem_file import load_problem
+
+    path = _mixed_example(tmp_path, '[cluster]\ngpus = {"A100-80GB" = 2, "H100-80GB" = 2}\n')
+    p = load_problem(path)
+    assert p.cluster.is_mixed and [(t.name, n) for t, n in p.cluster.pools] == \
+        [("A100-80GB", 2), ("H100-80GB", 2)]
+    assert p.profiles.gpus == {"A100-80GB", "H100-80GB"}
+    ex, mi = rw.solve(p, "exact"), rw.solve(p, "milp")
+    assert ex.status == mi.status == "optimal"
+    assert ex.score == pytest.approx(mi.score, rel=1e-5)
+    # the same file on the one-type cluster it came from is never better (fewer setups)
+    (tmp_path / "one-type").mkdir()
+    homo = load_problem(_mixed_example(tmp_path / "one-type",
+                                       '[cluster]\ngpu = "A100-80GB"\nnum_gpus = 2\n'))
+    h = rw.solve(homo, "exact")
+    assert not h.feasible or h.score <= ex.score + 1e-9
+
+
+@pytest.mark.parametrize("cluster,match", [
+    ('[cluster]\ngpus = {"A100-80GB" = 2}\nnum_gpus = 2\n', "keep one way"),
+    ('[cluster]\ngpus = {"A100-80GB" = 2, "Z-99GB" = 1}\n', "not in the catalogue"),
+    ('[cluster]\ngpus = {"A100-80GB" = 2, "A100-40GB" = 2}\n', "no rows for GPU type"),
+    ('[cluster]\ngpu = "A100-80GB"\n', "needs num_gpus"),
+])
+def test_problem_file_mixed_cluster_errors(tmp_path, cluster, match):
+    from routerwise.problem_file import load_problem
+
+    with pytest.raises(ValidationError, match=match):
+        load_problem(_mixed_example(tmp_path, cluster))
+
+
+def test_gpu_type_without_step_cost_data_is_a_clear_error(monkeypatch):
+    from routerwise.serving import curve_grid, hardware
+
+    spec = hardware.GPUSpec("B200-180GB", "blackwell", 2250.0, 8000.0, 180.0, 1800.0, "test")
+    monkeypatch.setitem(hardware.GPUS, spec.name, spec)
+    with pytest.raises(ValidationError, match="'B200-180GB' .*no step-cost data.*stepcost"):
+        curve_grid.check_gpu_data("B200-180GB")
+    with pytest.raises(ValidationError, match="no step-cost data"):
+        curve_grid.build_profile_tables(("llama-3.1-8b-instruct",), ("A100-80GB", "B200-180GB"),
+                                        params=curve_grid.fit())
+    with pytest.raises(ValidationError, match="unknown GPU type 'Q-1GB'.*hardware.GPUS"):
+        curve_grid.check_gpu_data("Q-1GB")
+    curve_grid.check_gpu_data("H200-141GB")          # hopper: fitted
