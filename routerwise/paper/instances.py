@@ -257,7 +257,14 @@ def replay_default(problem: Problem, plan, **options) -> dict:
 
 def default_p99_profiles(problem: Problem):
     """The default grid's p99 curves of the problem's metric on its GPU (the predicted p99 of
-    replay records)."""
+    replay records); on a mixed cluster, per GPU type (curves naming their type)."""
     from ..consistency import p99_metric, profile_set
+    if problem.cluster.is_mixed:
+        from ..data.latency_table import to_profiles_by_gpu
+        import pandas as pd
+        names = [t.name for t in problem.cluster.gpu_types]
+        table = pd.concat([profile_table(g) for g in names], ignore_index=True)
+        return to_profiles_by_gpu(table, p99_metric(problem.slo.metric), gpus=names,
+                                  monotone="envelope")
     gpu = problem.cluster.gpu.name
     return profile_set(profile_table(gpu), p99_metric(problem.slo.metric), gpu)
