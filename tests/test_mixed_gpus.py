@@ -350,3 +350,28 @@ def test_gpu_type_without_step_cost_data_is_a_clear_error(monkeypatch):
     with pytest.raises(ValidationError, match="unknown GPU type 'Q-1GB'.*hardware.GPUS"):
         curve_grid.check_gpu_data("Q-1GB")
     curve_grid.check_gpu_data("H200-141GB")          # hopper: fitted
+
+
+def test_milp_has_placement_variables_only_on_the_options_type(tmp_path):
+    from routerwise.optimize.milp import build_milp, write_lp
+
+    p = tiny_mixed()
+    m = build_milp(p)
+    for (i, k, g) in m.y:
+        assert p.cluster.gpu_of(g).name == m.options[i][k].gpu
+    text = write_lp(m, tmp_path / "mixed.lp").read_text()
+    assert "utilization_hi_A_40GB_" in text.replace("[", "_").replace("]", "_").replace("-", "_")
+    # symmetry breaking only between GPUs of one type: GPU 1 (A) and GPU 2 (H) are not ordered
+    assert "gpu_order_0_" in text.replace("[", "_").replace("]", "_")
+    assert "gpu_order_1_" not in text.replace("[", "_").replace("]", "_")
+
+
+def test_infeasible_mixed_instance_is_diagnosed():
+    p = tiny_mixed().with_slo(SLO(99.0, aggregate="max"))   # every curve starts at 100 ms
+    for method in ("exact", "milp"):
+        sol = rw.solve(p, method)
+        assert sol.status == "infeasible" and sol.infeasibility.binding == "latency"
+        best = sol.infeasibility.min_latency_ms
+        assert 100.0 < best < 300.0 and "@" in sol.infeasibility.message
+        # the diagnosis is tight: an SLO just above the lowest latency it reports is feasible
+        assert rw.solve(p.with_slo(SLO(best * 1.001, aggregate="max")), method).feasible
