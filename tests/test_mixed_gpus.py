@@ -375,3 +375,28 @@ def test_infeasible_mixed_instance_is_diagnosed():
         assert 100.0 < best < 300.0 and "@" in sol.infeasibility.message
         # the diagnosis is tight: an SLO just above the lowest latency it reports is feasible
         assert rw.solve(p.with_slo(SLO(best * 1.001, aggregate="max")), method).feasible
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(900)
+def test_default_ladder_on_a_mixed_cluster():
+    """Real-data instance on 2 x A100-80GB + 2 x H100-80GB (curves simulated per type; the
+    first run builds the H100 grid, a few minutes): exact and MILP prove the same optimum."""
+    from conftest import mirror_available
+    from routerwise.paper.instances import mixed_problem
+
+    if not mirror_available():
+        pytest.skip("needs the data mirror")
+    p = mixed_problem(3, {"A100-80GB": 2, "H100-80GB": 2}, 20.0, 600.0)
+    assert p.cluster.is_mixed and p.profiles.gpus == {"A100-80GB", "H100-80GB"}
+    assert p.profiles.sources == {"simulated"}
+    text = " ".join(p.assumptions)
+    assert "A100-80GB" in text and "H100-80GB" in text and "simulated" in text
+    ex, mi = rw.solve(p, "exact"), rw.solve(p, "milp")
+    assert ex.status == mi.status == "optimal"
+    assert ex.score == pytest.approx(mi.score, rel=1e-5)
+    assert mi.bound <= ex.score * (1 + 1e-5)        # the MILP's proven bound closes on it
+    # at least as good as either pool alone (those setups are a subset)
+    for g in ("A100-80GB", "H100-80GB"):
+        alone = rw.solve(p.with_cluster(Cluster(p.cluster.gpu_type(g), 2)), "exact")
+        assert not alone.feasible or alone.score <= ex.score + 1e-9

@@ -172,7 +172,7 @@ def mixed_problem(num_models: int = 3, gpus=None, arrival_rate_rps: float | None
     table = pd.concat([profile_table(g) for g in names], ignore_index=True)
     prof = to_profiles_by_gpu(table, metric, gpus=names, monotone="envelope")
     prof = type(prof)(tuple(c for c in prof.curves if c.model in base.model_names), prof.metric)
-    label = " + ".join(f"{n}x{g}" for g, n in gpus.items())
+    label = "+".join(f"{n}x{g}" for g, n in gpus.items())
     assumptions = tuple(
         a.replace(f"for {names[0]};", f"for each GPU type ({', '.join(names)});")
         .replace(f"GPU: {names[0]} datasheet figures ({gpu_spec(names[0]).memory_gb:.1f} GB)",
