@@ -15,7 +15,7 @@ import pytest
 
 import routerwise as rw
 from routerwise.errors import ValidationError, VerificationError
-from routerwise.optimize.baselines import isolated_baseline
+from routerwise.optimize.baselines import isolated_baseline, run_baselines
 from routerwise.optimize.placement import ShardDemand, place_pools
 from routerwise.optimize.setup_space import enumerate_setups
 from routerwise.paper.synthetic import synthetic_problem
@@ -189,6 +189,9 @@ def test_exact_and_milp_agree_on_mixed_instances(seed, rate, tau):
     for sol in (ex, mi, du):
         for s, pl in zip(sol.setup.per_model, sol.setup.placement):
             assert {p.cluster.gpu_of(g).name for g in pl} == {s.gpu}
+    base = run_baselines(p)                          # Isolated is left out on mixed clusters
+    assert set(base) == {"equal-split", "size-proportional"}
+    assert all(b.score <= ex.score + 1e-9 for b in base.values() if b.feasible)
     # The mixed cluster is at least as good as its A100 pool alone (a subset of its setups).
     a_only = replace(p, cluster=Cluster(GPUType("A100-80GB", 80.0), 2))
     a_sol = rw.solve(a_only, "exact")
