@@ -166,7 +166,8 @@ class Cluster:
     pools: tuple = ()
 
     def __post_init__(self):
-        if not self.pools:
+        if len(self.pools) <= 1:
+            # one type: gpu and num_gpus say it all (also after dataclasses.replace)
             if not isinstance(self.gpu, GPUType):
                 raise ValidationError(f"Cluster.gpu must be a GPUType, got {self.gpu!r}")
             if not isinstance(self.num_gpus, (int, np.integer)) or isinstance(self.num_gpus, bool) \

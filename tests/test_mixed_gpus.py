@@ -37,6 +37,7 @@ def test_cluster_pools_number_gpus_pool_by_pool():
     homo = Cluster(A, 4)
     assert not homo.is_mixed and homo.pools == ((A, 4),) and homo.count() == 4
     assert Cluster.mixed([(A, 4)]) == homo            # one pool is the same cluster
+    assert replace(homo, num_gpus=8).pools == ((A, 8),)
     with pytest.raises(ValidationError, match="repeat"):
         Cluster.mixed([(A, 1), (GPUType("A-40GB", 40.0), 2)])
     with pytest.raises(ValidationError, match="integer >= 1"):
