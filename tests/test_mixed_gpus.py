@@ -153,6 +153,11 @@ def test_mixed_utilization_is_per_type():
         for t, n in p.cluster.pools:
             used = sum(o.compute_units_tenths for o in setup.per_model if o.gpu == t.name)
             assert used <= 10 * n
+    from routerwise.optimize.exact_search import evaluate_all
+    table = evaluate_all(p)
+    assert len(table) == len(r) and set(table["gpu[big]"]) <= {"A-40GB", "H-80GB"}
+    ref, _ = brute_force()
+    assert table["score"].max() == pytest.approx(ref, abs=1e-7)
     # small at tp=2 on the single H GPU is not an option (tp exceeds that type's count)
     assert not any(o.tp == 2 and o.gpu == "H-80GB" for o in r.options[1])
     assert any("exceeds the 1 H-80GB GPUs" in d[3] for d in r.excluded_options)
