@@ -120,7 +120,7 @@ def replay_record(problem: Problem, solution: Solution, qm, *,
     for r in rep.per_model.to_dict("records"):
         i = problem.model_names.index(r["model"])
         s = solution.setup.per_model[i]
-        c99 = p99_profiles.get(r["model"], s.tp, s.compute_tenths) if p99_profiles else None
+        c99 = p99_profiles.get(r["model"], s.tp, s.compute_tenths, s.gpu) if p99_profiles else None
         rows.append({"model": r["model"], "setup": r["setup"], "fraction": r["fraction"],
                      "load_rps": r["load_rps"], "predicted_ms": r["predicted_ms"],
                      "replayed_ms": r["simulated_ms"],
@@ -240,6 +240,10 @@ def plan_consistently(problem: Problem, qm, *, headroom=DEFAULT_HEADROOM_LADDER,
     ``archs`` maps model names to architectures (default: the registered ones).
     """
     from .solve import solve
+    if problem.cluster.is_mixed:
+        raise ValidationError(f"plan_consistently is not supported on mixed clusters yet "
+                              f"({problem.cluster.describe()}): its re-profiled curves are per "
+                              f"GPU type; plan with rw.solve and check with replay_record")
     if max_rounds < 0:
         raise ValidationError(f"max_rounds must be >= 0, got {max_rounds}")
     if not 0 < gap_rtol:

@@ -2,7 +2,8 @@
 
 Symbols follow the paper's restatement (see ``routerwise.optimize.milp`` for the full formulation):
 
-* ``i = 1..M`` models (:class:`ModelSpec`), ``g = 1..G`` identical GPUs (:class:`Cluster`).
+* ``i = 1..M`` models (:class:`ModelSpec`), ``g = 1..G`` GPUs (:class:`Cluster`): identical, or
+  pools of several GPU types (``Cluster.mixed``; a setup then names its type, ``ModelSetup.gpu``).
 * ``theta_i = (tp_i, rho_i, mu_i)``: a model's setup (:class:`ModelSetup`). ``rho_i`` is the
   compute share of each of its GPUs, kept as an integer number of tenths so that sums are
   exact; ``mu_i`` is the memory share of each of its GPUs.
@@ -151,23 +152,135 @@ class GPUType:
 
 @dataclass(frozen=True)
 class Cluster:
+    """GPUs to deploy on: ``num_gpus`` of one type, or several pools of different types.
+
+    ``Cluster(gpu, num_gpus)`` is a homogeneous cluster (one pool). :meth:`mixed` builds one of
+    several GPU types, ``pools = ((GPUType, count), ...)``; then ``gpu`` is the first pool's
+    type and ``num_gpus`` the total. GPUs are numbered pool by pool, in pool order, so GPU
+    ``g`` of the cluster is of type :meth:`gpu_of` ``(g)``. A cluster of one pool is the same
+    cluster however it was built (equal, same setups and results).
+    """
+
     gpu: GPUType
     num_gpus: int
+    pools: tuple = ()
 
     def __post_init__(self):
-        if not isinstance(self.num_gpus, (int, np.integer)) or isinstance(self.num_gpus, bool) \
-                or self.num_gpus < 1:
-            raise ValidationError(f"Cluster.num_gpus must be an integer >= 1, got {self.num_gpus!r}")
+        if len(self.pools) <= 1:
+            # one type: gpu and num_gpus say it all (also after dataclasses.replace)
+            if not isinstance(self.gpu, GPUType):
+                raise ValidationError(f"Cluster.gpu must be a GPUType, got {self.gpu!r}")
+            if not isinstance(self.num_gpus, (int, np.integer)) or isinstance(self.num_gpus, bool) \
+                    or self.num_gpus < 1:
+                raise ValidationError(f"Cluster.num_gpus must be an integer >= 1, got "
+                                      f"{self.num_gpus!r}")
+            object.__setattr__(self, "num_gpus", int(self.num_gpus))
+            object.__setattr__(self, "pools", ((self.gpu, self.num_gpus),))
+            return
+        pools = _check_pools(self.pools)
+        if self.gpu != pools[0][0] or self.num_gpus != sum(n for _, n in pools):
+            raise ValidationError("Cluster with pools: gpu must be the first pool's type and "
+                                  "num_gpus the total; build it with Cluster.mixed(pools)")
         object.__setattr__(self, "num_gpus", int(self.num_gpus))
+        object.__setattr__(self, "pools", pools)
+
+    @classmethod
+    def mixed(cls, pools) -> "Cluster":
+        """A cluster of several GPU types: ``pools`` = [(GPUType, count), ...] (or a mapping
+        GPUType -> count), each type once, counts >= 1; GPUs are numbered in this order."""
+        pools = _check_pools(pools)
+        return cls(pools[0][0], sum(n for _, n in pools), pools)
+
+    @property
+    def is_mixed(self) -> bool:
+        """More than one GPU type."""
+        return len(self.pools) > 1
+
+    @property
+    def gpu_types(self) -> tuple[GPUType, ...]:
+        return tuple(t for t, _ in self.pools)
+
+    def gpu_type(self, name: str = "") -> GPUType:
+        """The GPUType called ``name``; ``""`` names the only type of a homogeneous cluster."""
+        if name == "" and not self.is_mixed:
+            return self.gpu
+        for t, _ in self.pools:
+            if t.name == name:
+                return t
+        if name == "":
+            raise ValidationError(f"this cluster mixes GPU types {[t.name for t in self.gpu_types]}"
+                                  f"; name the GPU type (ModelSetup.gpu, LatencyCurve.gpu)")
+        raise ValidationError(f"GPU type {name!r} is not in the cluster; it has "
+                              f"{[t.name for t in self.gpu_types]}")
+
+    def count(self, type_name: str = "") -> int:
+        """Number of GPUs of type ``type_name`` (``""``: the only type of a homogeneous one)."""
+        t = self.gpu_type(type_name)
+        return next(n for u, n in self.pools if u == t)
+
+    def gpu_indices(self, type_name: str = "") -> range:
+        """Global indices of the GPUs of type ``type_name`` (one contiguous range per pool)."""
+        t = self.gpu_type(type_name)
+        start = 0
+        for u, n in self.pools:
+            if u == t:
+                return range(start, start + n)
+            start += n
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def gpu_of(self, g: int) -> GPUType:
+        """The GPUType of GPU index ``g`` (0-based, pool by pool)."""
+        g = _as_int(g, "GPU index")
+        start = 0
+        for t, n in self.pools:
+            if start <= g < start + n:
+                return t
+            start += n
+        raise ValidationError(f"GPU index {g} is outside 0..{self.num_gpus - 1}")
+
+    def describe(self) -> str:
+        """E.g. ``4 x A100-80GB (80 GB each)`` or ``4 x A100-80GB (80 GB) + 2 x H100-80GB (80 GB)``."""
+        if not self.is_mixed:
+            return f"{self.num_gpus} x {self.gpu.name} ({self.gpu.mem_gb:g} GB each)"
+        return " + ".join(f"{n} x {t.name} ({t.mem_gb:g} GB)" for t, n in self.pools)
+
+
+def _check_pools(pools) -> tuple:
+    """Pools as ((GPUType, int >= 1), ...) with distinct type names, or a ValidationError."""
+    if isinstance(pools, Mapping):
+        pools = list(pools.items())
+    try:
+        items = [tuple(p) for p in pools]
+    except TypeError as e:
+        raise ValidationError(f"Cluster pools must be [(GPUType, count), ...], got {pools!r}") from e
+    if not items:
+        raise ValidationError("a cluster needs at least one pool of GPUs")
+    out = []
+    for p in items:
+        if len(p) != 2 or not isinstance(p[0], GPUType):
+            raise ValidationError(f"each cluster pool is (GPUType, count), got {p!r}")
+        n = p[1]
+        if not isinstance(n, (int, np.integer)) or isinstance(n, bool) or n < 1:
+            raise ValidationError(f"pool of {p[0].name}: the GPU count must be an integer >= 1, "
+                                  f"got {n!r}")
+        out.append((p[0], int(n)))
+    names = [t.name for t, _ in out]
+    if len(set(names)) != len(names):
+        raise ValidationError(f"GPU types repeat in the cluster pools: {names}; give each type "
+                              f"once with its total count")
+    return tuple(out)
 
 
 @dataclass(frozen=True, order=True)
 class ModelSetup:
-    """theta_i: tensor-parallel degree, compute share in tenths, memory share of each GPU."""
+    """theta_i: tensor-parallel degree, compute share in tenths, memory share of each GPU, and
+    the GPU type its shards run on (``gpu``; ``""`` on a homogeneous cluster = its only type;
+    all shards of one model are on GPUs of one type)."""
 
     tp: int
     compute_tenths: int
     mem_share: float = 0.0
+    gpu: str = ""
 
     def __post_init__(self):
         if not (_is_real(self.tp) and math.isfinite(self.tp) and int(self.tp) == self.tp
@@ -180,6 +293,8 @@ class ModelSetup:
                                   f"integer 1..10; got {self.compute_tenths}")
         if not (0.0 <= self.mem_share <= 1.0):
             raise ValidationError(f"ModelSetup.mem_share must be in [0, 1], got {self.mem_share}")
+        if not isinstance(self.gpu, str):
+            raise ValidationError(f"ModelSetup.gpu must be a GPU type name (str), got {self.gpu!r}")
 
     @property
     def compute_share(self) -> float:
@@ -191,14 +306,16 @@ class ModelSetup:
         return self.tp * self.compute_tenths
 
     def label(self) -> str:
-        return f"tp{self.tp}/rho{self.compute_share:.1f}"
+        base = f"tp{self.tp}/rho{self.compute_share:.1f}"
+        return f"{base}@{self.gpu}" if self.gpu else base
 
 
 @dataclass(frozen=True)
 class SystemSetup:
     """Theta: one ModelSetup per model (in problem order) and, optionally, a shard placement.
 
-    ``placement[i]`` lists the GPU index of each of model i's ``tp_i`` shards.
+    ``placement[i]`` lists the GPU index of each of model i's ``tp_i`` shards (global indices:
+    on a mixed cluster GPUs are numbered pool by pool, see :class:`Cluster`).
     """
 
     per_model: tuple[ModelSetup, ...]
@@ -230,6 +347,8 @@ class LatencyCurve:
 
     ``source`` says where it came from: ``measured`` on hardware, ``simulated`` by the serving
     simulator from fitted step costs, or ``synthetic`` (a modelled stand-in for tests/demos).
+    ``gpu`` names the GPU type it was profiled or simulated on (``""``: the cluster's only type;
+    on a mixed cluster every curve must name its type).
     """
 
     model: str
@@ -240,6 +359,7 @@ class LatencyCurve:
     metric: str = "ttft_mean"
     source: str = "simulated"
     provenance: str = ""
+    gpu: str = ""
 
     def __post_init__(self):
         _check_metric(self.metric)
@@ -247,7 +367,10 @@ class LatencyCurve:
             raise ValidationError(f"curve source must be one of {CURVE_SOURCES}, got {self.source!r}")
         x = np.asarray(self.load_rps, dtype=float).ravel()
         y = np.asarray(self.latency_ms, dtype=float).ravel()
-        what = f"latency curve {self.model!r} tp={self.tp} rho={self.compute_tenths / 10:.1f}"
+        if not isinstance(self.gpu, str):
+            raise ValidationError(f"LatencyCurve.gpu must be a GPU type name (str), got {self.gpu!r}")
+        what = f"latency curve {self.model!r} tp={self.tp} rho={self.compute_tenths / 10:.1f}" \
+            + (f" on {self.gpu}" if self.gpu else "")
         if x.size == 0:
             raise ValidationError(f"{what} is empty: profile at least one load point")
         if x.size != y.size:
@@ -286,7 +409,13 @@ class LatencyCurve:
 
     @property
     def key(self) -> tuple[str, int, int]:
+        """(model, tp, compute_tenths): the setup the curve describes, GPU type aside."""
         return (self.model, self.tp, self.compute_tenths)
+
+    @property
+    def gpu_key(self) -> tuple[str, int, int, str]:
+        """(model, tp, compute_tenths, gpu): the key of :class:`LatencyProfiles`."""
+        return (self.model, self.tp, self.compute_tenths, self.gpu)
 
     def latency_at(self, load_rps) -> np.ndarray | float:
         """l(load): linear interpolation; first value below the range; ``inf`` above it (beyond
@@ -318,7 +447,8 @@ class LatencyCurve:
 
 @dataclass(frozen=True)
 class LatencyProfiles:
-    """All curves of one metric, keyed by (model, tp, compute_tenths)."""
+    """All curves of one metric, keyed by (model, tp, compute_tenths, gpu) (``gpu`` = ""
+    for curves that do not name a GPU type)."""
 
     curves: tuple[LatencyCurve, ...]
     metric: str = "ttft_mean"
@@ -331,17 +461,26 @@ class LatencyProfiles:
             if c.metric != self.metric:
                 raise ValidationError(f"curve {c.key} has metric {c.metric!r} but the profile set "
                                       f"is {self.metric!r}; build one LatencyProfiles per metric")
-            if c.key in seen:
-                raise ValidationError(f"two curves for {c.key}; keep one per (model, tp, rho)")
-            seen[c.key] = c
+            if c.gpu_key in seen:
+                raise ValidationError(f"two curves for {c.key}"
+                                      + (f" on {c.gpu}" if c.gpu else "")
+                                      + "; keep one per (model, tp, rho, GPU type)")
+            seen[c.gpu_key] = c
         object.__setattr__(self, "curves", curves)
         object.__setattr__(self, "_by_key", seen)
 
-    def get(self, model: str, tp: int, compute_tenths: int) -> LatencyCurve | None:
-        return self._by_key.get((model, int(tp), int(compute_tenths)))
+    def get(self, model: str, tp: int, compute_tenths: int, gpu: str = "") -> LatencyCurve | None:
+        """The curve of exactly this (model, tp, compute_tenths, gpu), or None."""
+        return self._by_key.get((model, int(tp), int(compute_tenths), gpu))
 
     def __contains__(self, key) -> bool:
-        return tuple(key) in self._by_key
+        key = tuple(key)
+        return (key if len(key) == 4 else key + ("",)) in self._by_key
+
+    @property
+    def gpus(self) -> set[str]:
+        """GPU type names the curves name (``""`` for curves that name none)."""
+        return {c.gpu for c in self.curves}
 
     def __len__(self) -> int:
         return len(self.curves)
@@ -525,21 +664,38 @@ class Problem:
         if unknown:
             raise ValidationError(f"latency curves for unknown models {unknown}; problem models "
                                   f"are {list(names)}")
-        G = self.cluster.num_gpus
+        cl = self.cluster
+        if cl.is_mixed and "" in self.profiles.gpus:
+            bad = sorted({c.model for c in self.profiles.curves if not c.gpu})
+            raise ValidationError(
+                f"the cluster mixes GPU types {[t.name for t in cl.gpu_types]} but the latency "
+                f"curves of {bad} do not name a GPU type; set LatencyCurve.gpu (a 'gpu' column "
+                f"in the profile table) to the type each curve was profiled on")
+        G = cl.num_gpus
         for m in models:
-            fits = [tp for tp in self.space.tp_degrees if tp in m.tp_degrees and tp <= G
-                    and m.mem_gb(tp) <= self.cluster.gpu.mem_gb]
+            fits = [(tp, t) for t, n in cl.pools for tp in self.space.tp_degrees
+                    if tp in m.tp_degrees and tp <= n and m.mem_gb(tp) <= t.mem_gb]
             if self.space.check_memory and not fits:
                 need = {tp: round(m.mem_gb(tp), 1) for tp in m.tp_degrees}
+                if not cl.is_mixed:
+                    raise ValidationError(
+                        f"model {m.name!r} cannot be deployed on {G} x {cl.gpu.name} "
+                        f"({cl.gpu.mem_gb:g} GB each): per-shard need by tp {need} GB. "
+                        f"Add GPUs, allow a larger tp, or use a GPU with more memory")
                 raise ValidationError(
-                    f"model {m.name!r} cannot be deployed on {G} x {self.cluster.gpu.name} "
-                    f"({self.cluster.gpu.mem_gb:g} GB each): per-shard need by tp {need} GB. "
-                    f"Add GPUs, allow a larger tp, or use a GPU with more memory")
-            has_curve = [tp for tp in self.space.tp_degrees
-                         if any(self.profiles.get(m.name, tp, r) for r in self.space.compute_tenths)]
+                    f"model {m.name!r} cannot be deployed: it fits no GPU type of the cluster "
+                    f"({cl.describe()}): per-shard need by tp {need} GB, and its tp is at most "
+                    f"the GPU count of one type. Add GPUs, allow a larger tp, or use a GPU with "
+                    f"more memory")
+            has_curve = [tp for tp in self.space.tp_degrees for t in cl.gpu_types
+                         if any(self.curve_for(m.name, tp, r, t.name if cl.is_mixed else "")
+                                for r in self.space.compute_tenths)]
             if not has_curve:
                 raise ValidationError(f"no latency curve for model {m.name!r} at any tp in "
-                                      f"{self.space.tp_degrees}; profile it first")
+                                      f"{self.space.tp_degrees} on {cl.describe()}"
+                                      + (f" (curves name GPU types {sorted(self.profiles.gpus)})"
+                                         if self.profiles.gpus - {""} else "")
+                                      + "; profile it first")
 
     @property
     def model_names(self) -> tuple[str, ...]:
@@ -554,13 +710,29 @@ class Problem:
         return self.workload.arrival_rate_rps
 
     def curve(self, i: int, setup: ModelSetup) -> LatencyCurve | None:
-        return self.profiles.get(self.models[i].name, setup.tp, setup.compute_tenths)
+        return self.curve_for(self.models[i].name, setup.tp, setup.compute_tenths, setup.gpu)
 
-    def model_setup(self, i: int, tp: int, compute_tenths: int) -> ModelSetup:
-        """The ModelSetup of model i with its memory share derived from its shard need."""
+    def curve_for(self, model: str, tp: int, compute_tenths: int, gpu: str = "") -> LatencyCurve | None:
+        """The curve the problem uses for (model, tp, compute_tenths) on GPU type ``gpu``.
+
+        Mixed cluster: the curve naming ``gpu``. Homogeneous cluster (``gpu`` "" or its type):
+        a curve naming no type, else one naming the cluster's type; curves of other types are
+        not used."""
+        if self.cluster.is_mixed:
+            return self.profiles.get(model, tp, compute_tenths, gpu)
+        c = self.profiles.get(model, tp, compute_tenths, "")
+        return c if c is not None else self.profiles.get(model, tp, compute_tenths,
+                                                         self.cluster.gpu.name)
+
+    def model_setup(self, i: int, tp: int, compute_tenths: int, gpu: str = "") -> ModelSetup:
+        """The ModelSetup of model i on GPU type ``gpu`` (``""``: a homogeneous cluster's only
+        type), its memory share derived from its shard need and that type's memory. On a
+        homogeneous cluster ``gpu`` is stored as ``""`` (same setups as before types existed)."""
         m = self.models[i]
-        share = min(1.0, m.mem_gb(tp) / self.cluster.gpu.mem_gb) if tp in m.tp_degrees else 1.0
-        return ModelSetup(tp=tp, compute_tenths=compute_tenths, mem_share=share)
+        t = self.cluster.gpu_type(gpu)
+        share = min(1.0, m.mem_gb(tp) / t.mem_gb) if tp in m.tp_degrees else 1.0
+        return ModelSetup(tp=tp, compute_tenths=compute_tenths, mem_share=share,
+                          gpu=t.name if self.cluster.is_mixed else "")
 
     def with_slo(self, slo: SLO | float) -> "Problem":
         if not isinstance(slo, SLO):
@@ -570,17 +742,25 @@ class Problem:
     def with_rate(self, arrival_rate_rps: float) -> "Problem":
         return replace(self, workload=self.workload.with_rate(arrival_rate_rps))
 
-    def with_cluster(self, num_gpus: int) -> "Problem":
-        return replace(self, cluster=Cluster(self.cluster.gpu, num_gpus))
+    def with_cluster(self, cluster: "Cluster | int") -> "Problem":
+        """The problem on another cluster: a :class:`Cluster`, or a GPU count (homogeneous
+        clusters only: the same GPU type, ``cluster`` GPUs)."""
+        if isinstance(cluster, Cluster):
+            return replace(self, cluster=cluster)
+        if self.cluster.is_mixed:
+            raise ValidationError("with_cluster(num_gpus) keeps a homogeneous cluster's GPU type; "
+                                  "this cluster mixes types: pass a Cluster (Cluster.mixed(...))")
+        return replace(self, cluster=Cluster(self.cluster.gpu, cluster))
 
     def with_space(self, space: SetupSpace) -> "Problem":
         return replace(self, space=space)
 
 
-def curves_from_points(points: Mapping[tuple[str, int, int], tuple[Iterable[float], Iterable[float]]],
+def curves_from_points(points: Mapping[tuple, tuple[Iterable[float], Iterable[float]]],
                        metric: str = "ttft_mean", source: str = "synthetic",
                        provenance: str = "") -> LatencyProfiles:
-    """Build a LatencyProfiles from {(model, tp, tenths): (loads, latencies)}."""
+    """Build a LatencyProfiles from {(model, tp, tenths[, gpu]): (loads, latencies)}."""
     return LatencyProfiles(tuple(
-        LatencyCurve(m, tp, r, tuple(x), tuple(y), metric, source, provenance)
-        for (m, tp, r), (x, y) in points.items()), metric)
+        LatencyCurve(k[0], k[1], k[2], tuple(x), tuple(y), metric, source, provenance,
+                     k[3] if len(k) > 3 else "")
+        for k, (x, y) in points.items()), metric)

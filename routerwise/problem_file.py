@@ -9,6 +9,8 @@ error that lists the allowed ones. Example (``data/examples/problem.toml`` is a 
     [cluster]
     gpu = "A100-80GB"          # a type in routerwise.serving.hardware.GPUS, or give mem_gb
     num_gpus = 4
+    # or a cluster of several GPU types (counts per type, GPUs numbered in this order):
+    # gpus = {"A100-80GB" = 4, "H100-80GB" = 2}    (+ mem_gb = {"my-gpu" = 48.0} for custom types)
 
     [[models]]
     name = "small"             # as in the score table and the curve table
@@ -24,6 +26,8 @@ error that lists the allowed ones. Example (``data/examples/problem.toml`` is a 
     table = "curves.csv"       # the kit's latency-table schema (measured or simulated rows)
     metric = "ttft_mean"
     # or simulate = true: curves simulated for each model's architecture on cluster.gpu
+    # (on a mixed cluster: the table's gpu column names each curve's type, or each type is
+    #  simulated)
 
     [workload]
     arrival_rate_rps = 20.0
@@ -60,7 +64,7 @@ __all__ = ["ProblemInputs", "read_problem_file", "load_problem", "problem_from_d
 
 _TABLES = {
     "": {"name", "cluster", "models", "scores", "latency", "workload", "slo", "space"},
-    "cluster": {"gpu", "num_gpus", "mem_gb"},
+    "cluster": {"gpu", "num_gpus", "mem_gb", "gpus"},
     "models": {"name", "architecture", "config", "params_b", "shard_mem_gb"},
     "scores": {"table", "kind", "true_table"},
     "latency": {"table", "metric", "simulate", "num_requests"},
@@ -69,7 +73,7 @@ _TABLES = {
     "space": {"tp_degrees", "compute_tenths", "rho_min", "check_memory", "check_compute"},
 }
 _REQUIRED = {"": ("cluster", "models", "scores", "latency", "workload", "slo"),
-             "cluster": ("num_gpus",), "models": ("name",), "scores": ("table",),
+             "models": ("name",), "scores": ("table",),
              "workload": ("arrival_rate_rps",), "slo": ("latency_ms",)}
 
 
@@ -168,15 +172,9 @@ def _inputs_from_dict(doc: dict, *, base_dir: str | Path, origin: str) -> Proble
     base_dir = Path(base_dir)
     _check_keys("", doc, origin)
     cl = _check_keys("cluster", doc["cluster"], origin)
-    gpu_name = str(cl.get("gpu", "custom"))
-    if "mem_gb" in cl:
-        gpu = GPUType(gpu_name, float(cl["mem_gb"]))
-    elif gpu_name in GPUS:
-        gpu = GPUType(gpu_name, GPUS[gpu_name].memory_gb)
-    else:
-        raise ValidationError(f"{origin}: [cluster] gpu {gpu_name!r} is not in the catalogue "
-                              f"{sorted(GPUS)}; give mem_gb for a custom GPU type")
-    cluster = Cluster(gpu, cl["num_gpus"])
+    cluster = _cluster(cl, origin)
+    gpu = cluster.gpu
+    gpu_name = gpu.name
 
     sp = _check_keys("space", doc.get("space", {}), origin)
     space = SetupSpace(**{k: tuple(v) if isinstance(v, list) else v for k, v in sp.items()})
@@ -218,14 +216,21 @@ def _inputs_from_dict(doc: dict, *, base_dir: str | Path, origin: str) -> Proble
         raise ValidationError(f"{origin}: [slo] metric {slo_d['metric']!r} differs from [latency] "
                               f"metric {metric!r}")
     slo = SLO(slo_d["latency_ms"], metric, slo_d.get("aggregate", "mean"))
-    profiles, curve_note = _profiles(lat, archs, names, gpu_name, space, qm, base_dir, origin,
-                                     metric)
+    if cluster.is_mixed:
+        profiles, curve_note = _mixed_profiles(lat, archs, names, cluster, space, qm, base_dir,
+                                               origin, metric)
+        gpu_note = "GPUs: " + ", ".join(f"{n} x {t.name} ({t.mem_gb:.1f} GB each)"
+                                        for t, n in cluster.pools)
+    else:
+        profiles, curve_note = _profiles(lat, archs, names, gpu_name, space, qm, base_dir,
+                                         origin, metric)
+        gpu_note = f"GPU: {gpu.name}, {gpu.mem_gb:.1f} GB per GPU"
 
     assumptions = (
         f"scores: {qm.num_prompts} prompts x {len(names)} models from {sc['table']} "
         f"({kind}, user-provided)",
         curve_note,
-        f"GPU: {gpu.name}, {gpu.mem_gb:.1f} GB per GPU",
+        gpu_note,
     )
     problem = Problem(tuple(models), cluster, workload, profiles, slo, space,
                       name=str(doc.get("name", Path(origin).stem)), assumptions=assumptions)
@@ -252,6 +257,70 @@ def _prices(d, problem: Problem, origin: str) -> GpuPrices:
     except ValidationError as e:
         raise ValidationError(f"{origin}: [prices] {e}") from None
     return prices
+
+
+def _cluster(cl: dict, origin: str) -> Cluster:
+    """[cluster]: gpu + num_gpus (one type), or gpus = {type = count, ...} (several types);
+    mem_gb is a number for one type, or {type = GB} for uncatalogued types of a mixed one."""
+    if "gpus" in cl:
+        if "gpu" in cl or "num_gpus" in cl:
+            raise ValidationError(f"{origin}: [cluster] gives gpus = {{type = count}} and also "
+                                  f"gpu / num_gpus; keep one way of saying it")
+        pools, mem = cl["gpus"], cl.get("mem_gb", {})
+        if not isinstance(pools, dict) or not pools:
+            raise ValidationError(f"{origin}: [cluster] gpus must be a table of GPU type = count, "
+                                  f"e.g. gpus = {{\"A100-80GB\" = 4, \"H100-80GB\" = 2}}")
+        if not isinstance(mem, dict):
+            raise ValidationError(f"{origin}: [cluster] with gpus = {{...}}, mem_gb is a table "
+                                  f"of GPU type = GB (for types not in the catalogue)")
+        extra = sorted(set(mem) - set(pools))
+        if extra:
+            raise ValidationError(f"{origin}: [cluster] mem_gb names GPU types {extra} that are "
+                                  f"not in gpus")
+        types = []
+        for name, n in pools.items():
+            types.append((_gpu_type(str(name), mem.get(name), origin), n))
+        return Cluster.mixed(types)
+    if "num_gpus" not in cl:
+        raise ValidationError(f"{origin}: [cluster] needs num_gpus (with gpu), or gpus = "
+                              f"{{type = count, ...}} for several GPU types")
+    mem = cl.get("mem_gb")
+    if isinstance(mem, dict):
+        raise ValidationError(f"{origin}: [cluster] mem_gb is one number (GB) for gpu; a table "
+                              f"of types goes with gpus = {{...}}")
+    return Cluster(_gpu_type(str(cl.get("gpu", "custom")), mem, origin), cl["num_gpus"])
+
+
+def _gpu_type(name: str, mem_gb, origin: str) -> GPUType:
+    if mem_gb is not None:
+        return GPUType(name, float(mem_gb))
+    if name in GPUS:
+        return GPUType(name, GPUS[name].memory_gb)
+    raise ValidationError(f"{origin}: [cluster] gpu {name!r} is not in the catalogue "
+                          f"{sorted(GPUS)}; give mem_gb for a custom GPU type")
+
+
+def _mixed_profiles(lat: dict, archs, names, cluster: Cluster, space: SetupSpace,
+                    qm: QualityMatrix, base_dir: Path, origin: str,
+                    metric: str) -> tuple[LatencyProfiles, str]:
+    """Curves naming their GPU type, for every type of a mixed cluster."""
+    types = [t.name for t in cluster.gpu_types]
+    if bool(lat.get("simulate", False)) == ("table" in lat):
+        raise ValidationError(f"{origin}: [latency] needs exactly one of table = \"curves.csv\" "
+                              f"or simulate = true")
+    if "table" in lat:
+        p = _path(base_dir, lat["table"], "latency.table", origin)
+        table = latency_table.read_table(p)
+        prof = latency_table.to_profiles_by_gpu(table, metric, gpus=types, monotone="envelope")
+        kinds = sorted(set(table["source"]))
+        return prof, (f"latency: {metric} curves from {lat['table']} for {', '.join(types)} "
+                      f"(source: {', '.join(kinds)})")
+    curves, notes = [], []
+    for t in types:
+        prof, note = _profiles(lat, archs, names, t, space, qm, base_dir, origin, metric)
+        curves += [replace(c, gpu=t) for c in prof.curves]
+        notes.append(note)
+    return LatencyProfiles(tuple(curves), metric), "; ".join(notes)
 
 
 def _profiles(lat: dict, archs, names, gpu_name: str, space: SetupSpace, qm: QualityMatrix,

@@ -85,8 +85,10 @@ def replay_plan(problem: Problem, solution: Solution, qm, *, num_requests: int =
                 archs: Mapping[str, Architecture] | None = None) -> Replay:
     """Simulate each routed model at its planned load with its routed prompts' lengths
     (``lengths``: {model index: (prompt tokens, output tokens)}; default routed_lengths).
-    ``archs`` maps model names to architectures (default: the registered ones)."""
+    ``archs`` maps model names to architectures (default: the registered ones). ``gpu``: the
+    GPU type to simulate on (default: the cluster's; on a mixed cluster each model's own)."""
     metric = problem.slo.metric
+    mixed = gpu is None and problem.cluster.is_mixed
     gpu = gpu or problem.cluster.gpu.name
     lam = problem.arrival_rate_rps
     lengths = routed_lengths(problem, solution, qm) if lengths is None else lengths
@@ -100,10 +102,11 @@ def replay_plan(problem: Problem, solution: Solution, qm, *, num_requests: int =
         setup = solution.setup.per_model[i]
         model = problem.models[i].name
         arch = archs[model] if archs and model in archs else architectures.get(model)
-        step = replica_step_times(arch, gpu, setup.tp, setup.compute_share,
+        on = setup.gpu if mixed else gpu
+        step = replica_step_times(arch, on, setup.tp, setup.compute_share,
                                   params=params, max_batched_tokens=max(8192, int(pt.max())))
         req = poisson_requests(lam * w, num_requests, pt, ot, seed + i)
-        cfg = grid_setup(step, arch, gpu, setup.tp, setup.compute_share, opts)
+        cfg = grid_setup(step, arch, on, setup.tp, setup.compute_share, opts)
         res = simulate_engine(step, req, cfg, load_rps=lam * w)
         predicted = float(problem.curve(i, setup).latency_at(lam * w))
         kind = metric.split("_")[0]

@@ -25,7 +25,9 @@ routes more load to a model than was profiled without saturation.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 import pandas as pd
@@ -35,7 +37,8 @@ from ..io import atomic_write_with
 from ..problem import CURVE_SOURCES, LATENCY_METRICS, LatencyCurve, LatencyProfiles
 
 __all__ = ["KEY_COLUMNS", "METRIC_COLUMNS", "COLUMNS", "empty_table", "normalize", "read_table",
-           "write_table", "monotone_envelope", "to_profiles", "from_profiles"]
+           "write_table", "monotone_envelope", "to_profiles", "to_profiles_by_gpu",
+           "from_profiles"]
 
 KEY_COLUMNS = ("model", "gpu", "tp", "compute_share", "load_rps")
 METRIC_COLUMNS = tuple(f"{m}_ms" for m in LATENCY_METRICS)
@@ -152,12 +155,36 @@ def to_profiles(df: pd.DataFrame, metric: str = "ttft_mean", *, gpu: str | None 
     return LatencyProfiles(tuple(curves), metric)
 
 
+def to_profiles_by_gpu(df: pd.DataFrame, metric: str = "ttft_mean", *,
+                       gpus: Sequence[str] | None = None, **kw) -> LatencyProfiles:
+    """Curves for several GPU types from one table (a mixed cluster's curves): one curve per
+    (model, gpu, tp, compute_share), each naming its type in ``LatencyCurve.gpu``.
+
+    ``gpus``: the types to keep (default: every type in the table); a type without rows is a
+    ValidationError. Other options as :func:`to_profiles`, applied per type."""
+    df = normalize(df)
+    have = sorted(set(df["gpu"]))
+    gpus = tuple(have if gpus is None else gpus)
+    missing = [g for g in gpus if g not in have]
+    if missing:
+        raise ValidationError(f"profile table has no rows for GPU type(s) {missing}; it has "
+                              f"{have}. Profile or simulate them (routerwise.serving.curve_grid."
+                              f"build_profile_tables)")
+    if any(not g for g in gpus):
+        raise ValidationError("profile table rows need a GPU type name in the gpu column")
+    curves = []
+    for g in gpus:
+        curves += [replace(c, gpu=g) for c in to_profiles(df, metric, gpu=g, **kw).curves]
+    return LatencyProfiles(tuple(curves), metric)
+
+
 def from_profiles(profiles: LatencyProfiles, gpu: str) -> pd.DataFrame:
-    """The inverse of :func:`to_profiles` for one metric (other metric columns NaN)."""
+    """The inverse of :func:`to_profiles` for one metric (other metric columns NaN); a curve
+    naming its GPU type keeps it, the others get ``gpu``."""
     rows = []
     for c in profiles.curves:
         for x, y in zip(c.load_rps, c.latency_ms):
-            rows.append({"model": c.model, "gpu": gpu, "tp": c.tp,
+            rows.append({"model": c.model, "gpu": c.gpu or gpu, "tp": c.tp,
                          "compute_share": c.compute_tenths / 10, "load_rps": x,
                          f"{profiles.metric}_ms": y, "saturated": False, "source": c.source,
                          "provenance": c.provenance})

@@ -74,8 +74,10 @@ def empty_space_reason(problem: Problem, counts: dict) -> tuple[str, str]:
     if sp.check_memory and counts.get("memory_exact", 1) == 0:
         return "memory", (
             f"{counts['usable_options']} setups pass the utilization and per-model filters, "
-            f"but no placement of their shards fits GPU memory ({G} x "
-            f"{problem.cluster.gpu.mem_gb:g} GB); add GPUs or use GPUs with more memory")
+            f"but no placement of their shards fits GPU memory ("
+            + (problem.cluster.describe() if problem.cluster.is_mixed
+               else f"{G} x {problem.cluster.gpu.mem_gb:g} GB")
+            + "); add GPUs or use GPUs with more memory")
     return "placement", (
         f"{counts.get('usable_options', 0)} setups pass the utilization and per-model filters"
         + (f" ({counts['memory_exact']} fit GPU memory)" if "memory_exact" in counts else "")

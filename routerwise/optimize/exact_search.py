@@ -168,6 +168,8 @@ def _evaluate_rows(rows: np.ndarray, ctx: SearchContext, routing: str = "auto") 
         for i, (name, o) in enumerate(zip(problem.model_names, setup.per_model)):
             row[f"tp[{name}]"] = o.tp
             row[f"rho[{name}]"] = o.compute_share
+            if o.gpu:                       # mixed clusters: the GPU type of each model
+                row[f"gpu[{name}]"] = o.gpu
             row[f"w[{name}]"] = res.fractions[i] if res is not None else np.nan
         out.append(row)
     return pd.DataFrame(out)

@@ -2,15 +2,17 @@ r"""An exact MILP of the whole joint problem: setup choice, shard placement, rou
 
 Sets
     i in I              models
-    k in K_i            model i's usable options (tp_k, r_k): tp degree, compute share in tenths
-    g in {0..G-1}       identical GPUs
+    k in K_i            model i's usable options (tp_k, r_k, t_k): tp degree, compute share in
+                        tenths, GPU type (one type on a homogeneous cluster)
+    g in {0..G-1}       GPUs, numbered pool by pool; T: GPU types, G_t GPUs of type t,
+                        Gam_t the GPUs of type t (all G GPUs on a homogeneous cluster)
     j in J              groups of prompts with identical score rows, n_j prompts each, N = sum n_j
     p in P_ik           pieces of option (i, k)'s latency-mass envelope
 
 Parameters
     s_ji in [0, 1]      predicted score of model i on group j
     lambda [req/s]      arrival rate;   tau [ms]: SLO;   rho_min: utilization floor
-    m_ik [GB]           memory of one shard of model i at tp_k;   Mem [GB]: GPU memory
+    m_ik [GB]           memory of one shard of model i at tp_k;   Mem_g [GB]: memory of GPU g
     wtop_ik             largest routable fraction: min(1, max profiled load / lambda), and where
                         w l_ik(lambda w) reaches tau (aggregate "mean") or l_ik reaches tau ("max")
     (sigma_ikp, c_ikp)  slope and intercept of secant piece p of phi_ik(w) = w l_ik(lambda w)
@@ -18,7 +20,7 @@ Parameters
 
 Variables
     x_ik in {0,1}       model i runs option k
-    y_ikg in {0,1}      a shard of model i (option k) is on GPU g
+    y_ikg in {0,1}      a shard of model i (option k) is on GPU g, for g in Gam_{t_k} only
     w_ik >= 0           fraction of traffic to model i under option k (0 unless x_ik = 1)
     t_ik >= 0           latency mass of model i under option k [ms]
     z_ji >= 0           prompts of group j routed to model i
@@ -28,11 +30,12 @@ Objective
 
 Constraints (names in the LP file in brackets)
     (1)  [one_setup[i]]          sum_k x_ik = 1
-    (2)  [shards[i,k]]           sum_g y_ikg = tp_k x_ik
+    (2)  [shards[i,k]]           sum_{g in Gam_{t_k}} y_ikg = tp_k x_ik
     (3)  [anti_affinity[i,g]]    sum_k y_ikg <= 1                  (TP ranks on distinct GPUs)
     (4)  [gpu_compute[g]]        sum_ik r_k y_ikg <= 10            (if check_compute)
-    (5)  [gpu_mem[g]]            sum_ik m_ik y_ikg <= Mem          (if check_memory)
+    (5)  [gpu_mem[g]]            sum_ik m_ik y_ikg <= Mem_g        (if check_memory)
     (6)  [utilization_lo/hi]     10 G rho_min <= sum_ik tp_k r_k x_ik <= 10 G
+    (6') [utilization_hi[t]]     sum_{ik: t_k = t} tp_k r_k x_ik <= 10 G_t   (mixed clusters)
     (7)  [route_simplex]         sum_ik w_ik = 1
     (8)  [load_range[i,k]]       w_ik <= wtop_ik x_ik
     (9)  [mass[i,k,p]]           t_ik >= sigma_ikp w_ik + c_ikp x_ik          (convex envelope)
@@ -41,8 +44,9 @@ Constraints (names in the LP file in brackets)
     (10) [slo]                   sum_ik t_ik <= tau                 (aggregate "mean" only)
     (11) [assign[j]]             sum_i z_ji = n_j
     (12) [count[i]]              sum_j z_ji = N sum_k w_ik
-    (13) [gpu_order[g]]          load(g) >= load(g+1)   (symmetry breaking: GPUs are identical,
-                                 so placements can be sorted by compute, or memory, in use)
+    (13) [gpu_order[g]]          load(g) >= load(g+1)   for g, g+1 of one type (symmetry
+                                 breaking: GPUs of a type are identical, so placements can be
+                                 sorted by compute, or memory, in use within each pool)
 
 (9) is the perspective of the secant lines: with x_ik = 0 it reads t_ik >= 0 (w_ik = 0 by (8));
 with x_ik = 1 it is t_ik >= max_p line_p(w_ik) = phi_hat(w_ik), exact for a convex envelope.
@@ -111,7 +115,8 @@ def build_milp(problem: Problem, *, tol_ms: float | None = None,
     routing free: the MILP then solves the routing problem of that setup.
     """
     pulp = _pulp()
-    sp, G = problem.space, problem.cluster.num_gpus
+    sp, cl = problem.space, problem.cluster
+    G = cl.num_gpus
     mean = problem.slo.aggregate == "mean"
     groups = group_scores(problem.workload.scores)
     J, M = groups.scores.shape
@@ -129,7 +134,7 @@ def build_milp(problem: Problem, *, tol_ms: float | None = None,
             if mean:
                 t[i, k] = lp.add_variable(f"t[{i},{k}]", lowBound=0)
             if place:
-                for g in range(G):
+                for g in cl.gpu_indices(o.gpu if cl.is_mixed else ""):
                     y[i, k, g] = lp.add_variable(f"y[{i},{k},{g}]", cat="Binary")
             limits[i, k] = option_limits(problem.curve(i, o), problem, tol_ms)
     for j in range(J):
@@ -142,38 +147,49 @@ def build_milp(problem: Problem, *, tol_ms: float | None = None,
         lp += pulp.lpSum(x[i, k] for k in range(len(opts))) == 1, f"one_setup[{i}]"
         if fix_setup is not None:
             want = fix_setup.per_model[i]
-            ks = [k for k, o in enumerate(opts) if (o.tp, o.compute_tenths) == (want.tp, want.compute_tenths)]
+            ks = [k for k, o in enumerate(opts)
+                  if (o.tp, o.compute_tenths, o.gpu) == (want.tp, want.compute_tenths, want.gpu)]
             if not ks:
                 raise ValidationError(f"fix_setup: {want.label()} is not a usable option of model "
                                       f"{problem.models[i].name!r}")
             lp += x[i, ks[0]] == 1, f"fixed_setup[{i}]"
     if place:
-        mem = problem.cluster.gpu.mem_gb
         for i, opts in enumerate(options):
             for k, o in enumerate(opts):                                           # (2)
-                lp += (pulp.lpSum(y[i, k, g] for g in range(G)) == o.tp * x[i, k],
-                       f"shards[{i},{k}]")
+                lp += (pulp.lpSum(y[i, k, g] for g in range(G) if (i, k, g) in y)
+                       == o.tp * x[i, k], f"shards[{i},{k}]")
             for g in range(G):                                                     # (3)
-                lp += (pulp.lpSum(y[i, k, g] for k in range(len(opts))) <= 1,
-                       f"anti_affinity[{i},{g}]")
+                ks = [k for k in range(len(opts)) if (i, k, g) in y]
+                if ks:
+                    lp += (pulp.lpSum(y[i, k, g] for k in ks) <= 1, f"anti_affinity[{i},{g}]")
 
         def load(g, what):
             return pulp.lpSum((o.compute_tenths if what == "compute"
                                else problem.models[i].mem_gb(o.tp)) * y[i, k, g]
-                              for i, opts in enumerate(options) for k, o in enumerate(opts))
-        for g in range(G):
+                              for i, opts in enumerate(options) for k, o in enumerate(opts)
+                              if (i, k, g) in y)
+        used = {g for (_, _, g) in y}
+        for g in sorted(used):
             if sp.check_compute:                                                   # (4)
                 lp += load(g, "compute") <= 10, f"gpu_compute[{g}]"
             if sp.check_memory:                                                    # (5)
-                lp += load(g, "mem") <= mem, f"gpu_mem[{g}]"
+                lp += load(g, "mem") <= cl.gpu_of(g).mem_gb, f"gpu_mem[{g}]"
         if symmetry_breaking:                                                      # (13)
             what = "compute" if sp.check_compute else "mem"
             for g in range(G - 1):
-                lp += load(g, what) >= load(g + 1, what), f"gpu_order[{g}]"
+                if g in used and cl.gpu_of(g) == cl.gpu_of(g + 1):
+                    lp += load(g, what) >= load(g + 1, what), f"gpu_order[{g}]"
     units = pulp.lpSum(o.compute_units_tenths * x[i, k]
                        for i, opts in enumerate(options) for k, o in enumerate(opts))
     lp += units >= int(round(10 * G * sp.rho_min - 1e-9)), "utilization_lo"             # (6)
     lp += units <= 10 * G, "utilization_hi"
+    if cl.is_mixed:                                                                     # (6')
+        for gtype, n in cl.pools:
+            on_t = [(i, k, o) for i, opts in enumerate(options) for k, o in enumerate(opts)
+                    if o.gpu == gtype.name]
+            if on_t:
+                lp += (pulp.lpSum(o.compute_units_tenths * x[i, k] for i, k, o in on_t)
+                       <= 10 * n, f"utilization_hi[{gtype.name}]")
     lp += pulp.lpSum(w.values()) == 1, "route_simplex"                                  # (7)
     nonconvex = []
     for (i, k), (wtop, sec) in limits.items():
@@ -299,9 +315,11 @@ def _extract(problem: Problem, model: MilpModel) -> tuple[SystemSetup, np.ndarra
         chosen.append(opts[k])
         frac[i] = sum(max(0.0, pulp.value(model.w[i, kk]) or 0.0) for kk in range(len(opts)))
         if model.y:
-            gpus = [g for g in range(G) if (pulp.value(model.y[i, k, g]) or 0.0) > 0.5]
+            gpus = [g for g in range(G) if (i, k, g) in model.y
+                    and (pulp.value(model.y[i, k, g]) or 0.0) > 0.5]
         else:
-            gpus = list(range(opts[k].tp))
+            gpus = list(problem.cluster.gpu_indices(opts[k].gpu if problem.cluster.is_mixed
+                                                    else ""))[:opts[k].tp]
         placement.append(tuple(gpus))
     frac = frac / frac.sum()
     return SystemSetup(tuple(chosen), tuple(placement)), frac

@@ -1,4 +1,4 @@
-"""Shard placement: can a system setup be deployed on G identical GPUs?
+"""Shard placement: can a system setup be deployed on G identical GPUs (or on pools of them)?
 
 Model i brings tp_i shards; each needs ``compute_tenths`` of one GPU's compute (an MPS share)
 and ``mem_gb`` of its memory. A placement puts every shard on a GPU such that
@@ -13,6 +13,10 @@ each model, how many of its shards go to each *class* of GPUs with identical res
 ends. :func:`place_ffd` is the paper's first-fit-decreasing heuristic. FFD succeeding is a
 certificate of feasibility; FFD failing is not a proof of infeasibility, so the setup space uses
 FFD as a fast path and the exact search as the judge (and counts the cases FFD gets wrong).
+
+Mixed clusters (:func:`place_pools`): every model's shards stay on GPUs of its own type, so a
+placement is one independent placement per pool (each pool's GPUs are identical); GPU indices
+are global, pool by pool.
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import lru_cache
 
-__all__ = ["ShardDemand", "place_ffd", "place_exact", "gpu_usage"]
+__all__ = ["ShardDemand", "place_ffd", "place_exact", "place_pools", "gpu_usage"]
 
 _EPS = 1e-9
 
@@ -114,6 +118,33 @@ def _place_canonical(key: tuple, num_gpus: int, cc: float, cm: float):
 
     res = dfs(0, tuple((cc, cm) for _ in range(num_gpus)))
     return None if res is None else tuple(res)
+
+
+def place_pools(demands: list[ShardDemand], pool_of, pools, *, method: str = "exact",
+                check_compute: bool = True, check_memory: bool = True):
+    """Place each pool's demands on that pool's GPUs; GPU lists per model (global indices,
+    pool by pool), or None if some pool cannot hold its shards.
+
+    ``pools`` = [(num_gpus, gpu_mem_gb), ...] in cluster order; ``pool_of[i]`` is the pool of
+    demand i (a model's shards never leave its pool); ``method`` is ``"ffd"`` or ``"exact"``.
+    With one pool this is :func:`place_ffd` / :func:`place_exact` itself.
+    """
+    if method not in ("ffd", "exact"):
+        raise ValueError(f"placement method must be 'ffd' or 'exact', got {method!r}")
+    place = place_ffd if method == "ffd" else place_exact
+    out: list[tuple[int, ...]] = [()] * len(demands)
+    start = 0
+    for p, (n, mem) in enumerate(pools):
+        idx = [i for i in range(len(demands)) if pool_of[i] == p]
+        if idx:
+            pl = place([demands[i] for i in idx], n, mem, check_compute=check_compute,
+                       check_memory=check_memory)
+            if pl is None:
+                return None
+            for i, gpus in zip(idx, pl):
+                out[i] = tuple(start + g for g in gpus)
+        start += n
+    return tuple(out)
 
 
 def _compositions(total: int, limits: list[int]):

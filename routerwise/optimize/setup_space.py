@@ -1,15 +1,19 @@
 """Setup space: enumerate system setups and prune them.
 
-Per model the choices are theta_i = (tp, rho) with tp in ``space.tp_degrees`` (and tp <= G) and
-rho in ``space.compute_tenths``; the memory share follows from the model's per-shard memory need
-at that tp. A system setup picks one choice per model (the Cartesian product). Filters, in order:
+Per model the choices are theta_i = (tp, rho, t) with tp in ``space.tp_degrees``, rho in
+``space.compute_tenths`` and t a GPU type of the cluster with tp <= G_t GPUs of that type (one
+type on a homogeneous cluster); the memory share follows from the model's per-shard memory need
+at that tp and type t's memory. A system setup picks one choice per model (the Cartesian
+product). Filters, in order:
 
-1. **utilization** (paper): C(Theta) = sum_i tp_i * rho_i in [G * rho_min, G];
+1. **utilization** (paper): C(Theta) = sum_i tp_i * rho_i in [G * rho_min, G]; on a mixed
+   cluster also C_t(Theta) = sum_{i on t} tp_i * rho_i <= G_t for every type t (the lower
+   bound stays on the total);
 2. **latency curve**: every chosen (model, tp, rho) has a profiled curve;
 3. **deployability**: the shards can be placed (``routerwise.optimize.placement``) so that no GPU's
    memory (``check_memory``) and no GPU's compute (``check_compute``, ours) exceeds 100%, with
-   the shards of one model on distinct GPUs. Exact search; the paper's memory-only first-fit
-   decreasing check is also counted so the two can be compared.
+   the shards of one model on distinct GPUs of its type (one placement per pool). Exact search;
+   the paper's memory-only first-fit decreasing check is also counted so the two can be compared.
 
 With the memory check off these counts reproduce the paper's: 669 (3 models, G = 4), 16,660
 (4 models, G = 4), 141 and 7,764 at G = 8 (tests/test_setups.py).
@@ -22,7 +26,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..errors import ValidationError
-from .placement import ShardDemand, place_exact, place_ffd
+from .placement import ShardDemand, place_pools
 from ..problem import ModelSetup, Problem, SystemSetup
 
 __all__ = ["RetainedSetups", "model_options", "enumerate_setups"]
@@ -61,7 +65,8 @@ class RetainedSetups:
         """Row of a setup (ignoring placement), or None if it was not retained."""
         ks = []
         for opts, s in zip(self.options, setup.per_model):
-            k = [j for j, o in enumerate(opts) if (o.tp, o.compute_tenths) == (s.tp, s.compute_tenths)]
+            k = [j for j, o in enumerate(opts)
+                 if (o.tp, o.compute_tenths, o.gpu) == (s.tp, s.compute_tenths, s.gpu)]
             if not k:
                 return None
             ks.append(k[0])
@@ -70,26 +75,30 @@ class RetainedSetups:
 
 
 def model_options(problem: Problem, i: int, *, require_curve: bool = True):
-    """Model i's choices (tp, rho) in the space, and the ones excluded with a reason."""
+    """Model i's choices (tp, rho[, GPU type]) in the space, and the ones excluded with a
+    reason. Options run pool by pool (cluster order), then tp, then rho."""
     m = problem.models[i]
-    G = problem.cluster.num_gpus
+    cl = problem.cluster
     keep, dropped = [], []
-    for tp in problem.space.tp_degrees:
-        for r in problem.space.compute_tenths:
-            if tp > G:
-                dropped.append((m.name, tp, r, f"tp={tp} exceeds the {G} GPUs"))
-                continue
-            if tp not in m.tp_degrees:
-                dropped.append((m.name, tp, r, f"no memory figure for tp={tp}"))
-                continue
-            if problem.space.check_memory and m.mem_gb(tp) > problem.cluster.gpu.mem_gb + 1e-9:
-                dropped.append((m.name, tp, r, f"a shard needs {m.mem_gb(tp):.1f} GB > "
-                                               f"{problem.cluster.gpu.mem_gb:g} GB"))
-                continue
-            if require_curve and problem.profiles.get(m.name, tp, r) is None:
-                dropped.append((m.name, tp, r, "no latency curve"))
-                continue
-            keep.append(problem.model_setup(i, tp, r))
+    for t, G in cl.pools:
+        gpu = t.name if cl.is_mixed else ""
+        on = f" {t.name}" if cl.is_mixed else ""
+        for tp in problem.space.tp_degrees:
+            for r in problem.space.compute_tenths:
+                if tp > G:
+                    dropped.append((m.name, tp, r, f"tp={tp} exceeds the {G}{on} GPUs"))
+                    continue
+                if tp not in m.tp_degrees:
+                    dropped.append((m.name, tp, r, f"no memory figure for tp={tp}"))
+                    continue
+                if problem.space.check_memory and m.mem_gb(tp) > t.mem_gb + 1e-9:
+                    dropped.append((m.name, tp, r, f"a shard needs {m.mem_gb(tp):.1f} GB > "
+                                                   f"{t.mem_gb:g} GB{on}"))
+                    continue
+                if require_curve and problem.curve_for(m.name, tp, r, gpu) is None:
+                    dropped.append((m.name, tp, r, "no latency curve" + (f" on{on}" if on else "")))
+                    continue
+                keep.append(problem.model_setup(i, tp, r, gpu))
     return tuple(keep), dropped
 
 
@@ -112,19 +121,39 @@ def _product_with_budget(costs: list[np.ndarray], lo: int, hi: int) -> np.ndarra
     return combos
 
 
+def _per_type_ok(combos: np.ndarray, opts_types: list[np.ndarray], costs: list[np.ndarray],
+                 caps: list[int]) -> np.ndarray:
+    """Rows of ``combos`` whose compute units on each GPU type t stay within caps[t]."""
+    ok = np.ones(combos.shape[0], dtype=bool)
+    if len(caps) < 2:
+        return ok
+    for t, cap in enumerate(caps):
+        used = np.zeros(combos.shape[0], dtype=np.int64)
+        for i, (ty, c) in enumerate(zip(opts_types, costs)):
+            used += np.where(ty[combos[:, i]] == t, c[combos[:, i]], 0)
+        ok &= used <= cap
+    return ok
+
+
 def enumerate_setups(problem: Problem) -> RetainedSetups:
     """Enumerate, filter and place every system setup of ``problem``."""
     sp = problem.space
-    G = problem.cluster.num_gpus
-    mem = problem.cluster.gpu.mem_gb
+    cl = problem.cluster
+    G = cl.num_gpus
+    pools = [(n, t.mem_gb) for t, n in cl.pools]
+    caps = [10 * n for _, n in cl.pools]
     lo = int(round(10 * G * sp.rho_min - 1e-9))
     hi = 10 * G
 
-    # Stage counts over the full grid (every tp <= G, every rho), as the paper counts them.
-    grid = [np.array([tp * r for tp in sp.tp_degrees if tp <= G for r in sp.compute_tenths])
-            for _ in problem.models]
+    # Stage counts over the full grid (every tp <= G_t, every rho), as the paper counts them.
+    grid_t = np.array([p for p, (_, n) in enumerate(cl.pools) for tp in sp.tp_degrees if tp <= n
+                       for r in sp.compute_tenths])
+    grid = [np.array([tp * r for _, n in cl.pools for tp in sp.tp_degrees if tp <= n
+                      for r in sp.compute_tenths]) for _ in problem.models]
+    util = _product_with_budget(grid, lo, hi)
+    util = util[_per_type_ok(util, [grid_t] * len(grid), grid, caps)]
     counts = {"cartesian": int(np.prod([g.size for g in grid], dtype=np.int64)),
-              "utilization": int(_product_with_budget(grid, lo, hi).shape[0])}
+              "utilization": int(util.shape[0])}
 
     all_opts, excluded = [], []
     for i in range(problem.num_models):
@@ -134,8 +163,11 @@ def enumerate_setups(problem: Problem) -> RetainedSetups:
                                   + "; ".join(sorted({d[3] for d in dropped})))
         all_opts.append(opts)
         excluded.extend(dropped)
+    pool_index = {(t.name if cl.is_mixed else ""): p for p, t in enumerate(cl.gpu_types)}
+    types = [np.array([pool_index[o.gpu] for o in opts]) for opts in all_opts]
     costs = [np.array([o.compute_units_tenths for o in opts]) for opts in all_opts]
     cand = _product_with_budget(costs, lo, hi)
+    cand = cand[_per_type_ok(cand, types, costs, caps)]
     counts["usable_options"] = int(cand.shape[0])
 
     keep_rows, placements = [], []
@@ -144,15 +176,18 @@ def enumerate_setups(problem: Problem) -> RetainedSetups:
         demands = [ShardDemand(all_opts[i][k].tp, all_opts[i][k].compute_tenths,
                                problem.models[i].mem_gb(all_opts[i][k].tp))
                    for i, k in enumerate(row)]
+        pool_of = [int(types[i][k]) for i, k in enumerate(row)]
         if sp.check_memory:
             # The paper's check: memory only, first-fit decreasing.
-            n_ffd_mem += place_ffd(demands, G, mem, check_compute=False) is not None
-            n_exact_mem += place_exact(demands, G, mem, check_compute=False) is not None
-        pl = place_ffd(demands, G, mem, check_compute=sp.check_compute,
-                       check_memory=sp.check_memory)
+            n_ffd_mem += place_pools(demands, pool_of, pools, method="ffd",
+                                     check_compute=False) is not None
+            n_exact_mem += place_pools(demands, pool_of, pools, method="exact",
+                                       check_compute=False) is not None
+        pl = place_pools(demands, pool_of, pools, method="ffd", check_compute=sp.check_compute,
+                         check_memory=sp.check_memory)
         if pl is None:
-            pl = place_exact(demands, G, mem, check_compute=sp.check_compute,
-                             check_memory=sp.check_memory)
+            pl = place_pools(demands, pool_of, pools, method="exact",
+                             check_compute=sp.check_compute, check_memory=sp.check_memory)
             ffd_misses += pl is not None
         if pl is not None:
             keep_rows.append(row)

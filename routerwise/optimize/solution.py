@@ -114,28 +114,48 @@ class Solution:
         setup, w = self.setup, np.asarray(self.fractions, dtype=float)
         if setup is None or len(setup.per_model) != M:
             fail("setup must give one ModelSetup per model")
-        sp, G = problem.space, problem.cluster.num_gpus
+        sp, cl = problem.space, problem.cluster
+        G = cl.num_gpus
+        types = []
         for i, s in enumerate(setup.per_model):
             m = problem.models[i]
-            if s.tp not in sp.tp_degrees or s.compute_tenths not in sp.compute_tenths or s.tp > G:
+            if s.gpu and not cl.is_mixed and s.gpu != cl.gpu.name:
+                fail(f"model {m.name}: {s.label()} names GPU type {s.gpu!r}, the cluster has "
+                     f"{cl.gpu.name!r}")
+            if cl.is_mixed and s.gpu not in [t.name for t in cl.gpu_types]:
+                fail(f"model {m.name}: {s.label()} must name one of the cluster's GPU types "
+                     f"{[t.name for t in cl.gpu_types]}")
+            t = cl.gpu_type(s.gpu if cl.is_mixed else "")
+            types.append(t)
+            if s.tp not in sp.tp_degrees or s.compute_tenths not in sp.compute_tenths \
+                    or s.tp > cl.count(t.name):
                 fail(f"model {m.name}: {s.label()} is outside the setup space")
             if problem.curve(i, s) is None:
                 fail(f"model {m.name}: no latency curve for {s.label()}")
-            if abs(s.mem_share - min(1.0, m.mem_gb(s.tp) / problem.cluster.gpu.mem_gb)) > 1e-9:
+            if abs(s.mem_share - min(1.0, m.mem_gb(s.tp) / t.mem_gb)) > 1e-9:
                 fail(f"model {m.name}: memory share {s.mem_share} != need / GPU memory")
         units = setup.compute_units_tenths
         if not (round(10 * G * sp.rho_min - 1e-9) <= units <= 10 * G):
             fail(f"utilization {units / 10:g} GPUs outside [{G * sp.rho_min:g}, {G}]")
+        for t, n in cl.pools:
+            used = sum(s.compute_units_tenths for s, u in zip(setup.per_model, types) if u == t)
+            if used > 10 * n:
+                fail(f"utilization on {t.name}: {used / 10:g} GPUs > its {n} GPUs")
         if setup.placement is None:
             fail("no shard placement")
         demands = [ShardDemand(s.tp, s.compute_tenths, problem.models[i].mem_gb(s.tp))
                    for i, s in enumerate(setup.per_model)]
         if any(g < 0 or g >= G for p in setup.placement for g in p):
             fail(f"placement uses a GPU outside 0..{G - 1}: {setup.placement}")
+        for i, (p, t) in enumerate(zip(setup.placement, types)):
+            wrong = [g for g in p if cl.gpu_of(g) != t]
+            if wrong:
+                fail(f"model {problem.models[i].name}: shards on GPUs {wrong}, which are not "
+                     f"{t.name}")
         comp, mem, _ = gpu_usage(demands, setup.placement, G)
         if sp.check_compute and max(comp) > 10:
             fail(f"GPU compute oversubscribed: {[c / 10 for c in comp]}")
-        if sp.check_memory and max(mem) > problem.cluster.gpu.mem_gb + 1e-9:
+        if sp.check_memory and any(mem[g] > cl.gpu_of(g).mem_gb + 1e-9 for g in range(G)):
             fail(f"GPU memory oversubscribed: {mem} GB")
         if w.shape != (M,) or not np.all(np.isfinite(w)) or w.min() < -1e-9 \
                 or abs(w.sum() - 1) > 1e-6:

@@ -22,6 +22,7 @@ on 4 GPUs; :func:`paper_loads` scales them to the same fractions of our cluster'
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 from functools import lru_cache
 
 from ..serving import architectures
@@ -34,7 +35,7 @@ from ..optimize.bounds import SearchContext
 __all__ = ["LADDER_3", "LADDER_4", "PAPER_LOADS_RPS", "PAPER_SLOS_MS", "ladder",
            "predicted_scores", "profile_table", "model_specs", "default_problem",
            "max_capacity_rps", "loads_at_capacity", "paper_loads", "paper_load",
-           "replay_default", "default_p99_profiles"]
+           "replay_default", "default_p99_profiles", "mixed_problem"]
 from ..serving.hardware import gpu_spec
 
 LADDER_3 = ("llama-3.1-8b-instruct", "mistral-small-24b-instruct-2501-bf16",
@@ -138,6 +139,53 @@ def default_problem(num_models: int = 3, num_gpus: int = 4, arrival_rate_rps: fl
                    name=f"routeprofile-{num_models}m-G{num_gpus}", assumptions=assumptions)
 
 
+def mixed_problem(num_models: int = 3, gpus=None, arrival_rate_rps: float | None = None,
+                  slo_ms: float = 600.0, *, metric: str = "ttft_mean", aggregate: str = "mean",
+                  space: SetupSpace | None = None, score_seed: int = 0) -> Problem:
+    """A default instance on a cluster of several GPU types, e.g.
+    ``mixed_problem(3, {"A100-80GB": 4, "H100-80GB": 4}, 20.0, 600.0)``.
+
+    Same models, scores and assumptions as :func:`default_problem`; the cluster has one pool
+    per entry of ``gpus`` (name -> count, datasheet memory, in the given order) and each type's
+    latency curves are simulated on that type (``routerwise.serving.curve_grid``; a type
+    without step-cost data is a ValidationError naming what to add). The first build of a
+    type's grid takes a while; it is cached. ``arrival_rate_rps`` defaults to 50% of the
+    largest load the mixed cluster can carry (the paper's lowest load, as in
+    :func:`paper_loads`).
+    """
+    from ..data.latency_table import to_profiles_by_gpu
+    from ..serving.curve_grid import check_gpu_data
+
+    gpus = dict(gpus or {"A100-80GB": 2, "H100-80GB": 2})
+    if not gpus:
+        raise ValidationError("mixed_problem needs at least one GPU type: {name: count}")
+    names = list(gpus)
+    _check_args(num_models, 8, arrival_rate_rps, slo_ms, metric, aggregate)
+    for g in names:
+        check_gpu_data(g)
+    cluster = Cluster.mixed([(GPUType(g, gpu_spec(g).memory_gb), n) for g, n in gpus.items()])
+    # models, scores and assumptions of the default instance (8 GPUs: every ladder model fits)
+    base = default_problem(num_models, 8, 1.0 if arrival_rate_rps is None else arrival_rate_rps,
+                           slo_ms, gpu=names[0], metric=metric, aggregate=aggregate,
+                           space=space, score_seed=score_seed)
+    import pandas as pd
+    table = pd.concat([profile_table(g) for g in names], ignore_index=True)
+    prof = to_profiles_by_gpu(table, metric, gpus=names, monotone="envelope")
+    prof = type(prof)(tuple(c for c in prof.curves if c.model in base.model_names), prof.metric)
+    label = "+".join(f"{n}x{g}" for g, n in gpus.items())
+    assumptions = tuple(
+        a.replace(f"for {names[0]};", f"for each GPU type ({', '.join(names)});")
+        .replace(f"GPU: {names[0]} datasheet figures ({gpu_spec(names[0]).memory_gb:.1f} GB)",
+                 "GPUs: " + ", ".join(f"{g} datasheet figures ({gpu_spec(g).memory_gb:.1f} GB)"
+                                      for g in names))
+        for a in base.assumptions)
+    p = replace(base, cluster=cluster, profiles=prof,
+                name=f"routeprofile-{num_models}m-{label}", assumptions=assumptions)
+    if arrival_rate_rps is None:
+        p = p.with_rate(loads_at_capacity(p, (PAPER_LOADS_RPS[0],))[0])
+    return p
+
+
 def _engine_assumption() -> str:
     from ..serving.engine import get_profile
     from ..serving.curve_grid import GridOptions
@@ -218,7 +266,14 @@ def replay_default(problem: Problem, plan, **options) -> dict:
 
 def default_p99_profiles(problem: Problem):
     """The default grid's p99 curves of the problem's metric on its GPU (the predicted p99 of
-    replay records)."""
+    replay records); on a mixed cluster, per GPU type (curves naming their type)."""
     from ..consistency import p99_metric, profile_set
+    if problem.cluster.is_mixed:
+        from ..data.latency_table import to_profiles_by_gpu
+        import pandas as pd
+        names = [t.name for t in problem.cluster.gpu_types]
+        table = pd.concat([profile_table(g) for g in names], ignore_index=True)
+        return to_profiles_by_gpu(table, p99_metric(problem.slo.metric), gpus=names,
+                                  monotone="envelope")
     gpu = problem.cluster.gpu.name
     return profile_set(profile_table(gpu), p99_metric(problem.slo.metric), gpu)

@@ -68,14 +68,15 @@ from .memory import MemoryAssumptions, fits, shard_memory_gb
 from ..data.latency_table import METRIC_COLUMNS, normalize
 from .engine import (DEFAULT_PROFILE, get_profile, profile_step_params, setup_for,
                      simulate_engine)
-from .hardware import gpu_spec
+from .hardware import GPUS, gpu_spec
 from .simulator import poisson_requests
-from .stepcost import (StepCostParams, StepTimes, fit, fit_provenance, measured_step_times,
-                       replica_step_times)
+from .stepcost import (FAMILIES, StepCostParams, StepTimes, fit, fit_provenance,
+                       measured_step_times, replica_step_times)
 
 __all__ = ["GRID_VERSION", "DEFAULT_MODELS", "LOAD_FRACTIONS", "BISECT_RTOL", "LengthSample",
            "routeprofile_lengths", "GridOptions", "grid_setup", "plan_curves",
-           "build_profile_table", "load_or_build", "read_cached"]
+           "build_profile_table", "build_profile_tables", "check_gpu_data", "load_or_build",
+           "read_cached"]
 
 GRID_VERSION = "profile-grid-v2"  # v2: engine profiles, memory-model KV, saturation fix
 DEFAULT_MODELS = ("llama-3.2-3b-instruct", "llama-3.1-8b-instruct",
@@ -334,6 +335,52 @@ def plan_curves(models: Sequence, gpu: str, tp_degrees, compute_tenths,
     return curves, skipped
 
 
+def check_gpu_data(gpu: str, params: StepCostParams | None = None,
+                   engine: str = "vllm") -> None:
+    """Raise a ValidationError naming what to add when ``gpu`` cannot be simulated: a type not
+    in the GPU catalogue (``routerwise.serving.hardware.GPUS``), or one whose family has no
+    fitted step costs (``params``: the fit used; default: the families the fit covers,
+    ``routerwise.serving.stepcost.FAMILIES``)."""
+    spec = gpu_spec(gpu)
+    fams = set(FAMILIES) if params is None else {
+        f for f in params.family if f in params.engine.get(engine, {})}
+    if spec.family not in fams:
+        ok = sorted(n for n, g in GPUS.items() if g.family in fams)
+        raise ValidationError(
+            f"GPU type {gpu!r} (family {spec.family!r}) has no step-cost data: the fitted step "
+            f"costs cover the families {sorted(fams)}. Add measured step times of a "
+            f"{spec.family} GPU to the step-cost fit (routerwise.serving.stepcost: its "
+            f"measurement sources and FAMILIES), or pass measured_steps=... (a step table, "
+            f"routerwise.serving.stepcost.measured_step_times); GPU types that can be "
+            f"simulated now: {ok}")
+
+
+def build_profile_tables(models: Sequence = DEFAULT_MODELS, gpus: Sequence[str] = ("A100-80GB",),
+                         tp_degrees=(1, 2, 4), compute_tenths=tuple(range(1, 11)),
+                         lengths: Mapping[str, LengthSample] | LengthSample | None = None,
+                         **kw) -> pd.DataFrame:
+    """One profile table for several GPU types (its ``gpu`` column names each row's type):
+    :func:`build_profile_table` per type (each cached on its own, so a type's grid is the
+    same whether built alone or with others), concatenated. Every type is checked
+    (:func:`check_gpu_data`) before anything is simulated.
+    ``routerwise.data.latency_table.to_profiles_by_gpu`` turns it into curves naming their type."""
+    gpus = tuple(gpus)
+    if not gpus or len(set(gpus)) != len(gpus):
+        raise ValidationError(f"build_profile_tables needs distinct GPU type names, got {gpus}")
+    if kw.get("measured_steps") is None:
+        params = kw.get("params")
+        params = params if params is not None else fit()
+        engine = kw.get("options", GridOptions()).engine
+        for g in gpus:
+            check_gpu_data(g, params, engine)
+    parts = [build_profile_table(models, g, tp_degrees, compute_tenths, lengths, **kw)
+             for g in gpus]
+    skipped = [dict(d, gpu=g) for g, t in zip(gpus, parts) for d in t.attrs.get("skipped", [])]
+    out = normalize(pd.concat(parts, ignore_index=True))
+    out.attrs["skipped"] = skipped
+    return out
+
+
 def build_profile_table(models: Sequence = DEFAULT_MODELS, gpu: str = "A100-80GB",
                         tp_degrees=(1, 2, 4), compute_tenths=tuple(range(1, 11)),
                         lengths: Mapping[str, LengthSample] | LengthSample | None = None, *,
@@ -376,6 +423,8 @@ def build_profile_table(models: Sequence = DEFAULT_MODELS, gpu: str = "A100-80GB
     if missing:
         raise ValidationError(f"no length sample for models {missing}")
     params = params if params is not None else fit()
+    if measured_steps is None:
+        check_gpu_data(gpu, params, options.engine)
     tps = tuple(sorted(set(int(t) for t in tp_degrees)))
     key = _grid_hash(archs, gpu, tps, tenths, lengths, options, params, share_model,
                      measured_steps)
