@@ -111,7 +111,7 @@ def test_headline_row_and_sentence_follow_the_numbers():
     assert "cannot reach the paper's 87%" in text and "33.3%" in text and "20.0%" in text
     wide = h.headline_row("wide", summary.assign(score_min=0.3),
                           h.variation_bounds([[0.1, 0.9], [0.3, 0.7]]))
-    assert "could reach the paper's 87%" in h.headline_sentence(wide)
+    assert "the scores alone would allow the paper's 87%" in h.headline_sentence(wide)
 
 
 @pytest.mark.parametrize("bad", [np.zeros(3), [[0.2, 1.5]], [[np.nan, 0.1]], np.zeros((0, 2))])
@@ -164,21 +164,32 @@ def test_spread_sensitivity_solves_inside_the_bounds():
     base = evaluate_all(p)                                   # factor 1 is the data itself
     f = base.loc[base["feasible"], "score"]
     assert t.loc[1, "measured_variation_pct"] == pytest.approx(100 * (f.max() - f.min()) / f.min())
+    weakest = "ab"[int(np.argmin(s.mean(0)))]
+    assert t.loc[1, "weakest_share_at_min"] == pytest.approx(
+        base.loc[f.idxmin(), f"w[{weakest}]"])
 
 
 def test_spread_for_variation_interpolates_the_crossing():
     t = pd.DataFrame({"factor": [0.0, 1.0, 2.0, 4.0], "mean_gap": [0.0, 0.1, 0.2, 0.4],
                       "measured_variation_pct": [0.0, 10.0, 50.0, 110.0],
-                      "max_variation_allowed_pct": [5.0, 40.0, 120.0, 300.0]})
+                      "max_variation_allowed_pct": [5.0, 40.0, 120.0, 300.0],
+                      "lower_bound": [0.5, 0.45, 0.4, 0.3], "upper_bound": [0.6, 0.62, 0.65, 0.7],
+                      "best_single_mean": [0.5, 0.55, 0.6, 0.7], "weakest_model": ["a"] * 4,
+                      "weakest_share_at_min": [0.1, 0.2, 0.3, 0.25]})
     found = h.spread_for_variation(t, 87.0)
-    assert found["measured_factor"] == pytest.approx(2 + 2 * 37 / 60)
+    k = 2 + 2 * 37 / 60
+    assert found["measured_factor"] == pytest.approx(k)
     assert found["measured_mean_gap"] == pytest.approx(0.2 + 0.2 * 37 / 60)
+    assert found["measured_weakest_mean"] == pytest.approx(0.4 - 0.1 * 37 / 60)
     assert found["bound_factor"] == pytest.approx(1 + 47 / 80)
-    assert found["data_mean_gap"] == 0.1
-    assert "reaches 87% at spread factor 3.23" in h.sensitivity_sentence("toy", found)
+    assert (found["data_mean_gap"], found["data_lower"], found["data_upper"]) == (0.1, 0.45, 0.62)
+    text = h.sensitivity_sentence("toy", found)
+    assert "reaches 87% at spread factor 3.23" in text
+    assert f"{0.62 / 1.87:.3f} here; the data's is 0.450, too high" in text
     never = h.spread_for_variation(t.assign(measured_variation_pct=[0, 1, 2, 3.0]), 87.0)
-    assert never["measured_factor"] is None
-    assert "No spread factor up to 4 gives" in h.sensitivity_sentence("toy", never)
+    assert never["measured_factor"] is None and never["last_measured_pct"] == 3.0
+    assert "never gives a measured 87% up to factor 4" in h.sensitivity_sentence("toy", never)
+    assert "sends it 25% of the prompts" in h.sensitivity_sentence("toy", never)
 
 
 # ----------------------------------------------------------------------------- LLMRouter ladder
@@ -227,3 +238,11 @@ def test_llmrouter_arguments_are_checked_before_data_are_read(monkeypatch):
         h.llmrouter_problem(3, 4, 10.0, slo_ms=-1)
     with pytest.raises(ValidationError, match="not an LLMRouter model"):
         h.llmrouter_architecture("gpt-5")
+
+
+def test_typed_notebook_parameters_are_read():
+    from routerwise.paper import reproduce
+    p = reproduce.notebook_parameters("09_headline_explained")
+    assert p["num_models"] == 3 and p["space"] == "paper" and p["workers"] == 1
+    assert p["spread_factors"][:2] == [0.0, 1.0]
+    assert "09_headline_explained" in reproduce.NOTEBOOKS

@@ -377,12 +377,17 @@ def spread_sensitivity(problem: Problem, factors=(0.0, 0.5, 1.0, 2.0, 3.0, 4.0, 
         s = spread_scores(problem.workload.scores, float(k))
         b = variation_bounds(s, problem.model_names)
         df = evaluate_all(with_scores(problem, s), workers=workers)
-        f = df.loc[df["feasible"], "score"].to_numpy(float)
+        feas = df[df["feasible"]]
+        f = feas["score"].to_numpy(float)
         check_inside(b, f)
         lo, hi = (float(f.min()), float(f.max())) if f.size else (np.nan, np.nan)
+        # how much of the load the worst feasible setup must give the weakest model
+        share = (float(feas.loc[feas["score"].idxmin(), f"w[{b.weakest_model}]"]) if f.size
+                 else np.nan)
         rows.append({"factor": float(k), **b.as_dict(), "feasible": int(f.size),
                      "score_min": lo, "score_max": hi,
-                     "measured_variation_pct": 100 * (hi - lo) / lo if f.size else np.nan})
+                     "measured_variation_pct": 100 * (hi - lo) / lo if f.size else np.nan,
+                     "weakest_share_at_min": share})
     return pd.DataFrame(rows)
 
 
@@ -407,44 +412,59 @@ def spread_for_variation(table: pd.DataFrame, target_pct: float = PAPER_VARIATIO
         k = _crossing(x, t[col].to_numpy(float), target_pct)
         out[f"{what}_factor"] = k
         out[f"{what}_mean_gap"] = None if k is None else float(np.interp(k, x, gap))
+    for what in ("measured", "bound"):
+        k = out[f"{what}_factor"]
+        for col, key in (("lower_bound", "weakest_mean"), ("best_single_mean", "best_mean")):
+            out[f"{what}_{key}"] = None if k is None else float(
+                np.interp(k, x, t[col].to_numpy(float)))
     data = t.loc[np.isclose(x, 1.0)]
-    out["data_mean_gap"] = float(data["mean_gap"].iloc[0]) if len(data) else None
-    out["factor_max"] = float(x.max())
+    for col, key in (("mean_gap", "data_mean_gap"), ("lower_bound", "data_lower"),
+                     ("upper_bound", "data_upper")):
+        out[key] = float(data[col].iloc[0]) if len(data) else None
+    last = t.iloc[-1]
+    out.update(factor_max=float(last["factor"]),
+               last_measured_pct=float(last["measured_variation_pct"]),
+               last_weakest_mean=float(last["lower_bound"]),
+               last_weakest_share=float(last.get("weakest_share_at_min", np.nan)),
+               weakest_model=str(last["weakest_model"]))
     return out
 
 
 def headline_sentence(row: dict) -> str:
     """The headline's conclusion for one ladder, generated from its numbers."""
     allowed = row["max_variation_allowed_pct"]
-    reach = ("could reach the paper's 87%" if allowed >= PAPER_VARIATION_PCT else
-             "cannot reach the paper's 87% whatever the latency side does")
+    reach = ("the scores alone would allow the paper's 87% (the latency side decides)"
+             if allowed >= PAPER_VARIATION_PCT else
+             "this data cannot reach the paper's 87% whatever the latency side does")
     return (f"{row['ladder']}: the largest measured variation is {row['measured_max_pct']:.1f}% "
             f"(median {row['measured_median_pct']:.1f}%) over {row['panels']} panels; the "
             f"scores routed on allow at most {allowed:.1f}% (every setup's optimum lies in "
-            f"[{row['lower_bound']:.3f}, {row['upper_bound']:.3f}]), so this data {reach}; "
+            f"[{row['lower_bound']:.3f}, {row['upper_bound']:.3f}]), so {reach}; "
             f"the setups use {row['share_of_allowed_pct']:.0f}% of what the scores allow.")
 
 
 def sensitivity_sentence(ladder: str, found: dict) -> str:
-    """What spread across models the measured 87% needs, from :func:`spread_for_variation`."""
+    """What spread across models the target variation needs, generated from
+    :func:`spread_for_variation`'s numbers (the table must include factor 1, the data)."""
     target = found["target_pct"]
-    need = 1 / (1 + target / 100)
-    head = (f"{ladder}: the data's best-minus-weakest model-mean gap is "
-            f"{found['data_mean_gap']:.3f}. ")
+    share = 1 / (1 + target / 100)
+    L, U = found["data_lower"], found["data_upper"]
+    head = (f"{ladder}: {target:.0f}% is possible only if the weakest model's mean is at most "
+            f"{share:.3f} x the oracle ({share * U:.3f} here; the data's is {L:.3f}, "
+            f"{'low enough' if L <= share * U else 'too high'}). ")
     if found["measured_factor"] is None:
-        meas = (f"No spread factor up to {found['factor_max']:g} gives a measured variation of "
-                f"{target:.0f}%")
-        meas += ("" if found["bound_factor"] is None else
-                 f" (the bound allows it from factor {found['bound_factor']:.2f}, gap "
-                 f"{found['bound_mean_gap']:.3f}): the latency side keeps the weakest model "
-                 f"from carrying all the load")
-        meas += ". "
-    else:
-        meas = (f"The measured variation reaches {target:.0f}% at spread factor "
-                f"{found['measured_factor']:.2f}, a model-mean gap of "
-                f"{found['measured_mean_gap']:.3f} ({found['measured_mean_gap'] / found['data_mean_gap']:.1f}x "
-                f"the data's). ")
-    return head + meas + (f"With scores in [0, 1], {target:.0f}% needs the weakest feasible "
-                          f"setup's score at most {need:.3f} of the best one's (e.g. the "
-                          f"paper's 0.30 vs 0.56), which needs a model whose mean is at most "
-                          f"that share of the oracle.")
+        meas = (f"Spreading the model means apart never gives a measured {target:.0f}% up to "
+                f"factor {found['factor_max']:g}: there the weakest model "
+                f"({found['weakest_model']}) averages {found['last_weakest_mean']:.3f} and the "
+                f"setups still vary by only {found['last_measured_pct']:.1f}%: the worst feasible "
+                f"setup sends it {100 * found['last_weakest_share']:.0f}% of the prompts")
+        if found["bound_factor"] is not None:
+            meas += (f" (the bound allows {target:.0f}% from factor "
+                     f"{found['bound_factor']:.2f})")
+        return head + meas + "."
+    k, gap = found["measured_factor"], found["measured_mean_gap"]
+    return head + (f"The measured variation reaches {target:.0f}% at spread factor {k:.2f}: "
+                   f"model means from {found['measured_weakest_mean']:.3f} to "
+                   f"{found['measured_best_mean']:.3f}, a gap of {gap:.3f} "
+                   f"({gap / found['data_mean_gap']:.1f}x the data's {found['data_mean_gap']:.3f}), "
+                   f"with scores kept in [0, 1].")
