@@ -190,6 +190,8 @@ def test_spread_for_variation_interpolates_the_crossing():
     assert never["measured_factor"] is None and never["last_measured_pct"] == 3.0
     assert "never gives a measured 87% up to factor 4" in h.sensitivity_sentence("toy", never)
     assert "sends it 25% of the prompts" in h.sensitivity_sentence("toy", never)
+    with pytest.raises(ValidationError, match="needs factor 1"):
+        h.spread_for_variation(t[t["factor"] != 1.0])
 
 
 # ----------------------------------------------------------------------------- LLMRouter ladder

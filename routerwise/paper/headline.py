@@ -407,6 +407,9 @@ def spread_for_variation(table: pd.DataFrame, target_pct: float = PAPER_VARIATIO
     None when no factor tried reaches it)."""
     t = table.sort_values("factor")
     x, gap = t["factor"].to_numpy(float), t["mean_gap"].to_numpy(float)
+    if not np.isclose(x, 1.0).any():
+        raise ValidationError(f"the sensitivity table needs factor 1 (the data itself) to say "
+                              f"how far the data is from {target_pct:g}%; factors {list(x)}")
     out = {"target_pct": float(target_pct)}
     for what, col in (("measured", "measured_variation_pct"), ("bound", "max_variation_allowed_pct")):
         k = _crossing(x, t[col].to_numpy(float), target_pct)
@@ -420,7 +423,7 @@ def spread_for_variation(table: pd.DataFrame, target_pct: float = PAPER_VARIATIO
     data = t.loc[np.isclose(x, 1.0)]
     for col, key in (("mean_gap", "data_mean_gap"), ("lower_bound", "data_lower"),
                      ("upper_bound", "data_upper")):
-        out[key] = float(data[col].iloc[0]) if len(data) else None
+        out[key] = float(data[col].iloc[0])
     last = t.iloc[-1]
     out.update(factor_max=float(last["factor"]),
                last_measured_pct=float(last["measured_variation_pct"]),
