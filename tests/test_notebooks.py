@@ -33,6 +33,8 @@ SMALL = {
     "06_gpu_inventory": {"sample_seconds": 0.5},
     "07_measure_latencies": {"loads_rps": [1.0], "tp_degrees": [1], "shares": [1.0]},
     "08_latency_validation": {"max_nfev": 8},
+    "09_headline_explained": {"num_gpus": [4], "load_percent": [80], "slos_ms": [800],
+                              "spread_factors": [1.0, 4.0], "workers": 1},
     "11_cost_frontier": {"max_gpus": 6},
 }
 
@@ -284,3 +286,13 @@ def test_cost_frontier(results):
         assert n["cheapest_gpus"] == n["gpus_to_floor_optimum"]
         assert n["cheapest_score"] >= n["quality_floor"] - 1e-9
     assert (results / "figures" / "cost_frontier.png").stat().st_size > 10_000
+
+
+def test_headline_explained(results):
+    n = run("09_headline_explained", results)
+    for ladder in ("routeprofile", "llmrouter"):
+        assert n[f"{ladder}_panels"] == 1
+        assert n[f"{ladder}_lower_bound"] < n[f"{ladder}_upper_bound"]
+        # no setup can vary more than its scores allow (headline's bounds)
+        assert 0 < n[f"{ladder}_measured_max_pct"] <= n[f"{ladder}_max_variation_allowed_pct"]
+    assert (results / "figures" / "headline_sensitivity.png").stat().st_size > 10_000

@@ -31,7 +31,7 @@ __all__ = ["NOTEBOOKS", "repo_root", "notebooks_dir", "notebook_parameters", "ch
 
 NOTEBOOKS = ("00_bring_your_own", "01_setup_space", "02_latency_profiles", "03_score_variation", "04_exact_vs_dual",
              "05_beyond_the_paper", "06_gpu_inventory", "07_measure_latencies",
-             "08_latency_validation", "11_cost_frontier")
+             "08_latency_validation", "09_headline_explained", "11_cost_frontier")
 
 
 def repo_root() -> Path:
@@ -62,15 +62,16 @@ def notebook_parameters(name: str) -> dict:
             continue
         src = cell["source"] if isinstance(cell["source"], str) else "".join(cell["source"])
         for node in ast.parse(src).body:
+            # ``name = literal`` or papermill's typed form ``name: type = literal``
             if isinstance(node, ast.Assign) and len(node.targets) == 1:
-                target = node.targets[0]
+                target, value = node.targets[0], node.value
             elif isinstance(node, ast.AnnAssign) and node.value is not None:
-                target = node.target
+                target, value = node.target, node.value
             else:
                 continue
             if isinstance(target, ast.Name):
                 try:
-                    out[target.id] = ast.literal_eval(node.value)
+                    out[target.id] = ast.literal_eval(value)
                 except ValueError:
                     out[target.id] = None  # not a literal: any override type accepted
     return out
@@ -243,6 +244,10 @@ def write_summary(out: Path) -> Path:
         "variation_pct_max", "03_score_variation", "{:.1f}%")
     row("best-score range across setups", f"{PAPER['score_min']}-{PAPER['score_max']}",
         ("score_min", "score_max"), "03_score_variation", "{:.3f}-{:.3f}")
+    for lad, label in (("routeprofile", "RouteProfile"), ("llmrouter", "LLMRouter")):
+        row(f"{label} ladder: largest variation measured / the most its scores allow",
+            "87% / not reported", (f"{lad}_measured_max_pct", f"{lad}_max_variation_allowed_pct"),
+            "09_headline_explained", "{:.1f}% / {:.1f}%")
     row("dual-price method's largest gap to the optimum", "not reported", "dual_gap_pct_max",
         "04_exact_vs_dual", "{:.3f}%")
     row("default solver's largest gap to the MILP optimum", "n/a", "default_gap_pct_max",
