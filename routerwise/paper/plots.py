@@ -18,7 +18,7 @@ from .style import MARKS, label, styled
 
 __all__ = ["BASELINE_STYLE", "setup_space", "latency_profiles", "score_variation",
            "score_variation_panels", "solver_comparison", "replay", "mix_shift",
-           "headroom_frontier", "latency_validation", "cost_frontier"]
+           "headroom_frontier", "latency_validation", "cost_frontier", "headline_sensitivity"]
 
 BASELINE_STYLE = {"equal-split": ("s", style.PALETTE[1]), "size-proportional": ("^", style.PALETTE[3]),
                   "isolated": ("D", style.PALETTE[7])}
@@ -340,4 +340,34 @@ def cost_frontier(frontier: pd.DataFrame, *, unlimited_capacity_score: float | N
     ax.set_ylabel("mean predicted score")
     ax.set_title(title or "quality bought by each extra GPU")
     style.legend_below(ax, ncol=2)
+    return fig
+
+
+@styled
+def headline_sensitivity(sensitivity: dict, paper_variation_pct: float = 87.0):
+    """Variation across setups vs the spread of model means, one panel per ladder: measured
+    (setups solved), the most the scores allow ((U - L) / L, clipped to the axis and marked when
+    clipped), the data itself (k = 1) and the paper's headline."""
+    fig, axes = style.figure(1, len(sensitivity), width="page", height_in=2.9)
+    top = 300.0
+    for ax, (name, t) in zip(axes[0], sensitivity.items()):
+        ax.plot(t["mean_gap"], t["measured_variation_pct"], "o-", color=style.color(0),
+                label="measured (every setup solved)")
+        allowed = t["max_variation_allowed_pct"]
+        ax.plot(t["mean_gap"], allowed.clip(upper=top), "s--", color=style.color(2),
+                label="most the scores allow, (U - L) / L")
+        over = t[allowed > top]
+        if len(over):
+            ax.scatter(over["mean_gap"], np.full(len(over), top), clip_on=False,
+                       label="allowed beyond the axis", **MARKS["dropped"])
+        data = t[np.isclose(t["factor"], 1.0)]
+        ax.scatter(data["mean_gap"], data["measured_variation_pct"], label="the data (k = 1)",
+                   **MARKS["optimum"])
+        ax.axhline(paper_variation_pct, color=style.PALETTE[6], lw=0.8, ls=":",
+                   label=f"paper's headline ({paper_variation_pct:g}%)")
+        ax.set_ylim(0, top)
+        ax.set_xlabel("best minus weakest model mean (predicted score)")
+        ax.set_ylabel("score variation across setups (%)")
+        ax.set_title(f"{name} ladder")
+    style.legend_below(fig, ncol=3)
     return fig
