@@ -224,3 +224,13 @@ def test_every_method_reports_a_valid_bound(small, small_exact):
     for kind in ("equal-split", "size-proportional"):
         b = nearest_setup_baseline(small, kind)
         assert b.bound >= opt - 1e-6
+
+
+def test_decomposition_reports_an_unreachable_slo(small):
+    tight = small.with_slo(5.0)                        # below every model's unloaded latency
+    ex, dec = rw.solve(tight, "exact"), rw.solve(tight, "decomposition")
+    assert ex.status == dec.status == "infeasible"
+    assert dec.infeasibility.min_latency_ms == pytest.approx(ex.infeasibility.min_latency_ms)
+    big = rw.solve(ladder_problem(8, 16, slo_factor=0.05), time_limit_s=120)
+    assert big.stats["auto"]["method"] == "decomposition"
+    assert big.status == "infeasible" and "too many to diagnose" in big.infeasibility.message

@@ -25,39 +25,12 @@ from dataclasses import replace
 
 from ..errors import ValidationError
 from ..problem import Problem
-from .setup_space import model_options
+from .setup_space import candidate_setup_count
 from .solution import Solution
 
 __all__ = ["EXACT_MAX_SETUPS", "candidate_setup_count", "choose_method", "solve_auto"]
 
 EXACT_MAX_SETUPS = 20_000
-
-
-def candidate_setup_count(problem: Problem) -> int:
-    """Number of setups (one usable option per model) inside the utilization window.
-
-    A DP over total compute units u (tenths): ``ways[u]`` = number of option tuples of the models
-    seen so far with sum tp r = u; convolve model by model, dropping u > 10 G (costs are
-    positive, so a prefix over the cap never comes back). Python integers: no overflow at
-    16 models x 30 options. Equals ``enumerate_setups(problem).stage_counts["usable_options"]``.
-    """
-    G = problem.cluster.num_gpus
-    lo = int(round(10 * G * problem.space.rho_min - 1e-9))
-    hi = 10 * G
-    ways = [0] * (hi + 1)
-    ways[0] = 1
-    for i in range(problem.num_models):
-        costs: dict[int, int] = {}
-        for o in model_options(problem, i)[0]:
-            costs[o.compute_units_tenths] = costs.get(o.compute_units_tenths, 0) + 1
-        nxt = [0] * (hi + 1)
-        for u, n in enumerate(ways):
-            if n:
-                for c, m in costs.items():
-                    if u + c <= hi:
-                        nxt[u + c] += n * m
-        ways = nxt
-    return sum(ways[max(lo, 0):hi + 1])
 
 
 def choose_method(problem: Problem, max_exact_setups: int = EXACT_MAX_SETUPS

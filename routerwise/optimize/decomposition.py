@@ -40,9 +40,12 @@ from .diagnosis import infeasible_solution
 from .fixed_setup import evaluate_plan, mass_tol_ms
 from .milp import _extract, _pulp, build_milp, run_milp
 from .placement import ShardDemand, place_exact, place_ffd
-from .solution import Solution
+from .setup_space import candidate_setup_count
+from .solution import Infeasibility, Solution
 
-__all__ = ["place_setup", "unplaceable_core", "solve_decomposition"]
+__all__ = ["DIAGNOSE_MAX_SETUPS", "place_setup", "unplaceable_core", "solve_decomposition"]
+
+DIAGNOSE_MAX_SETUPS = 200_000   # enumerate for a full infeasibility diagnosis up to this many
 
 
 def _demands(problem: Problem, per_model) -> list[ShardDemand]:
@@ -141,9 +144,19 @@ def solve_decomposition(problem: Problem, *, solver: str = "HiGHS",
              "nonconvex_envelopes": len(model.nonconvex)}
     hist = pd.DataFrame(history)
     if status == "infeasible":
-        # No setup meets the SLO (cuts == 0) or every one that does is unplaceable: the
-        # diagnosis works over the retained setups, as for the other exact methods.
-        return infeasible_solution(problem, SearchContext.build(problem), t0, name)
+        # No setup meets the SLO (cuts == 0) or every one that does is unplaceable. The full
+        # diagnosis enumerates the retained setups: affordable only on small setup spaces.
+        n = candidate_setup_count(problem)
+        if n <= DIAGNOSE_MAX_SETUPS:
+            return infeasible_solution(problem, SearchContext.build(problem), t0, name)
+        why = ("the master MILP (every setup's routing and latency, placement aggregated) is "
+               "infeasible" + (f" after {cuts} placement cut(s)" if cuts else "")
+               + f"; {n:,} candidate setups are too many to diagnose one by one: raise the "
+               f"SLO, lower the load or add GPUs")
+        return Solution(None, None, None, float("nan"), float("nan"), name, "infeasible",
+                        solve_time_s=time.perf_counter() - t0, history=hist, stats=stats,
+                        infeasibility=Infeasibility("latency", f"no plan meets the SLO: {why}",
+                                                    float("nan")))
     if found is None:
         return Solution(None, None, None, float("nan"), float("nan"), name, "time_limit",
                         bound=bound, solve_time_s=time.perf_counter() - t0, history=hist,

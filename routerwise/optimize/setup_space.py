@@ -25,7 +25,7 @@ from ..errors import ValidationError
 from .placement import ShardDemand, place_exact, place_ffd
 from ..problem import ModelSetup, Problem, SystemSetup
 
-__all__ = ["RetainedSetups", "model_options", "enumerate_setups"]
+__all__ = ["RetainedSetups", "model_options", "candidate_setup_count", "enumerate_setups"]
 
 
 @dataclass(frozen=True)
@@ -91,6 +91,33 @@ def model_options(problem: Problem, i: int, *, require_curve: bool = True):
                 continue
             keep.append(problem.model_setup(i, tp, r))
     return tuple(keep), dropped
+
+
+def candidate_setup_count(problem: Problem) -> int:
+    """Number of setups (one usable option per model) inside the utilization window.
+
+    A DP over total compute units u (tenths): ``ways[u]`` = number of option tuples of the models
+    seen so far with sum tp r = u; convolve model by model, dropping u > 10 G (costs are
+    positive, so a prefix over the cap never comes back). Python integers: no overflow at
+    16 models x 30 options. Equals ``enumerate_setups(problem).stage_counts["usable_options"]``.
+    """
+    G = problem.cluster.num_gpus
+    lo = int(round(10 * G * problem.space.rho_min - 1e-9))
+    hi = 10 * G
+    ways = [0] * (hi + 1)
+    ways[0] = 1
+    for i in range(problem.num_models):
+        costs: dict[int, int] = {}
+        for o in model_options(problem, i)[0]:
+            costs[o.compute_units_tenths] = costs.get(o.compute_units_tenths, 0) + 1
+        nxt = [0] * (hi + 1)
+        for u, n in enumerate(ways):
+            if n:
+                for c, m in costs.items():
+                    if u + c <= hi:
+                        nxt[u + c] += n * m
+        ways = nxt
+    return sum(ways[max(lo, 0):hi + 1])
 
 
 def _product_with_budget(costs: list[np.ndarray], lo: int, hi: int) -> np.ndarray:
