@@ -33,6 +33,7 @@ SMALL = {
     "06_gpu_inventory": {"sample_seconds": 0.5},
     "07_measure_latencies": {"loads_rps": [1.0], "tp_degrees": [1], "shares": [1.0]},
     "08_latency_validation": {"max_nfev": 8},
+    "10_scale": {"max_models": 6},
 }
 
 
@@ -191,3 +192,12 @@ def test_latency_validation(results):
     assert n["signed_err_pct_tpot_mean_with_margin"] >= -1e-6
     assert n["signed_err_pct_ttft_mean_with_margin"] >= -1e-6
     assert n["margin_ttft"] >= 1.0 and n["margin_tpot"] >= 1.0
+
+
+def test_scale(results):
+    n = run("10_scale", results)
+    # 4x4 (about 11,000 candidate setups) stays with the exact search, 6x8 (about 8 million)
+    # goes to the decomposition; both end proven optimal.
+    assert n["methods"] == "exact decomposition"
+    assert (n["largest_models"], n["largest_gpus"]) == (6, 8)
+    assert n["all_optimal"] and n["gap_pct_max"] <= 1e-4

@@ -30,7 +30,7 @@ __all__ = ["NOTEBOOKS", "repo_root", "notebooks_dir", "notebook_parameters", "ch
 
 NOTEBOOKS = ("00_bring_your_own", "01_setup_space", "02_latency_profiles", "03_score_variation", "04_exact_vs_dual",
              "05_beyond_the_paper", "06_gpu_inventory", "07_measure_latencies",
-             "08_latency_validation")
+             "08_latency_validation", "10_scale")
 
 
 def repo_root() -> Path:
@@ -46,8 +46,8 @@ def notebooks_dir() -> Path:
 def notebook_parameters(name: str) -> dict:
     """The ``parameters`` cell of notebook ``name`` as {parameter: default value}.
 
-    Read from the notebook file (cells tagged ``parameters``; each statement ``name = literal``);
-    nothing is executed.
+    Read from the notebook file (cells tagged ``parameters``; each statement ``name = literal``
+    or papermill's typed ``name: type = literal``); nothing is executed.
     """
     path = notebooks_dir() / f"{name}.ipynb"
     try:
@@ -63,10 +63,16 @@ def notebook_parameters(name: str) -> dict:
         for node in ast.parse(src).body:
             if isinstance(node, ast.Assign) and len(node.targets) == 1 and \
                     isinstance(node.targets[0], ast.Name):
-                try:
-                    out[node.targets[0].id] = ast.literal_eval(node.value)
-                except ValueError:
-                    out[node.targets[0].id] = None  # not a literal: any override type accepted
+                target = node.targets[0]
+            elif isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name) \
+                    and node.value is not None:      # papermill's typed form: x: int = 1
+                target = node.target
+            else:
+                continue
+            try:
+                out[target.id] = ast.literal_eval(node.value)
+            except ValueError:
+                out[target.id] = None  # not a literal: any override type accepted
     return out
 
 
@@ -217,6 +223,9 @@ def write_summary(out: Path) -> Path:
         "05_beyond_the_paper", "{:.3f}")
     row("plan mean TTFT: predicted / simulated replay (ms)", "live test: +7.5% to +20% over target",
         ("replay_predicted_ms", "replay_simulated_mean_ms"), "05_beyond_the_paper", "{:.0f} / {:.0f}")
+    row("largest synthetic instance solved: models x GPUs, proven gap", "4 models, 8 GPUs",
+        ("largest_models", "largest_gpus", "largest_gap_pct"), "10_scale",
+        "{} x {}, {:.3f}%")
     lines += ["", "All latencies are simulated from fitted step costs; scores are RouteProfile "
               "(measured) routed on predicted scores (fitted). See each notebook for details.", ""]
     for nb, d in nums.items():
