@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 import routerwise as rw
+from conftest import needs_mirror
 from routerwise.errors import ValidationError
 from routerwise.optimize.auto import EXACT_MAX_SETUPS, candidate_setup_count, choose_method
 from routerwise.optimize.decomposition import place_setup, unplaceable_core
@@ -234,3 +235,20 @@ def test_decomposition_reports_an_unreachable_slo(small):
     big = rw.solve(ladder_problem(8, 16, slo_factor=0.05), time_limit_s=120)
     assert big.stats["auto"]["method"] == "decomposition"
     assert big.status == "infeasible" and "too many to diagnose" in big.infeasibility.message
+
+
+@needs_mirror
+@pytest.mark.parametrize("G", [4, 6, 8])
+def test_auto_keeps_the_exact_search_on_the_real_data_instances(G):
+    # The committed notebooks' default plans stay the exact search's (largest: 4 models).
+    from routerwise.paper.instances import default_problem, paper_loads
+    p = default_problem(4, G, paper_loads(4)[1], 600.0, space=SetupSpace(check_compute=False))
+    method, n, _ = choose_method(p)
+    assert method == "exact" and n == enumerate_setups(p).stage_counts["usable_options"]
+
+
+def test_a_time_limit_before_any_plan_is_reported_not_hidden():
+    sol = rw.solve(ladder_problem(8, 16), "decomposition", time_limit_s=0.2)
+    assert sol.status == "time_limit" and sol.setup is None
+    assert sol.gap is None                             # never a gap of 0 without a plan
+    assert "no placeable setup" in sol.notes[0]
