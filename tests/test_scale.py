@@ -157,7 +157,10 @@ def test_decomposition_matches_exact_and_milp(small, small_exact):
     assert dec.score == pytest.approx(mi.score, abs=1e-5)
     assert dec.bound == pytest.approx(dec.score, abs=1e-5)
     assert dec.setup.placement is not None
-    assert dec.stats["masters"] == dec.stats["cuts"] + 1
+    h = dec.history                                   # one row per master solve
+    assert len(h) == dec.stats["masters"] and bool(h["placeable"].iloc[-1])
+    assert int((~h["placeable"]).sum()) == dec.stats["cuts"]    # a cut per unplaceable master
+    assert list(h["gap_rel"].iloc[[0, -1]]) == [1e-2, 1e-6]     # anytime pass, then exact
 
 
 def test_decomposition_matches_exact_when_placement_binds():

@@ -86,11 +86,15 @@ def unplaceable_core(problem: Problem, per_model) -> list:
 def solve_decomposition(problem: Problem, *, solver: str = "HiGHS",
                         time_limit_s: float | None = 600.0, gap_rel: float = 1e-6,
                         threads: int | None = None, tol_ms: float | None = None,
-                        max_cuts: int = 10_000, msg: bool = False) -> Solution:
+                        max_cuts: int = 10_000, first_gap_rel: float | None = 1e-2,
+                        msg: bool = False) -> Solution:
     """Optimal plan by the cut loop above; status ``optimal`` or ``time_limit`` with the bound.
 
-    ``time_limit_s`` is for the whole loop (each master gets what is left); ``gap_rel`` is the
-    master's relative gap tolerance, hence the reported optimum's.
+    ``time_limit_s`` is for the whole run (each master gets what is left); ``gap_rel`` is the
+    master's relative gap tolerance, hence the reported optimum's. Anytime: the loop first runs
+    with the looser ``first_gap_rel`` (when larger than ``gap_rel``; None: skip), so a plan with
+    a proven gap of at most that is in hand early, then again to ``gap_rel`` (cuts are kept); a
+    time limit in the second pass returns the better plan with the tightest proven bound.
     """
     pulp = _pulp()
     t0 = time.perf_counter()
@@ -100,44 +104,55 @@ def solve_decomposition(problem: Problem, *, solver: str = "HiGHS",
     bound, cuts, masters, solver_s, placement_s = None, 0, 0, 0.0, 0.0
     core_sizes: list[int] = []
     history = []
-    status, found = "time_limit", None
-    while True:
-        left = None if time_limit_s is None else time_limit_s - (time.perf_counter() - t0)
-        if left is not None and left <= 0:
+    status, found = "time_limit", None     # found: (objective, setup, fractions, placement)
+    passes = ([first_gap_rel] if first_gap_rel is not None and first_gap_rel > gap_rel else []) \
+        + [gap_rel]
+    for p_gap in passes:
+        done = False
+        while True:
+            left = None if time_limit_s is None else time_limit_s - (time.perf_counter() - t0)
+            if left is not None and left <= 0:
+                break
+            run = run_milp(model, solver=solver, time_limit_s=left, gap_rel=p_gap,
+                           threads=threads, msg=msg)
+            masters += 1
+            solver_s += run.solve_s
+            if run.bound is not None:   # every master relaxes the problem: keep the tightest
+                bound = run.bound if bound is None else min(bound, run.bound)
+            if run.infeasible:
+                status, done = "infeasible", True
+                break
+            if not run.has_solution:
+                break
+            chosen = [(i, opts[max(range(len(opts)),
+                                   key=lambda k: pulp.value(model.x[i, k]) or 0)])
+                      for i, opts in enumerate(model.options)]
+            t1 = time.perf_counter()
+            pl = place_setup(problem, chosen)
+            placement_s += time.perf_counter() - t1
+            history.append({"master": masters, "gap_rel": p_gap,
+                            "time_s": time.perf_counter() - t0, "objective": run.objective,
+                            "bound": run.bound, "placeable": pl is not None})
+            if pl is not None:
+                if found is None or run.objective > found[0]:
+                    setup, w = _extract(problem, model)
+                    found = (run.objective, SystemSetup(setup.per_model, pl), w)
+                if p_gap == gap_rel:
+                    status, done = ("optimal" if run.optimal else "time_limit"), True
+                break
+            if cuts >= max_cuts:
+                done = True
+                break
+            t1 = time.perf_counter()
+            core = unplaceable_core(problem, chosen)
+            placement_s += time.perf_counter() - t1
+            core_sizes.append(len(core))
+            terms = [model.x[i, k] for i, o in core for k, ok in enumerate(model.options[i])
+                     if ok.tp == o.tp and ok.compute_tenths >= o.compute_tenths]
+            model.lp += pulp.lpSum(terms) <= len(core) - 1, f"nogood[{cuts}]"
+            cuts += 1
+        if done:
             break
-        run = run_milp(model, solver=solver, time_limit_s=left, gap_rel=gap_rel,
-                       threads=threads, msg=msg)
-        masters += 1
-        solver_s += run.solve_s
-        if run.bound is not None:   # every master relaxes the problem: keep the tightest bound
-            bound = run.bound if bound is None else min(bound, run.bound)
-        if run.infeasible:
-            status = "infeasible"
-            break
-        if not run.has_solution:
-            break
-        chosen = [(i, opts[max(range(len(opts)), key=lambda k: pulp.value(model.x[i, k]) or 0)])
-                  for i, opts in enumerate(model.options)]
-        t1 = time.perf_counter()
-        pl = place_setup(problem, chosen)
-        placement_s += time.perf_counter() - t1
-        history.append({"master": masters, "time_s": time.perf_counter() - t0,
-                        "objective": run.objective, "bound": run.bound,
-                        "placeable": pl is not None})
-        if pl is not None:
-            found = (model, pl)
-            status = "optimal" if run.optimal else "time_limit"
-            break
-        if cuts >= max_cuts:
-            break
-        t1 = time.perf_counter()
-        core = unplaceable_core(problem, chosen)
-        placement_s += time.perf_counter() - t1
-        core_sizes.append(len(core))
-        terms = [model.x[i, k] for i, o in core for k, ok in enumerate(model.options[i])
-                 if ok.tp == o.tp and ok.compute_tenths >= o.compute_tenths]
-        model.lp += pulp.lpSum(terms) <= len(core) - 1, f"nogood[{cuts}]"
-        cuts += 1
     stats = {"build_s": build_s, "solver_s": solver_s, "placement_s": placement_s,
              "masters": masters, "cuts": cuts, "core_sizes": core_sizes,
              "variables": len(model.lp.variables()), "constraints": model.lp.numConstraints(),
@@ -162,9 +177,7 @@ def solve_decomposition(problem: Problem, *, solver: str = "HiGHS",
                         bound=bound, solve_time_s=time.perf_counter() - t0, history=hist,
                         stats=stats, notes=(f"no placeable setup found within the time limit "
                                             f"after {cuts} placement cuts",))
-    model, pl = found
-    setup, w = _extract(problem, model)
-    setup = SystemSetup(setup.per_model, pl)
+    _, setup, w = found
     res = score_of_fractions(model.groups, w)
     if bound is not None:
         bound = max(bound, res.score)
