@@ -5,17 +5,19 @@ setup before it prunes any, so its cost grows with the number of candidate setup
 Cartesian product of the models' usable options filtered by the utilization window
 ``10 G rho_min <= sum_i tp_i r_i <= 10 G`` (stage ``usable_options`` of
 ``routerwise.optimize.setup_space.enumerate_setups``). That count grows roughly like K^M and
-is found here WITHOUT enumerating: a dynamic program over compute units (tenths) that convolves
-the models' option-cost histograms (:func:`candidate_setup_count`), exact integer arithmetic.
+is found WITHOUT enumerating: a dynamic program over compute units (tenths) that convolves the
+models' option-cost histograms (``setup_space.candidate_setup_count``), exact integers.
 
-Rule: at most :data:`EXACT_MAX_SETUPS` candidates -> ``exact`` (every paper instance: at most
-16,660 candidates for 4 models on 4 GPUs, so the default plan there is unchanged); above ->
+Rule: at most :data:`EXACT_MAX_SETUPS` candidates -> ``exact`` (every paper-sized instance:
+at most 16,660 candidates, 4 models on 4 GPUs with the utilization filter alone; the real-data
+panels of notebooks 01-05 count 136 to 12,206, so their default plans are unchanged); above ->
 ``decomposition`` (``routerwise.optimize.decomposition``: aggregate master MILP + placement
-cuts), whose cost does not grow with the count. Measured on the synthetic ladder (2 shared
-cores, ``benchmarks/bench_scale.py``): the exact search handles about 20,000 candidates in
-seconds to tens of seconds, 5 models on 8 GPUs (about 10^5) in about a minute, and 6 on 8
-(about 10^6) not in 10 minutes. The choice and its reason are written into ``Solution.notes``
-and ``Solution.stats["auto"]``.
+cuts), whose cost does not grow with the count. Measured (2 shared cores): the exact search
+solves the 4 x 4 synthetic ladder (11,076 candidates) in about 2.6 s; issue 12 measured it at
+58 s for 5 models on 8 GPUs and not within 600 s for 6 on 8, while the ladder counts 268,195
+and 8.3 million candidates there; the decomposition solved the 6 x 8 ladder in about 28 s
+(``benchmarks/bench_scale.py``). The threshold sits between. The choice and its reason are
+written into ``Solution.notes`` and ``Solution.stats["auto"]``.
 """
 
 from __future__ import annotations
