@@ -255,3 +255,21 @@ def test_a_time_limit_before_any_plan_is_reported_not_hidden():
     assert sol.status == "time_limit" and sol.setup is None
     assert sol.gap is None                             # never a gap of 0 without a plan
     assert "no placeable setup" in sol.notes[0]
+
+
+def test_undecided_placements_keep_the_bound_proven(monkeypatch):
+    """With no exact-placement budget every FFD failure is undecided: such setups are cut one
+    by one and their master bound stays a floor, so the bound still covers the optimum."""
+    import routerwise.optimize.decomposition as dec
+    p = synthetic_problem(4, 4, arrival_rate_rps=40.0, slo_ms=300.0, num_prompts=40)
+    d = [dec.ShardDemand(4, 6, 10.0), dec.ShardDemand(2, 6, 10.0)]     # 6 shards > half a GPU
+    assert dec.place_exact(d, 4, 80.0) is None
+    with pytest.raises(dec.PlacementUndecided):
+        dec.place_exact(d, 4, 80.0, max_dead_ends=0)
+    real = dec.place_setup
+    monkeypatch.setattr(dec, "place_setup", lambda prob, pm, max_dead_ends=0: real(prob, pm, 0))
+    opt = rw.solve(p, "exact").score
+    sol = dec.solve_decomposition(p)
+    assert sol.stats["undecided_cuts"] >= 1
+    assert sol.score <= opt + 1e-6 <= sol.bound + 2e-6
+    assert sol.status in ("optimal", "feasible")

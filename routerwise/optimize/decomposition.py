@@ -23,6 +23,11 @@ Here the placement leaves the MILP:
   valid; re-solve. The loop ends at the first placeable master optimum, which is then optimal for
   the full problem (to the master's gap tolerance); there are finitely many setups, so it ends.
 
+The exact placement search gets a budget (:data:`MAX_DEAD_ENDS`; on 32 GPUs an unplaceable
+setup can otherwise take tens of GB). A setup it cannot decide is cut alone (no dominance, no
+core) and the master bound at that moment stays a floor of the reported bound, which therefore
+remains proven; the plan is then reported ``optimal`` only if it still meets that bound.
+
 Every return carries the master's proven bound: on a time limit with an incumbent (a placeable
 master solution found earlier, or none) the gap is reported, never hidden.
 """
@@ -31,6 +36,7 @@ from __future__ import annotations
 
 import time
 
+import numpy as np
 import pandas as pd
 
 from ..problem import Problem, SystemSetup
@@ -39,11 +45,12 @@ from .bounds import SearchContext
 from .diagnosis import infeasible_solution
 from .fixed_setup import evaluate_plan, mass_tol_ms
 from .milp import _extract, _pulp, build_milp, run_milp
-from .placement import ShardDemand, place_exact, place_ffd
+from .placement import PlacementUndecided, ShardDemand, place_exact, place_ffd
 from .setup_space import candidate_setup_count
 from .solution import Infeasibility, Solution
 
-__all__ = ["DIAGNOSE_MAX_SETUPS", "place_setup", "unplaceable_core", "solve_decomposition"]
+__all__ = ["DIAGNOSE_MAX_SETUPS", "MAX_DEAD_ENDS", "UNDECIDED", "place_setup", "unplaceable_core",
+           "solve_decomposition"]
 
 DIAGNOSE_MAX_SETUPS = 200_000   # enumerate for a full infeasibility diagnosis up to this many
 
@@ -53,8 +60,13 @@ def _demands(problem: Problem, per_model) -> list[ShardDemand]:
             for i, o in per_model]
 
 
-def place_setup(problem: Problem, per_model) -> tuple | None:
-    """A placement of ``per_model`` = [(model index, ModelSetup)], or None if none exists.
+UNDECIDED = "undecided"
+MAX_DEAD_ENDS = 20_000     # exact placement budget per check (memory stays small on 32 GPUs)
+
+
+def place_setup(problem: Problem, per_model, max_dead_ends: int | None = MAX_DEAD_ENDS):
+    """A placement of ``per_model`` = [(model index, ModelSetup)], None if none exists, or
+    :data:`UNDECIDED` when the exact search ran out of its budget.
 
     First-fit decreasing as a fast certificate, the exact search as the judge.
     """
@@ -62,7 +74,12 @@ def place_setup(problem: Problem, per_model) -> tuple | None:
     d = _demands(problem, per_model)
     kw = {"check_compute": sp.check_compute, "check_memory": sp.check_memory}
     pl = place_ffd(d, G, mem, **kw)
-    return pl if pl is not None else place_exact(d, G, mem, **kw)
+    if pl is not None:
+        return pl
+    try:
+        return place_exact(d, G, mem, max_dead_ends=max_dead_ends, **kw)
+    except PlacementUndecided:
+        return UNDECIDED
 
 
 def unplaceable_core(problem: Problem, per_model) -> list:
@@ -76,7 +93,7 @@ def unplaceable_core(problem: Problem, per_model) -> list:
     j = 0
     while j < len(core):
         rest = core[:j] + core[j + 1:]
-        if rest and place_setup(problem, rest) is None:
+        if rest and place_setup(problem, rest) is None:     # proven unplaceable: drop j
             core = rest
         else:
             j += 1
@@ -104,7 +121,8 @@ def solve_decomposition(problem: Problem, *, solver: str = "HiGHS",
     bound, cuts, masters, solver_s, placement_s = None, 0, 0, 0.0, 0.0
     core_sizes: list[int] = []
     history = []
-    status, found = "time_limit", None     # found: (objective, setup, fractions, placement)
+    status, found = "time_limit", None     # found: (objective, setup, fractions)
+    undecided_floor, n_undecided = -np.inf, 0
     passes = ([first_gap_rel] if first_gap_rel is not None and first_gap_rel > gap_rel else []) \
         + [gap_rel]
     for p_gap in passes:
@@ -130,9 +148,21 @@ def solve_decomposition(problem: Problem, *, solver: str = "HiGHS",
             t1 = time.perf_counter()
             pl = place_setup(problem, chosen)
             placement_s += time.perf_counter() - t1
+            undecided = pl is UNDECIDED
             history.append({"master": masters, "gap_rel": p_gap,
                             "time_s": time.perf_counter() - t0, "objective": run.objective,
-                            "bound": run.bound, "placeable": pl is not None})
+                            "bound": run.bound, "placeable": pl is not None and not undecided})
+            if undecided:
+                # Cut this one setup without a proof that it cannot be placed: what it could
+                # score is at most this master's bound, which therefore stays a floor of the
+                # reported bound (the bound remains proven).
+                floor = run.bound if run.bound is not None else np.inf
+                undecided_floor = max(undecided_floor, floor)
+                model.lp += (pulp.lpSum(model.x[i, next(k for k, ok in enumerate(
+                    model.options[i]) if ok is o)] for i, o in chosen) <= len(chosen) - 1,
+                             f"undecided[{n_undecided}]")
+                n_undecided += 1
+                continue
             if pl is not None:
                 if found is None or run.objective > found[0]:
                     setup, w = _extract(problem, model)
@@ -153,8 +183,12 @@ def solve_decomposition(problem: Problem, *, solver: str = "HiGHS",
             cuts += 1
         if done:
             break
+    if bound is not None:
+        bound = max(bound, undecided_floor)
+        bound = bound if np.isfinite(bound) else None
     stats = {"build_s": build_s, "solver_s": solver_s, "placement_s": placement_s,
              "masters": masters, "cuts": cuts, "core_sizes": core_sizes,
+             "undecided_cuts": n_undecided,
              "variables": len(model.lp.variables()), "constraints": model.lp.numConstraints(),
              "nonconvex_envelopes": len(model.nonconvex)}
     hist = pd.DataFrame(history)
@@ -181,6 +215,9 @@ def solve_decomposition(problem: Problem, *, solver: str = "HiGHS",
     res = score_of_fractions(model.groups, w)
     if bound is not None:
         bound = max(bound, res.score)
+    if status == "optimal" and bound is not None and \
+            bound - res.score > max(gap_rel, 1e-9) * max(abs(bound), 1e-12):
+        status = "feasible"     # an undecided setup's floor keeps the bound above the plan
     sol = Solution(setup, w, central_prices(model.groups, res.z, fallback=res.prices), res.score,
                    evaluate_plan(problem, setup, w), name, status, bound=bound,
                    solve_time_s=time.perf_counter() - t0, history=hist, stats=stats,

@@ -20,9 +20,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import lru_cache
 
-__all__ = ["ShardDemand", "place_ffd", "place_exact", "gpu_usage"]
+__all__ = ["ShardDemand", "PlacementUndecided", "place_ffd", "place_exact", "gpu_usage"]
 
 _EPS = 1e-9
+
+
+class PlacementUndecided(Exception):
+    """:func:`place_exact` met its ``max_dead_ends`` budget before deciding."""
 
 
 @dataclass(frozen=True)
@@ -63,8 +67,13 @@ def place_ffd(demands: list[ShardDemand], num_gpus: int, gpu_mem_gb: float, *,
 
 
 def place_exact(demands: list[ShardDemand], num_gpus: int, gpu_mem_gb: float, *,
-                check_compute: bool = True, check_memory: bool = True):
-    """Exact placement search. Returns GPU lists per model (input order), or None."""
+                check_compute: bool = True, check_memory: bool = True,
+                max_dead_ends: int | None = None):
+    """Exact placement search. Returns GPU lists per model (input order), or None.
+
+    ``max_dead_ends`` caps the memoized dead ends (memory and time grow with them on many
+    GPUs); past it :class:`PlacementUndecided` is raised: neither placeable nor proven not.
+    """
     if any(d.tp > num_gpus for d in demands):
         return None
     cc, cm = _caps(check_compute, check_memory, gpu_mem_gb)
@@ -72,7 +81,7 @@ def place_exact(demands: list[ShardDemand], num_gpus: int, gpu_mem_gb: float, *,
                    key=lambda i: (-demands[i].tp, -demands[i].mem_gb, -demands[i].compute_tenths))
     key = tuple((demands[i].tp, demands[i].compute_tenths,
                  round(demands[i].mem_gb if check_memory else 0.0, 9)) for i in order)
-    canon = _place_canonical(key, num_gpus, cc, cm)
+    canon = _place_canonical(key, num_gpus, cc, cm, max_dead_ends)
     if canon is None:
         return None
     out: list[tuple[int, ...]] = [()] * len(demands)
@@ -82,7 +91,8 @@ def place_exact(demands: list[ShardDemand], num_gpus: int, gpu_mem_gb: float, *,
 
 
 @lru_cache(maxsize=200_000)
-def _place_canonical(key: tuple, num_gpus: int, cc: float, cm: float):
+def _place_canonical(key: tuple, num_gpus: int, cc: float, cm: float,
+                     max_dead_ends: int | None = None):
     """Placement for demands already in canonical order; memoized across setups."""
     dead: set = set()
 
@@ -110,6 +120,8 @@ def _place_canonical(key: tuple, num_gpus: int, cc: float, cm: float):
                 if rest is not None:
                     return [tuple(sorted(chosen))] + rest
         dead.add(state)
+        if max_dead_ends is not None and len(dead) > max_dead_ends:
+            raise PlacementUndecided(f"more than {max_dead_ends} dead ends")
         return None
 
     res = dfs(0, tuple((cc, cm) for _ in range(num_gpus)))
