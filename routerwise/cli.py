@@ -32,6 +32,8 @@ def plan_record(problem, sol) -> dict:
         d["infeasibility"] = {"binding": inf.binding, "message": inf.message,
                               "min_latency_ms": inf.min_latency_ms}
         return d
+    if sol.setup is None:       # a time limit before the first plan: status and bound only
+        return d
     lat = sol.per_model_latency_ms(problem)
     d["setup"] = sol.setup.label()
     d["models"] = [{"name": name, "tp": s.tp, "compute_share": s.compute_share,
