@@ -2,7 +2,8 @@
 
     routerwise reproduce [--out results] [--only NB ...] [-p NAME VALUE]   notebooks -> results
     routerwise solve problem.toml [--json plan.json]  your problem file (routerwise.problem_file)
-    routerwise solve --models 3 --gpus 4 --rate 25 --slo 600 [--method exact|dual-price|milp]
+    routerwise solve --models 3 --gpus 4 --rate 25 --slo 600
+                     [--method auto|exact|decomposition|dual-price|milp]
                      [--headroom 0.8] [--consistent] [--json PATH]
     routerwise cost problem.toml --quality-floor 0.72 [--max-gpus 8] [--price TYPE=USD ...]
                     [--frontier] [--json PATH]    fewest GPUs (or lowest $/hour) meeting the SLO
@@ -33,6 +34,8 @@ def plan_record(problem, sol) -> dict:
         inf = sol.infeasibility
         d["infeasibility"] = {"binding": inf.binding, "message": inf.message,
                               "min_latency_ms": inf.min_latency_ms}
+        return d
+    if sol.setup is None:       # a time limit before the first plan: status and bound only
         return d
     lat = sol.per_model_latency_ms(problem)
     d["setup"] = sol.setup.label()
@@ -230,7 +233,8 @@ def main(argv=None) -> int:
     s.add_argument("--slo", type=float, help="latency SLO, ms (default instance)")
     s.add_argument("--metric", default="ttft_mean")
     s.add_argument("--aggregate", default="mean", choices=("mean", "max"))
-    s.add_argument("--method", default="exact", help="a registered solver: exact (default), "
+    s.add_argument("--method", default="auto", help="a registered solver: auto (default: exact "
+                   "on small setup spaces, decomposition on large ones), exact, decomposition, "
                    "dual-price, milp")
     s.add_argument("--gpu", default="A100-80GB")
     s.add_argument("--memory-only", action="store_true",

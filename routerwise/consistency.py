@@ -261,7 +261,7 @@ def plan_consistently(problem: Problem, qm, *, headroom=DEFAULT_HEADROOM_LADDER,
         return replay_record(prob, sol, qm, p99_profiles=p99, num_requests=replay_requests,
                              archs=archs)
 
-    if method == "exact":
+    if method in ("exact", "auto"):
         # price-space routing: re-profiled curves are often non-convex, where the HiGHS LP
         # needs binaries per setup; the price solver splits them into convex runs (exact)
         solve_options.setdefault("routing", "price")

@@ -1,12 +1,21 @@
 """One front door to every solver: ``solve(problem, method=...)`` returns a verified Solution.
 
-============== ===========================================================================
-method         what it is
-============== ===========================================================================
-``exact``      default: bounded search over retained setups, exact LP per setup (optimal)
-``dual-price`` the paper's method (subgradient prices, projected gradient, beta bisection)
-``milp``       the joint MILP (setup + placement + routing + latency) with HiGHS or CBC
-============== ===========================================================================
+================= ========================================================================
+method            what it is
+================= ========================================================================
+``auto``          default: ``exact`` when the candidate setups are few (at most 20,000,
+                  counted without enumerating), else ``decomposition``; says which and why
+                  in ``Solution.notes`` (``routerwise.optimize.auto``)
+``exact``         bounded search over retained setups, exact LP per setup (optimal)
+``decomposition`` aggregate master MILP (no per-GPU placement) + placement check and cuts;
+                  optimal, with the master's proven bound on a time limit
+``dual-price``    the paper's method (subgradient prices, projected gradient, beta bisection)
+``milp``          the joint MILP (setup + placement + routing + latency) with HiGHS or CBC
+================= ========================================================================
+
+Every method's Solution carries ``bound``, a proven upper bound on the optimum score, and so a
+proven ``gap`` (the dual-price method and the baselines bound it by the Lagrangian setup bounds
+of the exact search).
 
 Solvers live in a registry: :func:`register_solver` adds a method (a callable
 ``f(problem, **options) -> Solution``, or a ``"module:function"`` path imported on first use)
@@ -71,8 +80,12 @@ def solver_entry(method: str) -> SolverEntry:
                               f"{tuple(_REGISTRY)}") from None
 
 
+register_solver("auto", "routerwise.optimize.auto:solve_auto",
+                "default: exact on small setup spaces, decomposition on large ones")
 register_solver("exact", "routerwise.optimize.exact_search:solve_exact",
-                "bounded search over retained setups, exact LP per setup (default, optimal)")
+                "bounded search over retained setups, exact LP per setup (optimal)")
+register_solver("decomposition", "routerwise.optimize.decomposition:solve_decomposition",
+                "aggregate master MILP + shard placement check and cuts (optimal, scales)")
 register_solver("dual-price", "routerwise.optimize.dual_price:solve_dual_price",
                 "the paper's method: subgradient prices, projected gradient, beta bisection")
 register_solver("milp", "routerwise.optimize.milp:solve_milp",
@@ -81,7 +94,7 @@ register_solver("milp", "routerwise.optimize.milp:solve_milp",
 METHODS = tuple(_REGISTRY)  # the built-in methods; register_solver adds more
 
 
-def solve(problem: Problem, method: str = "exact", **options) -> Solution:
+def solve(problem: Problem, method: str = "auto", **options) -> Solution:
     """Solve ``problem``; an infeasible SLO gives ``status="infeasible"`` with a diagnosis."""
     if not isinstance(problem, Problem):
         raise ValidationError(f"solve() needs a routerwise.Problem, got {type(problem).__name__}")

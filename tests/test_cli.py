@@ -63,6 +63,9 @@ def test_reproduce_rejects_bad_requests_before_running(runs, capsys, argv, messa
 def test_notebook_parameters_are_read_from_the_tagged_cell():
     p = reproduce.notebook_parameters("04_exact_vs_dual")
     assert p["slo_ms"] == 600.0 and p["num_gpus"] == [4, 8] and p["space"] == "paper"
+    # papermill's typed form (name: type = literal) is read too
+    typed = reproduce.notebook_parameters("10_scale")
+    assert typed["max_models"] == 6 and typed["time_limit_s"] == 600.0 and typed["seed"] == 0
 
 
 def test_solve_rejects_bad_arguments_before_building_data(monkeypatch, capsys):

@@ -35,6 +35,7 @@ SMALL = {
     "08_latency_validation": {"max_nfev": 8},
     "09_headline_explained": {"num_gpus": [4], "load_percent": [80], "slos_ms": [800],
                               "spread_factors": [1.0, 4.0], "workers": 1},
+    "10_scale": {"max_models": 6},
     "11_cost_frontier": {"max_gpus": 6},
 }
 
@@ -296,3 +297,12 @@ def test_headline_explained(results):
         # no setup can vary more than its scores allow (headline's bounds)
         assert 0 < n[f"{ladder}_measured_max_pct"] <= n[f"{ladder}_max_variation_allowed_pct"]
     assert (results / "figures" / "headline_sensitivity.png").stat().st_size > 10_000
+
+
+def test_scale(results):
+    n = run("10_scale", results)
+    # 4x4 (about 11,000 candidate setups) stays with the exact search, 6x8 (about 8 million)
+    # goes to the decomposition; both end proven optimal.
+    assert n["methods"] == "exact decomposition"
+    assert (n["largest_models"], n["largest_gpus"]) == (6, 8)
+    assert n["all_optimal"] and n["gap_pct_max"] <= 1e-4

@@ -25,7 +25,7 @@ from ..errors import ValidationError
 from .placement import ShardDemand, place_exact
 from ..problem import Problem, SystemSetup
 from .fixed_setup import FixedSetupLP, evaluate_plan, option_limits
-from .bounds import SearchContext
+from .bounds import SearchContext, setup_bounds
 from .diagnosis import infeasible_solution
 from .solution import Infeasibility, Solution
 
@@ -74,7 +74,13 @@ def nearest_setup_baseline(problem: Problem, kind: str, *,
     for d in np.unique(np.round(dist, 9)):
         sol = _best_of(problem, ctx, np.flatnonzero(np.isclose(dist, d)), kind, t0, lp)
         if sol is not None:
-            return replace(sol, notes=(f"L1 distance to the {kind} target: {d / 10:g} GPUs",),
+            # A proven bound on the joint optimum (not on this baseline's setup): the largest
+            # zero-price Lagrangian setup bound (routerwise.optimize.bounds); loose but valid.
+            ub = setup_bounds(ctx, np.zeros(problem.num_models))
+            return replace(sol, bound=max(sol.score, float(ub.max())),
+                           notes=(f"L1 distance to the {kind} target: {d / 10:g} GPUs",
+                                  "bound: zero-price Lagrangian bound over every retained "
+                                  "setup (loose; solve(method='exact') for the optimum)"),
                            stats={"target_gpus": (compute_targets_tenths(problem, kind) / 10).tolist(),
                                   "distance_gpus": float(d / 10)})
     return infeasible_solution(problem, ctx, t0, kind)
@@ -125,7 +131,9 @@ def isolated_baseline(problem: Problem) -> Solution:
                     evaluate_plan(problem, setup, res.fractions), name, "optimal",
                     solve_time_s=time.perf_counter() - t0,
                     notes=("isolated deployments may leave GPUs idle: exempt from the "
-                           "utilization filter (verify with rho_min = 0)",))
+                           "utilization filter (verify with rho_min = 0)",
+                           "no bound: isolated deployments lie outside the utilization-filtered "
+                           "setup space the bounds cover"))
 
 
 def isolated_problem(problem: Problem) -> Problem:

@@ -176,7 +176,7 @@ def solve_dual_price(problem: Problem, *, config: DualPriceConfig | None = None,
     groups = ctx.groups
     # Setups that cannot carry the load within their profiled range (or whose zero-load
     # latency already exceeds tau) are infeasible for any method: never evaluated.
-    ub = setup_bounds(ctx, np.zeros(problem.num_models))
+    ub = ub0 = setup_bounds(ctx, np.zeros(problem.num_models))
     if exhaustive:
         ub = np.where(ub > -np.inf, np.inf, -np.inf)
     lag = None if exhaustive else LagrangianBounds(ctx)
@@ -220,7 +220,11 @@ def solve_dual_price(problem: Problem, *, config: DualPriceConfig | None = None,
     score, s, w, a = best
     setup = ctx.retained.setup(s)
     L = evaluate_plan(problem, setup, w)
-    return Solution(setup, w, a - a.mean(), score, L, "dual-price", status,
+    # Proven bound: every setup's Lagrangian bound (zero prices, tightened by the multipliers
+    # met on the way; valid for any multipliers) caps its optimum; -inf marks proven infeasible.
+    ubs = np.minimum(ub0, ub)
+    bound = max(score, float(ubs[ubs > -np.inf].max()))
+    return Solution(setup, w, a - a.mean(), score, L, "dual-price", status, bound=bound,
                     solve_time_s=time.perf_counter() - t0, history=pd.DataFrame(hist),
                     stats={"setups": S, "evaluated": evaluated, "skipped_by_bound": S - evaluated,
                            "exhaustive": exhaustive},

@@ -1,4 +1,4 @@
-"""Setup search with bounds: the kit's default solver, exact over the retained setups.
+"""Setup search with bounds: exact over the retained setups (the default on small setup spaces).
 
 The paper solves every retained setup with its dual-price method. Here every setup gets a cheap valid
 upper bound first, and only setups whose bound beats the best plan found so far are solved

@@ -48,6 +48,24 @@ Constraints (names in the LP file in brackets)
                                  breaking: GPUs of a type are identical, so placements can be
                                  sorted by compute, or memory, in use within each pool)
 
+Aggregate form (``placement="aggregate"``, the master of ``routerwise.optimize.decomposition``):
+no y and no (2)-(5), (13); instead valid aggregate rows implied by them (:func:`aggregate_rows`):
+    (A1) [agg_mem]               sum_ik tp_k m_ik x_ik <= G Mem      (if check_memory; (5) summed)
+    (A2) [agg_compute_dff[e]]    sum_ik tp_k f_e(r_k / 10) x_ik <= G (if check_compute)
+    (A3) [agg_mem_dff[e]]        sum_ik tp_k f_e(m_ik / Mem) x_ik <= G  (if check_memory)
+    (A4) [agg_compute_lonely]    sum_ik tp_k r'_ik x_ik <= 10 G      (if check_compute)
+where r'_ik = 10 for a "lonely" option (a shard that shares its GPU with no other model's
+shard, even the smallest: memory or compute would overflow) and r_k otherwise; lonely options
+also weigh a whole GPU (1) in (A2)/(A3). (A4) matters because rho_min = 1 asks for every
+GPU's compute to be used: a GPU filled by a lonely shard's memory wastes 10 - r_k tenths.
+f_e is the dual-feasible function of bin packing with threshold e in (0, 1/2]:
+f_e(a) = 1 if a > 1 - e, a if e <= a <= 1 - e, 0 if a < e (Fekete and Schepers 2001); per GPU
+sum f_e(a) <= 1 whenever sum a <= 1, so (A2)/(A3) sum valid per-GPU rows. e = 1/2 reads
+"shards with more than half a GPU's compute (memory) cannot share a GPU". The aggregate form is
+a relaxation of the placement rows: its optimum is an upper bound on the full MILP's. On a
+cluster of several GPU types the rows hold per pool: sums over the options on that type, with
+that pool's G and Mem, names suffixed with the type (``agg_mem[H100-80GB]``).
+
 (9) is the perspective of the secant lines: with x_ik = 0 it reads t_ik >= 0 (w_ik = 0 by (8));
 with x_ik = 1 it is t_ik >= max_p line_p(w_ik) = phi_hat(w_ik), exact for a convex envelope.
 Because phi_hat >= phi (within eps), every MILP-feasible plan meets tau exactly; the MILP optimum
@@ -79,9 +97,12 @@ from .diagnosis import infeasible_solution
 from .setup_space import model_options
 from .solution import Solution
 
-__all__ = ["SOLVERS", "MilpModel", "build_milp", "write_lp", "solve_milp"]
+__all__ = ["SOLVERS", "PLACEMENTS", "DFF_THRESHOLDS", "MilpModel", "MilpRun", "aggregate_rows",
+           "build_milp", "write_lp", "run_milp", "solve_milp"]
 
 SOLVERS = ("HiGHS", "CBC")
+PLACEMENTS = ("per_gpu", "aggregate")
+DFF_THRESHOLDS = (0.5, 0.4, 0.3, 0.2)   # e of the aggregate rows (A2)/(A3)
 
 
 @dataclass
@@ -107,14 +128,89 @@ def _pulp():
     return pulp
 
 
+def _dff(a: float, e: float) -> float:
+    """Dual-feasible function f_e of bin packing (see (A2)), for a share a of one GPU."""
+    if a > 1.0 - e + 1e-12:
+        return 1.0
+    return a if a >= e - 1e-12 else 0.0
+
+
+def aggregate_rows(problem: Problem, options, x: dict) -> list:
+    """The aggregate rows (A1)-(A4), one set per GPU pool, as (PuLP expression, name) pairs.
+
+    Each pool's rows sum over the options placed on its GPU type, with that pool's G and Mem
+    (a homogeneous cluster is one pool; its row names carry no type).
+    """
+    cl = problem.cluster
+    rows = []
+    for gpu, count in cl.pools:
+        ik = [(i, k, o, problem.models[i].mem_gb(o.tp)) for i, opts in enumerate(options)
+              for k, o in enumerate(opts) if not cl.is_mixed or o.gpu == gpu.name]
+        suffix = f"[{gpu.name}]" if cl.is_mixed else ""
+        rows += _pool_rows(problem, ik, count, gpu.mem_gb, x, suffix)
+    return rows
+
+
+def _pool_rows(problem: Problem, ik: list, G: int, mem: float, x: dict, suffix: str) -> list:
+    pulp = _pulp()
+    sp = problem.space
+    lonely = _lonely(problem, ik, mem)
+    rows = []
+    if not ik:
+        return rows
+    if sp.check_memory:                                                            # (A1)
+        rows.append((pulp.lpSum(o.tp * m * x[i, k] for i, k, o, m in ik) <= G * mem,
+                     f"agg_mem{suffix}"))
+    if sp.check_compute:                                                           # (A4)
+        rows.append((pulp.lpSum(o.tp * (10 if lonely[i, k] else o.compute_tenths) * x[i, k]
+                                for i, k, o, _ in ik) <= 10 * G, f"agg_compute_lonely{suffix}"))
+    for e in DFF_THRESHOLDS:
+        if sp.check_compute:                                                       # (A2)
+            terms = [(o.tp * (1.0 if lonely[i, k] else _dff(o.compute_tenths / 10, e)), i, k)
+                     for i, k, o, _ in ik]
+            rows.append((pulp.lpSum(c * x[i, k] for c, i, k in terms if c > 0) <= G,
+                         f"agg_compute_dff[{e:g}]{suffix}"))
+        if sp.check_memory:                                                        # (A3)
+            terms = [(o.tp * (1.0 if lonely[i, k] else _dff(m / mem, e)), i, k)
+                     for i, k, o, m in ik]
+            rows.append((pulp.lpSum(c * x[i, k] for c, i, k in terms if c > 0) <= G,
+                         f"agg_mem_dff[{e:g}]{suffix}"))
+    return rows
+
+
+def _lonely(problem: Problem, ik: list, mem: float) -> dict:
+    """(i, k) -> True when a shard of option k of model i can share its GPU with no other
+    model's shard on the same GPU type: with the smallest such shard of any other model it
+    would exceed the GPU's memory (check_memory) or compute (check_compute)."""
+    sp = problem.space
+    min_m: dict[int, float] = {}
+    min_r: dict[int, int] = {}
+    for i, _, o, m in ik:
+        min_m[i] = min(min_m.get(i, np.inf), m)
+        min_r[i] = min(min_r.get(i, 10**9), o.compute_tenths)
+    out = {}
+    for i, k, o, m in ik:
+        other_m = min((v for j, v in min_m.items() if j != i), default=np.inf)
+        other_r = min((v for j, v in min_r.items() if j != i), default=10**9)
+        out[i, k] = bool((sp.check_memory and m + other_m > mem + 1e-9)
+                         or (sp.check_compute and o.compute_tenths + other_r > 10))
+    return out
+
+
 def build_milp(problem: Problem, *, tol_ms: float | None = None,
-               symmetry_breaking: bool = True, fix_setup: SystemSetup | None = None) -> MilpModel:
+               symmetry_breaking: bool = True, fix_setup: SystemSetup | None = None,
+               placement: str = "per_gpu") -> MilpModel:
     """Build the MILP above for ``problem`` (pure: solves nothing).
 
     ``fix_setup`` fixes x to one system setup (its (tp, rho) per model), leaving placement and
-    routing free: the MILP then solves the routing problem of that setup.
+    routing free: the MILP then solves the routing problem of that setup. ``placement``:
+    ``"per_gpu"`` (default) places every shard with y and rows (2)-(5), (13); ``"aggregate"``
+    drops y for the aggregate rows (A1)-(A4), a relaxation whose chosen setup still has to be
+    placed (``routerwise.optimize.decomposition``).
     """
     pulp = _pulp()
+    if placement not in PLACEMENTS:
+        raise ValidationError(f"unknown placement form {placement!r}; choose one of {PLACEMENTS}")
     sp, cl = problem.space, problem.cluster
     G = cl.num_gpus
     mean = problem.slo.aggregate == "mean"
@@ -125,7 +221,7 @@ def build_milp(problem: Problem, *, tol_ms: float | None = None,
     lp = pulp.LpProblem(f"routerwise_{problem.name or 'problem'}".replace("-", "_"),
                         pulp.LpMaximize)
     x, y, w, t, z = {}, {}, {}, {}, {}
-    place = sp.check_memory or sp.check_compute
+    place = (sp.check_memory or sp.check_compute) and placement == "per_gpu"
     limits = {}
     for i, opts in enumerate(options):
         for k, o in enumerate(opts):
@@ -179,6 +275,9 @@ def build_milp(problem: Problem, *, tol_ms: float | None = None,
             for g in range(G - 1):
                 if g in used and cl.gpu_of(g) == cl.gpu_of(g + 1):
                     lp += load(g, what) >= load(g + 1, what), f"gpu_order[{g}]"
+    if placement == "aggregate":                                                # (A1)-(A4)
+        for row, name in aggregate_rows(problem, options, x):
+            lp += row, name
     units = pulp.lpSum(o.compute_units_tenths * x[i, k]
                        for i, opts in enumerate(options) for k, o in enumerate(opts))
     lp += units >= int(round(10 * G * sp.rho_min - 1e-9)), "utilization_lo"             # (6)
@@ -251,30 +350,42 @@ def _solver(name: str, time_limit_s, gap_rel, threads, msg):
     return s
 
 
-def solve_milp(problem: Problem, *, solver: str = "HiGHS", time_limit_s: float | None = 120.0,
-               gap_rel: float = 1e-6, threads: int | None = None, lp_path: str | Path | None = None,
-               tol_ms: float | None = None, msg: bool = False,
-               fix_setup: SystemSetup | None = None) -> Solution:
-    """Solve the joint MILP with a named solver; the plan is re-evaluated and verified."""
+@dataclass
+class MilpRun:
+    """What one solver call on a :class:`MilpModel` returned."""
+
+    solver: str
+    solve_s: float
+    infeasible: bool          # proven: no x meets the rows
+    optimal: bool             # proven optimal (within gap_rel)
+    has_solution: bool        # an integer-feasible incumbent exists
+    bound: float | None       # proven upper bound on the objective (None if unknown)
+    objective: float | None   # the incumbent's objective
+    nodes: int | None
+
+
+def run_milp(model: MilpModel, *, solver: str = "HiGHS", time_limit_s: float | None = 120.0,
+             gap_rel: float = 1e-6, threads: int | None = None, msg: bool = False) -> MilpRun:
+    """Solve a built model with a named solver and read its status and proven bound.
+
+    Can be called again after rows are added to ``model.lp`` (a cut loop re-solves this way).
+    """
     pulp = _pulp()
-    t0 = time.perf_counter()
-    model = build_milp(problem, tol_ms=tol_ms, fix_setup=fix_setup)
-    build_s = time.perf_counter() - t0
-    if lp_path is not None:
-        write_lp(model, lp_path)
     s = _solver(solver, time_limit_s, gap_rel, threads, msg)
     if solver == "HiGHS" and not msg:
         consume_banner()
     t1 = time.perf_counter()
     model.lp.solve(s)
     solve_s = time.perf_counter() - t1
-    bound, nodes, hstatus = None, None, None
+    bound, nodes = None, None
     if solver == "HiGHS":
         import highspy
         h = model.lp.solverModel
         info = h.getInfo()
         hstatus = h.getModelStatus()
-        bound = float(info.mip_dual_bound) if np.isfinite(info.mip_dual_bound) else None
+        # PuLP hands HiGHS a maximization as the minimization of -objective: flip the bound.
+        sign = -1.0 if model.lp.sense == pulp.LpMaximize else 1.0
+        bound = sign * float(info.mip_dual_bound) if np.isfinite(info.mip_dual_bound) else None
         nodes = int(info.mip_node_count)
         infeasible = hstatus in (highspy.HighsModelStatus.kInfeasible,
                                  highspy.HighsModelStatus.kUnboundedOrInfeasible)
@@ -283,19 +394,37 @@ def solve_milp(problem: Problem, *, solver: str = "HiGHS", time_limit_s: float |
         infeasible = model.lp.status == pulp.LpStatusInfeasible
         optimal = model.lp.sol_status == pulp.LpSolutionOptimal
     has_solution = model.lp.sol_status in (pulp.LpSolutionOptimal, pulp.LpSolutionIntegerFeasible)
-    stats = {"build_s": build_s, "solver_s": solve_s, "nodes": nodes,
+    objective = float(pulp.value(model.lp.objective)) if has_solution else None
+    if bound is None and optimal and objective is not None:
+        bound = objective
+    return MilpRun(solver, solve_s, infeasible, optimal, has_solution and not infeasible, bound,
+                   objective, nodes)
+
+
+def solve_milp(problem: Problem, *, solver: str = "HiGHS", time_limit_s: float | None = 120.0,
+               gap_rel: float = 1e-6, threads: int | None = None, lp_path: str | Path | None = None,
+               tol_ms: float | None = None, msg: bool = False,
+               fix_setup: SystemSetup | None = None) -> Solution:
+    """Solve the joint MILP with a named solver; the plan is re-evaluated and verified."""
+    t0 = time.perf_counter()
+    model = build_milp(problem, tol_ms=tol_ms, fix_setup=fix_setup)
+    build_s = time.perf_counter() - t0
+    if lp_path is not None:
+        write_lp(model, lp_path)
+    run = run_milp(model, solver=solver, time_limit_s=time_limit_s, gap_rel=gap_rel,
+                   threads=threads, msg=msg)
+    bound, optimal = run.bound, run.optimal
+    stats = {"build_s": build_s, "solver_s": run.solve_s, "nodes": run.nodes,
              "variables": len(model.lp.variables()), "constraints": model.lp.numConstraints(),
              "nonconvex_envelopes": len(model.nonconvex)}
     name = f"milp[{solver}]"
-    if infeasible or not has_solution:
-        if not infeasible:   # time limit without an incumbent
+    if run.infeasible or not run.has_solution:
+        if not run.infeasible:   # time limit without an incumbent
             return Solution(None, None, None, float("nan"), float("nan"), name, "time_limit",
                             bound=bound, solve_time_s=time.perf_counter() - t0, stats=stats)
         return infeasible_solution(problem, SearchContext.build(problem), t0, name)
     setup, w = _extract(problem, model)
     res = score_of_fractions(model.groups, w)
-    if bound is None and optimal:
-        bound = float(pulp.value(model.lp.objective))
     if bound is not None:
         bound = max(bound, res.score)
     sol = Solution(setup, w, central_prices(model.groups, res.z, fallback=res.prices), res.score, evaluate_plan(problem, setup, w), name,

@@ -24,9 +24,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import lru_cache
 
-__all__ = ["ShardDemand", "place_ffd", "place_exact", "place_pools", "gpu_usage"]
+__all__ = ["ShardDemand", "PlacementUndecided", "place_ffd", "place_exact", "place_pools",
+           "gpu_usage"]
 
 _EPS = 1e-9
+
+
+class PlacementUndecided(Exception):
+    """:func:`place_exact` met its ``max_dead_ends`` budget before deciding."""
 
 
 @dataclass(frozen=True)
@@ -67,8 +72,13 @@ def place_ffd(demands: list[ShardDemand], num_gpus: int, gpu_mem_gb: float, *,
 
 
 def place_exact(demands: list[ShardDemand], num_gpus: int, gpu_mem_gb: float, *,
-                check_compute: bool = True, check_memory: bool = True):
-    """Exact placement search. Returns GPU lists per model (input order), or None."""
+                check_compute: bool = True, check_memory: bool = True,
+                max_dead_ends: int | None = None):
+    """Exact placement search. Returns GPU lists per model (input order), or None.
+
+    ``max_dead_ends`` caps the memoized dead ends (memory and time grow with them on many
+    GPUs); past it :class:`PlacementUndecided` is raised: neither placeable nor proven not.
+    """
     if any(d.tp > num_gpus for d in demands):
         return None
     cc, cm = _caps(check_compute, check_memory, gpu_mem_gb)
@@ -76,7 +86,7 @@ def place_exact(demands: list[ShardDemand], num_gpus: int, gpu_mem_gb: float, *,
                    key=lambda i: (-demands[i].tp, -demands[i].mem_gb, -demands[i].compute_tenths))
     key = tuple((demands[i].tp, demands[i].compute_tenths,
                  round(demands[i].mem_gb if check_memory else 0.0, 9)) for i in order)
-    canon = _place_canonical(key, num_gpus, cc, cm)
+    canon = _place_canonical(key, num_gpus, cc, cm, max_dead_ends)
     if canon is None:
         return None
     out: list[tuple[int, ...]] = [()] * len(demands)
@@ -86,7 +96,8 @@ def place_exact(demands: list[ShardDemand], num_gpus: int, gpu_mem_gb: float, *,
 
 
 @lru_cache(maxsize=200_000)
-def _place_canonical(key: tuple, num_gpus: int, cc: float, cm: float):
+def _place_canonical(key: tuple, num_gpus: int, cc: float, cm: float,
+                     max_dead_ends: int | None = None):
     """Placement for demands already in canonical order; memoized across setups."""
     dead: set = set()
 
@@ -114,6 +125,8 @@ def _place_canonical(key: tuple, num_gpus: int, cc: float, cm: float):
                 if rest is not None:
                     return [tuple(sorted(chosen))] + rest
         dead.add(state)
+        if max_dead_ends is not None and len(dead) > max_dead_ends:
+            raise PlacementUndecided(f"more than {max_dead_ends} dead ends")
         return None
 
     res = dfs(0, tuple((cc, cm) for _ in range(num_gpus)))
@@ -121,17 +134,23 @@ def _place_canonical(key: tuple, num_gpus: int, cc: float, cm: float):
 
 
 def place_pools(demands: list[ShardDemand], pool_of, pools, *, method: str = "exact",
-                check_compute: bool = True, check_memory: bool = True):
+                check_compute: bool = True, check_memory: bool = True,
+                max_dead_ends: int | None = None):
     """Place each pool's demands on that pool's GPUs; GPU lists per model (global indices,
     pool by pool), or None if some pool cannot hold its shards.
 
     ``pools`` = [(num_gpus, gpu_mem_gb), ...] in cluster order; ``pool_of[i]`` is the pool of
     demand i (a model's shards never leave its pool); ``method`` is ``"ffd"`` or ``"exact"``.
-    With one pool this is :func:`place_ffd` / :func:`place_exact` itself.
+    With one pool this is :func:`place_ffd` / :func:`place_exact` itself; ``max_dead_ends``
+    is passed to :func:`place_exact`.
     """
     if method not in ("ffd", "exact"):
         raise ValueError(f"placement method must be 'ffd' or 'exact', got {method!r}")
-    place = place_ffd if method == "ffd" else place_exact
+    def place(d, n, mem, **kw):
+        if method == "ffd":
+            return place_ffd(d, n, mem, **kw)
+        return place_exact(d, n, mem, max_dead_ends=max_dead_ends, **kw)
+
     out: list[tuple[int, ...]] = [()] * len(demands)
     start = 0
     for p, (n, mem) in enumerate(pools):

@@ -29,7 +29,7 @@ from ..errors import ValidationError
 from .placement import ShardDemand, place_pools
 from ..problem import ModelSetup, Problem, SystemSetup
 
-__all__ = ["RetainedSetups", "model_options", "enumerate_setups"]
+__all__ = ["RetainedSetups", "model_options", "candidate_setup_count", "enumerate_setups"]
 
 
 @dataclass(frozen=True)
@@ -100,6 +100,37 @@ def model_options(problem: Problem, i: int, *, require_curve: bool = True):
                     continue
                 keep.append(problem.model_setup(i, tp, r, gpu))
     return tuple(keep), dropped
+
+
+def candidate_setup_count(problem: Problem) -> int:
+    """Number of setups (one usable option per model) inside the utilization window.
+
+    A DP over compute units in use (tenths) per GPU pool: ``ways[u]`` = number of option tuples
+    of the models seen so far using u = (units on pool 1, ...); convolve model by model,
+    dropping any pool over its 10 G_t (costs are positive, so a prefix over a cap never comes
+    back); count the tuples whose total lies in [10 G rho_min, 10 G]. Python integers: no
+    overflow at 16 models x 30 options. Equals
+    ``enumerate_setups(problem).stage_counts["usable_options"]``.
+    """
+    cl = problem.cluster
+    G = cl.num_gpus
+    lo = int(round(10 * G * problem.space.rho_min - 1e-9))
+    caps = [10 * n for _, n in cl.pools]
+    pool_index = {(t.name if cl.is_mixed else ""): p for p, t in enumerate(cl.gpu_types)}
+    ways: dict[tuple, int] = {(0,) * len(caps): 1}
+    for i in range(problem.num_models):
+        costs: dict[tuple[int, int], int] = {}
+        for o in model_options(problem, i)[0]:
+            key = (pool_index[o.gpu], o.compute_units_tenths)
+            costs[key] = costs.get(key, 0) + 1
+        nxt: dict[tuple, int] = {}
+        for u, n in ways.items():
+            for (p, c), m in costs.items():
+                if u[p] + c <= caps[p]:
+                    v = u[:p] + (u[p] + c,) + u[p + 1:]
+                    nxt[v] = nxt.get(v, 0) + n * m
+        ways = nxt
+    return sum(n for u, n in ways.items() if sum(u) >= lo)
 
 
 def _product_with_budget(costs: list[np.ndarray], lo: int, hi: int) -> np.ndarray:

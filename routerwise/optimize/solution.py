@@ -58,8 +58,8 @@ class Solution:
     @property
     def gap(self) -> float | None:
         """(bound - score) / bound, or None without a bound."""
-        if self.bound is None or self.status == "infeasible":
-            return None
+        if self.bound is None or self.status == "infeasible" or not np.isfinite(self.score):
+            return None     # no bound, or no plan (a time limit before the first one)
         return max(0.0, (self.bound - self.score) / max(abs(self.bound), 1e-12))
 
     @property
@@ -110,6 +110,8 @@ class Solution:
                 fail(f"declared infeasible but a setup reaches {inf.min_latency_ms:.3f} ms <= "
                      f"tau = {problem.slo.latency_ms} ms")
             return self
+        if self.status == "time_limit" and self.setup is None and self.fractions is None:
+            return self     # stopped before any plan was found: nothing to check but the bound
         M = problem.num_models
         setup, w = self.setup, np.asarray(self.fractions, dtype=float)
         if setup is None or len(setup.per_model) != M:

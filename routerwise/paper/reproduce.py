@@ -31,7 +31,7 @@ __all__ = ["NOTEBOOKS", "repo_root", "notebooks_dir", "notebook_parameters", "ch
 
 NOTEBOOKS = ("00_bring_your_own", "01_setup_space", "02_latency_profiles", "03_score_variation", "04_exact_vs_dual",
              "05_beyond_the_paper", "06_gpu_inventory", "07_measure_latencies",
-             "08_latency_validation", "09_headline_explained", "11_cost_frontier")
+             "08_latency_validation", "09_headline_explained", "10_scale", "11_cost_frontier")
 
 
 def repo_root() -> Path:
@@ -260,6 +260,9 @@ def write_summary(out: Path) -> Path:
         "05_beyond_the_paper", "{:.3f}")
     row("plan mean TTFT: predicted / simulated replay (ms)", "live test: +7.5% to +20% over target",
         ("replay_predicted_ms", "replay_simulated_mean_ms"), "05_beyond_the_paper", "{:.0f} / {:.0f}")
+    row("largest synthetic instance solved: models x GPUs, proven gap", "4 models, 8 GPUs",
+        ("largest_models", "largest_gpus", "largest_gap_pct"), "10_scale",
+        "{} x {}, {:.3f}%")
     lines += ["", "All latencies are simulated from fitted step costs; scores are RouteProfile "
               "(measured) routed on predicted scores (fitted). See each notebook for details.", ""]
     for nb, rec in records.items():
