@@ -261,11 +261,12 @@ def test_undecided_placements_keep_the_bound_proven(monkeypatch):
     """With no exact-placement budget every FFD failure is undecided: such setups are cut one
     by one and their master bound stays a floor, so the bound still covers the optimum."""
     import routerwise.optimize.decomposition as dec
+    from routerwise.optimize.placement import PlacementUndecided, ShardDemand, place_exact
     p = synthetic_problem(4, 4, arrival_rate_rps=40.0, slo_ms=300.0, num_prompts=40)
-    d = [dec.ShardDemand(4, 6, 10.0), dec.ShardDemand(2, 6, 10.0)]     # 6 shards > half a GPU
-    assert dec.place_exact(d, 4, 80.0) is None
-    with pytest.raises(dec.PlacementUndecided):
-        dec.place_exact(d, 4, 80.0, max_dead_ends=0)
+    d = [ShardDemand(4, 6, 10.0), ShardDemand(2, 6, 10.0)]             # 6 shards > half a GPU
+    assert place_exact(d, 4, 80.0) is None
+    with pytest.raises(PlacementUndecided):
+        place_exact(d, 4, 80.0, max_dead_ends=0)
     real = dec.place_setup
     monkeypatch.setattr(dec, "place_setup", lambda prob, pm, max_dead_ends=0: real(prob, pm, 0))
     opt = rw.solve(p, "exact").score
