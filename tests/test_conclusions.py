@@ -106,3 +106,13 @@ def test_cost_frontier_states_the_recorded_numbers():
     assert "takes 6 GPUs" in t and "equal-split 7" in t and "isolated never" in t
     t = text_for("cost_frontier", {**CF, "gpus_to_floor_optimum": None})
     assert "No size in range reaches the quality floor 0.73" in t
+
+
+def test_scale_states_the_recorded_numbers():
+    n = {"largest_models": 16, "largest_gpus": 32, "largest_gap_pct": 0.057, "largest_time_s": 116.7,
+         "largest_method": "decomposition", "all_optimal": False, "gap_pct_max": 0.129,
+         "methods": "exact decomposition"}
+    t = text_for("10_scale", n)
+    assert "16 models on 32 GPUs" in t and "116.7 s" in t and "0.057%" in t
+    assert "largest proven gap is 0.129%" in t and "Every size" not in t
+    assert "Every size ended proven optimal" in text_for("scale", {**n, "all_optimal": True})

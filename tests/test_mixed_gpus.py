@@ -17,7 +17,7 @@ import routerwise as rw
 from routerwise.errors import ValidationError, VerificationError
 from routerwise.optimize.baselines import isolated_baseline, run_baselines
 from routerwise.optimize.placement import ShardDemand, place_pools
-from routerwise.optimize.setup_space import enumerate_setups
+from routerwise.optimize.setup_space import candidate_setup_count, enumerate_setups
 from routerwise.paper.synthetic import synthetic_problem
 from routerwise.problem import (SLO, Cluster, GPUType, LatencyCurve, LatencyProfiles, ModelSetup,
                                 ModelSpec, Problem, SetupSpace, Workload)
@@ -131,7 +131,7 @@ def test_tiny_mixed_instance_matches_brute_force():
     ref, (ob, os_) = brute_force()
     # The optimum needs the 80 GB type: big fits it at tp=1 with 3x the capacity.
     assert ob[2] == H and ref == pytest.approx(0.375 + 0.15 + 0.4 * (2 / 3))
-    for method in ("exact", "milp"):
+    for method in ("exact", "milp", "decomposition"):
         sol = rw.solve(p, method)
         assert sol.status == "optimal" and sol.score == pytest.approx(ref, abs=1e-7), method
         big = sol.setup.per_model[0]
@@ -190,9 +190,12 @@ def test_exact_and_milp_agree_on_mixed_instances(seed, rate, tau):
     assert ex.status == "optimal" and mi.status == "optimal"
     assert ex.score == pytest.approx(mi.score, rel=1e-5)
     assert mi.bound >= mi.score - 1e-9
+    de = rw.solve(p, "decomposition")                # aggregate rows and placement per pool
+    assert de.status == "optimal" and de.score == pytest.approx(ex.score, rel=1e-5)
+    assert candidate_setup_count(p) == enumerate_setups(p).stage_counts["usable_options"]
     du = rw.solve(p, "dual-price")                   # the paper's method runs on mixed setups
     assert du.score <= mi.bound * (1 + 1e-4)
-    for sol in (ex, mi, du):
+    for sol in (ex, mi, de, du):
         for s, pl in zip(sol.setup.per_model, sol.setup.placement):
             assert {p.cluster.gpu_of(g).name for g in pl} == {s.gpu}
     base = run_baselines(p)                          # Isolated is left out on mixed clusters
@@ -377,7 +380,7 @@ def test_milp_has_placement_variables_only_on_the_options_type(tmp_path):
 
 def test_infeasible_mixed_instance_is_diagnosed():
     p = tiny_mixed().with_slo(SLO(99.0, aggregate="max"))   # every curve starts at 100 ms
-    for method in ("exact", "milp"):
+    for method in ("exact", "milp", "decomposition"):
         sol = rw.solve(p, method)
         assert sol.status == "infeasible" and sol.infeasibility.binding == "latency"
         best = sol.infeasibility.min_latency_ms

@@ -8,7 +8,7 @@ with their kind and compares them with the paper's figures (``experiments.PAPER`
 
 Topics (``TOPICS``): ``setup_space`` (01), ``latency_profiles`` (02), ``score_variation`` (03),
 ``exact_vs_dual`` (04), ``beyond_the_paper`` (05), ``bring_your_own`` (00),
-``latency_validation`` (08), ``cost_frontier`` (11). A notebook name (``"03_score_variation"``) is accepted too.
+``latency_validation`` (08), ``scale`` (10), ``cost_frontier`` (11). A notebook name (``"03_score_variation"``) is accepted too.
 """
 
 from __future__ import annotations
@@ -211,10 +211,27 @@ def _cost_frontier(n: dict) -> str:
     return " ".join(out)
 
 
+def _scale(n: dict) -> str:
+    m, g, gap, t, method = _need(n, "largest_models", "largest_gpus", "largest_gap_pct",
+                                 "largest_time_s", "largest_method")
+    out = [f"The largest synthetic (modelled) instance here, {m} models on {g} GPUs, was solved "
+           f"by the {method} method in {t:.1f} s (measured on this machine) with a proven gap of "
+           f"{gap:.3f}%."]
+    if n.get("all_optimal"):
+        out.append("Every size ended proven optimal.")
+    else:
+        out.append(f"Not every size ended proven optimal; the largest proven gap is "
+                   f"{n.get('gap_pct_max', float('nan')):.3f}%.")
+    if n.get("methods"):
+        out.append(f"Methods chosen by size: {n['methods']}.")
+    return " ".join(out)
+
+
 TOPICS = {"setup_space": _setup_space, "latency_profiles": _latency_profiles,
           "score_variation": _score_variation, "exact_vs_dual": _exact_vs_dual,
           "beyond_the_paper": _beyond_the_paper, "bring_your_own": _bring_your_own,
-          "latency_validation": _latency_validation, "cost_frontier": _cost_frontier}
+          "latency_validation": _latency_validation, "cost_frontier": _cost_frontier,
+          "scale": _scale}
 
 
 def text_for(topic: str, numbers: dict) -> str:

@@ -18,7 +18,7 @@ from .style import MARKS, label, styled
 
 __all__ = ["BASELINE_STYLE", "setup_space", "latency_profiles", "score_variation",
            "score_variation_panels", "solver_comparison", "replay", "mix_shift",
-           "headroom_frontier", "latency_validation", "cost_frontier", "headline_sensitivity"]
+           "headroom_frontier", "latency_validation", "cost_frontier", "headline_sensitivity", "scale"]
 
 BASELINE_STYLE = {"equal-split": ("s", style.PALETTE[1]), "size-proportional": ("^", style.PALETTE[3]),
                   "isolated": ("D", style.PALETTE[7])}
@@ -369,5 +369,41 @@ def headline_sensitivity(sensitivity: dict, paper_variation_pct: float = 87.0):
         ax.set_xlabel("best minus weakest model mean (predicted score)")
         ax.set_ylabel("score variation across setups (%)")
         ax.set_title(f"{name} ladder")
+    style.legend_below(fig, ncol=3)
+    return fig
+
+
+@styled
+def scale(table: pd.DataFrame, gap_target_pct: float = 1.0):
+    """Solve time (log) and proven gap per instance size, coloured by the method ``auto`` chose;
+    a size that stopped at its time limit is marked."""
+    fig, axes = style.figure(1, 2, width="page", height_in=2.6)
+    ax1, ax2 = axes[0]
+    x = np.arange(len(table))
+    names = [f"{m} x {g}" for m, g in zip(table["models"], table["gpus"])]
+    methods = list(dict.fromkeys(table["method"]))
+    colors = [style.color(methods.index(k)) for k in table["method"]]
+    ax1.bar(x, table["time_s"], color=colors)
+    style.log_axis(ax1)
+    ax1.set_ylabel("solve time (s, measured)")
+    ax1.set_title("time to a proven plan")
+    gaps = table["gap_pct"].fillna(0.0)
+    ax2.bar(x, gaps, color=colors)
+    for xi, gap in zip(x, table["gap_pct"]):
+        ax2.annotate("no plan" if pd.isna(gap) else f"{gap:.3f}%", (xi, 0 if pd.isna(gap) else gap),
+                     ha="center", va="bottom", fontsize=style.SMALL_FONT_SIZE_PT)
+    ax2.axhline(gap_target_pct, color="grey", ls="--", lw=0.8, label=f"{gap_target_pct:g}% gap")
+    ax2.set_ylim(0, max(1.2 * gap_target_pct, 1.2 * float(gaps.max())))
+    ax2.set_ylabel("proven gap, (bound - score) / bound (%)")
+    ax2.set_title("proven optimality gap")
+    limited = table["status"] == "time_limit"
+    for ax in (ax1, ax2):
+        ax.set_xticks(x, names)
+        ax.set_xlabel("models x GPUs (synthetic ladder, modelled)")
+    if limited.any():
+        ax1.scatter(x[limited.to_numpy()], table.loc[limited, "time_s"], label="stopped at its time limit",
+                    **MARKS["infeasible"])
+    for k in methods:
+        ax1.bar([0], [0], color=style.color(methods.index(k)), label=f"method chosen: {k}")
     style.legend_below(fig, ncol=3)
     return fig
