@@ -89,7 +89,7 @@ def main() -> None:
     print("held out (leave one run out):")
     for k, v in summ.items():
         tgt = TARGETS.get(k)
-        flag = "" if tgt is None else (" (target <= %g: %s)" % (
+        flag = "" if tgt is None else (" (target <= {:g}: {})".format(
             tgt, "met" if math.isfinite(v) and v <= tgt else "MISSED"))
         print(f"  {k}: {v:.2f}{flag}" if isinstance(v, float) else f"  {k}: {v}")
     clean = lv.summary(levels, sats, without_prefix_cache_evidence=True)

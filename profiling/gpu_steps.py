@@ -38,9 +38,10 @@ import sys
 import tempfile
 import time
 from dataclasses import asdict, dataclass, fields
-from datetime import datetime, timezone
+from datetime import datetime, UTC
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -352,7 +353,7 @@ def environment(torch, device, nvml_backend=None) -> dict[str, Any]:
     """
     env: dict[str, Any] = {"device": str(device), "torch_version": torch.__version__,
                            "torch_cuda_version": torch.version.cuda,
-                           "date": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+                           "date": datetime.now(UTC).isoformat(timespec="seconds")}
     snap = nvml.snapshot(nvml_backend)
     env["driver_version"] = snap.driver_version
     env["cuda_driver_version"] = snap.cuda_driver_version
@@ -464,7 +465,7 @@ def measure_steps_under_mps(shape: Any, shares: Sequence[float], *,
     points = plan(batch_sizes, context_lens, phases)
     percents = [_share_percent(s) for s in shares]
     env0 = {"device": f"cuda ({gpu})", "dtype": dtype, "date":
-            datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            datetime.now(UTC).isoformat(timespec="seconds"),
             "command": " ".join(shlex.quote(a) for a in sys.argv)}
 
     def failed(pct: int, why: str) -> list[dict]:

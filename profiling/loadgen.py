@@ -41,10 +41,11 @@ import random
 import time
 import warnings
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime, UTC
 from importlib import metadata
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
+from collections.abc import Mapping, Sequence
 
 import httpx
 import numpy as np
@@ -431,7 +432,7 @@ async def run_load_async(schedule: Schedule, prompts: PromptSet, endpoint: Endpo
                             write=endpoint.read_timeout_s, pool=None)
     limits = httpx.Limits(max_connections=endpoint.max_concurrency,
                           max_keepalive_connections=endpoint.max_concurrency)
-    started_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    started_at = datetime.now(UTC).isoformat(timespec="seconds")
     tasks: list[asyncio.Task] = []
     hit_limit = False
     with tqdm(total=n, unit="req", desc=f"{schedule.rate_rps:g} rps", disable=not progress,

@@ -43,9 +43,10 @@ import logging
 import math
 import re
 from dataclasses import asdict, dataclass
-from datetime import datetime, timezone
+from datetime import datetime, UTC
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
+from collections.abc import Callable, Sequence
 
 import pandas as pd
 
@@ -181,7 +182,7 @@ def run_sweep(setups: Sequence[SweepSetup], loads_rps: Sequence[float], out_dir:
               duration_s: float | None = None, seed: int = 0, api: str = "completions",
               max_concurrency: int = 512, request_timeout_s: float = 600.0,
               connect_timeout_s: float = 10.0, read_timeout_s: float = 120.0,
-              criteria: SaturationCriteria = SaturationCriteria(),
+              criteria: SaturationCriteria = SaturationCriteria(),  # noqa: B008 (frozen dataclass)
               point_max_wall_s: float | None = None, mps: MPSDaemon | None = None,
               stop_after_saturation: bool = True, sample_interval_s: float | None = 1.0,
               nvml_backend: Any | None = None, progress: bool = True,
@@ -316,4 +317,4 @@ class _Attached:
 
 
 def _stamp() -> str:
-    return datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    return datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")

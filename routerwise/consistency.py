@@ -69,7 +69,7 @@ from __future__ import annotations
 import hashlib
 import time
 from dataclasses import dataclass, field, replace
-from typing import Callable, Mapping
+from collections.abc import Callable, Mapping
 
 import numpy as np
 import pandas as pd
@@ -80,7 +80,8 @@ from .problem import LatencyCurve, LatencyProfiles, Problem
 from .serving.architectures import Architecture
 from .optimize.solution import Solution
 
-__all__ = ["DEFAULT_HEADROOM_LADDER", "p99_metric", "ConsistentPlan", "replay_record", "plan_consistently", "reprofile_model",
+__all__ = ["DEFAULT_HEADROOM_LADDER", "p99_metric", "ConsistentPlan", "replay_record", "plan_consistently",
+           "reprofile_model",
            "profile_set", "transfer_curve", "DEFAULT_GAP_RTOL", "DEFAULT_MAX_ROUNDS"]
 
 DEFAULT_GAP_RTOL = 0.10

@@ -36,7 +36,7 @@ import itertools
 import math
 import numbers
 from dataclasses import dataclass, field, replace
-from typing import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
 import numpy as np
 import pandas as pd

@@ -13,7 +13,7 @@ import json
 import os
 import tempfile
 from pathlib import Path
-from typing import Callable, Iterator
+from collections.abc import Callable, Iterator
 
 __all__ = ["atomic_path", "atomic_write", "atomic_write_with", "write_json", "sha256_file",
            "read_csv_checked"]

@@ -35,7 +35,7 @@ class OnlineRouter:
         self.counts = np.zeros(M)
 
     @classmethod
-    def from_solution(cls, solution, model_names) -> "OnlineRouter":
+    def from_solution(cls, solution, model_names) -> OnlineRouter:
         if not solution.feasible:
             raise ValidationError(f"cannot route with an infeasible plan: "
                                   f"{solution.infeasibility.message}")

@@ -46,7 +46,8 @@ import os
 import pickle
 import warnings
 from pathlib import Path, PurePath
-from typing import Any, Callable, Sequence
+from typing import Any
+from collections.abc import Callable, Sequence
 
 from .errors import SweepFailed, ValidationError
 from .io import atomic_write

@@ -29,7 +29,7 @@ import math
 import numbers
 from dataclasses import dataclass, field, replace
 from functools import cached_property
-from typing import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
 import numpy as np
 
@@ -185,7 +185,7 @@ class Cluster:
         object.__setattr__(self, "pools", pools)
 
     @classmethod
-    def mixed(cls, pools) -> "Cluster":
+    def mixed(cls, pools) -> Cluster:
         """A cluster of several GPU types: ``pools`` = [(GPUType, count), ...] (or a mapping
         GPUType -> count), each type once, counts >= 1; GPUs are numbered in this order."""
         pools = _check_pools(pools)
@@ -564,7 +564,7 @@ class Workload:
     def num_models(self) -> int:
         return int(self.scores.shape[1])
 
-    def with_rate(self, arrival_rate_rps: float) -> "Workload":
+    def with_rate(self, arrival_rate_rps: float) -> Workload:
         return Workload(self.scores, arrival_rate_rps, self.model_names, self.true_scores,
                         self.prompt_ids, self.label)
 
@@ -734,15 +734,15 @@ class Problem:
         return ModelSetup(tp=tp, compute_tenths=compute_tenths, mem_share=share,
                           gpu=t.name if self.cluster.is_mixed else "")
 
-    def with_slo(self, slo: SLO | float) -> "Problem":
+    def with_slo(self, slo: SLO | float) -> Problem:
         if not isinstance(slo, SLO):
             slo = SLO(float(slo), self.slo.metric, self.slo.aggregate)
         return replace(self, slo=slo)
 
-    def with_rate(self, arrival_rate_rps: float) -> "Problem":
+    def with_rate(self, arrival_rate_rps: float) -> Problem:
         return replace(self, workload=self.workload.with_rate(arrival_rate_rps))
 
-    def with_cluster(self, cluster: "Cluster | int") -> "Problem":
+    def with_cluster(self, cluster: Cluster | int) -> Problem:
         """The problem on another cluster: a :class:`Cluster`, or a GPU count (homogeneous
         clusters only: the same GPU type, ``cluster`` GPUs)."""
         if isinstance(cluster, Cluster):
@@ -752,7 +752,7 @@ class Problem:
                                   "this cluster mixes types: pass a Cluster (Cluster.mixed(...))")
         return replace(self, cluster=Cluster(self.cluster.gpu, cluster))
 
-    def with_space(self, space: SetupSpace) -> "Problem":
+    def with_space(self, space: SetupSpace) -> Problem:
         return replace(self, space=space)
 
 

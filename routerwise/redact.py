@@ -10,7 +10,7 @@ free text with ``***``.
 from __future__ import annotations
 
 import re
-from typing import Iterable
+from collections.abc import Iterable
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 __all__ = ["MASK", "SECRET_NAMES", "redact_url", "redact_text"]

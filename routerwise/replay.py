@@ -9,17 +9,18 @@ sends it (drawn from the plan's assignment), with an independent seed, and compa
 * predicted mean L (sum_i w_i l_i) with the simulated mean over all requests;
 * the simulated p99 of the mixture (requests pooled across models in proportion to w).
 
-Both sides use the same engine profile and knobs (:class:`routerwise.serving.curve_grid.GridOptions`);
-the prediction carries the calibrated planning margin, the replay does not (it is the modelled
-truth the margin guards against). Co-location interference between models sharing a GPU is
-modelled by neither side (as in the paper); the replay tests the other half of the premise: that a profile predicts latency once
+Both sides use the same engine profile and knobs
+(:class:`routerwise.serving.curve_grid.GridOptions`); the prediction carries the calibrated
+planning margin, the replay does not (it is the modelled truth the margin guards against).
+Co-location interference between models sharing a GPU is modelled by neither side (as in the
+paper); the replay tests the other half of the premise: that a profile predicts latency once
 routing changes the traffic a model sees.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Mapping
+from collections.abc import Mapping
 
 import numpy as np
 import pandas as pd

@@ -27,7 +27,7 @@ from __future__ import annotations
 import importlib
 import inspect
 from dataclasses import dataclass, replace
-from typing import Callable
+from collections.abc import Callable
 
 from .errors import ValidationError
 from .optimize.solution import Solution

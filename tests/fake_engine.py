@@ -37,7 +37,7 @@ MODES = ("ok", "http_500", "die_mid_stream", "malformed", "no_done", "error_even
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
-    server: "_Server"
+    server: _Server
 
     def log_message(self, fmt, *args):  # keep test output quiet; the program logs itself
         if self.server.verbose:

@@ -140,7 +140,7 @@ def test_a_shut_down_executor_fails_the_sweep_clearly():
 def test_task_keys_follow_content_not_identity_or_hash_seed():
     p = synthetic_problem(3, 4, num_prompts=50)
     q = synthetic_problem(3, 4, num_prompts=50)
-    p.profiles.curves[0].x  # a cached property: not part of the content
+    _ = p.profiles.curves[0].x  # a cached property: not part of the content
     assert task_key(p) == task_key(q)
     assert task_key(p) != task_key(p.with_rate(41.0))
     assert task_key(p) != task_key(p.with_slo(401.0))

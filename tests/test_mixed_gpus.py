@@ -105,7 +105,7 @@ def brute_force(pools=((A, 2), (H, 1)), rho_min=0.5):
                    for o in (ob, os_)]
         for pb, ps in itertools.product(*[list(c) for c in choices]):
             comp, mem = [0] * len(gpus), [0.0] * len(gpus)
-            for (tp, r, t), pl, m in ((ob, pb, "big"), (os_, ps, "small")):
+            for (tp, r, _t), pl, m in ((ob, pb, "big"), (os_, ps, "small")):
                 for g in pl:
                     comp[g] += r
                     mem[g] += MEM[m][tp]

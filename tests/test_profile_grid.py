@@ -129,7 +129,7 @@ CORRUPTIONS = {
     "manifest not JSON": lambda root: (root / "manifest.json").write_text("{not json"),
     "manifest a list": lambda root: (root / "manifest.json").write_text("[1, 2]"),
     "manifest without checksum": lambda root: (root / "manifest.json").write_text(
-        '{"version": "%s", "skipped": []}' % pg.GRID_VERSION),
+        f'{{"version": "{pg.GRID_VERSION}", "skipped": []}}'),
 }
 
 

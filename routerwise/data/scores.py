@@ -34,7 +34,8 @@ import math
 from collections import Counter
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any
+from collections.abc import Iterable, Sequence
 
 import numpy as np
 import pandas as pd
@@ -133,7 +134,7 @@ class QualityMatrix:
     def num_models(self) -> int:
         return len(self.model_names)
 
-    def select_models(self, names: Iterable[str]) -> "QualityMatrix":
+    def select_models(self, names: Iterable[str]) -> QualityMatrix:
         """Keep models ``names`` in that order (columns of every per-model array follow)."""
         names = tuple(names)
         unknown = [n for n in names if n not in self.model_names]
@@ -149,7 +150,7 @@ class QualityMatrix:
             params_b=None if self.params_b is None else {n: self.params_b[n] for n in names},
             notes=self.notes + (f"selected models {list(names)}",))
 
-    def exclude_tasks(self, tasks: Iterable[str]) -> "QualityMatrix":
+    def exclude_tasks(self, tasks: Iterable[str]) -> QualityMatrix:
         """Drop every prompt whose task is in ``tasks`` (names must exist in the matrix)."""
         tasks = tuple(tasks)
         if not tasks:
@@ -165,7 +166,7 @@ class QualityMatrix:
         return self._rows(keep, f"excluded tasks {list(tasks)} "
                                  f"({self.num_prompts - len(keep)} prompts)")
 
-    def subset(self, rows: Sequence[int] | np.ndarray) -> "QualityMatrix":
+    def subset(self, rows: Sequence[int] | np.ndarray) -> QualityMatrix:
         """Keep the prompts at integer positions ``rows`` (in that order) or where a boolean
         mask of length N is true."""
         r = np.asarray(rows)
@@ -204,7 +205,7 @@ class QualityMatrix:
             df["params_b"] = df["model"].map(self.params_b).astype(float)
         return df
 
-    def _rows(self, keep: list[int], note: str) -> "QualityMatrix":
+    def _rows(self, keep: list[int], note: str) -> QualityMatrix:
         return replace(
             self, prompt_ids=tuple(self.prompt_ids[j] for j in keep),
             tasks=tuple(self.tasks[j] for j in keep),

@@ -50,7 +50,7 @@ class SearchContext:
 
     @classmethod
     def build(cls, problem: Problem, retained: RetainedSetups | None = None,
-              groups: ScoreGroups | None = None) -> "SearchContext":
+              groups: ScoreGroups | None = None) -> SearchContext:
         retained = retained if retained is not None else enumerate_setups(problem)
         groups = groups or group_scores(problem.workload.scores)
         offsets = np.cumsum([0] + [len(o) for o in retained.options[:-1]])

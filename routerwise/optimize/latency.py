@@ -190,7 +190,7 @@ class CurveBank:
     npts: np.ndarray  # (O,)
 
     @classmethod
-    def from_curves(cls, curves) -> "CurveBank":
+    def from_curves(cls, curves) -> CurveBank:
         curves = list(curves)
         K = max(c.x.size for c in curves)
         X = np.empty((len(curves), K))

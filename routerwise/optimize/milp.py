@@ -427,7 +427,8 @@ def solve_milp(problem: Problem, *, solver: str = "HiGHS", time_limit_s: float |
     res = score_of_fractions(model.groups, w)
     if bound is not None:
         bound = max(bound, res.score)
-    sol = Solution(setup, w, central_prices(model.groups, res.z, fallback=res.prices), res.score, evaluate_plan(problem, setup, w), name,
+    sol = Solution(setup, w, central_prices(model.groups, res.z, fallback=res.prices), res.score,
+                   evaluate_plan(problem, setup, w), name,
                    "optimal" if optimal else "time_limit", bound=bound,
                    solve_time_s=time.perf_counter() - t0, stats=stats,
                    notes=(f"latency envelope tolerance per model: "

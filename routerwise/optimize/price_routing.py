@@ -187,7 +187,7 @@ class PriceRouting:
         alpha = np.zeros(M)
         ub, best = np.inf, None
         lb = -np.inf
-        for it in range(1, self.max_iter + 1):
+        for it in range(1, self.max_iter + 1):  # noqa: B007 (read after the loop)
             D, share, A, _ = argmax_assignment(groups, alpha)
             hs = sup.solve(alpha)
             if hs is None:

@@ -66,7 +66,7 @@ class Solution:
     def feasible(self) -> bool:
         return self.status != "infeasible"
 
-    def raise_if_infeasible(self) -> "Solution":
+    def raise_if_infeasible(self) -> Solution:
         if not self.feasible:
             raise InfeasibleSLO(self.infeasibility.message, self.infeasibility)
         return self
@@ -94,7 +94,7 @@ class Solution:
         return d
 
     def verify(self, problem: Problem, *, score_atol: float = 1e-6,
-               latency_rtol: float = 1e-6) -> "Solution":
+               latency_rtol: float = 1e-6) -> Solution:
         """Check the solution against ``problem`` from scratch; raise VerificationError if not."""
         def fail(msg):
             raise VerificationError(f"{self.solver}: {msg}")

@@ -8,7 +8,8 @@ with their kind and compares them with the paper's figures (``experiments.PAPER`
 
 Topics (``TOPICS``): ``setup_space`` (01), ``latency_profiles`` (02), ``score_variation`` (03),
 ``exact_vs_dual`` (04), ``beyond_the_paper`` (05), ``bring_your_own`` (00),
-``latency_validation`` (08), ``scale`` (10), ``cost_frontier`` (11). A notebook name (``"03_score_variation"``) is accepted too.
+``latency_validation`` (08), ``scale`` (10), ``cost_frontier`` (11). A notebook name
+(``"03_score_variation"``) is accepted too.
 """
 
 from __future__ import annotations

@@ -28,7 +28,7 @@ from ..optimize.setup_space import enumerate_setups
 from ..optimize.solution import Solution
 from ..parallel import map_tasks
 
-__all__ = ["PAPER", "SPACES", "setup_counts", "setup_space_counts", "score_variation", "panels",
+__all__ = ["PAPER", "SPACES", "RATE_FACTORS", "setup_counts", "setup_space_counts", "score_variation", "panels",
            "solver_comparison", "realized_scores", "rate_sensitivity", "mix_shift",
            "summarize_shifts", "tail_slo_variant", "notebook_panels", "panel_problem",
            "check_plans", "headroom_frontier", "PANEL_CHECKPOINT_SALT"]
@@ -314,9 +314,13 @@ def check_plans(problem: Problem, *, headroom: float | None = None,
     return row
 
 
+# arrival-rate factors 1.00, 1.02, ..., 1.60 the robustness checks step through
+RATE_FACTORS = tuple(round(1.0 + 0.02 * k, 2) for k in range(31))
+
+
 def headroom_frontier(problem: Problem, tasks, *,
                       fractions=(1.0, 0.95, 0.9, 0.85, 0.8, 0.75, 0.7),
-                      rate_factors=tuple(np.round(np.arange(1.0, 1.61, 0.02), 2)),
+                      rate_factors=RATE_FACTORS,
                       shifts: int = 20, seed: int = 0, progress: bool = False) -> pd.DataFrame:
     """Score given up vs robustness, one row per headroom setting (``routerwise.optimize.headroom``).
 

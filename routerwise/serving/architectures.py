@@ -223,7 +223,7 @@ ALIASES: dict[str, str] = {
 }
 
 
-def resolve(arch: "Architecture | str") -> Architecture:
+def resolve(arch: Architecture | str) -> Architecture:
     """An :class:`Architecture` as given, or the registered one of that name.
 
     Functions that hand work to other processes resolve names here, in the calling process,

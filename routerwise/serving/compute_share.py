@@ -77,7 +77,7 @@ class ComputeShareModel:
         return f"{self.source}: {self.provenance}"
 
     @classmethod
-    def from_table(cls, path: str | Path) -> "ComputeShareModel":
+    def from_table(cls, path: str | Path) -> ComputeShareModel:
         """Measured slowdowns from a CSV (``compute_share, step_kind, slowdown``)."""
         path = Path(path)
         if not path.is_file():
@@ -103,7 +103,7 @@ class ComputeShareModel:
 
     @classmethod
     def from_step_table(cls, steps: pd.DataFrame, label: str = "step table") -> \
-            "ComputeShareModel":
+            ComputeShareModel:
         """Slowdowns from step times measured at several shares (e.g. ``profiling.gpu_steps``
         under MPS): prefill rows give the compute slowdown, decode rows the memory one, each the
         median of t(rho)/t(1) over the points measured at both rho and 1.0."""

@@ -51,7 +51,7 @@ import math
 import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -188,7 +188,7 @@ def _capacity_guess_rps(step: StepTimes, lengths: LengthSample, kv_cap: int,
     return 1e3 / (per_token_ms * max(o - 1, 0) + pre_ms)
 
 
-def grid_setup(step: StepTimes, model: "str | architectures.Architecture", gpu: str, tp: int,
+def grid_setup(step: StepTimes, model: str | architectures.Architecture, gpu: str, tp: int,
                compute_share: float,
                opts: GridOptions):
     """The engine of one grid curve (:class:`routerwise.serving.engine.EngineSetup`).

@@ -75,7 +75,7 @@ import hashlib
 import json
 import math
 from dataclasses import dataclass, field
-from typing import Iterable
+from collections.abc import Iterable
 
 import numpy as np
 import pandas as pd
@@ -143,7 +143,7 @@ class StepCostParams:
                 "excluded_models": list(self.excluded_models), "source": self.source}
 
     @classmethod
-    def from_json(cls, d: dict) -> "StepCostParams":
+    def from_json(cls, d: dict) -> StepCostParams:
         if d.get("version") != MODEL_VERSION:
             raise DataError(f"step-cost parameters are version {d.get('version')!r}, this code "
                             f"expects {MODEL_VERSION!r}: refit with routerwise.serving.stepcost.fit()")
@@ -681,7 +681,7 @@ class StepTimes:
 
     @classmethod
     def constant(cls, prefill_ms: float, decode_ms: float, max_batched_tokens: int = 8192,
-                 max_seqs: int = 256) -> "StepTimes":
+                 max_seqs: int = 256) -> StepTimes:
         """Every prefill takes ``prefill_ms`` and every decode step ``decode_ms`` (modelled)."""
         pre = np.full(max_batched_tokens + 1, float(prefill_ms))
         dec = np.full(max_seqs + 1, float(decode_ms))
