@@ -56,9 +56,11 @@ notebooks: install  ## nbval: re-run the committed notebooks and compare their o
 	  $(BIN)/python -m pytest --nbval notebooks --nbval-sanitize-with notebooks/nbval_sanitize.cfg \
 	  --nbval-current-env -p no:cacheprovider -q
 
-bench: install  ## print the benchmarks: solvers, scale, routing, plans, latency validation, simulator, step costs, predictor
+bench: install  ## print the benchmarks: solvers, scale, mixed GPUs, sweeps, routing, plans, latency validation, simulator, step costs, predictor
 	$(BIN)/python benchmarks/bench_solvers.py --quick
 	$(BIN)/python benchmarks/bench_scale.py --sizes 4x4 6x8
+	$(BIN)/python benchmarks/bench_mixed.py --quick
+	$(BIN)/python benchmarks/bench_sweeps.py --synthetic
 	$(BIN)/python benchmarks/bench_routing.py
 	$(BIN)/python benchmarks/bench_plans.py
 	$(BIN)/python benchmarks/bench_latency_validation.py
