@@ -7,9 +7,10 @@ A notebook's ``parameters`` cell declares each parameter with its type and a hel
 ``papermill --help-notebook`` lists these with their types (papermill skips a line that holds
 two ``=``, so help texts avoid the sign). The first code cell after it calls :func:`check`::
 
-    params.check(globals(), num_gpus=params.Range(1, 64, integer=True), space=params.OneOf("paper", "ours"))
+    _ = params.check(globals(), num_gpus=params.Range(1, 64, integer=True), space=params.OneOf("paper", "ours"))
 
-which validates every declared parameter against its annotation (``int``, ``float``, ``str``,
+(assign the result, ``_ = params.check(...)``: nbval does not honour a trailing ``;``) which
+validates every declared parameter against its annotation (``int``, ``float``, ``str``,
 ``bool``, ``list[int]``, ``list[float]``, ``list[str]``; an int passes for a float; lists must
 not be empty) and the given constraint (applied to each element of a list), and raises one
 :class:`~routerwise.errors.ValidationError` naming the parameter, its type, the allowed values
