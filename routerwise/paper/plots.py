@@ -316,7 +316,7 @@ def cost_frontier(frontier: pd.DataFrame, *, unlimited_capacity_score: float | N
                   quality_floor: float | None = None, gpu: str = "GPUs", title: str = ""):
     """Score vs cluster size: the optimum, each baseline at the same size, the Pareto-optimal
     sizes circled; sizes where no plan exists are marked on the axis, not dropped."""
-    fig, axes = style.figure(1, 1, width="column", height_in=3.0)
+    fig, axes = style.figure(1, 1, width="column", height_in=3.6)
     ax = axes[0][0]
     x = frontier["num_gpus"].to_numpy()
     ax.plot(x, frontier["score"], "o-", color=style.PALETTE[0], label="RouterWise optimum")
@@ -329,17 +329,17 @@ def cost_frontier(frontier: pd.DataFrame, *, unlimited_capacity_score: float | N
     none = frontier[frontier["score"].isna()]
     if len(none):
         ax.scatter(none["num_gpus"], np.zeros(len(none)), transform=ax.get_xaxis_transform(),
-                   clip_on=False, label=f"no plan at this size ({len(none)})", **MARKS["infeasible"])
+                   clip_on=False, label="no plan at this size", **MARKS["infeasible"])
     if unlimited_capacity_score is not None:
         ax.axhline(unlimited_capacity_score, color="grey", lw=0.8, ls=":",
-                   label="unlimited capacity (every prompt to its best model)")
+                   label="unlimited capacity")
     if quality_floor is not None:
         ax.axhline(quality_floor, color=style.PALETTE[5], lw=0.8, ls="-.", label="quality floor")
     ax.set_xticks(x)
     ax.set_xlabel(f"cluster size ({gpu})")
     ax.set_ylabel("mean predicted score")
     ax.set_title(title or "quality bought by each extra GPU")
-    style.legend_below(ax, ncol=2)
+    style.legend_below(fig, ncol=2)
     return fig
 
 
