@@ -451,7 +451,8 @@ def _notes(problem: Problem, method: str) -> tuple[str, ...]:
     if problem.space.rho_min > 0:
         out.append(f"rho_min = {problem.space.rho_min:g}: every setup must allocate at least "
                    f"{problem.space.rho_min:g} x G GPUs of compute, so more GPUs can lower the "
-                   f"optimum; every size was tried, not inferred")
+                   f"optimum; no size is judged from its neighbours (each one before the "
+                   f"cheapest was solved or bounded)")
     if method not in _PROVING_METHODS:
         out.append(f"method {method!r} is a heuristic: a cluster it rejects might still meet "
                    f"the targets with an exact method")
