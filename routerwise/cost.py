@@ -498,8 +498,9 @@ def _frontier_cluster(problem: Problem, item) -> Cluster:
 
 def pareto_frontier(problem: Problem, num_gpus: Iterable = range(1, 9), *, baselines: bool = True,
                     prices: GpuPrices | None = None, method: str = "exact",
-                    **solve_options) -> pd.DataFrame:
-    """The quality-vs-cost frontier: one row per cluster size (or given Cluster), cheapest first.
+                    progress: bool = False, **solve_options) -> pd.DataFrame:
+    """The quality-vs-cost frontier: one row per cluster size (or given Cluster), cheapest first
+    (``progress``: a bar over the sizes).
 
     Columns: ``num_gpus``, ``cost`` (GPUs, or $/hour with ``prices``), ``status`` (the
     solver's, or ``undeployable`` when a model cannot be placed at that size), ``score``,
@@ -524,7 +525,8 @@ def pareto_frontier(problem: Problem, num_gpus: Iterable = range(1, 9), *, basel
             prices.check_covers(t.name for t, _ in cluster_pools(c))
     from .optimize.baselines import BASELINES, run_baselines
     rows = []
-    for c in clusters:
+    from .settings import progress_bar
+    for c in progress_bar(clusters, desc="cluster sizes", unit="size", disable=not progress):
         row = {"num_gpus": c.num_gpus,
                "gpus": " + ".join(f"{n} x {t.name}" for t, n in cluster_pools(c)),
                "cost": cluster_cost(c, prices), "status": "undeployable", "score": np.nan,
