@@ -87,19 +87,21 @@ def _fail_on_two(x):
 
 def test_results_come_in_task_order_not_completion_order():
     import threading
-    last_done = threading.Event()
+    accepted_last = threading.Event()
 
-    def square(x):  # the first task finishes only after the last one
+    def square(x):  # the first task finishes only after the last one's result was accepted
         if x == 0:
-            assert last_done.wait(10)
-        if x == 3:
-            last_done.set()
+            assert accepted_last.wait(10)
         return x * x
+
+    def accept(i, r):
+        order.append(i)
+        if i == 3:
+            accepted_last.set()
 
     order = []
     with cf.ThreadPoolExecutor(4) as pool:
-        out = map_tasks(square, [0, 1, 2, 3], executor=pool,
-                        on_result=lambda i, r: order.append(i))
+        out = map_tasks(square, [0, 1, 2, 3], executor=pool, on_result=accept)
     assert out == [0, 1, 4, 9]
     assert sorted(order) == [0, 1, 2, 3] and order.index(3) < order.index(0)
 

@@ -401,7 +401,7 @@ def validate(runs: list[mr.MeasuredRun] | None = None, profile: str = "vllm-v1",
     tasks = [(k, runs, profile, params, split, max_nfev) for k in range(len(runs))]
     out = map_tasks(_validate_run, tasks, executor=executor, workers=workers,
                     checkpoint=checkpoint, salt=f"latency-validation {profile} {split}",
-                    progress=progress, desc=f"runs ({split})")
+                    progress=progress, desc="held-out runs")
     levels, sats, cals = [], [], []
     for lv, info, cal in out:
         levels.append(lv)
