@@ -300,14 +300,19 @@ def _gpu_type(name: str, mem_gb, origin: str) -> GPUType:
                           f"{sorted(GPUS)}; give mem_gb for a custom GPU type")
 
 
+def _check_latency_choice(lat: dict, origin: str) -> None:
+    """[latency] names exactly one source: a curve table or the simulator."""
+    if bool(lat.get("simulate", False)) == ("table" in lat):
+        raise ValidationError(f"{origin}: [latency] needs exactly one of table = \"curves.csv\" "
+                              f"or simulate = true")
+
+
 def _mixed_profiles(lat: dict, archs, names, cluster: Cluster, space: SetupSpace,
                     qm: QualityMatrix, base_dir: Path, origin: str,
                     metric: str) -> tuple[LatencyProfiles, str]:
     """Curves naming their GPU type, for every type of a mixed cluster."""
     types = [t.name for t in cluster.gpu_types]
-    if bool(lat.get("simulate", False)) == ("table" in lat):
-        raise ValidationError(f"{origin}: [latency] needs exactly one of table = \"curves.csv\" "
-                              f"or simulate = true")
+    _check_latency_choice(lat, origin)
     if "table" in lat:
         p = _path(base_dir, lat["table"], "latency.table", origin)
         table = latency_table.read_table(p)
@@ -325,9 +330,7 @@ def _mixed_profiles(lat: dict, archs, names, cluster: Cluster, space: SetupSpace
 
 def _profiles(lat: dict, archs, names, gpu_name: str, space: SetupSpace, qm: QualityMatrix,
               base_dir: Path, origin: str, metric: str) -> tuple[LatencyProfiles, str]:
-    if bool(lat.get("simulate", False)) == ("table" in lat):
-        raise ValidationError(f"{origin}: [latency] needs exactly one of table = \"curves.csv\" "
-                              f"or simulate = true")
+    _check_latency_choice(lat, origin)
     if "table" in lat:
         p = _path(base_dir, lat["table"], "latency.table", origin)
         table = latency_table.read_table(p)
