@@ -142,6 +142,9 @@ def _edit_problem(tmp_path, old: str, new: str) -> Path:
     ('architecture = "llama-3.3-70b-instruct"', 'architecture = "llama-99b"', ValidationError,
      "no architecture 'llama-99b'"),
     ("[slo]", "[slo\n", DataError, "not valid TOML"),
+    ('table = "curves.csv"', 'table = "curves.csv"\nsimulate = true', ValidationError,
+     "needs exactly one of table"),
+    ('table = "curves.csv"', 'simulate = false', ValidationError, "needs exactly one of table"),
 ])
 def test_problem_file_errors(tmp_path, old, new, err, match):
     with pytest.raises(err, match=match):
