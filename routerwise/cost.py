@@ -43,7 +43,7 @@ import pandas as pd
 
 from .errors import RouterWiseError, ValidationError
 from .optimize.solution import Solution
-from .problem import Cluster, GPUType, Problem
+from .problem import Cluster, GPUType, Problem, as_pairs
 from .solve import solve
 
 __all__ = ["DEFAULT_MAX_GPUS", "SCORE_ATOL", "TRIAL_STATUSES", "GpuPrices",
@@ -81,11 +81,8 @@ class GpuPrices:
 
     def __post_init__(self):
         raw = self.usd_per_hour
-        try:
-            items = list(raw.items()) if isinstance(raw, Mapping) else [tuple(p) for p in raw]
-        except TypeError as e:
-            raise ValidationError(f"GpuPrices needs {{gpu type: $/hour}} or ((type, $/hour), "
-                                  f"...); got {raw!r}") from e
+        items = as_pairs(raw, f"GpuPrices needs {{gpu type: $/hour}} or ((type, $/hour), "
+                              f"...); got {raw!r}")
         if not items:
             raise ValidationError("GpuPrices is empty: give a $/hour price for every GPU type "
                                   "of the cluster")

@@ -35,7 +35,7 @@ import numpy as np
 
 from .errors import ValidationError
 
-__all__ = ["LATENCY_METRICS", "CURVE_SOURCES", "LOAD_RTOL", "beyond_range", "ModelSpec", "GPUType",
+__all__ = ["as_pairs", "LATENCY_METRICS", "CURVE_SOURCES", "LOAD_RTOL", "beyond_range", "ModelSpec", "GPUType",
            "Cluster", "ModelSetup", "SystemSetup", "LatencyCurve", "LatencyProfiles", "SLO",
            "Workload", "SetupSpace", "Problem", "curves_from_points"]
 
@@ -61,6 +61,15 @@ def beyond_range(load, end_load) -> np.ndarray:
 def _is_real(x) -> bool:
     """A real number (Python or numpy scalar, not bool): np.int64 and np.float32 count."""
     return isinstance(x, numbers.Real) and not isinstance(x, (bool, np.bool_))
+
+
+def as_pairs(raw, error: str) -> list[tuple]:
+    """``raw`` as a list of tuples: a mapping's items, or the entries of a sequence of pairs;
+    ``ValidationError(error)`` when it is neither. Callers check each entry's length and types."""
+    try:
+        return list(raw.items()) if isinstance(raw, Mapping) else [tuple(p) for p in raw]
+    except TypeError as e:
+        raise ValidationError(error) from e
 
 
 def _as_int(x, what: str) -> int:
@@ -97,11 +106,8 @@ class ModelSpec:
                                   f"billions, got {self.params_b!r}")
         object.__setattr__(self, "params_b", float(self.params_b))
         raw = self.shard_mem_gb
-        try:
-            items = list(raw.items()) if isinstance(raw, Mapping) else [tuple(p) for p in raw]
-        except TypeError as e:
-            raise ValidationError(f"model {self.name!r}: shard_mem_gb must map tp to GB, as a "
-                                  f"dict or ((tp, gb), ...); got {raw!r}") from e
+        items = as_pairs(raw, f"model {self.name!r}: shard_mem_gb must map tp to GB, as a "
+                              f"dict or ((tp, gb), ...); got {raw!r}")
         if any(len(p) != 2 for p in items):
             raise ValidationError(f"model {self.name!r}: shard_mem_gb entries must be (tp, gb) "
                                   f"pairs; got {raw!r}")
@@ -247,12 +253,7 @@ class Cluster:
 
 def _check_pools(pools) -> tuple:
     """Pools as ((GPUType, int >= 1), ...) with distinct type names, or a ValidationError."""
-    if isinstance(pools, Mapping):
-        pools = list(pools.items())
-    try:
-        items = [tuple(p) for p in pools]
-    except TypeError as e:
-        raise ValidationError(f"Cluster pools must be [(GPUType, count), ...], got {pools!r}") from e
+    items = as_pairs(pools, f"Cluster pools must be [(GPUType, count), ...], got {pools!r}")
     if not items:
         raise ValidationError("a cluster needs at least one pool of GPUs")
     out = []
