@@ -35,10 +35,20 @@ by the digest of the lengths, so a repeated mix costs nothing.
 
 Stopping rule and termination
 -----------------------------
-A plan is *verified* when its replay meets the SLO and its predicted latency is within
-``gap_rtol`` (default 10%) of the replayed one. The loop stops at the first of
+A plan is *verified* when its replays meet the SLO and its predicted latency is within
+``gap_rtol`` (default 10%) of the mean replayed one. One replay is one noisy draw (a plan
+whose replay at one seed meets a 120 ms SLO can miss it at other seeds), so "meets the SLO" is
+a statistical statement: ``replays`` (default 8) independent replays, seeds derived from the
+base seed, and a one-sided normal tolerance bound on the replays' values (with ``confidence``,
+default 95%, at least a ``confidence`` fraction of fresh replays fall below it) must be within
+the SLO (:func:`replay_record`). It bounds fresh replays, not only the mean, because a fresh
+replay missing the SLO is what "verified" must make rare: at most 1 - ``confidence`` of them
+(``benchmarks/bench_plans.py --fresh-seeds`` measures it). The first replay screens a
+round's plan: the other replays run only when it passes. The loop stops at the first of
 
-1. a verified plan (consistent with its own traffic);
+1. a verified plan (consistent with its own traffic; a round whose plan spends the whole
+   budget but replays above the SLO, or its upper bound does, plans the next round to a
+   tighter target, recorded as ``planning_slo_ms`` beside the user's SLO);
 2. a fixed point: every routed model's option was already profiled with exactly the mix the
    plan routes it (re-profiling would reproduce the same curves and the same plan);
 3. ``max_rounds`` re-profiling rounds (default 30; a round re-profiles at most M curves,
@@ -46,10 +56,11 @@ A plan is *verified* when its replay meets the SLO and its predicted latency is 
    verify needed 25 rounds).
 
 So it performs at most ``max_rounds + len(headroom ladder)`` solves and at most
-``max_rounds + 1`` replays: it terminates by construction
+``max_rounds + 1`` replay checks (each at most ``replays`` replays): it terminates by construction
 (the number of rounds is bounded; monotone convergence is NOT claimed: a new mix can move the
 optimum to another setup). The result is the best-scoring verified plan seen in any round,
-or, if none verified, the plan whose replayed SLO value exceeds the SLO by the least, with
+or, if none verified, the plan whose replayed SLO value (its upper bound when replayed more
+than once) exceeds the SLO by the least, with
 ``verified = False`` (never an unverified plan labelled as verified).
 
 Headroom (``routerwise.optimize.headroom``, default 0.8 of each curve's saturation-free range) is
@@ -67,6 +78,7 @@ its SLO. All latencies here are **simulated** (discrete-event simulator on fitte
 from __future__ import annotations
 
 import hashlib
+import math
 import time
 from dataclasses import dataclass, field, replace
 from collections.abc import Callable, Mapping
@@ -82,10 +94,14 @@ from .optimize.solution import Solution
 
 __all__ = ["DEFAULT_HEADROOM_LADDER", "p99_metric", "ConsistentPlan", "replay_record", "plan_consistently",
            "reprofile_model",
-           "profile_set", "transfer_curve", "DEFAULT_GAP_RTOL", "DEFAULT_MAX_ROUNDS"]
+           "profile_set", "transfer_curve", "DEFAULT_GAP_RTOL", "DEFAULT_MAX_ROUNDS",
+           "DEFAULT_REPLAYS", "DEFAULT_CONFIDENCE", "slo_check_text"]
 
 DEFAULT_GAP_RTOL = 0.10
 DEFAULT_MAX_ROUNDS = 30
+# A plan is verified by this many independent replays at this confidence (module docstring).
+DEFAULT_REPLAYS = 8
+DEFAULT_CONFIDENCE = 0.95
 # Headroom levels, most headroom first: the next is used only when no plan fits the current one.
 DEFAULT_HEADROOM_LADDER = (DEFAULT_LOAD_FRACTION, 0.85, 0.9, 0.95)
 
@@ -98,53 +114,124 @@ def p99_metric(metric: str) -> str:
 
 def replay_record(problem: Problem, solution: Solution, qm, *,
                   p99_profiles: LatencyProfiles | None = None, num_requests: int = 4000,
-                  seed: int = 12345, archs: Mapping[str, Architecture] | None = None) -> dict:
+                  seed: int = 12345, archs: Mapping[str, Architecture] | None = None,
+                  replays: int = 1, confidence: float = DEFAULT_CONFIDENCE,
+                  screen: Callable[[dict], bool] | None = None) -> dict:
     """Replay ``solution`` in the simulator with the prompts it routes; one record.
 
     ``qm``: the QualityMatrix the workload's prompts come from (token counts). ``p99_profiles``:
     p99 curves matching the plan's curves (same options), for the predicted p99 per model; the
     overall predicted p99 is the largest per-model one, an upper bound on the mixture's p99
     (its tail mass is the w-weighted mean of the models' tail masses).
+
+    ``replays`` independent replays (seeds ``routerwise.replay.replay_seeds(seed, replays)``)
+    make the SLO check a statistical statement: with two or more, ``slo_met`` means that no
+    replay saturated and ``replayed_upper_ms``, the one-sided normal tolerance bound
+    mean + k * sd of the replays' SLO values (k from the noncentral Student-t, the bound
+    that with ``confidence`` covers a ``confidence`` fraction of fresh replays), is within
+    the SLO: with 95% confidence, at most 5% of fresh replays of the plan miss the SLO (the
+    default). A bound on the mean alone would let a plan whose mean sits just below the SLO
+    pass while a third of fresh replays miss it. With one replay ``slo_met`` is that one
+    draw's check.
+    ``screen(record of the first replay) -> bool``: run the other replays only when it is
+    True (a plan whose first replay already fails costs one replay).
+
     Keys: ``slo_ms``, ``metric``, ``aggregate``, ``predicted_ms`` (the plan's L),
-    ``replayed_ms`` (the replayed value of the SLO's metric and aggregate),
-    ``replayed_mean_ms`` / ``replayed_p99_ms`` (pooled requests), ``predicted_p99_ms``,
-    ``rel_gap_pct`` = 100 (predicted - replayed) / replayed, ``slo_met``, ``per_model``.
+    ``replayed_ms`` (the replayed value of the SLO's metric and aggregate, mean over replays),
+    ``replayed_mean_ms`` / ``replayed_p99_ms`` (pooled requests, mean over replays),
+    ``predicted_p99_ms``, ``rel_gap_pct`` = 100 (predicted - replayed) / replayed, ``slo_met``,
+    ``replays``, ``replay_seeds``, ``replayed_ms_per_replay``, ``replayed_sd_ms``,
+    ``confidence``, ``replayed_upper_ms`` (the last two None with one replay), ``per_model``
+    (per-model values averaged over replays; ``saturated`` if any replay saturated).
     ``archs`` maps model names to architectures (default: the registered ones).
     """
-    from .replay import replay_plan, routed_pool
+    from .replay import replay_plan, replay_seeds, routed_pool
     if not solution.feasible:
         raise ValidationError("cannot replay an infeasible plan: it routes nothing")
-    rep = replay_plan(problem, solution, qm, num_requests=num_requests, seed=seed,
-                      lengths=routed_pool(problem, solution, qm), archs=archs)
+    if int(replays) < 1:
+        raise ValidationError(f"replays must be >= 1, got {replays}")
+    if not 0.5 <= confidence < 1:
+        raise ValidationError(f"confidence must be in [0.5, 1) (0.95 = 95%), got {confidence}")
+    lengths = routed_pool(problem, solution, qm)
+    seeds = replay_seeds(seed, replays)
+
+    def draw(s):
+        return replay_plan(problem, solution, qm, num_requests=num_requests, seed=s,
+                           lengths=lengths, archs=archs)
+
+    draws = [draw(seeds[0])]
+    if len(seeds) > 1:
+        if screen is None or screen(_record(problem, solution, draws, seeds[:1], p99_profiles,
+                                            num_requests, confidence)):
+            draws += [draw(s) for s in seeds[1:]]
+    return _record(problem, solution, draws, seeds[:len(draws)], p99_profiles, num_requests,
+                   confidence)
+
+
+def _record(problem: Problem, solution: Solution, draws, seeds, p99_profiles, num_requests,
+            confidence) -> dict:
+    """The replay record of one or more replays (``draws``) of a plan."""
+    from scipy import stats
     p99m = p99_metric(problem.slo.metric)
+    tau = problem.slo.latency_ms
+    frames = [d.per_model for d in draws]
     rows = []
-    for r in rep.per_model.to_dict("records"):
+    for j, r in enumerate(frames[0].to_dict("records")):
         i = problem.model_names.index(r["model"])
         s = solution.setup.per_model[i]
         c99 = p99_profiles.get(r["model"], s.tp, s.compute_tenths, s.gpu) if p99_profiles else None
         rows.append({"model": r["model"], "setup": r["setup"], "fraction": r["fraction"],
                      "load_rps": r["load_rps"], "predicted_ms": r["predicted_ms"],
-                     "replayed_ms": r["simulated_ms"],
+                     "replayed_ms": float(np.mean([f["simulated_ms"].iloc[j] for f in frames])),
                      "predicted_p99_ms": float(c99.latency_at(r["load_rps"])) if c99 else None,
-                     "replayed_p99_ms": r["simulated_p99_ms"], "saturated": bool(r["saturated"]),
+                     "replayed_p99_ms": float(np.mean([f["simulated_p99_ms"].iloc[j]
+                                                       for f in frames])),
+                     "saturated": any(bool(f["saturated"].iloc[j]) for f in frames),
                      "mean_prompt_tokens": r["mean_prompt_tokens"],
                      "mean_output_tokens": r["mean_output_tokens"]})
-    tau = problem.slo.latency_ms
     if problem.slo.aggregate == "mean":
-        replayed = rep.simulated_mean_ms
+        values = [d.simulated_mean_ms for d in draws]
     else:
-        replayed = max(r["replayed_ms"] for r in rows)
+        values = [float(f["simulated_ms"].max()) for f in frames]
+    n = len(values)
+    replayed = float(np.mean(values))
+    saturated = any(r["saturated"] for r in rows)
+    if n > 1:
+        sd = float(np.std(values, ddof=1))
+        # one-sided (confidence, confidence) normal tolerance factor (exact, noncentral t)
+        k = float(stats.nct.ppf(confidence, n - 1, stats.norm.ppf(confidence) * math.sqrt(n)))
+        upper = replayed + k / math.sqrt(n) * sd
+        slo_met = bool(upper <= tau and not saturated)
+    else:
+        sd = upper = None
+        slo_met = bool(replayed <= tau and not saturated)
     p99s = [r["predicted_p99_ms"] for r in rows if r["predicted_p99_ms"] is not None]
     pred = float(solution.latency_ms)
     return {"slo_ms": tau, "metric": problem.slo.metric, "aggregate": problem.slo.aggregate,
-            "predicted_ms": pred, "replayed_ms": float(replayed),
-            "replayed_mean_ms": rep.simulated_mean_ms, "replayed_p99_ms": rep.simulated_p99_ms,
+            "predicted_ms": pred, "replayed_ms": replayed,
+            "replayed_mean_ms": float(np.mean([d.simulated_mean_ms for d in draws])),
+            "replayed_p99_ms": float(np.mean([d.simulated_p99_ms for d in draws])),
             "predicted_p99_ms": float(max(p99s)) if len(p99s) == len(rows) else None,
             "p99_metric": p99m,
             "rel_gap_pct": 100.0 * (pred - replayed) / replayed if replayed > 0 else float("nan"),
-            "slo_met": bool(replayed <= tau and not any(r["saturated"] for r in rows)),
-            "simulated_requests_per_model": num_requests, "seed": seed,
+            "slo_met": slo_met, "replays": n, "replay_seeds": list(seeds),
+            "replayed_ms_per_replay": [float(v) for v in values], "replayed_sd_ms": sd,
+            "confidence": confidence if n > 1 else None, "replayed_upper_ms": upper,
+            "simulated_requests_per_model": num_requests, "seed": seeds[0],
             "per_model": rows, "kind": "simulated (replay) vs modelled (plan's curves)"}
+
+
+def slo_check_text(rec: dict) -> str:
+    """One line saying what a replay record's SLO check rests on."""
+    n = rec.get("replays", 1)
+    if n > 1 and rec.get("replayed_upper_ms") is not None:
+        c = 100 * rec["confidence"]
+        return (f"{n} replays: mean {rec['replayed_ms']:.1f} ms, upper bound "
+                f"{rec['replayed_upper_ms']:.1f} ms vs SLO {rec['slo_ms']:g} ms (with {c:g}% "
+                f"confidence at most {100 - c:.3g}% of fresh replays exceed the bound; normal "
+                f"tolerance bound)")
+    return (f"1 replay: {rec['replayed_ms']:.1f} ms vs SLO {rec['slo_ms']:g} ms (one draw, no "
+            f"confidence statement)")
 
 
 # ----------------------------------------------------------------------------- re-profiling
@@ -208,7 +295,11 @@ def _mix_digest(pt, ot) -> str:
 
 @dataclass(frozen=True)
 class ConsistentPlan:
-    """The chosen plan, the problem (curves) it is exact for, its replay, and every round."""
+    """The chosen plan, the problem (curves) it is exact for, its replay, and every round.
+
+    ``slo_ms`` is the user's SLO (what the replay is judged against); ``planning_slo_ms`` the
+    target the last solve planned to (``problem.slo``: below the SLO when a replay exceeded
+    it)."""
 
     solution: Solution
     problem: Problem
@@ -218,6 +309,11 @@ class ConsistentPlan:
     solve_time_s: float
     stop_reason: str
     notes: tuple[str, ...] = field(default_factory=tuple)
+    slo_ms: float = float("nan")
+
+    @property
+    def planning_slo_ms(self) -> float:
+        return float(self.problem.slo.latency_ms)
 
 
 def _verified(rec: dict, gap_rtol: float) -> bool:
@@ -227,6 +323,7 @@ def _verified(rec: dict, gap_rtol: float) -> bool:
 def plan_consistently(problem: Problem, qm, *, headroom=DEFAULT_HEADROOM_LADDER,
                       gap_rtol: float = DEFAULT_GAP_RTOL, max_rounds: int = DEFAULT_MAX_ROUNDS,
                       method: str = "exact", replay_requests: int = 4000, workers: int = 2,
+                      replays: int = DEFAULT_REPLAYS, confidence: float = DEFAULT_CONFIDENCE,
                       p99_profiles: LatencyProfiles | None = None,
                       reprofile: Callable | None = None, replay: Callable | None = None,
                       archs: Mapping[str, Architecture] | None = None,
@@ -238,7 +335,10 @@ def plan_consistently(problem: Problem, qm, *, headroom=DEFAULT_HEADROOM_LADDER,
     ot, problem) -> (curves of problem's metric, p99 curves)`` for that one option and
     ``replay(problem, solution, p99_profiles) -> record`` replace the simulator (tests inject
     small stand-ins). ``solve_options`` go to ``routerwise.solve`` (exact: price routing).
-    ``archs`` maps model names to architectures (default: the registered ones).
+    ``archs`` maps model names to architectures (default: the registered ones). ``replays``
+    and ``confidence``: the statistical replay check of the default replay
+    (:func:`replay_record`; a plan's first replay screens it, the others run only when it
+    passes).
     """
     from .solve import solve
     if problem.cluster.is_mixed:
@@ -249,6 +349,10 @@ def plan_consistently(problem: Problem, qm, *, headroom=DEFAULT_HEADROOM_LADDER,
         raise ValidationError(f"max_rounds must be >= 0, got {max_rounds}")
     if not 0 < gap_rtol:
         raise ValidationError(f"gap_rtol must be positive (0.10 = 10%), got {gap_rtol}")
+    if int(replays) < 1:
+        raise ValidationError(f"replays must be >= 1, got {replays}")
+    if not 0.5 <= confidence < 1:
+        raise ValidationError(f"confidence must be in [0.5, 1) (0.95 = 95%), got {confidence}")
     metric = problem.slo.metric
     gpu = problem.cluster.gpu.name
 
@@ -260,7 +364,8 @@ def plan_consistently(problem: Problem, qm, *, headroom=DEFAULT_HEADROOM_LADDER,
 
     def _replay(prob, sol, p99):
         return replay_record(prob, sol, qm, p99_profiles=p99, num_requests=replay_requests,
-                             archs=archs)
+                             archs=archs, replays=replays, confidence=confidence,
+                             screen=lambda first: _verified(first, gap_rtol))
 
     if method in ("exact", "auto"):
         # price-space routing: re-profiled curves are often non-convex, where the HiGHS LP
@@ -301,11 +406,16 @@ def plan_consistently(problem: Problem, qm, *, headroom=DEFAULT_HEADROOM_LADDER,
                        "score": sol.score, "predicted_ms": rec["predicted_ms"],
                        "replayed_ms": rec["replayed_ms"], "replayed_p99_ms": rec["replayed_p99_ms"],
                        "rel_gap_pct": rec["rel_gap_pct"], "slo_met": rec["slo_met"],
+                       "replays": rec.get("replays", 1),
+                       "replayed_upper_ms": rec.get("replayed_upper_ms"),
                        "verified": ok, "options_reprofiled": len(profiled_mix)})
         cand = (sol, prob, rec, p99)
         if ok and (best is None or sol.score > best[0].score):
             best = cand
-        excess = rec["replayed_ms"] / tau
+        # judged by the upper bound when the record has one: a mean just below the SLO with a
+        # wide spread is as much a miss as a mean above it
+        worst = rec.get("replayed_upper_ms") or rec["replayed_ms"]
+        excess = worst / tau
         if fallback is None or excess < fallback[0]:
             fallback = (excess, cand)
         if ok:
@@ -323,8 +433,8 @@ def plan_consistently(problem: Problem, qm, *, headroom=DEFAULT_HEADROOM_LADDER,
         # A plan that spends the whole budget replays above it by the model's remaining error:
         # plan the next round to tau * tau / replayed (1% below), never loosening the target.
         tightened = False
-        if not rec["slo_met"] and rec["replayed_ms"] > tau and sol.latency_ms >= 0.99 * tau_plan:
-            tau_plan, tightened = min(tau_plan, 0.99 * tau_plan * tau / rec["replayed_ms"]), True
+        if not rec["slo_met"] and worst > tau and sol.latency_ms >= 0.99 * tau_plan:
+            tau_plan, tightened = min(tau_plan, 0.99 * tau_plan * tau / worst), True
         if not todo and not tightened:
             stop = "fixed_point"
             break
@@ -355,12 +465,14 @@ def plan_consistently(problem: Problem, qm, *, headroom=DEFAULT_HEADROOM_LADDER,
     verified = best is not None
     if not verified and fallback is None:     # round 0 infeasible: nothing to replay
         return ConsistentPlan(sol, prob, None, False, pd.DataFrame(rounds),
-                              time.perf_counter() - t0, stop, ())
+                              time.perf_counter() - t0, stop, (), tau)
     sol, prob, rec, _ = best if verified else fallback[1]
+    check = f"; {slo_check_text(rec)}" if "replayed_ms" in rec and "slo_ms" in rec else ""
     note = (f"consistency: {len(rounds)} round(s), stop: {stop}; plan "
             f"{'verified' if verified else 'NOT verified'} by replay (|gap| <= "
-            f"{100 * gap_rtol:g}% and SLO met); curves of routed models re-profiled with the "
-            f"lengths routed to them (simulated)")
+            f"{100 * gap_rtol:g}% and SLO met{check}); planned to {prob.slo.latency_ms:.4g} ms "
+            f"for the SLO of {tau:g} ms; curves of routed models re-profiled with the lengths "
+            f"routed to them (simulated)")
     sol = replace(sol, notes=sol.notes + (note,))
     return ConsistentPlan(sol, prob, rec, verified, pd.DataFrame(rounds),
-                          time.perf_counter() - t0, stop, (note,))
+                          time.perf_counter() - t0, stop, (note,), tau)

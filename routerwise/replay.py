@@ -34,7 +34,12 @@ from .serving.simulator import poisson_requests
 from .optimize.solution import Solution
 from .serving.stepcost import fit, replica_step_times
 
-__all__ = ["Replay", "routed_lengths", "routed_pool", "replay_plan"]
+__all__ = ["Replay", "routed_lengths", "routed_pool", "replay_plan", "replay_seeds",
+           "SEED_STRIDE"]
+
+# Replay r of a plan uses base seed + SEED_STRIDE * r, and model i within it + i more: the
+# streams of two replays never share a seed while a plan routes fewer models than the stride.
+SEED_STRIDE = 1000
 
 
 @dataclass(frozen=True)
@@ -79,6 +84,12 @@ def routed_pool(problem: Problem, solution: Solution, qm, copies: int = 4
         idx = np.repeat(np.arange(reps.size), reps)
         out[i] = (qm.prompt_tokens[idx, i], qm.completion_tokens[idx, i])
     return out
+
+
+def replay_seeds(seed: int, replays: int) -> list[int]:
+    """The base seeds of ``replays`` independent replays, derived from ``seed`` (the first is
+    ``seed`` itself, so one replay is the replay :func:`replay_plan` makes with ``seed``)."""
+    return [int(seed) + SEED_STRIDE * r for r in range(int(replays))]
 
 
 def replay_plan(problem: Problem, solution: Solution, qm, *, num_requests: int = 4000,
