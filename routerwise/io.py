@@ -11,12 +11,14 @@ import contextlib
 import hashlib
 import json
 import os
+import math
 import tempfile
+import warnings
 from pathlib import Path
 from collections.abc import Callable, Iterator
 
 __all__ = ["atomic_path", "atomic_write", "atomic_write_with", "write_json", "sha256_file",
-           "read_csv_checked"]
+           "read_csv_checked", "json_safe", "cache_write"]
 
 
 @contextlib.contextmanager
@@ -67,6 +69,47 @@ def _jsonable(o):
     if isinstance(o, Path):
         return str(o)
     raise TypeError(f"not JSON serializable: {type(o).__name__}")
+
+
+def json_safe(obj):
+    """``obj`` with every NaN or infinite float (also inside dicts, lists, tuples and numpy
+    values) replaced by None, so that ``json.dumps(..., allow_nan=False)`` writes strict JSON
+    (``NaN`` and ``Infinity`` are not JSON: ``JSON.parse`` rejects them)."""
+    if isinstance(obj, dict):
+        return {k: json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [json_safe(v) for v in obj]
+    if hasattr(obj, "tolist") and not isinstance(obj, (str, bytes)):   # numpy scalar/array
+        return json_safe(obj.tolist())
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    return obj
+
+
+# Cache folders already reported unwritable in this process: one warning each, not one per file.
+_UNWRITABLE_CACHES: set[str] = set()
+
+
+def cache_write(cache_root: str | os.PathLike, write: Callable[[], object]) -> bool:
+    """Run ``write()`` (it writes one or more files under ``cache_root``), best effort.
+
+    A cache only saves recomputation, so a read-only, full or otherwise unwritable cache
+    folder must not cost the result being computed: an ``OSError`` is caught, the first one
+    per folder warns (``RuntimeWarning``: what failed and how to fix it), and False is
+    returned; the caller keeps what it computed in memory."""
+    try:
+        write()
+        return True
+    except OSError as e:
+        root = str(cache_root)
+        if root not in _UNWRITABLE_CACHES:
+            _UNWRITABLE_CACHES.add(root)
+            warnings.warn(f"cannot write to the cache folder {root} ({e.strerror or e}"
+                          f"{': ' + str(e.filename) if e.filename else ''}); results are "
+                          f"computed but not cached, so the next run computes them again. "
+                          f"Point ROUTERWISE_CACHE_DIR at a writable folder with free space "
+                          f"to cache them", RuntimeWarning, stacklevel=2)
+        return False
 
 
 def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:

@@ -46,6 +46,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import io
 import json
 import math
 import warnings
@@ -61,7 +62,7 @@ from .. import settings
 from .compute_share import DEFAULT as DEFAULT_SHARE
 from .compute_share import ComputeShareModel
 from ..errors import DataError, ValidationError
-from ..io import atomic_write, atomic_write_with, sha256_file, write_json
+from ..io import atomic_write, atomic_write_with, cache_write, sha256_file, write_json
 from ..parallel import map_tasks
 from .memory import DEFAULT as DEFAULT_MEMORY
 from .memory import MemoryAssumptions, fits, shard_memory_gb
@@ -281,7 +282,7 @@ def _write_chunk(chunk: Path, df: pd.DataFrame) -> None:
     atomic_write(_checksum_path(chunk), sha256_file(chunk) + "\n")
 
 
-def _chunk_ok(chunk: Path) -> bool:
+def _chunk_ok(chunk: Path, cache: Path | None = None) -> bool:
     """True when ``chunk`` is a finished, intact curve (see the module notes on integrity)."""
     if not chunk.is_file():
         return False
@@ -295,7 +296,7 @@ def _chunk_ok(chunk: Path) -> bool:
         return False
     if len(df) != len(LOAD_FRACTIONS):
         return False
-    atomic_write(side, sha256_file(chunk) + "\n")
+    cache_write(cache or chunk.parent, lambda: atomic_write(side, sha256_file(chunk) + "\n"))
     return True
 
 
@@ -428,18 +429,19 @@ def build_profile_table(models: Sequence = DEFAULT_MODELS, gpu: str = "A100-80GB
     tps = tuple(sorted(set(int(t) for t in tp_degrees)))
     key = _grid_hash(archs, gpu, tps, tenths, lengths, options, params, share_model,
                      measured_steps)
-    root = (cache_dir or settings.cache_dir()) / "profiles" / key
+    cache = cache_dir or settings.cache_dir()
+    root = cache / "profiles" / key
     table_path, manifest_path = root / "table.csv", root / "manifest.json"
     curves, skipped = plan_curves(tuple(archs.values()), gpu, tps, tenths, options.memory)
     cached = _cached(root, key)
     if cached is not None:
         return cached
-    with _locked(root):
+    with _locked(root, cache):
         cached = _cached(root, key)  # another process may have built it while we waited
         if cached is not None:
             return cached
         chunks = root / "chunks"
-        pending = [c for c in curves if not _chunk_ok(chunks / c.chunk_name)]
+        pending = [c for c in curves if not _chunk_ok(chunks / c.chunk_name, cache)]
         pj = params.to_json()
         tasks = []
         for c in pending:
@@ -448,21 +450,25 @@ def build_profile_table(models: Sequence = DEFAULT_MODELS, gpu: str = "A100-80GB
                           _provenance(c, lengths[c.model], options, params, share_model,
                                       measured),
                           chunks / c.chunk_name, archs[c.model]))
-        _run(tasks, workers, progress, total=len(curves), done=len(curves) - len(pending),
-             executor=executor)
-        parts = [pd.read_csv(chunks / c.chunk_name) for c in curves]
+        # chunks the cache could not take come back as CSV text: read the same way as a file
+        unwritten = _run(tasks, workers, progress, total=len(curves),
+                         done=len(curves) - len(pending), executor=executor, cache=cache)
+        parts = [pd.read_csv(io.StringIO(unwritten[p]) if p in unwritten else p)
+                 for p in (chunks / c.chunk_name for c in curves)]
         df = normalize(pd.concat(parts, ignore_index=True)) if parts else normalize(
             pd.DataFrame({c: [] for c in ("model", "gpu", "tp", "compute_share", "load_rps",
                                           "saturated", "source")}))
-        atomic_write_with(table_path, lambda tmp: df.to_csv(tmp, index=False))
-        write_json(manifest_path, {"version": GRID_VERSION, "key": key, "models": list(models),
-                                   "gpu": gpu, "tp_degrees": list(tps),
-                                   "compute_tenths": list(tenths), "curves": len(curves),
-                                   "skipped": skipped, "step_cost": params.label(),
-                                   "step_cost_inputs": fit_provenance().splitlines(),
-                                   "options": repr(options),
-                                   "table_sha256": sha256_file(table_path),
-                                   "table_rows": int(len(df))})
+
+        def save() -> None:
+            atomic_write_with(table_path, lambda tmp: df.to_csv(tmp, index=False))
+            write_json(manifest_path, {
+                "version": GRID_VERSION, "key": key, "models": list(models), "gpu": gpu,
+                "tp_degrees": list(tps), "compute_tenths": list(tenths), "curves": len(curves),
+                "skipped": skipped, "step_cost": params.label(),
+                "step_cost_inputs": fit_provenance().splitlines(), "options": repr(options),
+                "table_sha256": sha256_file(table_path), "table_rows": int(len(df))})
+
+        cache_write(cache, save)
     df.attrs["skipped"] = skipped
     return df
 
@@ -529,21 +535,32 @@ def _cached(root: Path, key: str) -> pd.DataFrame | None:
     except DataError as e:
         warnings.warn(f"{e}. Rebuilding it from its chunks.", RuntimeWarning, stacklevel=3)
         for p in (manifest_path, table_path):
-            with contextlib.suppress(FileNotFoundError):
+            with contextlib.suppress(OSError):   # absent, or a read-only cache: rebuilt anyway
                 p.unlink()
         return None
 
 
 @contextlib.contextmanager
-def _locked(root: Path):
-    """Hold an exclusive lock on ``root/.lock`` (one builder per grid at a time)."""
-    root.mkdir(parents=True, exist_ok=True)
+def _locked(root: Path, cache: Path | None = None):
+    """Hold an exclusive lock on ``root/.lock`` (one builder per grid at a time); without one
+    when the cache folder cannot take the lock file (read-only, full: nothing is written
+    there either, so there is nothing to serialize)."""
     try:
         import fcntl
     except ImportError:  # pragma: no cover - not POSIX: atomic renames only
         yield
         return
-    with open(root / ".lock", "a+") as fh:
+    fh = None
+
+    def open_lock() -> None:
+        nonlocal fh
+        root.mkdir(parents=True, exist_ok=True)
+        fh = open(root / ".lock", "a+")
+
+    if not cache_write(cache or root, open_lock):
+        yield
+        return
+    with fh:
         fcntl.flock(fh, fcntl.LOCK_EX)
         try:
             yield
@@ -572,16 +589,21 @@ def _provenance(c: _Curve, lengths: LengthSample, opts: GridOptions, params: Ste
             f"{opts.num_requests} requests/point, first {opts.warmup_fraction:.0%} warm-up")
 
 
-def _run(tasks, workers: int, progress: bool, total: int, done: int, executor=None) -> None:
+def _run(tasks, workers: int, progress: bool, total: int, done: int, executor=None,
+         cache: Path | None = None) -> dict[Path, str]:
     """Simulate ``tasks`` (on ``executor`` or ``workers`` local processes) and write each
-    curve's chunk here, as it arrives (task order is irrelevant: one chunk per curve)."""
+    curve's chunk here, as it arrives (task order is irrelevant: one chunk per curve).
+    Returns {chunk path: CSV text} for the chunks the cache could not take (best effort)."""
     from ..settings import progress_bar
 
     bar = progress_bar(total=total, initial=done, desc="latency profiles", unit="curve",
                        disable=not progress)
+    unwritten: dict[Path, str] = {}
 
     def write(i: int, df: pd.DataFrame) -> None:
-        _write_chunk(Path(tasks[i][8]), df)
+        chunk = Path(tasks[i][8])
+        if not cache_write(cache or chunk.parent, lambda: _write_chunk(chunk, df)):
+            unwritten[chunk] = df.to_csv(index=False)
         bar.update(1)
 
     try:
@@ -589,6 +611,7 @@ def _run(tasks, workers: int, progress: bool, total: int, done: int, executor=No
                   on_result=write, desc="latency profiles")
     finally:
         bar.close()
+    return unwritten
 
 
 def _run_task(task) -> pd.DataFrame:

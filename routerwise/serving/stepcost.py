@@ -88,7 +88,7 @@ from .compute_share import ComputeShareModel
 from ..data.registry import REGISTRY as DATA_REGISTRY
 from ..data.registry import fetch, provenance, source
 from ..errors import DataError, ValidationError
-from ..io import write_json
+from ..io import cache_write, write_json
 from .hardware import gpu_spec
 
 __all__ = ["MODEL_VERSION", "DTYPE_BYTES", "FAMILIES", "ENGINES", "E_A_PRIOR", "StepCostParams",
@@ -593,7 +593,7 @@ def fit(*, refit: bool = False) -> StepCostParams:
         except (ValueError, KeyError, DataError):
             pass  # unreadable or stale cache: refit below and overwrite it
     params = fit_params()
-    write_json(path, params.to_json())
+    cache_write(settings.cache_dir(), lambda: write_json(path, params.to_json()))
     return params
 
 
