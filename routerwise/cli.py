@@ -5,6 +5,7 @@
     routerwise solve --models 3 --gpus 4 --rate 25 --slo 600
                      [--method auto|exact|decomposition|dual-price|milp]
                      [--headroom 0.8] [--consistent] [--json PATH]
+                     [--replays 8] [--confidence 0.95]   replays behind the SLO check
     routerwise cost problem.toml --quality-floor 0.72 [--max-gpus 8] [--price TYPE=USD ...]
                     [--frontier] [--json PATH]    fewest GPUs (or lowest $/hour) meeting the SLO
                                                   and the floor; --frontier: quality vs GPUs
@@ -19,7 +20,14 @@ import sys
 from .errors import RouterWiseError, ValidationError
 from .io import write_json
 
-__all__ = ["main", "plan_record"]
+__all__ = ["main", "plan_record", "SOLVE_EXIT_CODES"]
+
+SOLVE_EXIT_CODES = """exit codes:
+  0  a plan was found (with --consistent also when not verified: see its notes and
+     replay check)
+  1  infeasible: no plan meets the SLO (the reason is printed; --json still records it)
+  2  an input error: a bad problem file or flag, or a --json path that cannot be written
+     (checked before solving)"""
 
 
 def plan_record(problem, sol) -> dict:
@@ -76,9 +84,43 @@ def _default_problem(args):
                            metric=args.metric, aggregate=args.aggregate, space=space)
 
 
+def _check_json_path(path: str) -> None:
+    """Fail before solving when ``--json PATH`` cannot be written: a file is made and removed
+    in the folder it goes to (or the nearest existing folder above, which the write would
+    create it in), so a read-only file system, a missing permission or a path through a
+    file is an input error (exit 2), not a plan lost after solving."""
+    import os
+    import tempfile
+    from pathlib import Path
+
+    target = Path(path).expanduser()
+    if target.is_dir():
+        raise ValidationError(f"--json {path} is a folder; give the path of a file to write")
+    folder = target.parent
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    try:
+        fd, probe = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".probe", dir=folder)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as e:
+        raise ValidationError(f"cannot write --json {path}: {folder} does not take a new file "
+                              f"({e.strerror or e}); give a path in a writable folder") from e
+
+
 def _solve(args) -> int:
+    from .consistency import slo_check_text
+    from .io import json_safe
     from .optimize.headroom import with_headroom
     from .solve import solve
+    if args.json:
+        _check_json_path(args.json)
+    if args.replays < 1:
+        raise ValidationError(f"--replays must be >= 1, got {args.replays}")
+    if not 0.5 <= args.confidence < 1:
+        raise ValidationError(f"--confidence must be in [0.5, 1) (0.95 = 95%), got "
+                              f"{args.confidence:g}")
+    check = {"replays": args.replays, "confidence": args.confidence}
     qm = archs = p99 = None
     if args.problem:
         from .problem_file import read_problem_file
@@ -103,30 +145,42 @@ def _solve(args) -> int:
             qm, _ = predicted_scores(p.model_names)
             p99 = default_p99_profiles(p)
         cp = plan_consistently(p, qm, headroom=args.headroom, method=args.method,
-                               p99_profiles=p99, archs=archs)
+                               p99_profiles=p99, archs=archs, **check)
+        slo_ms = p.slo.latency_ms           # the user's; cp.problem's is the planning target
         sol, p, record = cp.solution, cp.problem, cp.replay
     else:
         p = with_headroom(p, args.headroom)
+        slo_ms = p.slo.latency_ms
         sol = solve(p, args.method)
     if args.json:
         out = plan_record(p, sol)
+        out["slo"].update(latency_ms=slo_ms, planning_target_ms=p.slo.latency_ms)
         if sol.feasible and not args.no_replay:
             if record is None and replay_error is None:
                 if qm is None:
                     from .paper.instances import replay_default
-                    record = replay_default(p, sol)
+                    record = replay_default(p, sol, **check)
                 else:
                     from .consistency import replay_record
-                    record = replay_record(p, sol, qm, archs=archs)
+                    record = replay_record(p, sol, qm, archs=archs, **check)
             out["replay"] = record if record is not None else {"skipped": replay_error}
-        write_json(args.json, out)
+        try:        # NaN/inf (an infeasible plan's score, a gap) are written as null
+            write_json(args.json, json_safe(out), allow_nan=False)
+        except OSError as e:   # e.g. the disk filled up while solving
+            raise ValidationError(f"could not write --json {args.json} "
+                                  f"({e.strerror or e}); free space or give another path "
+                                  f"and solve again") from e
     if not sol.feasible:
         inf = sol.infeasibility
         where = inf.binding + (f": {inf.stage}" if inf.stage else "")
         print(f"infeasible ({where}): {inf.message}")
         return 1
+    target = (f", planned to {p.slo.latency_ms:.4g}" if p.slo.latency_ms != slo_ms else "")
     print(f"{sol.solver}: {sol.status}, score {sol.score:.4f}, {p.slo.metric} {sol.latency_ms:.1f} ms "
-          f"(SLO {p.slo.latency_ms:g}), {sol.solve_time_s:.2f} s")
+          f"(SLO {slo_ms:g}{target}), {sol.solve_time_s:.2f} s")
+    if record is not None:
+        print(f"  replay check: SLO {'met' if record['slo_met'] else 'NOT met'}; "
+              f"{slo_check_text(record)}")
     for name, s, w, a in zip(p.model_names, sol.setup.per_model, sol.fractions, sol.prices):
         print(f"  {name:40s} {s.label():14s} w={w:.3f} price={a:+.4f}")
     print("  placement (GPUs per model):", sol.setup.placement)
@@ -224,8 +278,11 @@ def main(argv=None) -> int:
     ap.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     sub = ap.add_subparsers(dest="cmd", required=True)
     from .paper.reproduce import add_arguments
+    from .consistency import DEFAULT_CONFIDENCE, DEFAULT_REPLAYS
     add_arguments(sub.add_parser("reproduce", help="run every notebook into a results folder"))
-    s = sub.add_parser("solve", help="solve a problem file, or a default real-data instance")
+    s = sub.add_parser("solve", help="solve a problem file, or a default real-data instance",
+                       epilog=SOLVE_EXIT_CODES,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
     s.add_argument("problem", nargs="?", help="a problem file (TOML); see routerwise.problem_file")
     s.add_argument("--models", type=int, default=3, choices=(3, 4))
     s.add_argument("--gpus", type=int, default=4)
@@ -250,6 +307,14 @@ def main(argv=None) -> int:
                    help="write the plan, its notes and its replay record (predicted vs "
                         "simulated mean and p99 per model, SLO met) to PATH")
     s.add_argument("--no-replay", action="store_true", help="leave the replay out of --json")
+    s.add_argument("--replays", type=int, default=DEFAULT_REPLAYS,
+                   help=f"independent replays (seeds derived from the base seed) behind a "
+                        f"replay's SLO check and --consistent's verification (default "
+                        f"{DEFAULT_REPLAYS}; 1 = one draw, no confidence statement)")
+    s.add_argument("--confidence", type=float, default=DEFAULT_CONFIDENCE,
+                   help=f"the SLO is met when, with this confidence, at least this fraction of "
+                        f"fresh replays meet it (normal tolerance bound; default "
+                        f"{DEFAULT_CONFIDENCE:g})")
     c = sub.add_parser("cost", help="fewest GPUs (or lowest $/hour) meeting the SLO and a "
                                     "quality floor; --frontier adds quality vs GPUs")
     c.add_argument("problem", nargs="?", help="a problem file (TOML), optionally with [prices]")

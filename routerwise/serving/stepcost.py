@@ -75,6 +75,7 @@ import hashlib
 import json
 import math
 from dataclasses import dataclass, field
+from pathlib import Path
 from collections.abc import Iterable
 
 import numpy as np
@@ -584,16 +585,23 @@ def _cache_key() -> str:
     return h.hexdigest()[:16]
 
 
+# Fits the cache could not take (read-only or full): kept for this process, not refitted per call.
+_UNCACHED_FITS: dict[Path, StepCostParams] = {}
+
+
 def fit(*, refit: bool = False) -> StepCostParams:
     """The fitted parameters, read from the cache when an identical fit was saved before."""
     path = settings.cache_dir() / "stepcost" / f"params-{_cache_key()}.json"
+    if path in _UNCACHED_FITS and not refit:
+        return _UNCACHED_FITS[path]
     if path.is_file() and not refit:
         try:
             return StepCostParams.from_json(json.loads(path.read_text()))
         except (ValueError, KeyError, DataError):
             pass  # unreadable or stale cache: refit below and overwrite it
     params = fit_params()
-    cache_write(settings.cache_dir(), lambda: write_json(path, params.to_json()))
+    if not cache_write(settings.cache_dir(), lambda: write_json(path, params.to_json())):
+        _UNCACHED_FITS[path] = params
     return params
 
 
