@@ -12,6 +12,15 @@ the simulator and profile grid through the package, so it reruns unchanged when 
 (re-profiled curves are cached by their inputs' hash and rebuilt when those change).
 
     python benchmarks/bench_plans.py [--json PATH] [--headroom 0.8] [--quick] [--no-speed]
+
+``--fresh-seeds N`` (a mode of its own) checks what "verified" promises: every panel (and the
+worked example of ``data/examples`` at a 120 ms SLO) is planned consistently with the
+statistical replay check (``--replays``, ``--confidence``: the package's defaults 8 and 0.95),
+then each verified plan is replayed with N fresh seeds, none of them among those that
+verified it, and the share of fresh replays missing the SLO is printed beside the stated
+risk (1 - confidence). ``--replays 1`` shows the single-replay check it replaced.
+
+    python benchmarks/bench_plans.py --fresh-seeds 30 [--quick] [--replays 8] [--json PATH]
 """
 
 from __future__ import annotations
@@ -24,8 +33,10 @@ import time
 import numpy as np
 import pandas as pd
 
+from routerwise.consistency import (DEFAULT_CONFIDENCE, DEFAULT_HEADROOM_LADDER, DEFAULT_REPLAYS,
+                                    plan_consistently, replay_record)
 from routerwise.paper.experiments import check_plans, notebook_panels, panel_problem
-from routerwise.io import write_json
+from routerwise.io import json_safe, write_json
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
@@ -39,10 +50,19 @@ def main(argv=None):
     ap.add_argument("--quick", action="store_true", help="the four 60%%/600 ms panels only")
     ap.add_argument("--no-speed", action="store_true", help="skip the routing speed figures")
     ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--fresh-seeds", type=int, default=0, metavar="N",
+                    help="mode: verify each panel's plan, replay it with N fresh seeds, print "
+                         "how often it misses the SLO")
+    ap.add_argument("--replays", type=int, default=DEFAULT_REPLAYS,
+                    help=f"replays behind verification (default {DEFAULT_REPLAYS})")
+    ap.add_argument("--confidence", type=float, default=DEFAULT_CONFIDENCE,
+                    help=f"confidence of verification (default {DEFAULT_CONFIDENCE})")
     args = ap.parse_args(argv)
     panels = notebook_panels()
     if args.quick:
         panels = [p for p in panels if p["load_percent"] == 60]
+    if args.fresh_seeds:
+        return fresh_seed_misses(panels, args)
     rows = []
     t0 = time.perf_counter()
     for spec in panels:
@@ -78,6 +98,87 @@ def main(argv=None):
         import bench_routing
         print("\nper-prompt routing speed (10,000 prompts, continuous scores):")
         out["speed"] = bench_routing.main([])
+    if args.json:
+        write_json(args.json, out)
+    return out
+
+
+# Fresh replays start here: replay_seeds(FRESH_SEED, N) never meets the verifying seeds
+# (12345 + 1000 r + model index) for N, replays < 900.
+FRESH_SEED = 1_000_000
+
+
+def _example_at(slo_ms: float):
+    from routerwise.problem_file import read_problem_file
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    inputs = read_problem_file(os.path.join(repo, "data", "examples", "problem.toml"))
+    return inputs.problem.with_slo(slo_ms), inputs.scores, inputs.architectures, None
+
+
+def _panel(spec):
+    from routerwise.paper.instances import default_p99_profiles, predicted_scores
+    prob = panel_problem(**spec)
+    qm, _ = predicted_scores(prob.model_names)
+    return prob, qm, None, default_p99_profiles(prob)
+
+
+def fresh_seed_misses(panels, args) -> dict:
+    """Verify, then replay each verified plan with fresh seeds: the miss rate vs the risk."""
+    headroom = DEFAULT_HEADROOM_LADDER if args.headroom is None else args.headroom
+    cases = [("example@120ms", lambda: _example_at(120.0))] + [
+        (f"{s['models']}m G{s['gpus']} {s['load_percent']}% {s['slo_ms']:.0f}ms",
+         lambda s=s: _panel(s)) for s in panels]
+    risk = 1 - args.confidence
+    print(f"verification: {args.replays} replay(s), confidence {args.confidence:g} (stated risk "
+          f"{100 * risk:g}% of fresh replays); then {args.fresh_seeds} fresh seeds per verified "
+          f"plan (simulated)", flush=True)
+    rows, t0 = [], time.perf_counter()
+    for name, make in cases:
+        prob, qm, archs, p99 = make()
+        tau = prob.slo.latency_ms
+        cp = plan_consistently(prob, qm, headroom=headroom, p99_profiles=p99, archs=archs,
+                               workers=args.workers, replays=args.replays,
+                               confidence=args.confidence)
+        row = {"case": name, "slo_ms": tau, "verified": cp.verified,
+               "score": cp.solution.score if cp.solution.feasible else np.nan,
+               "planning_slo_ms": cp.planning_slo_ms, "rounds": len(cp.rounds)}
+        if cp.verified:
+            fresh = replay_record(cp.problem.with_slo(tau), cp.solution, qm, archs=archs,
+                                  seed=FRESH_SEED, replays=args.fresh_seeds,
+                                  confidence=args.confidence)
+            v = np.array(fresh["replayed_ms_per_replay"])
+            row.update(verify_mean_ms=cp.replay["replayed_ms"],
+                       verify_upper_ms=cp.replay.get("replayed_upper_ms"),
+                       fresh_mean_ms=float(v.mean()), fresh_max_ms=float(v.max()),
+                       fresh_misses=int((v > tau).sum()),
+                       fresh_saturated=any(r["saturated"] for r in fresh["per_model"]))
+        rows.append(row)
+        upper = row.get("verify_upper_ms")
+        print(f"{name:24s} SLO {tau:5.0f} | plan to {row['planning_slo_ms']:6.1f} score "
+              f"{row['score']:.4f} rounds {row['rounds']:2d} "
+              + (f"verified: mean {row['verify_mean_ms']:6.1f} bound "
+                 f"{upper if upper is not None else np.nan:6.1f} | fresh mean "
+                 f"{row['fresh_mean_ms']:6.1f} max {row['fresh_max_ms']:6.1f} misses "
+                 f"{row['fresh_misses']}/{args.fresh_seeds}"
+                 + (" (saturated)" if row["fresh_saturated"] else "")
+                 if cp.verified else "NOT verified"), flush=True)
+    df = pd.DataFrame(rows)
+    ver = df[df["verified"]]
+    misses = int(ver["fresh_misses"].sum()) if len(ver) else 0
+    total = len(ver) * args.fresh_seeds
+    out = {"replays": args.replays, "confidence": args.confidence, "risk": risk,
+           "fresh_seeds": args.fresh_seeds, "cases": json_safe(df.to_dict("records")),
+           "verified": len(ver), "num_cases": len(df), "fresh_misses": misses,
+           "fresh_replays": total, "miss_rate": misses / total if total else None,
+           "worst_plan_miss_rate": (float(ver["fresh_misses"].max()) / args.fresh_seeds
+                                    if len(ver) else None),
+           "total_s": time.perf_counter() - t0,
+           "kind": "latencies simulated; scores predicted (fitted or synthetic example)"}
+    print(f"\nverified {len(ver)}/{len(df)}; fresh replays missing the SLO: {misses}/{total}"
+          + (f" = {100 * misses / total:.1f}%" if total else "")
+          + f" (stated risk {100 * risk:g}%); worst plan "
+          + (f"{100 * out['worst_plan_miss_rate']:.1f}%" if len(ver) else "-")
+          + f"; {out['total_s']:.0f} s")
     if args.json:
         write_json(args.json, out)
     return out

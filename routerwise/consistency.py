@@ -131,7 +131,7 @@ def replay_record(problem: Problem, solution: Solution, qm, *,
     that with ``confidence`` covers a ``confidence`` fraction of fresh replays), is within
     the SLO: with 95% confidence, at most 5% of fresh replays of the plan miss the SLO (the
     default). A bound on the mean alone would let a plan whose mean sits just below the SLO
-    pass while a third of fresh replays miss it. With one replay ``slo_met`` is that one
+    pass while nearly half of fresh replays miss it. With one replay ``slo_met`` is that one
     draw's check.
     ``screen(record of the first replay) -> bool``: run the other replays only when it is
     True (a plan whose first replay already fails costs one replay).
