@@ -190,10 +190,10 @@ def _full_disk(monkeypatch, root: Path) -> None:
     real = rio.atomic_path
 
     @contextlib.contextmanager
-    def atomic_path(path):
+    def atomic_path(path, *args, **kwargs):
         if str(Path(path).resolve()).startswith(str(root)):
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
-        with real(path) as tmp:
+        with real(path, *args, **kwargs) as tmp:
             yield tmp
 
     monkeypatch.setattr(rio, "atomic_path", atomic_path)
