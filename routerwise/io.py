@@ -19,9 +19,19 @@ __all__ = ["atomic_path", "atomic_write", "atomic_write_with", "write_json", "sh
            "read_csv_checked"]
 
 
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 @contextlib.contextmanager
-def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temporary path next to ``path``; rename it over ``path`` on success."""
+def atomic_path(path: str | os.PathLike, mode: int | None = None) -> Iterator[Path]:
+    """Yield a temporary path next to ``path``; rename it over ``path`` on success.
+
+    The file gets ``mode`` when given, else the mode any new file gets (0666 less the umask):
+    the temporary file's own 0600 would otherwise make results unreadable to a group.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
@@ -29,6 +39,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     tmp_path = Path(tmp)
     try:
         yield tmp_path
+        os.chmod(tmp_path, (0o666 & ~_umask()) if mode is None else mode)
         os.replace(tmp_path, path)
     finally:
         if tmp_path.exists():
