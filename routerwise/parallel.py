@@ -218,7 +218,7 @@ def _secret_key() -> tuple[bytes, Path]:
         raise ValidationError(
             f"cannot read or create the checkpoint key {path} ({e}): set ROUTERWISE_CACHE_DIR "
             f"to a folder that only you can write") from e
-    if hasattr(os, "getuid") and (st.st_uid != os.getuid() or st.st_mode & 0o077):
+    if hasattr(os, "geteuid") and (st.st_uid != os.geteuid() or st.st_mode & 0o077):
         raise ValidationError(
             f"the checkpoint key {path} is not private (owner uid {st.st_uid}, mode "
             f"{st.st_mode & 0o777:o}): whoever can read or write it can forge checkpoints; "
