@@ -383,6 +383,9 @@ def map_tasks(fn: Callable, tasks: Sequence, *, executor: cf.Executor | None = N
     SweepFailed
         A task (or ``on_result`` for it, or the executor's ``submit``) raised; finished
         results are in ``.completed`` and, with ``checkpoint``, on disk.
+    ValidationError
+        Bad arguments; a task without a :func:`task_key`; a ``checkpoint`` folder that is not
+        writable (checked before any task runs); a checkpoint key that is not private.
     """
     tasks = list(tasks)
     if executor is not None and not isinstance(executor, cf.Executor):
