@@ -10,6 +10,7 @@ import os
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from conftest import needs_mirror
@@ -258,3 +259,35 @@ def test_a_notebook_failing_in_its_kernel_is_one_line_and_marked(tmp_path, monke
     assert not (out / "numbers" / f"{NB}.json").exists()
     assert f"FAILED: {NB}" in (out / "summary.md").read_text()
     assert (out / "previous" / NB / "numbers" / f"{NB}.json").is_file()
+
+
+# --- case 4: the load generator's lag check, on given times ---------------------------------------
+def test_send_lag_is_computed_from_given_times_exactly():
+    from profiling import loadgen as lg
+    # binary fractions: every lag below is exact in floating point
+    sched = [0.0, 0.25, 0.5, 0.75, 1.0]
+    sent = [0.0078125, 0.25, 0.515625, 0.8125, float("nan")]      # 7.8125, 0, 15.625, 62.5 ms
+    lag = lg.send_lag(sched, sent)
+    assert lag["send_lag_p50_ms"] == 11.71875                     # the never-sent one is left out
+    assert lag["send_lag_p99_ms"] == float(np.percentile([7.8125, 0.0, 15.625, 62.5], 99))
+    waited = [False, False, False, True, False]                   # the cap's wait, not the client's
+    assert lg.send_lag(sched, sent, waited)["send_lag_p50_ms"] == 7.8125
+    assert math.isnan(lg.send_lag([0.0], [float("nan")])["send_lag_p50_ms"])
+
+
+@pytest.mark.parametrize("p50, limit, expected", [
+    (5.0, 5.0, None),                        # at the limit is within it
+    (4.999, 5.0, None),
+    (float("nan"), 5.0, None),               # nothing sent on its own: no verdict
+    (5.0004, 5.0, "median send lag 5.0004 ms > 5 ms"),
+    (5.4, 5.0, "median send lag 5.4 ms > 5 ms"),
+    (60.0, 5.0, "median send lag 60.0 ms > 5 ms"),
+    (2.51, 2.5, "median send lag 2.51 ms > 2.5 ms"),
+])
+def test_the_lag_warning_never_rounds_across_its_limit(p50, limit, expected):
+    from profiling import loadgen as lg
+    got = lg.lag_warning({"send_lag_p50_ms": p50, "send_lag_p99_ms": p50}, limit)
+    if expected is None:
+        assert got is None
+    else:
+        assert expected in got and "fell behind its schedule" in got
