@@ -4,6 +4,7 @@ interval, and bad arguments are typed errors (no NVML needed: rows then say why)
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -44,17 +45,16 @@ def _sampler_start(proc, out: Path) -> float:
 def test_sigterm_writes_every_sample(tmp_path):
     out = tmp_path / "gpu.csv"
     proc = _start(out)
-    t_start = _sampler_start(proc, out)
+    _sampler_start(proc, out)
     time.sleep(1.0)
-    t_term = time.monotonic()
     proc.send_signal(signal.SIGTERM)
     stdout, stderr = proc.communicate(timeout=20)
     assert proc.returncode == 0, stderr
-    assert "samples ->" in stdout
+    taken = int(re.search(r"(\d+) samples ->", stdout).group(1))
     df = pd.read_csv(out)
-    # everything up to the signal is on disk
-    assert df["elapsed_s"].max() >= (t_term - t_start) - 2 * INTERVAL_S - 0.1
-    assert df["sample"].max() + 1 == df["sample"].nunique()
+    # everything sampled up to the signal is on disk: the sampler's own count, not a time
+    # bound (a starved sampler on a busy machine samples less, and still writes all of it)
+    assert taken >= 1 and df["sample"].nunique() == taken and df["sample"].max() + 1 == taken
 
 
 @pytest.mark.timeout(60)
