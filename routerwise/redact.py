@@ -37,19 +37,21 @@ SECRET_NAMES = ("auth", "authorization", "passphrase", "sig", "signature")
 _WORD = re.compile(rf"[a-z0-9]*(?:{'|'.join(SECRET_WORDS)})|{'|'.join(SECRET_NAMES)}")
 _Q = r"\\?[\"']?"  # an optional (JSON-escaped) quote around a name
 # a value: quoted (may hold spaces; JSON-escaped quotes too) or up to a space or separator
-_VALUE = r"(?P<v>\\?\"[^\"\\]*\\?\"|'[^']*'|\\?[\"']?[^\s&,;'\"\\<>()\[\]{}]+)"
+_VALUE = re.compile(r"\\?\"[^\"\\]*\\?\"|'[^']*'|\\?[\"']?[^\s&,;'\"\\<>()\[\]{}]+")
+# What comes before a value (matched apart from it, and the value only after a secret's name,
+# so that text without secrets is scanned in linear time):
 # --name VALUE, --name=VALUE, and in a printed argv ['--name', 'VALUE'] (a following --option
 # is not a value)
-_OPTION = re.compile(rf"(?<![\w-])--(?P<name>[A-Za-z0-9][\w.-]*)(?:=|\s+|[\"']\s*,\s*)"
-                     rf"(?![\"']?--){_VALUE}")
+_OPTION = re.compile(r"(?<![\w-])--(?P<name>[A-Za-z0-9][\w.-]*)(?:=|\s+|[\"']\s*,\s*)"
+                     r"(?![\"']?--)")
 # NAME=VALUE, "name": "value", name: value, ?name=value& (a Bearer/Basic header value is
 # left to its own rule, which keeps the scheme readable)
 _ASSIGN = re.compile(rf"(?<![\w.-]){_Q}(?P<name>[A-Za-z_][\w.-]*){_Q}\s*[:=]\s*"
-                     rf"(?!(?i:bearer|basic)\s){_VALUE}")
+                     r"(?!(?i:bearer|basic)\s)")
 _NOT_SECRETS = ("", MASK, "None", "null")  # nothing to hide ("hf_token=None")
 _SHAPES = (
     # scheme://user:password@host  or  scheme://token@host
-    (re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^/\s@'\"]+@"), rf"\1{MASK}@"),
+    (re.compile(r"(?i)(?<![a-z0-9+.-])([a-z][a-z0-9+.-]*://)[^/\s@'\"]+@"), rf"\1{MASK}@"),
     # Authorization: Bearer <token>
     (re.compile(r"(?i)\b(bearer|basic)\s+[A-Za-z0-9._~+/=-]+"), rf"\1 {MASK}"),
     # Hugging Face, OpenAI/Anthropic, GitHub, Slack, AWS access key ids, JWTs
@@ -68,18 +70,19 @@ def is_secret_name(name: str) -> bool:
 
 
 def _mask_named(pat: re.Pattern, text: str) -> str:
-    """Mask group ``v`` of every match of ``pat`` whose group ``name`` is a secret's name.
+    """Mask the value after every match of ``pat`` whose group ``name`` is a secret's name.
 
-    A match whose name is not a secret's is skipped past its name only, so a secret inside
-    its value (``url: http://h/?token=X``) is still found."""
+    The value of a name that is not a secret's is scanned on, so a secret inside it
+    (``url: http://h/?token=X``) is still found."""
     out, done, pos = [], 0, 0
     while (m := pat.search(text, pos)) is not None:
-        start, end = m.span("v")
-        value = m.group("v")
+        v = _VALUE.match(text, m.end()) if is_secret_name(m.group("name")) else None
+        value = v.group() if v is not None else ""
         core = value.strip("\\\"'")
-        if not is_secret_name(m.group("name")) or core in _NOT_SECRETS:
+        if core in _NOT_SECRETS:
             pos = m.end("name")
             continue
+        start, end = v.span()
         lead = value[:len(value) - len(value.lstrip("\\\"'"))]
         trail = value[len(value.rstrip("\\\"'")):]
         out += [text[done:start], lead, MASK, trail]
