@@ -453,9 +453,12 @@ def load_score_table(path: str | Path, models: Sequence[str] | None = None, *,
     df = _read_table_file(path)
     missing_cols = [c for c in SCORE_TABLE_COLUMNS if c not in df.columns]
     if missing_cols:
+        # the header is not echoed: a wrong path may name a file of secrets (KEY=value)
         raise DataError(f"{path}: missing column(s) {missing_cols}; a score table has "
                         f"{list(SCORE_TABLE_COLUMNS)} and optionally prompt_tokens, "
-                        f"output_tokens, task, prompt. Columns found: {list(df.columns)}")
+                        f"output_tokens, task, prompt. The file has {len(df.columns)} "
+                        f"column(s), without these: check the path and that the file is a "
+                        f"CSV/Parquet table with a header row")
     if df.empty:
         raise DataError(f"{path}: the score table has no rows")
     df = df.assign(prompt_id=df["prompt_id"].astype(str), model=df["model"].astype(str))
