@@ -42,6 +42,7 @@ import numpy as np
 import pandas as pd
 
 from .errors import RouterWiseError, ValidationError
+from .optimize.bounds import unlimited_capacity_bound
 from .optimize.solution import Solution
 from .problem import Cluster, GPUType, Problem, as_pairs
 from .solve import solve
@@ -152,15 +153,6 @@ def cluster_cost(cluster: Cluster, prices: GpuPrices | None = None) -> float:
     """Number of GPUs (no prices) or $/hour (sum over types of count x price)."""
     return _pool_cost(cluster_pools(cluster), prices)
 
-
-def unlimited_capacity_bound(problem: Problem) -> float:
-    """U = (1/N) sum_j max_i s_ji: the score if every prompt went to its best model.
-
-    No cluster, setup or SLO can do better (every plan's score is a mean over prompts of a
-    convex combination of that prompt's model scores), so a quality floor above U is out of
-    reach whatever the budget.
-    """
-    return float(problem.workload.scores.max(axis=1).mean())
 
 
 # ----------------------------------------------------------------------------- candidates

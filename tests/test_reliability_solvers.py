@@ -144,3 +144,14 @@ def test_exact_search_time_limit_reports_the_unsolved_setups_bound():
     assert early.score < opt.score - 1e-6                 # stopped before the optimum
     assert early.bound >= opt.score - 1e-9                # the bound covers the optimum,
     assert early.bound > early.score + 1e-6 and early.gap > 0   # so the gap is not hidden
+
+
+def test_a_bound_never_exceeds_the_best_model_per_prompt():
+    """A master stopped before its root LP reported bounds above 1 for a mean score in [0, 1];
+    the unlimited-capacity bound (each prompt on its best model) caps every proven bound."""
+    from routerwise.optimize.bounds import capped_bound, unlimited_capacity_bound
+    p = rw.paper.synthetic.ladder_problem(3, 4, num_prompts=50, seed=0)
+    U = unlimited_capacity_bound(p)
+    assert U == pytest.approx(float(p.workload.scores.max(axis=1).mean()))
+    assert capped_bound(p, 5.16) == pytest.approx(U)
+    assert capped_bound(p, U / 2) == pytest.approx(U / 2) and capped_bound(p, None) is None

@@ -45,7 +45,7 @@ import pandas as pd
 
 from ..problem import Problem, SystemSetup
 from .assignment import central_prices, score_of_fractions
-from .bounds import SearchContext
+from .bounds import SearchContext, capped_bound
 from .diagnosis import infeasible_solution
 from .fixed_setup import evaluate_plan, mass_tol_ms
 from .highs import Deadline
@@ -202,7 +202,7 @@ def solve_decomposition(problem: Problem, *, solver: str = "HiGHS",
             break
     if bound is not None:
         bound = max(bound, undecided_floor)
-        bound = bound if np.isfinite(bound) else None
+        bound = capped_bound(problem, bound) if np.isfinite(bound) else None
     stats = {"build_s": build_s, "solver_s": solver_s, "placement_s": placement_s,
              "masters": masters, "cuts": cuts, "core_sizes": core_sizes,
              "undecided_cuts": n_undecided,

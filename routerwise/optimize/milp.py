@@ -92,7 +92,7 @@ from .highs import Deadline, consume_banner, pulp_highs
 from ..io import atomic_path
 from ..problem import Problem, SystemSetup
 from .fixed_setup import evaluate_plan, mass_tol_ms, option_limits
-from .bounds import SearchContext
+from .bounds import SearchContext, capped_bound
 from .diagnosis import infeasible_solution
 from .setup_space import model_options
 from .solution import Solution
@@ -431,7 +431,7 @@ def solve_milp(problem: Problem, *, solver: str = "HiGHS", time_limit_s: float |
                         notes=("the time limit passed while the model was built",))
     run = run_milp(model, solver=solver, gap_rel=gap_rel, threads=threads, msg=msg,
                    deadline=deadline)
-    bound, optimal = run.bound, run.optimal
+    bound, optimal = capped_bound(problem, run.bound), run.optimal
     stats = {"build_s": build_s, "solver_s": run.solve_s, "nodes": run.nodes,
              "variables": len(model.lp.variables()), "constraints": model.lp.numConstraints(),
              "nonconvex_envelopes": len(model.nonconvex)}
