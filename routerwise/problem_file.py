@@ -2,7 +2,8 @@
 
 ``routerwise solve problem.toml [--json plan.json]`` and :func:`load_problem` read the same
 file. Paths are relative to the file. Every table and key is checked; a misspelt key is an
-error that lists the allowed ones. Example (``data/examples/problem.toml`` is a working one)::
+error that lists the allowed ones, and values keep their TOML type (``true``/``false`` unquoted,
+integers without a decimal point, numbers finite). Example (``data/examples/problem.toml`` is a working one)::
 
     name = "my-ladder"
 
@@ -15,6 +16,7 @@ error that lists the allowed ones. Example (``data/examples/problem.toml`` is a 
     [[models]]
     name = "small"             # as in the score table and the curve table
     architecture = "llama-3.1-8b-instruct"   # a registered name, or config = "small/config.json"
+    # (+ gated_mlp = true/false with a config whose model_type the reader does not know)
     # without an architecture: params_b = 8.0 and shard_mem_gb = {1 = 17.5, 2 = 9.2}
 
     [scores]
