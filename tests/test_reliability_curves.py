@@ -184,7 +184,7 @@ def test_an_unknown_model_type_names_the_accepted_overrides(tmp_path):
         architectures.from_hf_config(_config(tmp_path, model_type="mystery"))
     msg = str(e.value)
     assert "gated_mlp=False" in msg and "name, params_b, gated_mlp" in msg
-    assert "[[models]]" in msg and "architecture" in msg
+    assert "[[models]]" in msg and "gated_mlp = true or false" in msg
 
 
 # --- the legacy engine profile ----------------------------------------------------------------

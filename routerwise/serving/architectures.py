@@ -346,10 +346,9 @@ def from_hf_config(path: str | Path, *, name: str | None = None, params_b: float
                 f"{path}: unknown model_type {mtype!r}, so the MLP kind is unknown (gated "
                 f"types: {sorted(_GATED_TYPES)}; not gated: {sorted(_UNGATED_TYPES)}). Call "
                 f"from_hf_config(path, gated_mlp=True) for a gate+up+down MLP (e.g. SwiGLU) or "
-                f"gated_mlp=False for up+down; its overrides are {', '.join(_OVERRIDES)}. A "
-                f"problem file's [[models]] entry takes name, architecture, config, params_b "
-                f"and shard_mem_gb, not gated_mlp: register the architecture from Python and "
-                f"name it with architecture = \"...\"")
+                f"gated_mlp=False for up+down; its overrides are {', '.join(_OVERRIDES)}. In a "
+                f"problem file, put gated_mlp = true or false in the [[models]] entry beside "
+                f"config = ...")
     notes = []
     heads = count(_HF_KEYS["num_heads"])
     hidden = count(_HF_KEYS["hidden_size"])
