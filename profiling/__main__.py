@@ -249,7 +249,8 @@ def main(argv=None) -> int:
         return {"inventory": _inventory, "sample": _sample, "sweep": _sweep,
                 "steps": _steps}[a.cmd](a)
     except RouterWiseError as e:
-        print(f"error: {e}", file=sys.stderr)
+        from routerwise.redact import redact_text
+        print(f"error: {redact_text(str(e))}", file=sys.stderr)
         return 2
 
 

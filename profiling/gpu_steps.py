@@ -48,6 +48,7 @@ import pandas as pd
 
 from routerwise.errors import DataError, ValidationError
 from routerwise.io import atomic_write_with, read_csv_checked
+from routerwise.redact import redact_text
 
 from . import nvml
 from .errors import MPSError, ToolUnavailable
@@ -221,7 +222,9 @@ def write_steps(df: pd.DataFrame, path: str | Path) -> Path:
     missing = [c for c in STEP_COLUMNS if c not in df.columns]
     if missing:
         raise ValidationError(f"not a step table: it lacks {missing}")
-    out = df[list(STEP_COLUMNS)]
+    out = df[list(STEP_COLUMNS)].copy()
+    for c in ("command", "error"):  # a command line or a child's log may carry credentials
+        out[c] = out[c].map(lambda v: redact_text(v) if isinstance(v, str) else v)
     return atomic_write_with(path, lambda tmp: out.to_csv(tmp, index=False))
 
 

@@ -5,6 +5,10 @@ OpenAI-compatible server) with ``CUDA_VISIBLE_DEVICES`` set to the setup's GPUs 
 ``CUDA_MPS_ACTIVE_THREAD_PERCENTAGE`` to ``100 * compute_share``, waits until ``GET /health``
 (or ``/v1/models``) answers 200, and always tears the engine down: its whole process group gets
 SIGTERM, then SIGKILL after a grace period, on normal exit, on an exception and on Ctrl-C.
+The engine's output reaches its log file through :func:`routerwise.redact.redact_text`, with
+the values of secret options and variables it was given (``--hf-token``, ``HF_TOKEN``, see
+:func:`routerwise.redact.secret_values`): a token it echoes never reaches the disk, and the
+command shown in errors and provenance is masked the same way.
 
 The compute share only takes effect under MPS: a CUDA process connects to an MPS control
 daemon if one is running for its ``CUDA_MPS_PIPE_DIRECTORY``, and otherwise ignores the
@@ -23,6 +27,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -32,6 +37,7 @@ from collections.abc import Iterator, Mapping
 import httpx
 
 from routerwise.errors import ValidationError
+from routerwise.redact import redact_text, secret_values
 
 from .errors import EngineStartError, MPSError, ToolUnavailable
 
@@ -245,6 +251,8 @@ class Engine:
     log_path: Path
     argv: list[str]
     mps: bool
+    secrets: list[str] = field(default_factory=list, repr=False)
+    pump: threading.Thread | None = field(default=None, repr=False)  # output -> log file
 
     @property
     def base_url(self) -> str:
@@ -258,10 +266,17 @@ class Engine:
         return self.process.poll() is None
 
     def log_tail(self, max_lines: int = 40) -> str:
-        return tail(self.log_path, max_lines)
+        if self.pump is not None and not self.alive():
+            self.pump.join(5.0)  # the exited engine's last lines are still being copied
+        return redact_text(tail(self.log_path, max_lines), self.secrets)
+
+    @property
+    def shown_command(self) -> str:
+        """The command line with its secrets masked (for messages and provenance)."""
+        return redact_text(" ".join(self.argv), self.secrets)
 
     def provenance(self) -> dict:
-        return {"engine_command": " ".join(self.argv), "cuda_visible_devices":
+        return {"engine_command": self.shown_command, "cuda_visible_devices":
                 ",".join(map(str, self.spec.gpus)), "mps_active_thread_percentage":
                 self.spec.thread_percentage, "mps_daemon": self.mps}
 
@@ -280,7 +295,7 @@ class Engine:
                 if rc is not None:
                     raise EngineStartError(
                         f"engine for {self.spec.model!r} exited with code {rc} before it became "
-                        f"healthy.\ncommand: {' '.join(self.argv)}\nlog ({self.log_path}), "
+                        f"healthy.\ncommand: {self.shown_command}\nlog ({self.log_path}), "
                         f"last lines:\n{self.log_tail()}")
                 for path in self.spec.health_paths:
                     try:
@@ -298,7 +313,7 @@ class Engine:
                         f"engine for {self.spec.model!r} did not answer 200 on "
                         f"{list(self.spec.health_paths)} within {timeout_s:g} s (last: {last}); "
                         f"raise startup_timeout_s if loading is slow.\ncommand: "
-                        f"{' '.join(self.argv)}\nlog ({self.log_path}), last lines:\n"
+                        f"{self.shown_command}\nlog ({self.log_path}), last lines:\n"
                         f"{self.log_tail()}")
                 time.sleep(poll_s)
 
@@ -316,6 +331,8 @@ class Engine:
         while _group_exists(pgid) and time.monotonic() < deadline:
             time.sleep(0.1)
         _signal_group(pgid, signal.SIGKILL)
+        if self.pump is not None:
+            self.pump.join(self.spec.grace_s)
         return self.process.returncode
 
 
@@ -342,15 +359,29 @@ def start_engine(spec: EngineSpec, *, mps: MPSDaemon | None = None,
         log_path = name
     log_path = Path(log_path)
     log_path.parent.mkdir(parents=True, exist_ok=True)
-    with open(log_path, "ab") as log:
-        try:
-            proc = subprocess.Popen(argv, env=spec.environment(mps), stdout=log,
-                                    stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                    start_new_session=True)
-        except FileNotFoundError as e:
-            raise ToolUnavailable(f"cannot start the engine: {argv[0]!r} not found ({e}); is "
-                                  f"the serving engine installed in this environment?") from e
-    return Engine(spec, proc, log_path, argv, mps is not None)
+    env = spec.environment(mps)
+    secrets = secret_values(argv, spec.env)  # what this spec hands over, not the whole os.environ
+    log = open(log_path, "a", encoding="utf-8")  # the pump thread closes it
+    try:
+        proc = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                start_new_session=True)
+    except FileNotFoundError as e:
+        log.close()
+        raise ToolUnavailable(f"cannot start the engine: {argv[0]!r} not found ({e}); is "
+                              f"the serving engine installed in this environment?") from e
+    pump = threading.Thread(target=_copy_redacted, args=(proc.stdout, log, secrets),
+                            name=f"engine-log-{spec.port}", daemon=True)
+    pump.start()
+    return Engine(spec, proc, log_path, argv, mps is not None, secrets, pump)
+
+
+def _copy_redacted(stream, log, secrets: list[str]) -> None:
+    """Copy the engine's output into its log, line by line, with credentials masked."""
+    with stream, log:
+        for raw in iter(lambda: stream.readline(1 << 16), b""):
+            log.write(redact_text(raw.decode("utf-8", errors="replace"), secrets))
+            log.flush()
 
 
 @contextlib.contextmanager

@@ -614,19 +614,54 @@ def endpoint_failure(requests: pd.DataFrame) -> str | None:
     return None
 
 
-def client_lag(requests: pd.DataFrame) -> dict[str, float]:
-    """Median and p99 of how late the client sent requests that did not wait for the cap.
-
-    A load generator short of CPU falls behind its schedule and reads streams late, which
-    inflates TTFT and bunches tokens (TPOT shrinks): such a point measures the client, not the
-    server.
+def send_lag(scheduled_s, send_s, waited_for_cap=None) -> dict[str, float]:
+    """Median and p99 send lag (ms) from scheduled and actual send times (s), leaving out
+    requests that waited for the concurrency cap (``waited_for_cap``: their lag is the cap's,
+    not the client's) and requests never sent (NaN). Pure: the times are given, not measured.
     """
-    own = requests.loc[~requests["waited_for_cap"].astype(bool), "send_lag_ms"].to_numpy(float)
+    sched = np.asarray(scheduled_s, dtype=float)
+    sent = np.asarray(send_s, dtype=float)
+    own = 1000.0 * (sent - sched)
+    if waited_for_cap is not None:
+        own = own[~np.asarray(waited_for_cap, dtype=bool)]
     own = own[np.isfinite(own)]
     if own.size == 0:
         return {"send_lag_p50_ms": float("nan"), "send_lag_p99_ms": float("nan")}
     return {"send_lag_p50_ms": float(np.median(own)),
             "send_lag_p99_ms": float(np.percentile(own, 99))}
+
+
+def client_lag(requests: pd.DataFrame) -> dict[str, float]:
+    """Median and p99 of how late the client sent requests that did not wait for the cap
+    (:func:`send_lag` over the table's ``scheduled_s`` and ``send_s``).
+
+    A load generator short of CPU falls behind its schedule and reads streams late, which
+    inflates TTFT and bunches tokens (TPOT shrinks): such a point measures the client, not the
+    server.
+    """
+    return send_lag(requests["scheduled_s"], requests["send_s"],
+                    requests["waited_for_cap"].astype(bool))
+
+
+def _above(value: float, limit: float) -> str:
+    """``value`` (> ``limit``) with the fewest decimals (at least one) that still print it
+    above ``limit``: 5.0004 against 5 prints 5.0004, never a rounded 5.0."""
+    for digits in range(1, 10):
+        text = f"{value:.{digits}f}"
+        if float(text) > limit:
+            return text
+    return repr(value)
+
+
+def lag_warning(lag: Mapping[str, float], max_client_lag_ms: float) -> str | None:
+    """The warning for a median send lag above ``max_client_lag_ms`` (None when within it
+    or unknown); ``lag`` as :func:`send_lag` gives it."""
+    p50 = lag["send_lag_p50_ms"]
+    if not p50 > max_client_lag_ms:      # NaN (nothing sent on its own) is no verdict
+        return None
+    return (f"the load generator fell behind its schedule (median send lag "
+            f"{_above(p50, max_client_lag_ms)} ms > {max_client_lag_ms:g} ms): these latencies "
+            f"include client-side delay; use a faster client host or lower loads")
 
 
 def tool_versions() -> dict[str, str]:
@@ -661,7 +696,8 @@ def summarize(result: LoadResult, load_rps: float | None = None, *, model: str, 
     schedule's nominal rate. ``provenance`` (e.g. GPU, driver, engine command) is merged into the
     JSON provenance with the endpoint, model, date, prompt set, arrivals, error counts,
     saturation verdict, the client's send lag (:func:`client_lag`) and tool versions. A median
-    send lag above ``max_client_lag_ms`` adds a warning there (and a Python warning).
+    send lag above ``max_client_lag_ms`` adds a warning there (:func:`lag_warning`; and a Python
+    warning).
     """
     df = result.requests
     ok = df[df["ok"].astype(bool)]
@@ -673,12 +709,10 @@ def summarize(result: LoadResult, load_rps: float | None = None, *, model: str, 
     errors = df.loc[~df["ok"].astype(bool), "error_kind"].value_counts()
     lag = client_lag(df)
     notes = []
-    if lag["send_lag_p50_ms"] > max_client_lag_ms:
-        notes.append(f"the load generator fell behind its schedule (median send lag "
-                     f"{lag['send_lag_p50_ms']:.0f} ms > {max_client_lag_ms:g} ms): these "
-                     f"latencies include client-side delay; use a faster client host or lower "
-                     f"loads")
-        warnings.warn(notes[-1], stacklevel=2)
+    late = lag_warning(lag, max_client_lag_ms)
+    if late:
+        notes.append(late)
+        warnings.warn(late, stacklevel=2)
     prov = {
         "endpoint": redact_url(result.endpoint.base_url + result.endpoint.path),
         "served_model": result.endpoint.model,

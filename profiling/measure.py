@@ -78,7 +78,7 @@ def setup_latencies(model: str, tp_degrees, shares, loads_rps, *, endpoint: str 
                                       gpu=gpu, num_requests=num_requests,
                                       duration_s=duration_s, nvml_backend=nvml_backend)
                 except PointFailed as e:  # answered /v1/models, but could not serve requests
-                    why = f"the endpoint failed its load points: {e}"
+                    why = redact_text(f"the endpoint failed its load points: {e}")
                 else:
                     return SetupLatencies(table, "measured",
                                           f"measured against {setup.endpoint}")

@@ -4,11 +4,13 @@ For each :class:`SweepSetup` the sweep launches its engine (or attaches to a run
 runs the loads in ascending order and stops the curve after the first saturated point (see
 :class:`profiling.loadgen.SaturationCriteria`). Each finished point is a folder::
 
-    <out_dir>/points/<model>/tp<tp>-share<rho>/load-<rps>rps/
+    <out_dir>/points/<model>-<digest>/tp<tp>-share<rho>/load-<rps>rps/
         point.json     settings the point was measured with (written first)
         requests.csv   one row per request (profiling.loadgen)
         gpu.csv        NVML samples during the run, when a GPU is visible
         summary.csv    the profile row; written last, so its presence marks a finished point
+
+(``<model>-<digest>``: the model name as a safe folder name, :func:`routerwise.io.safe_name`.)
 
 A rerun with the same settings skips finished points (resume after interruption); a rerun
 whose settings differ from a finished point's raises :class:`~profiling.errors.ResultExists`
@@ -37,11 +39,9 @@ an :class:`~profiling.launcher.MPSDaemon` is refused rather than measured mislab
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import math
-import re
 from dataclasses import asdict, dataclass
 from datetime import datetime, UTC
 from pathlib import Path
@@ -52,7 +52,7 @@ import pandas as pd
 
 from routerwise.data import latency_table as profiles
 from routerwise.errors import ValidationError
-from routerwise.io import atomic_write_with, write_json
+from routerwise.io import atomic_write_with, safe_name, write_json
 from routerwise.redact import redact_url
 
 from . import nvml
@@ -111,10 +111,10 @@ class SweepSetup:
         if self.endpoint is not None:
             from urllib.parse import urlsplit
             parts = urlsplit(self.endpoint)
-            where = re.sub(r"[^A-Za-z0-9.-]+", "_", f"{parts.hostname}_{parts.port or ''}")
-            digest = hashlib.sha256(self.endpoint.encode()).hexdigest()[:6]
-            name += f"-at-{where.strip('_')}-{digest}"
-        return root / "points" / self.model.replace("/", "--") / name
+            name += "-at-" + safe_name(f"{parts.hostname}_{parts.port or ''}",
+                                       key=self.endpoint, digest_chars=6)
+        # model names are the user's (an HF id has a '/'): never a path
+        return root / "points" / safe_name(self.model) / name
 
 
 def point_dir(root: str | Path, setup: SweepSetup, load_rps: float) -> Path:

@@ -197,13 +197,18 @@ def _parse_prices(items, file_prices):
     table = {}
     for item in items:
         name, sep, value = item.partition("=")
+        name = name.strip()
         try:
-            table[name.strip()] = float(value)
+            price = float(value)
         except ValueError:
             sep = ""
         if not sep:
             raise ValidationError(f"--price takes TYPE=USD_PER_HOUR (e.g. A100-80GB=2.0), got "
                                   f"{item!r}")
+        if name in table:
+            raise ValidationError(f"--price gives GPU type {name!r} twice ({table[name]:g} and "
+                                  f"{price:g} $/hour); give one --price per type")
+        table[name] = price
     return GpuPrices(table, source="--price on the command line (user-provided)")
 
 
@@ -217,7 +222,7 @@ def _cost(args) -> int:
     """``routerwise cost``: the cheapest cluster meeting the SLO and a quality floor."""
     import pandas as pd
 
-    from .cost import cheapest_cluster, cluster_pools, pareto_frontier
+    from .cost import cheapest_cluster, cluster_pools, pareto_frontier, proves_optimum
     from .optimize.headroom import with_headroom
     file_prices = None
     if args.problem:
@@ -239,9 +244,13 @@ def _cost(args) -> int:
                "binding": res.binding, "notes": list(res.notes),
                "trials": _records(res.table())}
         if args.frontier:
-            df = pareto_frontier(p, range(args.min_gpus, args.max_gpus + 1), prices=prices,
+            # The clusters the search considered (every composition per type on a mixed
+            # cluster, where a GPU count alone does not say which types), so the frontier
+            # and the search cover the same clusters.
+            mixed = p.cluster.is_mixed
+            df = pareto_frontier(p, [t.cluster for t in res.trials], prices=prices,
                                  method=args.method)
-            cols = [c for c in df.columns if c not in ("message", "gpus")
+            cols = [c for c in df.columns if c not in ("message", "" if mixed else "gpus")
                     and not c.endswith("_status")]
             print("\nquality vs cost (gain_vs_*: optimum minus baseline at the same cluster):")
             print(df[cols].to_string(index=False))
@@ -260,7 +269,9 @@ def _cost(args) -> int:
           + (f" ({res.price_source})" if prices is not None else "")
           + f", score {sol.score:.4f} >= {res.quality_floor:g}, {p.slo.metric} "
             f"{sol.latency_ms:.1f} ms (SLO {p.slo.latency_ms:g})"
-          + ("" if res.proven else " [not proven cheapest: a heuristic method]"))
+          + ("" if res.proven else " [not proven cheapest: "
+             + ("a heuristic method]" if not proves_optimum(args.method)
+                else "a cheaper cluster's solve stopped at its time limit]")))
     for name, s, w in zip(p.model_names, sol.setup.per_model, sol.fractions):
         print(f"  {name:40s} {s.label():14s} w={w:.3f}")
     for n in res.notes:

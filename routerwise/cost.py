@@ -42,11 +42,13 @@ import numpy as np
 import pandas as pd
 
 from .errors import RouterWiseError, ValidationError
+from .optimize.bounds import unlimited_capacity_bound
 from .optimize.solution import Solution
 from .problem import Cluster, GPUType, Problem, as_pairs
 from .solve import solve
 
-__all__ = ["DEFAULT_MAX_GPUS", "SCORE_ATOL", "TRIAL_STATUSES", "GpuPrices",
+__all__ = ["DEFAULT_MAX_GPUS", "SCORE_ATOL", "TRIAL_STATUSES", "PROVING_METHODS",
+           "proves_optimum", "GpuPrices",
            "unlimited_capacity_bound", "cluster_pools", "cluster_cost", "candidate_counts",
            "ClusterTrial", "CheapestCluster", "cheapest_cluster", "pareto_frontier"]
 
@@ -54,10 +56,17 @@ DEFAULT_MAX_GPUS = 16
 # A plan "meets" the floor when score >= floor - SCORE_ATOL: the LP's optimality tolerance,
 # far below any difference in quality anyone would act on.
 SCORE_ATOL = 1e-9
-# Methods whose "infeasible" and whose bound are proofs (the dual-price method is a heuristic).
-_PROVING_METHODS = ("exact", "milp")
+# Methods whose "infeasible" and whose bound are proofs: the exact search, the MILP, its
+# decomposition (exact: the cuts remove only unplaceable setups) and "auto" (one of the two
+# first). The dual-price method is a heuristic. Everything that says "proven" reads this.
+PROVING_METHODS = ("exact", "milp", "decomposition", "auto")
 TRIAL_STATUSES = ("meets", "below_floor", "bound_below_floor", "infeasible", "undeployable",
                   "not_tried")
+
+
+def proves_optimum(method: str) -> bool:
+    """Whether ``method``'s optimum, bound and "infeasible" are proofs (:data:`PROVING_METHODS`)."""
+    return method in PROVING_METHODS
 
 
 def _is_real(x) -> bool:
@@ -145,15 +154,6 @@ def cluster_cost(cluster: Cluster, prices: GpuPrices | None = None) -> float:
     return _pool_cost(cluster_pools(cluster), prices)
 
 
-def unlimited_capacity_bound(problem: Problem) -> float:
-    """U = (1/N) sum_j max_i s_ji: the score if every prompt went to its best model.
-
-    No cluster, setup or SLO can do better (every plan's score is a mean over prompts of a
-    convex combination of that prompt's model scores), so a quality floor above U is out of
-    reach whatever the budget.
-    """
-    return float(problem.workload.scores.max(axis=1).mean())
-
 
 # ----------------------------------------------------------------------------- candidates
 
@@ -237,8 +237,9 @@ class ClusterTrial:
     scores under the floor), ``bound_below_floor`` (skipped: a valid upper bound is under the
     floor), ``infeasible`` (no plan meets the SLO), ``undeployable`` (a model cannot be placed
     at all, e.g. its shard needs more memory than the GPUs have), ``not_tried`` (a cheaper
-    cluster met both already). ``proven``: whether the status is a proof (an ``exact`` or
-    ``milp`` solve, or a bound) rather than a heuristic's result.
+    cluster met both already). ``proven``: whether the status is a proof (a solve by a method
+    of :data:`PROVING_METHODS` that ended before its time limit, or a bound) rather than a
+    heuristic's result.
     """
 
     cluster: Cluster
@@ -324,7 +325,7 @@ def _cheap_bound(problem: Problem, alphas: list[np.ndarray]):
 
 
 def _trial_from_solution(cluster, cost, sol: Solution, floor: float, method: str) -> ClusterTrial:
-    proving = method in _PROVING_METHODS
+    proving = proves_optimum(method)
     if not sol.feasible:
         inf = sol.infeasibility
         binding = inf.binding if inf is not None else "latency"
@@ -357,7 +358,8 @@ def cheapest_cluster(problem: Problem, *, quality_floor: float, prices: GpuPrice
     where a cluster meets both targets, and among clusters of that cost takes the best score.
     Sizes that cannot reach the floor are skipped on upper bounds (see the module docstring).
     Plans come from :func:`routerwise.solve` with ``method`` and ``solve_options``; the answer
-    is the proven cheapest when ``method`` is ``exact`` or ``milp`` (``result.proven``).
+    is the proven cheapest when ``method`` proves its optimum (:func:`proves_optimum`: exact,
+    milp, decomposition, auto) and no solve stops at a time limit (``result.proven``).
 
     Never raises for a target out of reach: the result then has no cluster and says in
     ``reason`` which limit binds. Bad arguments (floor outside [0, 1], a price table without
@@ -450,7 +452,7 @@ def _notes(problem: Problem, method: str) -> tuple[str, ...]:
                    f"{problem.space.rho_min:g} x G GPUs of compute, so more GPUs can lower the "
                    f"optimum; no size is judged from its neighbours (each one before the "
                    f"cheapest was solved or bounded)")
-    if method not in _PROVING_METHODS:
+    if not proves_optimum(method):
         out.append(f"method {method!r} is a heuristic: a cluster it rejects might still meet "
                    f"the targets with an exact method")
     return tuple(out)

@@ -1,8 +1,10 @@
-"""Atomic file writes and checksums.
+"""Atomic file writes, checksums and safe file names.
 
 Every file the kit writes goes through :func:`atomic_write`: the bytes land in a temporary
 file in the same folder and are renamed over the target only once complete, so an interrupted
-run never leaves a half-written table and never destroys the previous good copy.
+run never leaves a half-written table and never destroys the previous good copy. A file or
+folder name made from a user string (a model name, a GPU label) goes through
+:func:`safe_name`, so no such string can point a write outside its folder.
 """
 
 from __future__ import annotations
@@ -10,20 +12,31 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-import os
 import math
+import os
+import re
 import tempfile
 import warnings
 from pathlib import Path
 from collections.abc import Callable, Iterator
 
 __all__ = ["atomic_path", "atomic_write", "atomic_write_with", "write_json", "sha256_file",
-           "read_csv_checked", "json_safe", "cache_write"]
+           "read_csv_checked", "safe_name", "json_safe", "cache_write"]
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 @contextlib.contextmanager
-def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temporary path next to ``path``; rename it over ``path`` on success."""
+def atomic_path(path: str | os.PathLike, mode: int | None = None) -> Iterator[Path]:
+    """Yield a temporary path next to ``path``; rename it over ``path`` on success.
+
+    The file gets ``mode`` when given, else the mode any new file gets (0666 less the umask):
+    the temporary file's own 0600 would otherwise make results unreadable to a group.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
@@ -31,6 +44,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     tmp_path = Path(tmp)
     try:
         yield tmp_path
+        os.chmod(tmp_path, (0o666 & ~_umask()) if mode is None else mode)
         os.replace(tmp_path, path)
     finally:
         if tmp_path.exists():
@@ -110,6 +124,26 @@ def cache_write(cache_root: str | os.PathLike, write: Callable[[], object]) -> b
                           f"Point ROUTERWISE_CACHE_DIR at a writable folder with free space "
                           f"to cache them", RuntimeWarning, stacklevel=2)
         return False
+
+
+_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+def safe_name(text: str, *, key: str | None = None, digest_chars: int = 10,
+              max_chars: int = 60) -> str:
+    """A single path component for ``text``: a readable slug plus a digest of the full string.
+
+    The slug keeps letters, digits, ``.``, ``_`` and ``-`` (other runs become ``_``; leading
+    and trailing ``._-`` are dropped, so it is never hidden, option-like, ``.`` or ``..``) and
+    is cut at ``max_chars``; the sha256 digest of ``key`` (default: ``text``) is appended, so
+    different strings never share a name, also on case-insensitive file systems.
+    ``safe_name("llama-3.1-8b")`` is ``"llama-3.1-8b-<digest>"``.
+    """
+    text = str(text)
+    slug = _UNSAFE.sub("_", text).strip("._-")[:max_chars].rstrip("._-") or "_"
+    digest = hashlib.sha256((text if key is None else key).encode("utf-8",
+                                                                  "surrogatepass")).hexdigest()
+    return f"{slug}-{digest[:digest_chars]}"
 
 
 def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:

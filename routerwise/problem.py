@@ -35,7 +35,8 @@ import numpy as np
 
 from .errors import ValidationError
 
-__all__ = ["as_pairs", "LATENCY_METRICS", "CURVE_SOURCES", "LOAD_RTOL", "beyond_range", "ModelSpec", "GPUType",
+__all__ = ["as_pairs", "check_model_name", "LATENCY_METRICS", "CURVE_SOURCES", "LOAD_RTOL",
+           "beyond_range", "ModelSpec", "GPUType",
            "Cluster", "ModelSetup", "SystemSetup", "LatencyCurve", "LatencyProfiles", "SLO",
            "Workload", "SetupSpace", "Problem", "curves_from_points"]
 
@@ -80,6 +81,24 @@ def _as_int(x, what: str) -> int:
     return int(x)
 
 
+def check_model_name(name) -> str:
+    """``name`` if it can name a model, else a ValidationError saying what is allowed.
+
+    Names key score tables, curve tables and plans, and end up in file names (the curve grid's
+    per-setup files), so a name must not be able to point at another path."""
+    allowed = ("a model name is a non-empty string of printable characters (letters, digits, "
+               "spaces, '-', '_', '.', '+', ':', '@' ...) without path separators ('/' or '\\'), "
+               "control characters or '..'")
+    if not isinstance(name, str) or not name:
+        raise ValidationError(f"model name {name!r} is not usable: {allowed}")
+    bad = sorted({c for c in name if c in "/\\" or not c.isprintable()})
+    if bad or ".." in name:
+        what = f"characters {bad}" if bad else "'..'"
+        raise ValidationError(f"model name {name!r} holds {what}: {allowed}, e.g. "
+                              f"'llama-3.1-8b-instruct'")
+    return name
+
+
 def _check_metric(metric: str) -> None:
     if metric not in LATENCY_METRICS:
         raise ValidationError(f"unknown latency metric {metric!r}; use one of {LATENCY_METRICS}")
@@ -98,8 +117,7 @@ class ModelSpec:
     shard_mem_gb: tuple[tuple[int, float], ...]
 
     def __post_init__(self):
-        if not self.name or not isinstance(self.name, str):
-            raise ValidationError("ModelSpec.name must be a non-empty string")
+        check_model_name(self.name)
         if not (_is_real(self.params_b) and math.isfinite(self.params_b)
                 and self.params_b > 0):
             raise ValidationError(f"model {self.name!r}: params_b must be a positive number of "
@@ -366,12 +384,23 @@ class LatencyCurve:
         _check_metric(self.metric)
         if self.source not in CURVE_SOURCES:
             raise ValidationError(f"curve source must be one of {CURVE_SOURCES}, got {self.source!r}")
-        x = np.asarray(self.load_rps, dtype=float).ravel()
-        y = np.asarray(self.latency_ms, dtype=float).ravel()
         if not isinstance(self.gpu, str):
             raise ValidationError(f"LatencyCurve.gpu must be a GPU type name (str), got {self.gpu!r}")
-        what = f"latency curve {self.model!r} tp={self.tp} rho={self.compute_tenths / 10:.1f}" \
-            + (f" on {self.gpu}" if self.gpu else "")
+        name = f"latency curve {self.model!r}"
+        tp = _as_int(self.tp, f"{name}: tp (tensor-parallel degree)")
+        tenths = _as_int(self.compute_tenths, f"{name}: compute_tenths (compute share in tenths)")
+        if tp < 1 or not 1 <= tenths <= 10:
+            raise ValidationError(f"{name}: tp must be >= 1 and compute_tenths in 1..10, got "
+                                  f"tp={tp}, compute_tenths={tenths}")
+        object.__setattr__(self, "tp", tp)
+        object.__setattr__(self, "compute_tenths", tenths)
+        what = f"{name} tp={tp} rho={tenths / 10:.1f}" + (f" on {self.gpu}" if self.gpu else "")
+        try:
+            x = np.asarray(self.load_rps, dtype=float).ravel()
+            y = np.asarray(self.latency_ms, dtype=float).ravel()
+        except (TypeError, ValueError) as e:
+            raise ValidationError(f"{what}: load_rps and latency_ms must be sequences of numbers "
+                                  f"({e})") from None
         if x.size == 0:
             raise ValidationError(f"{what} is empty: profile at least one load point")
         if x.size != y.size:
@@ -623,7 +652,13 @@ class SetupSpace:
             raise ValidationError(f"compute_tenths must be integers in 1..10, got "
                                   f"{self.compute_tenths}")
         if not (_is_real(self.rho_min) and 0.0 <= self.rho_min <= 1.0):
-            raise ValidationError(f"rho_min must be in [0, 1], got {self.rho_min}")
+            raise ValidationError(f"rho_min must be a number in [0, 1], got {self.rho_min!r}")
+        for flag in ("check_memory", "check_compute"):
+            # "no" is a truthy string: it would keep on a filter meant to be off
+            if not isinstance(getattr(self, flag), (bool, np.bool_)):
+                raise ValidationError(f"SetupSpace.{flag} must be True or False, got "
+                                      f"{getattr(self, flag)!r}")
+            object.__setattr__(self, flag, bool(getattr(self, flag)))
         object.__setattr__(self, "tp_degrees", tps)
         object.__setattr__(self, "compute_tenths", rts)
 

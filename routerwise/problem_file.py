@@ -2,7 +2,8 @@
 
 ``routerwise solve problem.toml [--json plan.json]`` and :func:`load_problem` read the same
 file. Paths are relative to the file. Every table and key is checked; a misspelt key is an
-error that lists the allowed ones. Example (``data/examples/problem.toml`` is a working one)::
+error that lists the allowed ones, and values keep their TOML type (``true``/``false`` unquoted,
+integers without a decimal point, numbers finite). Example (``data/examples/problem.toml`` is a working one)::
 
     name = "my-ladder"
 
@@ -15,6 +16,7 @@ error that lists the allowed ones. Example (``data/examples/problem.toml`` is a 
     [[models]]
     name = "small"             # as in the score table and the curve table
     architecture = "llama-3.1-8b-instruct"   # a registered name, or config = "small/config.json"
+    # (+ gated_mlp = true/false with a config whose model_type the reader does not know)
     # without an architecture: params_b = 8.0 and shard_mem_gb = {1 = 17.5, 2 = 9.2}
 
     [scores]
@@ -47,6 +49,7 @@ error that lists the allowed ones. Example (``data/examples/problem.toml`` is a 
 
 from __future__ import annotations
 
+import math
 import tomllib
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -56,7 +59,7 @@ from .cost import GpuPrices, cluster_pools
 from .data.scores import QualityMatrix, load_score_table
 from .errors import DataError, ValidationError
 from .problem import SLO, Cluster, GPUType, LatencyProfiles, ModelSpec, Problem, SetupSpace, \
-    Workload
+    Workload, check_model_name
 from .serving import architectures, memory
 from .serving.hardware import GPUS
 
@@ -65,7 +68,7 @@ __all__ = ["ProblemInputs", "read_problem_file", "load_problem", "problem_from_d
 _TABLES = {
     "": {"name", "cluster", "models", "scores", "latency", "workload", "slo", "space"},
     "cluster": {"gpu", "num_gpus", "mem_gb", "gpus"},
-    "models": {"name", "architecture", "config", "params_b", "shard_mem_gb"},
+    "models": {"name", "architecture", "config", "params_b", "shard_mem_gb", "gated_mlp"},
     "scores": {"table", "kind", "true_table"},
     "latency": {"table", "metric", "simulate", "num_requests"},
     "workload": {"arrival_rate_rps"},
@@ -75,6 +78,52 @@ _TABLES = {
 _REQUIRED = {"": ("cluster", "models", "scores", "latency", "workload", "slo"),
              "models": ("name",), "scores": ("table",),
              "workload": ("arrival_rate_rps",), "slo": ("latency_ms",)}
+
+
+def _is_int(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _is_number(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+# What each key's value must be, as TOML writes it: nothing is coerced, so "no" is not false and
+# 2.7 is not an integer. Keys not listed (tables, [cluster] mem_gb) are checked where read.
+_KINDS = {
+    "bool": ("a boolean (true or false, unquoted)", lambda v: isinstance(v, bool)),
+    "int": ("an integer", _is_int),
+    "number": ("a finite number", _is_number),
+    "str": ("a string", lambda v: isinstance(v, str)),
+    "ints": ("an array of integers, e.g. [1, 2, 4]",
+             lambda v: isinstance(v, (list, tuple)) and all(map(_is_int, v))),
+}
+_TYPES = {
+    "": {"name": "str"},
+    "cluster": {"gpu": "str", "num_gpus": "int"},
+    "models": {"name": "str", "architecture": "str", "config": "str", "params_b": "number",
+               "gated_mlp": "bool"},
+    "scores": {"table": "str", "kind": "str", "true_table": "str"},
+    "latency": {"table": "str", "metric": "str", "simulate": "bool", "num_requests": "int"},
+    "workload": {"arrival_rate_rps": "number"},
+    "slo": {"latency_ms": "number", "aggregate": "str", "metric": "str"},
+    "space": {"tp_degrees": "ints", "compute_tenths": "ints", "rho_min": "number",
+              "check_memory": "bool", "check_compute": "bool"},
+    "prices": {"source": "str"},
+}
+
+
+def _toml_type(v) -> str:
+    for t, name in ((bool, "a boolean"), (int, "an integer"), (float, "a float"),
+                    (str, "a string"), (list, "an array"), (dict, "a table")):
+        if isinstance(v, t):
+            return name
+    return f"a {type(v).__name__}"
+
+
+def _type_error(origin: str, where: str, key: str, expected: str, v) -> ValidationError:
+    return ValidationError(f"{origin}: [{where or 'top level'}] {key} must be {expected}, got "
+                           f"{v!r} ({_toml_type(v)})")
 
 
 @dataclass(frozen=True)
@@ -121,6 +170,10 @@ def _check_keys(where: str, d, origin: str) -> dict:
     missing = [k for k in _REQUIRED.get(table, ()) if k not in d]
     if missing:
         raise ValidationError(f"{origin}: [{where or 'top level'}] needs {missing}")
+    for key, kind in _TYPES[table].items():
+        expected, ok = _KINDS[kind]
+        if key in d and not ok(d[key]):
+            raise _type_error(origin, where, key, expected, d[key])
     return d
 
 
@@ -135,9 +188,14 @@ def _model_arch(m: dict, base_dir: Path, origin: str):
     if "architecture" in m and "config" in m:
         raise ValidationError(f"{origin}: model {m['name']!r} gives both architecture and "
                               f"config; keep one")
+    if "gated_mlp" in m and "config" not in m:
+        raise ValidationError(f"{origin}: model {m['name']!r}: gated_mlp says how to read a "
+                              f"config.json of an unknown model_type; it goes with config = "
+                              f"\"config.json\" (a registered architecture knows its MLP)")
     if "config" in m:
         return architectures.from_hf_config(_path(base_dir, m["config"], "config", origin),
-                                            name=m["name"], params_b=m.get("params_b"))
+                                            name=m["name"], params_b=m.get("params_b"),
+                                            gated_mlp=m.get("gated_mlp"))
     if "architecture" in m:
         # named after the model, so that curves, replays and the problem agree on names
         return replace(architectures.get(m["architecture"]), name=m["name"])
@@ -146,7 +204,7 @@ def _model_arch(m: dict, base_dir: Path, origin: str):
 
 def _model_spec(m: dict, arch, tp_degrees, origin: str) -> ModelSpec:
     if arch is not None:
-        params_b = float(m.get("params_b", arch.params_b))
+        params_b = m.get("params_b", arch.params_b)
         return ModelSpec(m["name"], params_b,
                          tuple(memory.shard_memory_table(arch, tp_degrees).items()))
     if "params_b" not in m or "shard_mem_gb" not in m:
@@ -155,12 +213,12 @@ def _model_spec(m: dict, arch, tp_degrees, origin: str) -> ModelSpec:
     mem = m["shard_mem_gb"]
     if not isinstance(mem, dict) or not mem:
         raise ValidationError(f"{origin}: model {m['name']!r}: shard_mem_gb maps tp degrees to GB")
-    try:
-        table = tuple(sorted((int(k), float(v)) for k, v in mem.items()))
-    except (TypeError, ValueError):
+    # TOML keys are strings: "2" is tp 2, "2.5" is no tp degree; values are GB, not true/"lots"
+    if not all(str(k).isdecimal() and _is_number(v) for k, v in mem.items()):
         raise ValidationError(f"{origin}: model {m['name']!r}: shard_mem_gb keys are tp degrees "
-                              f"and values GB, got {mem}") from None
-    return ModelSpec(m["name"], float(m["params_b"]), table)
+                              f"(integers) and values GB (finite numbers), e.g. "
+                              f"{{1 = 17.5, 2 = 9.2}}; got {mem}")
+    return ModelSpec(m["name"], m["params_b"], tuple(sorted((int(k), v) for k, v in mem.items())))
 
 
 def problem_from_dict(doc: dict, *, base_dir: str | Path = ".", origin: str = "problem") -> Problem:
@@ -185,6 +243,15 @@ def _inputs_from_dict(doc: dict, *, base_dir: str | Path, origin: str) -> Proble
     models, archs = [], []
     for k, m in enumerate(raw_models):
         _check_keys(f"models[{k}]", m, origin)
+        try:
+            check_model_name(m["name"])
+        except ValidationError as e:
+            raise ValidationError(f"{origin}: [models[{k}]] {e}") from None
+        first = next(j for j, other in enumerate(raw_models) if other.get("name") == m["name"])
+        if first < k:
+            raise ValidationError(f"{origin}: [models[{first}]] and [models[{k}]] are both named "
+                                  f"{m['name']!r}; give each model its own name (the score and "
+                                  f"curve tables key on it)")
         arch = _model_arch(m, base_dir, origin)
         models.append(_model_spec(m, arch, space.tp_degrees, origin))
         archs.append(arch)
@@ -279,7 +346,11 @@ def _cluster(cl: dict, origin: str) -> Cluster:
                                   f"not in gpus")
         types = []
         for name, n in pools.items():
-            types.append((_gpu_type(str(name), mem.get(name), origin), n))
+            if not _is_int(n):
+                raise _type_error(origin, "cluster", f"gpus[{name!r}]", "an integer (a GPU count)",
+                                  n)
+            types.append((_gpu_type(name, mem.get(name), origin,
+                                    f"mem_gb[{name!r}]"), n))
         return Cluster.mixed(types)
     if "num_gpus" not in cl:
         raise ValidationError(f"{origin}: [cluster] needs num_gpus (with gpu), or gpus = "
@@ -288,12 +359,14 @@ def _cluster(cl: dict, origin: str) -> Cluster:
     if isinstance(mem, dict):
         raise ValidationError(f"{origin}: [cluster] mem_gb is one number (GB) for gpu; a table "
                               f"of types goes with gpus = {{...}}")
-    return Cluster(_gpu_type(str(cl.get("gpu", "custom")), mem, origin), cl["num_gpus"])
+    return Cluster(_gpu_type(cl.get("gpu", "custom"), mem, origin, "mem_gb"), cl["num_gpus"])
 
 
-def _gpu_type(name: str, mem_gb, origin: str) -> GPUType:
+def _gpu_type(name: str, mem_gb, origin: str, key: str) -> GPUType:
     if mem_gb is not None:
-        return GPUType(name, float(mem_gb))
+        if not _is_number(mem_gb):
+            raise _type_error(origin, "cluster", key, "a finite number (GB per GPU)", mem_gb)
+        return GPUType(name, mem_gb)
     if name in GPUS:
         return GPUType(name, GPUS[name].memory_gb)
     raise ValidationError(f"{origin}: [cluster] gpu {name!r} is not in the catalogue "
@@ -302,7 +375,7 @@ def _gpu_type(name: str, mem_gb, origin: str) -> GPUType:
 
 def _check_latency_choice(lat: dict, origin: str) -> None:
     """[latency] names exactly one source: a curve table or the simulator."""
-    if bool(lat.get("simulate", False)) == ("table" in lat):
+    if lat.get("simulate", False) == ("table" in lat):
         raise ValidationError(f"{origin}: [latency] needs exactly one of table = \"curves.csv\" "
                               f"or simulate = true")
 
@@ -358,7 +431,7 @@ def _profiles(lat: dict, archs, names, gpu_name: str, space: SetupSpace, qm: Qua
     else:
         raise ValidationError(f"{origin}: simulate = true needs prompt_tokens and output_tokens in "
                               f"the score table (the simulator replays those lengths)")
-    opts = curve_grid.GridOptions(num_requests=int(lat.get("num_requests", 4000)))
+    opts = curve_grid.GridOptions(num_requests=lat.get("num_requests", 4000))
     table = curve_grid.build_profile_table(
         archs, gpu_name, space.tp_degrees, space.compute_tenths, lengths, options=opts,
         progress=False)

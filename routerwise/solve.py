@@ -29,6 +29,7 @@ import inspect
 from dataclasses import dataclass, replace
 from collections.abc import Callable
 
+from .data.latency_table import envelope_notes
 from .errors import ValidationError
 from .optimize.solution import Solution
 from .problem import Problem
@@ -108,4 +109,6 @@ def solve(problem: Problem, method: str = "auto", **options) -> Solution:
             raise ValidationError(f"unknown option(s) {unknown} for method {method!r}; it "
                                   f"accepts {known}")
     sol = run(problem, **options).verify(problem)
-    return replace(sol, notes=sol.notes + tuple(f"input: {a}" for a in problem.assumptions))
+    # a curve an envelope raised over a dip in its data is an input the plan rests on
+    return replace(sol, notes=sol.notes + tuple(f"input: {a}" for a in problem.assumptions)
+                   + envelope_notes(problem, sol.setup))

@@ -213,4 +213,12 @@ def test_problem_file_can_simulate_its_curves(tmp_path):
     assert prof.models == {"chat-8b", "chat-24b", "chat-70b"}
     assert {c.source for c in prof.curves} == {"simulated"}
     assert any("simulated" in a for a in inputs.problem.assumptions)
-    assert rw.solve(inputs.problem).status in ("optimal", "infeasible")
+    # The simulated curves admit a plan: the exact solver finds it and the MILP, a second
+    # method, reaches the same setups, fractions and score.
+    plan, milp = rw.solve(inputs.problem), rw.solve(inputs.problem, "milp")
+    assert plan.status == milp.status == "optimal"
+    assert plan.setup.label() == milp.setup.label() == "tp1/rho1.0 | tp1/rho1.0 | tp2/rho1.0"
+    assert plan.fractions == pytest.approx(milp.fractions, abs=1e-6)
+    assert plan.score == pytest.approx(milp.score, abs=1e-6)
+    assert plan.latency_ms <= inputs.problem.slo.latency_ms * (1 + 1e-6)
+    plan.verify(inputs.problem)

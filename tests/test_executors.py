@@ -10,7 +10,6 @@ import multiprocessing as mp
 import os
 import subprocess
 import sys
-import types
 
 import numpy as np
 import pandas as pd
@@ -21,7 +20,7 @@ from routerwise.errors import SweepFailed, ValidationError
 from routerwise.optimize.exact_search import evaluate_all
 from routerwise.paper import experiments as ex
 from routerwise.paper.synthetic import synthetic_problem
-from routerwise.parallel import CHECKPOINT_SUFFIX, RayExecutor, map_tasks, task_key
+from routerwise.parallel import CHECKPOINT_SUFFIX, map_tasks, task_key
 
 try:
     import distributed
@@ -158,36 +157,6 @@ def test_task_keys_follow_content_not_identity_or_hash_seed():
                              env={**os.environ, "PYTHONHASHSEED": seed,
                                   "PYTHONPATH": str(REPO)}).stdout.strip()
         assert out == task_key(obj)
-
-
-def test_ray_adapter_submits_ray_tasks_and_returns_their_futures(monkeypatch):
-    """Ray is not installed here: a stand-in module with Ray's calling convention
-    (``ray.remote(fn)`` or ``ray.remote(**options)(fn)``, ``.remote(*args)`` -> an object
-    reference whose ``.future()`` is a concurrent.futures.Future) checks the wiring."""
-    calls = []
-
-    class Ref:
-        def __init__(self, value):
-            self.value = value
-
-        def future(self):
-            f = cf.Future()
-            f.set_result(self.value)
-            return f
-
-    def remote(fn=None, **options):
-        def wrap(f):
-            calls.append(options)
-            return types.SimpleNamespace(remote=lambda *a, **k: Ref(f(*a, **k)))
-        return wrap(fn) if fn is not None else wrap
-
-    monkeypatch.setitem(sys.modules, "ray", types.SimpleNamespace(remote=remote))
-    assert map_tasks(math.sqrt, [4.0, 9.0, 16.0], executor=RayExecutor(num_cpus=1)) == [
-        2.0, 3.0, 4.0]
-    assert calls == [{"num_cpus": 1}]  # one remote function, reused for every task
-    monkeypatch.setitem(sys.modules, "ray", None)  # import ray -> ImportError
-    with pytest.raises(ValidationError, match="pip install"):
-        RayExecutor()
 
 
 # ----------------------------------------------------------------------------- panels

@@ -71,3 +71,13 @@ def test_labels_have_units_and_plain_names():
     assert style.label("memory_ffd_paper") == "+ memory, first-fit decreasing (paper's check)"
     assert style.label("some_new_column") == "some new column"
     assert len(set(style.PALETTE)) == len(style.PALETTE) == 8
+
+
+def test_saved_pdfs_embed_no_type3_fonts(tmp_path, monkeypatch):
+    """Venue checks reject Type 3 fonts: save_figure must write TrueType (Type 42) text."""
+    from routerwise.paper import record
+    monkeypatch.setenv("ROUTERWISE_RESULTS_DIR", str(tmp_path))
+    pdf = record.save_figure(figures()["setup_space"], "fonts", formats=("pdf",))
+    data = pdf.read_bytes()
+    assert b"/Subtype /Type3" not in data
+    assert b"/Subtype /TrueType" in data or b"/FontFile2" in data

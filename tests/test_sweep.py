@@ -256,4 +256,6 @@ def test_sweep_command_request_timeouts_bound_a_stalling_server(tmp_path, capsys
                    "--request-timeout-s", "0.5"])
         took = time.monotonic() - t0
     assert rc == 2 and "no request of 3 completed" in capsys.readouterr().err
-    assert took < 6  # the defaults (10 s connect, 120 s read) would take minutes
+    # The defaults (120 s read) would take minutes; 0.5 s timeouts take about 1.5 s. The bound
+    # sits far from both, so a loaded machine cannot fail it.
+    assert took < 60

@@ -25,6 +25,7 @@ routes more load to a model than was profiled without saturation.
 
 from __future__ import annotations
 
+import re
 from dataclasses import replace
 from pathlib import Path
 from collections.abc import Sequence
@@ -37,8 +38,8 @@ from ..io import atomic_write_with
 from ..problem import CURVE_SOURCES, LATENCY_METRICS, LatencyCurve, LatencyProfiles
 
 __all__ = ["KEY_COLUMNS", "METRIC_COLUMNS", "COLUMNS", "empty_table", "normalize", "read_table",
-           "write_table", "monotone_envelope", "to_profiles", "to_profiles_by_gpu",
-           "from_profiles"]
+           "write_table", "monotone_envelope", "envelope_change", "envelope_notes", "to_profiles",
+           "to_profiles_by_gpu", "from_profiles"]
 
 KEY_COLUMNS = ("model", "gpu", "tp", "compute_share", "load_rps")
 METRIC_COLUMNS = tuple(f"{m}_ms" for m in LATENCY_METRICS)
@@ -56,39 +57,153 @@ def empty_table() -> pd.DataFrame:
 def normalize(df: pd.DataFrame) -> pd.DataFrame:
     """Validate a profile table and return it with the schema's columns, order and dtypes.
 
-    Missing metric columns are added as NaN; missing key/provenance columns are an error.
+    Missing metric columns are added as NaN; missing key/provenance columns are an error. A bad
+    value is a ValidationError naming its row (1-based, in the order given: a CSV's data row)
+    and column: ``tp`` and ``num_requests`` must be whole numbers, the other numeric columns
+    numbers, ``saturated`` one of true/false/yes/no/1/0 (any case), and a latency statistic
+    either absent (NaN) or a finite number of ms above zero.
     """
+    return _finish(_typed(df, "profile table"), "profile table")
+
+
+def _typed(df: pd.DataFrame, where: str) -> pd.DataFrame:
+    """``df`` checked cell by cell and cast to the schema's dtypes, rows in the order given."""
     required = KEY_COLUMNS + ("saturated", "source")
     missing = [c for c in required if c not in df.columns]
     if missing:
-        raise ValidationError(f"profile table lacks columns {missing}; the schema is "
+        raise ValidationError(f"{where} lacks columns {missing}; the schema is "
                               f"{list(COLUMNS)} (see routerwise.data.latency_table)")
-    out = df.copy()
+    out = df.reset_index(drop=True)
     for c in COLUMNS:
         if c not in out.columns:
             out[c] = {"num_requests": 0, "duration_s": np.nan, "provenance": ""}.get(c, np.nan)
-    out = out[list(COLUMNS)].astype(_DTYPES)
+    out = out[list(COLUMNS)].copy()
+
+    def bad(mask, col, what, fix):
+        r = int(np.flatnonzero(np.asarray(mask))[0])
+        v = df[col].iloc[r]
+        raise ValidationError(f"{where}: row {r + 1}, column {col}: "
+                              f"{repr(v) if isinstance(v, str) else v} {what}; {fix}")
+
+    for c in COLUMNS:
+        if _DTYPES[c] not in (float, "int64"):
+            continue
+        if pd.api.types.is_numeric_dtype(out[c]) and not pd.api.types.is_bool_dtype(out[c]):
+            num = out[c].astype(float)
+        else:
+            num = pd.to_numeric(out[c], errors="coerce").astype(float)
+            text = out[c].astype(str).str.strip().str.lower()
+            stray = num.isna() & out[c].notna() & ~text.isin(("nan", ""))
+            if stray.any():
+                bad(stray, c, "is not a number", "write a plain number")
+        if _DTYPES[c] == "int64":
+            if num.isna().any():
+                bad(num.isna(), c, "is missing", "give a whole number")
+            if (num != np.round(num)).any():
+                bad(num != np.round(num), c, "is not a whole number", "give a whole number")
+        out[c] = num
+    if len(out) and (out["tp"] < 1).any():
+        bad(out["tp"] < 1, "tp", "is below 1", "tp is a tensor-parallel degree >= 1")
+    if len(out) and (out["load_rps"] < 0).any():
+        bad(out["load_rps"] < 0, "load_rps", "is negative", "loads are requests/s >= 0")
+    tenths = out["compute_share"] * 10
+    off = ~(np.isclose(tenths, np.round(tenths)) & (tenths >= 1 - 1e-9) & (tenths <= 10 + 1e-9))
+    if off.any():
+        bad(off, "compute_share", "is not a multiple of 0.1 in [0.1, 1.0]",
+            "compute_share is the MPS share of each GPU in tenths")
+    for c in METRIC_COLUMNS:
+        v = out[c].to_numpy(float)
+        wrong = ~np.isnan(v) & ~(np.isfinite(v) & (v > 0))
+        if wrong.any():
+            bad(wrong, c, "is not a latency", "a latency is a finite number of ms above zero "
+                "(leave the cell empty when the statistic is absent)")
+    flags = out["saturated"]
+    if not pd.api.types.is_bool_dtype(flags):
+        flags = flags.map(_flag)
+    if flags.isna().any():
+        bad(flags.isna(), "saturated", "is not a saturation flag",
+            "write true or false (yes/no and 1/0 are read too)")
+    out["saturated"] = flags.astype(bool)
+    return out.astype(_DTYPES)
+
+
+_FLAGS = {"true": True, "yes": True, "1": True, "false": False, "no": False, "0": False}
+
+
+def _flag(v) -> bool | None:
+    """A saturation flag as a bool; None for anything else (NaN included)."""
+    if isinstance(v, (bool, np.bool_)):
+        return bool(v)
+    if isinstance(v, (int, float, np.integer, np.floating)):
+        return bool(v) if v in (0, 1) else None
+    if isinstance(v, str):
+        return _FLAGS.get(v.strip().lower())
+    return None
+
+
+def _finish(out: pd.DataFrame, where: str) -> pd.DataFrame:
+    """Table-wide checks on a :func:`_typed` table; rows sorted by the key columns."""
     bad_src = sorted(set(out["source"]) - set(CURVE_SOURCES))
     if bad_src:
-        raise ValidationError(f"profile table has unknown sources {bad_src}; use {CURVE_SOURCES}")
-    tenths = out["compute_share"] * 10
-    if len(out) and (not np.allclose(tenths, np.round(tenths)) or tenths.min() < 1 or tenths.max() > 10):
-        raise ValidationError("compute_share must be a multiple of 0.1 in [0.1, 1.0]")
-    if len(out) and ((out["tp"] < 1).any() or (out["load_rps"] < 0).any()):
-        raise ValidationError("tp must be >= 1 and load_rps >= 0 in a profile table")
+        raise ValidationError(f"{where} has unknown sources {bad_src}; use {CURVE_SOURCES}")
     dup = out.duplicated(list(KEY_COLUMNS))
     if dup.any():
         row = out[dup].iloc[0]
-        raise ValidationError(f"profile table repeats the point {tuple(row[list(KEY_COLUMNS)])}; "
-                              f"aggregate repeats before saving")
+        raise ValidationError(f"{where} repeats the point {tuple(row[list(KEY_COLUMNS)])} "
+                              f"(row {int(out.index[dup][0]) + 1}); aggregate repeats "
+                              f"before saving")
     return out.sort_values(list(KEY_COLUMNS), kind="stable").reset_index(drop=True)
 
 
+def _check_gaps(t: pd.DataFrame, cols, where: str) -> None:
+    """Reject a statistic missing (NaN) at a usable point of a curve that has it elsewhere:
+    the point would be dropped and interpolated across. ``t`` is :func:`_typed` (rows in the
+    order given, so that the message names the row)."""
+    if t.empty:
+        return
+    order = t.sort_values(["model", "gpu", "tp", "compute_share", "load_rps"], kind="stable")
+    key = order[["model", "gpu", "tp", "compute_share"]]
+    new_curve = (key != key.shift()).any(axis=1).to_numpy()
+    curve = np.cumsum(new_curve)
+    # a point is usable while no earlier (or this) point of its curve is saturated
+    sat_seen = order["saturated"].astype(int).groupby(curve).cummax().to_numpy().astype(bool)
+    usable = ~sat_seen
+    for c in cols:
+        v = order[c].to_numpy(float)
+        has = pd.Series(usable & ~np.isnan(v)).groupby(curve).transform("any").to_numpy()
+        gap = usable & np.isnan(v) & has
+        if gap.any():
+            r = int(order.index[np.flatnonzero(gap)[0]])
+            p = t.loc[r]
+            raise ValidationError(
+                f"{where}: row {r + 1}, column {c}: missing (NaN) at a load below saturation "
+                f"({p['model']}, {p['gpu']}, tp {p['tp']}, compute_share {p['compute_share']:g}, "
+                f"load_rps {p['load_rps']:g}) while the curve has it at other loads; give the "
+                f"value, mark the point saturated, or drop the row")
+
+
 def read_table(path: str | Path) -> pd.DataFrame:
+    """Read a profile table (CSV); its problems are typed errors naming the file and, for a
+    bad value, the data row and column (see :func:`normalize`). A latency statistic a curve
+    gives at some loads must be there at every load below saturation."""
     path = Path(path)
     if not path.is_file():
         raise DataError(f"no profile table at {path}")
-    return normalize(pd.read_csv(path, keep_default_na=True))
+    with open(path, "rb") as f:
+        head = f.read(8192)
+    if b"\0" in head:
+        raise DataError(f"{path}: a binary file, not a CSV profile table; write it with "
+                        f"routerwise.data.latency_table.write_table (columns {list(COLUMNS)})")
+    try:
+        raw = pd.read_csv(path, keep_default_na=True)
+    except pd.errors.EmptyDataError:
+        raise DataError(f"{path}: the profile table is empty; it needs a header row naming the "
+                        f"columns {list(COLUMNS)} and one row per load point") from None
+    except (ValueError, UnicodeDecodeError, pd.errors.ParserError) as e:
+        raise DataError(f"{path}: not a readable CSV profile table ({e})") from e
+    t = _typed(raw, str(path))
+    _check_gaps(t, METRIC_COLUMNS, str(path))
+    return _finish(t, str(path))
 
 
 def write_table(df: pd.DataFrame, path: str | Path) -> Path:
@@ -103,6 +218,42 @@ def write_table(df: pd.DataFrame, path: str | Path) -> Path:
     return atomic_write_with(path, lambda tmp: df.to_csv(tmp, index=False))
 
 
+_ENVELOPE_NOTE = "running-max envelope raised {} of {} points, by up to {:.4g} ms"
+_ENVELOPE_RE = re.compile(r"running-max envelope raised (\d+) of (\d+) points, by up to "
+                          r"([-+0-9.eE]+) ms")
+
+
+def envelope_change(provenance: str) -> tuple[int, int, float] | None:
+    """(points raised, points, largest rise in ms) when :func:`to_profiles` replaced a curve
+    by its running maximum (read from the curve's provenance); None when it did not."""
+    m = _ENVELOPE_RE.search(provenance or "")
+    return (int(m[1]), int(m[2]), float(m[3])) if m else None
+
+
+def envelope_notes(problem, setup=None) -> tuple[str, ...]:
+    """One line per curve of ``setup`` (a plan's SystemSetup) that an envelope changed, and
+    one line counting such curves among the rest of ``problem``'s curves."""
+    used = {id(problem.curve(i, s)) for i, s in enumerate(setup.per_model)} \
+        if setup is not None else set()
+    mine, other = [], []
+    for c in problem.profiles.curves:
+        ch = envelope_change(c.provenance)
+        if ch is None:
+            continue
+        what = (f"{c.model} tp{c.tp}/rho{c.compute_tenths / 10:.1f}"
+                + (f" on {c.gpu}" if c.gpu else ""))
+        (mine if id(c) in used else other).append((ch, what))
+    notes = [f"input: the {problem.profiles.metric} curve of {what} (in this plan) is a "
+             f"running-max envelope: it raised {k} of {n} points, by up to {d:.4g} ms, over a "
+             f"dip in the data" for (k, n, d), what in mine]
+    if other:
+        (k, n, d), what = max(other, key=lambda o: o[0][2])
+        notes.append(f"input: {len(other)} other {problem.profiles.metric} curve(s) are "
+                     f"running-max envelopes over dips in the data (largest rise {d:.4g} ms, "
+                     f"{what})")
+    return tuple(notes)
+
+
 def monotone_envelope(latency_ms) -> np.ndarray:
     """Running maximum: the smallest non-decreasing curve at or above the data (conservative)."""
     return np.maximum.accumulate(np.asarray(latency_ms, dtype=float))
@@ -113,15 +264,21 @@ def to_profiles(df: pd.DataFrame, metric: str = "ttft_mean", *, gpu: str | None 
     """Build one curve per (model, tp, compute_share) from a profile table.
 
     ``monotone="envelope"`` replaces a noisy curve by its running maximum (conservative) and
-    says so in the curve's provenance; ``"error"`` raises on any dip. Points at and beyond the
-    first saturated load are dropped; a key with fewer than ``min_points`` usable points gets
-    no curve (the setup space then leaves that option out).
+    says in the curve's provenance how many points it raised and by how much at most
+    (:func:`envelope_change` reads it back; :func:`routerwise.solve` repeats it in the plan's
+    notes); ``"error"`` raises on any dip. Points at and beyond the first saturated load are
+    dropped; a key with fewer than ``min_points`` usable points gets no curve (the setup space
+    then leaves that option out). The metric missing (NaN) at some usable points of a curve
+    but not at others is a ValidationError naming the row: it would be interpolated across.
     """
     if metric not in LATENCY_METRICS:
         raise ValidationError(f"unknown metric {metric!r}; use one of {LATENCY_METRICS}")
     if monotone not in ("error", "envelope"):
         raise ValidationError("monotone must be 'error' or 'envelope'")
-    df = normalize(df)
+    col = f"{metric}_ms"
+    t = _typed(df, "profile table")
+    _check_gaps(t if gpu is None else t[t["gpu"] == gpu], (col,), "profile table")
+    df = _finish(t, "profile table")
     if gpu is not None:
         df = df[df["gpu"] == gpu]
         if df.empty:
@@ -129,21 +286,23 @@ def to_profiles(df: pd.DataFrame, metric: str = "ttft_mean", *, gpu: str | None 
     if df["gpu"].nunique() > 1:
         raise ValidationError(f"profile table mixes GPU types {sorted(df['gpu'].unique())}; "
                               f"pass gpu=... to pick one")
-    col = f"{metric}_ms"
     curves = []
     for (model, tp, share), g in df.groupby(["model", "tp", "compute_share"], sort=True):
         g = g.sort_values("load_rps")
         sat = g["saturated"].to_numpy()
         if sat.any():
             g = g.iloc[: int(np.argmax(sat))]
-        g = g[np.isfinite(g[col].to_numpy())]
+        g = g[np.isfinite(g[col].to_numpy())]  # all-NaN only: the metric is absent here
         if len(g) < min_points:
             continue
         y = g[col].to_numpy()
         prov = "; ".join(sorted(set(p for p in g["provenance"] if p)))
         if monotone == "envelope" and np.any(np.diff(y) < 0):
-            y = monotone_envelope(y)
-            prov = (prov + "; " if prov else "") + "running-max envelope applied"
+            env = monotone_envelope(y)
+            raised = env - y
+            prov = (prov + "; " if prov else "") + _ENVELOPE_NOTE.format(
+                int(np.sum(raised > 0)), len(y), float(raised.max()))
+            y = env
         sources = set(g["source"])
         if len(sources) != 1:
             raise ValidationError(f"curve {(model, tp, share)} mixes sources {sorted(sources)}")

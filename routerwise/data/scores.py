@@ -423,20 +423,43 @@ def load_llmrouter(split: str = "train") -> QualityMatrix:
 SCORE_TABLE_COLUMNS = ("prompt_id", "model", "score")
 _OPTIONAL_INT_COLUMNS = {"prompt_tokens": "prompt_tokens", "completion_tokens": "completion_tokens",
                          "output_tokens": "completion_tokens"}
+_KNOWN_COLUMNS = SCORE_TABLE_COLUMNS + tuple(_OPTIONAL_INT_COLUMNS) + ("task", "prompt")
+_INT64_MAX = np.iinfo(np.int64).max
+
+
+def _is_parquet(path: Path) -> bool:
+    return path.suffix.lower() in (".parquet", ".pq")
+
+
+def _row(path: Path, label) -> str:
+    """Where row ``label`` (of the table as read) is: a CSV line (the header is line 1), or a
+    Parquet row (1-based)."""
+    return f"row {int(label) + 1}" if _is_parquet(path) else f"line {int(label) + 2}"
 
 
 def _read_table_file(path: Path) -> pd.DataFrame:
     if not path.is_file():
         raise DataError(f"no score table at {path}")
     try:
-        if path.suffix.lower() in (".parquet", ".pq"):
-            return pd.read_parquet(path)
-        return pd.read_csv(path)
+        if _is_parquet(path):
+            df = pd.read_parquet(path)
+        else:
+            # No NA parsing: a prompt id "NA" or "null" is an id, not a missing value; numeric
+            # columns are parsed (and blanks reported) below.
+            df = pd.read_csv(path, dtype={"prompt_id": str, "model": str},
+                             keep_default_na=False)
     except ImportError as e:
         raise DataError(f"{path}: reading Parquet needs pyarrow or fastparquet "
                         f"(pip install pyarrow), or save the table as CSV ({e})") from e
     except (ValueError, OSError, pd.errors.ParserError) as e:
         raise DataError(f"{path}: not a readable {path.suffix or 'CSV'} table ({e})") from e
+    for col in ("prompt_id", "model"):
+        if col in df.columns:
+            blank = df[col].isna() | (df[col].astype(str).str.strip() == "")
+            if blank.any():
+                raise DataError(f"{path}: {col} is empty in {int(blank.sum())} row(s), first at "
+                                f"{_row(path, blank.idxmax())}; every row needs a {col}")
+    return df
 
 
 def load_score_table(path: str | Path, models: Sequence[str] | None = None, *,
@@ -453,9 +476,12 @@ def load_score_table(path: str | Path, models: Sequence[str] | None = None, *,
     df = _read_table_file(path)
     missing_cols = [c for c in SCORE_TABLE_COLUMNS if c not in df.columns]
     if missing_cols:
+        # the header is not echoed: a wrong path may name a file of secrets (KEY=value)
         raise DataError(f"{path}: missing column(s) {missing_cols}; a score table has "
                         f"{list(SCORE_TABLE_COLUMNS)} and optionally prompt_tokens, "
-                        f"output_tokens, task, prompt. Columns found: {list(df.columns)}")
+                        f"output_tokens, task, prompt. The file has {len(df.columns)} "
+                        f"column(s), without these: check the path and that the file is a "
+                        f"CSV/Parquet table with a header row")
     if df.empty:
         raise DataError(f"{path}: the score table has no rows")
     df = df.assign(prompt_id=df["prompt_id"].astype(str), model=df["model"].astype(str))
@@ -479,6 +505,9 @@ def load_score_table(path: str | Path, models: Sequence[str] | None = None, *,
         names = present
     else:
         names = [str(m) for m in models]
+        repeated = sorted({m for m in names if names.count(m) > 1})
+        if repeated:
+            raise ValidationError(f"models lists {repeated} more than once; name each model once")
         unknown = [m for m in names if m not in present]
         if unknown:
             raise DataError(f"{path}: no scores for model(s) {unknown}; the table has "
@@ -499,13 +528,23 @@ def load_score_table(path: str | Path, models: Sequence[str] | None = None, *,
     for col, field in _OPTIONAL_INT_COLUMNS.items():
         if col not in df.columns:
             continue
-        t = df.pivot(index="prompt_id", columns="model", values=col).reindex(
-            index=prompt_order, columns=names)
-        vals = pd.to_numeric(t.stack(future_stack=True), errors="coerce")
-        if vals.isna().any() or (vals < 0).any() or (vals % 1 != 0).any():
-            raise DataError(f"{path}: column {col} must hold a non-negative whole number for "
-                            f"every (prompt, model) pair")
+        vals = pd.to_numeric(df[col], errors="coerce")
+        # int64 holds the counts; a larger one (1e20) would wrap around or fail the cast
+        bad = vals.isna() | ~((vals >= 0) & (vals < 2.0 ** 63)) | (vals % 1 != 0)
+        if bad.any():
+            at = bad.idxmax()
+            v = df.at[at, col]
+            v = v.item() if isinstance(v, np.generic) else v
+            raise DataError(f"{path}: {col} must be a whole number from 0 to {_INT64_MAX} "
+                            f"(a token count) in every row; {_row(path, at)} (prompt "
+                            f"{df.at[at, 'prompt_id']!r}, model {df.at[at, 'model']!r}) has "
+                            f"{v!r}" + (f", and {int(bad.sum()) - 1} more row(s)"
+                                        if bad.sum() > 1 else ""))
+        t = df.assign(**{col: vals.astype(np.int64)}).pivot(
+            index="prompt_id", columns="model", values=col).reindex(index=prompt_order,
+                                                                    columns=names)
         tokens[field] = t.to_numpy(dtype=np.int64)
+    unused = [c for c in df.columns if c not in _KNOWN_COLUMNS]
     return QualityMatrix(
         source=(str(path),), model_names=tuple(names), prompt_ids=tuple(prompt_order),
         tasks=tuple(first["task"].astype(str)) if "task" in first else ("",) * len(prompt_order),
@@ -514,4 +553,6 @@ def load_score_table(path: str | Path, models: Sequence[str] | None = None, *,
         scores=wide.to_numpy(dtype=float), prompt_tokens=tokens.get("prompt_tokens"),
         completion_tokens=tokens.get("completion_tokens"), params_b=params_b,
         notes=(f"scores read from {path.name} (user-provided; {len(prompt_order)} prompts x "
-               f"{len(names)} models)",))
+               f"{len(names)} models)",)
+        + ((f"columns not used: {unused} (a score table reads {list(_KNOWN_COLUMNS)})",)
+           if unused else ()))

@@ -66,6 +66,21 @@ class SearchContext:
         return self.w_top[ids], sec
 
 
+def unlimited_capacity_bound(problem: Problem) -> float:
+    """U = (1/N) sum_j max_i s_ji: the score if every prompt went to its best model.
+
+    No cluster, setup or SLO can do better (every plan's score is a mean over prompts of a
+    convex combination of that prompt's model scores), so it caps any proven bound: a master
+    stopped before its root LP otherwise reports bounds above 1 for a mean score in [0, 1].
+    """
+    return float(problem.workload.scores.max(axis=1).mean())
+
+
+def capped_bound(problem: Problem, bound: float | None) -> float | None:
+    """``bound`` no higher than :func:`unlimited_capacity_bound` (None stays None)."""
+    return None if bound is None else min(float(bound), unlimited_capacity_bound(problem))
+
+
 def dual_part(groups: ScoreGroups, alpha: np.ndarray) -> float:
     """D(alpha) = (1/N) sum_j max_i (s_ji - alpha_i)."""
     return float(groups.counts @ np.max(groups.scores - alpha[None, :], axis=1)

@@ -30,7 +30,10 @@ core) and the master bound at that moment stays a floor of the reported bound, w
 remains proven; the plan is then reported ``optimal`` only if it still meets that bound.
 
 Every return carries the master's proven bound: on a time limit with an incumbent (a placeable
-master solution found earlier, or none) the gap is reported, never hidden.
+master solution found earlier, or none) the gap is reported, never hidden. The time limit is
+for the whole run: each master gets what is left when HiGHS starts, the clock is checked
+between masters, placements and cuts, and the exact placement search stops on it. Building
+the master and one PuLP-to-HiGHS copy cannot be interrupted (about a second each at 16 x 32).
 """
 
 from __future__ import annotations
@@ -42,11 +45,12 @@ import pandas as pd
 
 from ..problem import Problem, SystemSetup
 from .assignment import central_prices, score_of_fractions
-from .bounds import SearchContext
+from .bounds import SearchContext, capped_bound
 from .diagnosis import infeasible_solution
 from .fixed_setup import evaluate_plan, mass_tol_ms
+from .highs import Deadline
 from .milp import _extract, _pulp, build_milp, run_milp
-from .placement import PlacementUndecided, ShardDemand, place_pools
+from .placement import PlacementUndecided, ShardDemand, place_pools, stop_when
 from .setup_space import candidate_setup_count
 from .solution import Infeasibility, Solution
 
@@ -108,7 +112,7 @@ def solve_decomposition(problem: Problem, *, solver: str = "HiGHS",
                         time_limit_s: float | None = 600.0, gap_rel: float = 1e-6,
                         threads: int | None = None, tol_ms: float | None = None,
                         max_cuts: int = 10_000, first_gap_rel: float | None = 1e-2,
-                        msg: bool = False) -> Solution:
+                        msg: bool = False, clock=time.perf_counter) -> Solution:
     """Optimal plan by the cut loop above; status ``optimal`` or ``time_limit`` with the bound.
 
     ``time_limit_s`` is for the whole run (each master gets what is left); ``gap_rel`` is the
@@ -116,9 +120,11 @@ def solve_decomposition(problem: Problem, *, solver: str = "HiGHS",
     with the looser ``first_gap_rel`` (when larger than ``gap_rel``; None: skip), so a plan with
     a proven gap of at most that is in hand early, then again to ``gap_rel`` (cuts are kept); a
     time limit in the second pass returns the better plan with the tightest proven bound.
+    ``clock``: the time source of the limit.
     """
     pulp = _pulp()
     t0 = time.perf_counter()
+    deadline = Deadline(time_limit_s, clock)
     model = build_milp(problem, tol_ms=tol_ms, placement="aggregate")
     build_s = time.perf_counter() - t0
     name = f"decomposition[{solver}]"
@@ -132,11 +138,10 @@ def solve_decomposition(problem: Problem, *, solver: str = "HiGHS",
     for p_gap in passes:
         done = False
         while True:
-            left = None if time_limit_s is None else time_limit_s - (time.perf_counter() - t0)
-            if left is not None and left <= 0:
+            if deadline.expired():
                 break
-            run = run_milp(model, solver=solver, time_limit_s=left, gap_rel=p_gap,
-                           threads=threads, msg=msg)
+            run = run_milp(model, solver=solver, gap_rel=p_gap, threads=threads, msg=msg,
+                           deadline=deadline)
             masters += 1
             solver_s += run.solve_s
             if run.bound is not None:   # every master relaxes the problem: keep the tightest
@@ -150,8 +155,11 @@ def solve_decomposition(problem: Problem, *, solver: str = "HiGHS",
                                    key=lambda k: pulp.value(model.x[i, k]) or 0)])
                       for i, opts in enumerate(model.options)]
             t1 = time.perf_counter()
-            pl = place_setup(problem, chosen)
+            with stop_when(deadline.expired):
+                pl = place_setup(problem, chosen)
             placement_s += time.perf_counter() - t1
+            if pl is UNDECIDED and deadline.expired():
+                break               # stopped by the time limit, not by the search budget
             undecided = pl is UNDECIDED
             history.append({"master": masters, "gap_rel": p_gap,
                             "time_s": time.perf_counter() - t0, "objective": run.objective,
@@ -177,8 +185,13 @@ def solve_decomposition(problem: Problem, *, solver: str = "HiGHS",
             if cuts >= max_cuts:
                 done = True
                 break
+            if deadline.expired():
+                break
             t1 = time.perf_counter()
-            core = unplaceable_core(problem, chosen)
+            with stop_when(deadline.expired):
+                # stopped early, the core is still unplaceable: models are dropped from it
+                # only when the rest is proven unplaceable
+                core = unplaceable_core(problem, chosen)
             placement_s += time.perf_counter() - t1
             core_sizes.append(len(core))
             terms = [model.x[i, k] for i, o in core for k, ok in enumerate(model.options[i])
@@ -189,7 +202,7 @@ def solve_decomposition(problem: Problem, *, solver: str = "HiGHS",
             break
     if bound is not None:
         bound = max(bound, undecided_floor)
-        bound = bound if np.isfinite(bound) else None
+        bound = capped_bound(problem, bound) if np.isfinite(bound) else None
     stats = {"build_s": build_s, "solver_s": solver_s, "placement_s": placement_s,
              "masters": masters, "cuts": cuts, "core_sizes": core_sizes,
              "undecided_cuts": n_undecided,

@@ -22,6 +22,7 @@ from .setup_space import RetainedSetups
 from .solution import Solution
 from .bounds import LagrangianBounds, SearchContext, setup_bounds
 from .diagnosis import infeasible_solution
+from .highs import Deadline
 from ..errors import ValidationError
 from ..parallel import map_tasks
 from .price_routing import PriceRouting
@@ -47,18 +48,24 @@ def routing_solver(groups: ScoreGroups, problem: Problem, routing: str = "auto")
 
 def solve_exact(problem: Problem, *, retained: RetainedSetups | None = None,
                 rtol: float = 1e-7, time_limit_s: float | None = None,
-                context: SearchContext | None = None, routing: str = "auto") -> Solution:
+                context: SearchContext | None = None, routing: str = "auto",
+                clock=time.perf_counter) -> Solution:
     """Optimal setup and routing over all retained setups (bounded search, exact LPs).
 
     Best-bound-first: solve the setup with the highest bound, use its multipliers to tighten
     every other setup's bound, and stop when no unsolved bound exceeds the incumbent by more
     than ``rtol`` (relative). ``time_limit_s`` returns the incumbent with status
-    ``time_limit`` and the proven bound. ``routing`` picks the exact fixed-setup solver:
+    ``time_limit`` and the proven bound (the largest of the incumbent and every unsolved
+    setup's bound); the clock (``clock``) is checked between setup LPs, so the limit is
+    overrun by at most one LP. Building the context (enumerating and placing every retained
+    setup, skipped when ``context`` is given) counts against the limit but cannot be
+    interrupted. ``routing`` picks the exact fixed-setup solver:
     ``"lp"`` (HiGHS LP over the N x M assignment), ``"price"`` (cutting planes over the M
     prices, ``routerwise.optimize.price_routing``; certified to 1e-9, falls back to the LP otherwise),
     or ``"auto"``: price when there are at least PRICE_ROUTING_MIN_GROUPS distinct prompts.
     """
     t0 = time.perf_counter()
+    deadline = Deadline(time_limit_s, clock)
     ctx = context or SearchContext.build(problem, retained)
     S = ctx.setups.shape[0]
     if S == 0:
@@ -79,7 +86,7 @@ def solve_exact(problem: Problem, *, retained: RetainedSetups | None = None,
         s = int(rows[np.argmax(ub[rows])])
         if ub[s] <= best_val + rtol * max(1.0, abs(best_val)):
             break
-        if time_limit_s is not None and time.perf_counter() - t0 > time_limit_s:
+        if deadline.expired():
             status = "time_limit"
             break
         w_top, sec = ctx.setup_limits(s)

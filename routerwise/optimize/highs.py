@@ -1,18 +1,48 @@
-"""HiGHS instances for the kit's own LPs: silent, and without the once-per-process banner.
+"""HiGHS instances for the kit's own LPs: silent, and without the once-per-process banner;
+and the solvers' time limits (:class:`Deadline`, :func:`pulp_highs`).
 
 HiGHS prints a copyright banner to the process's stdout (file descriptor 1, below Python) the
 first time an instance is created; in a notebook that lands in a cell's output. The first
 instance is therefore created with fd 1 pointed at /dev/null. Thread counts are left to HiGHS:
 its scheduler is global, and asking one instance for a different count fails the solve.
+
+A solver's ``time_limit_s`` is for its whole run: every HiGHS call gets what is left of it
+when HiGHS starts, not the whole limit again. What runs between the clock checks cannot be
+interrupted (building a model, PuLP copying it into HiGHS, one LP), so a limit can be overrun
+by about one such step.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import sys
+import time
+from collections.abc import Callable
 
-__all__ = ["consume_banner", "new_highs"]
+__all__ = ["Deadline", "consume_banner", "new_highs", "pulp_highs"]
+
+
+class Deadline:
+    """``limit_s`` seconds from creation on ``clock`` (None: no limit).
+
+    ``clock`` returns seconds (default ``time.perf_counter``); solvers take one so that the
+    deadline logic can be tested with a clock that does not wait.
+    """
+
+    def __init__(self, limit_s: float | None, clock: Callable[[], float] = time.perf_counter):
+        self.limit_s = None if limit_s is None else float(limit_s)
+        self.clock = clock
+        self.start = clock()
+
+    def left(self) -> float | None:
+        """Seconds left (may be negative once past), or None without a limit."""
+        return None if self.limit_s is None else self.limit_s - (self.clock() - self.start)
+
+    def expired(self) -> bool:
+        left = self.left()
+        return left is not None and left <= 0
 
 _banner_consumed = False
 
@@ -48,3 +78,30 @@ def new_highs():
     h.silent()
     h.setOptionValue("output_flag", False)
     return h
+
+
+@functools.cache
+def _deadline_highs_class():
+    import pulp
+
+    class DeadlineHiGHS(pulp.HiGHS):
+        """PuLP's HiGHS with its time limit set to what a :class:`Deadline` leaves at the
+        moment HiGHS starts, after PuLP has copied the model in (seconds on large models,
+        which HiGHS's own clock does not count)."""
+
+        deadline: Deadline | None = None
+
+        def callSolver(self, lp):
+            left = None if self.deadline is None else self.deadline.left()
+            if left is not None:
+                lp.solverModel.setOptionValue("time_limit", max(0.0, left))
+            super().callSolver(lp)
+
+    return DeadlineHiGHS
+
+
+def pulp_highs(deadline: Deadline | None = None, **options):
+    """A PuLP HiGHS solver (``options`` as for ``pulp.HiGHS``) stopped by ``deadline``."""
+    s = _deadline_highs_class()(**options)
+    s.deadline = deadline
+    return s

@@ -88,11 +88,11 @@ import numpy as np
 
 from .assignment import central_prices, group_scores, score_of_fractions
 from ..errors import SolverUnavailable, ValidationError
-from .highs import consume_banner
+from .highs import Deadline, consume_banner, pulp_highs
 from ..io import atomic_path
 from ..problem import Problem, SystemSetup
 from .fixed_setup import evaluate_plan, mass_tol_ms, option_limits
-from .bounds import SearchContext
+from .bounds import SearchContext, capped_bound
 from .diagnosis import infeasible_solution
 from .setup_space import model_options
 from .solution import Solution
@@ -329,11 +329,14 @@ def write_lp(model: MilpModel, path: str | Path) -> Path:
     return path
 
 
-def _solver(name: str, time_limit_s, gap_rel, threads, msg):
+def _solver(name: str, deadline: Deadline, gap_rel, threads, msg):
     pulp = _pulp()
-    if name == "HiGHS":
-        s = pulp.HiGHS(msg=msg, timeLimit=time_limit_s, gapRel=gap_rel, threads=threads)
+    if name == "HiGHS":       # its time limit is set when HiGHS starts (pulp_highs)
+        s = pulp_highs(deadline, msg=msg, gapRel=gap_rel, threads=threads)
     elif name == "CBC":
+        left = deadline.left()
+        # CBC reads its limit as given when it starts; 0 might read as "none", so a sliver
+        time_limit_s = None if left is None else max(0.01, left)
         # A CBC on the PATH (pulp[cbc] or the system's) if there is one, else the copy bundled
         # with PuLP 3 (deprecated there, removed in PuLP 4).
         s = pulp.COIN_CMD(msg=msg, timeLimit=time_limit_s, gapRel=gap_rel, threads=threads)
@@ -365,13 +368,18 @@ class MilpRun:
 
 
 def run_milp(model: MilpModel, *, solver: str = "HiGHS", time_limit_s: float | None = 120.0,
-             gap_rel: float = 1e-6, threads: int | None = None, msg: bool = False) -> MilpRun:
+             gap_rel: float = 1e-6, threads: int | None = None, msg: bool = False,
+             deadline: Deadline | None = None) -> MilpRun:
     """Solve a built model with a named solver and read its status and proven bound.
 
     Can be called again after rows are added to ``model.lp`` (a cut loop re-solves this way).
+    ``deadline`` (:class:`~routerwise.optimize.highs.Deadline`) replaces ``time_limit_s``: the
+    solver gets what it leaves when it starts, so a caller passes one for its whole run.
     """
     pulp = _pulp()
-    s = _solver(solver, time_limit_s, gap_rel, threads, msg)
+    if deadline is None:
+        deadline = Deadline(time_limit_s)
+    s = _solver(solver, deadline, gap_rel, threads, msg)
     if solver == "HiGHS" and not msg:
         consume_banner()
     t1 = time.perf_counter()
@@ -404,20 +412,29 @@ def run_milp(model: MilpModel, *, solver: str = "HiGHS", time_limit_s: float | N
 def solve_milp(problem: Problem, *, solver: str = "HiGHS", time_limit_s: float | None = 120.0,
                gap_rel: float = 1e-6, threads: int | None = None, lp_path: str | Path | None = None,
                tol_ms: float | None = None, msg: bool = False,
-               fix_setup: SystemSetup | None = None) -> Solution:
-    """Solve the joint MILP with a named solver; the plan is re-evaluated and verified."""
+               fix_setup: SystemSetup | None = None, clock=time.perf_counter) -> Solution:
+    """Solve the joint MILP with a named solver; the plan is re-evaluated and verified.
+
+    ``time_limit_s`` counts from the call: building the model (not interruptible) uses part
+    of it and the solver gets the rest. ``clock``: the time source of the limit.
+    """
     t0 = time.perf_counter()
+    deadline = Deadline(time_limit_s, clock)
     model = build_milp(problem, tol_ms=tol_ms, fix_setup=fix_setup)
     build_s = time.perf_counter() - t0
     if lp_path is not None:
         write_lp(model, lp_path)
-    run = run_milp(model, solver=solver, time_limit_s=time_limit_s, gap_rel=gap_rel,
-                   threads=threads, msg=msg)
-    bound, optimal = run.bound, run.optimal
+    name = f"milp[{solver}]"
+    if deadline.expired():
+        return Solution(None, None, None, float("nan"), float("nan"), name, "time_limit",
+                        solve_time_s=time.perf_counter() - t0, stats={"build_s": build_s},
+                        notes=("the time limit passed while the model was built",))
+    run = run_milp(model, solver=solver, gap_rel=gap_rel, threads=threads, msg=msg,
+                   deadline=deadline)
+    bound, optimal = capped_bound(problem, run.bound), run.optimal
     stats = {"build_s": build_s, "solver_s": run.solve_s, "nodes": run.nodes,
              "variables": len(model.lp.variables()), "constraints": model.lp.numConstraints(),
              "nonconvex_envelopes": len(model.nonconvex)}
-    name = f"milp[{solver}]"
     if run.infeasible or not run.has_solution:
         if not run.infeasible:   # time limit without an incumbent
             return Solution(None, None, None, float("nan"), float("nan"), name, "time_limit",

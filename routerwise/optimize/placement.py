@@ -21,17 +21,37 @@ are global, pool by pool.
 
 from __future__ import annotations
 
+import contextlib
+from contextvars import ContextVar
 from dataclasses import dataclass
 from functools import lru_cache
 
 __all__ = ["ShardDemand", "PlacementUndecided", "place_ffd", "place_exact", "place_pools",
-           "gpu_usage"]
+           "gpu_usage", "stop_when"]
 
 _EPS = 1e-9
 
 
 class PlacementUndecided(Exception):
-    """:func:`place_exact` met its ``max_dead_ends`` budget before deciding."""
+    """:func:`place_exact` met its ``max_dead_ends`` budget, or a :func:`stop_when` condition,
+    before deciding."""
+
+
+# A condition that stops the exact search (a solver's deadline). A context variable rather
+# than an argument: searches are memoized, and only searches that finish are cached, so one
+# stopped early is simply searched again later.
+_STOP: ContextVar = ContextVar("placement_stop", default=None)
+
+
+@contextlib.contextmanager
+def stop_when(condition):
+    """Within the block, :func:`place_exact` raises :class:`PlacementUndecided` as soon as
+    ``condition()`` is true (checked at every search node), e.g. ``deadline.expired``."""
+    token = _STOP.set(condition)
+    try:
+        yield
+    finally:
+        _STOP.reset(token)
 
 
 @dataclass(frozen=True)
@@ -100,10 +120,13 @@ def _place_canonical(key: tuple, num_gpus: int, cc: float, cm: float,
                      max_dead_ends: int | None = None):
     """Placement for demands already in canonical order; memoized across setups."""
     dead: set = set()
+    stop = _STOP.get()
 
     def dfs(pos: int, resid: tuple[tuple[float, float], ...]):
         if pos == len(key):
             return []
+        if stop is not None and stop():
+            raise PlacementUndecided("stopped before deciding (time limit)")
         state = (pos, tuple(sorted(resid)))
         if state in dead:
             return None

@@ -7,7 +7,7 @@ A notebook's ``parameters`` cell declares each parameter with its type and a hel
 ``papermill --help-notebook`` lists these with their types (papermill skips a line that holds
 two ``=``, so help texts avoid the sign). The first code cell after it calls :func:`check`::
 
-    _ = params.check(globals(), num_gpus=params.Range(1, 64, integer=True), space=params.OneOf("paper", "ours"))
+    _ = params.check(globals(), num_gpus=params.Range(1, 64), space=params.OneOf("paper", "ours"))
 
 (assign the result, ``_ = params.check(...)``: nbval does not honour a trailing ``;``) which
 validates every declared parameter against its annotation (``int``, ``float``, ``str``,
@@ -16,16 +16,21 @@ not be empty) and the given constraint (applied to each element of a list), and 
 :class:`~routerwise.errors.ValidationError` naming the parameter, its type, the allowed values
 and the value given. Types come from the cell's annotations (``__annotations__`` of the
 namespace), so papermill's help and the check cannot disagree.
+
+:func:`declared_checks` reads the same declarations and constraints from a notebook's cells
+without running it, so ``routerwise reproduce`` refuses a bad ``-p`` value before any kernel
+starts, with the message the notebook itself would give.
 """
 
 from __future__ import annotations
 
+import ast
 import math
 from dataclasses import dataclass
 
-from ..errors import ValidationError
+from ..errors import DataError, ValidationError
 
-__all__ = ["TYPES", "Range", "OneOf", "check", "check_value"]
+__all__ = ["TYPES", "Range", "OneOf", "check", "check_value", "declared_checks"]
 
 TYPES = ("int", "float", "str", "bool", "list[int]", "list[float]", "list[str]")
 
@@ -45,10 +50,15 @@ class Range:
         return not (self.hi is not None and (x > self.hi or (self.hi_open and x == self.hi)))
 
     def describe(self) -> str:
-        lo = "-inf" if self.lo is None else f"{self.lo:g}"
-        hi = "inf" if self.hi is None else f"{self.hi:g}"
+        lo = "-inf" if self.lo is None else _number(self.lo)
+        hi = "inf" if self.hi is None else _number(self.hi)
         return f"in {'(' if self.lo_open or self.lo is None else '['}{lo}, {hi}" \
                f"{')' if self.hi_open or self.hi is None else ']'}"
+
+
+def _number(x) -> str:
+    # whole bounds in full (1000000, not 1e+06): a reader compares them with a typed value
+    return str(int(x)) if float(x).is_integer() and abs(x) < 1e15 else f"{x:g}"
 
 
 @dataclass(frozen=True)
@@ -133,3 +143,67 @@ def check(namespace: dict, **constraints) -> dict:
                               f"{sorted(ann)}")
     return {n: check_value(n, namespace[n], _type_name(t), constraints.get(n))
             for n, t in ann.items()}
+
+
+def _source(cell: dict) -> str:
+    src = cell.get("source", "")
+    return src if isinstance(src, str) else "".join(src)
+
+
+def _parse(cell: dict, where: str) -> ast.Module:
+    # IPython magics (``%matplotlib inline``) are not Python; they declare nothing here
+    code = "\n".join(line for line in _source(cell).splitlines()
+                     if not line.lstrip().startswith(("%", "!")))
+    try:
+        return ast.parse(code)
+    except SyntaxError as e:
+        raise DataError(f"{where}: a code cell is not valid Python ({e.msg}, line {e.lineno})") \
+            from None
+
+
+def declared_checks(cells: list, where: str = "notebook") -> dict:
+    """{parameter: (type name, constraint or None)} of a notebook, read without running it.
+
+    Types come from the annotations in the cell tagged ``parameters``, constraints from the
+    keywords of the ``params.check(globals(), ...)`` call in the next code cell. A constraint is
+    evaluated with only the import statements of the cells before the parameters cell
+    (``params.OneOf(*GPUS)`` needs ``GPUS``); one that needs anything else is a
+    :class:`~routerwise.errors.DataError` naming it (``where`` names the notebook). A parameter
+    declared without a type gets ``(None, None)``.
+    """
+    code = [c for c in cells if c.get("cell_type") == "code"]
+    tagged = [i for i, c in enumerate(code) if "parameters" in c.get("metadata", {}).get("tags", [])]
+    if len(tagged) != 1:
+        raise DataError(f"{where}: needs exactly one code cell tagged 'parameters', found "
+                        f"{len(tagged)}")
+    i = tagged[0]
+    out = {}
+    for node in _parse(code[i], where).body:
+        if isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
+            out[node.target.id] = (ast.unparse(node.annotation).replace(" ", ""), None)
+        elif isinstance(node, ast.Assign) and len(node.targets) == 1 and \
+                isinstance(node.targets[0], ast.Name):
+            out[node.targets[0].id] = (None, None)
+    calls = []
+    if i + 1 < len(code):
+        calls = [n for n in ast.walk(_parse(code[i + 1], where)) if isinstance(n, ast.Call)
+                 and ast.unparse(n.func) in ("check", "params.check")]
+    if not calls:
+        return out
+    namespace: dict = {}
+    for cell in code[:i]:
+        imports = [n for n in _parse(cell, where).body if isinstance(n, (ast.Import, ast.ImportFrom))]
+        if imports:
+            exec(compile(ast.Module(imports, []), where, "exec"), namespace)
+    for kw in calls[0].keywords:
+        if kw.arg is None or kw.arg not in out:
+            continue   # check() itself refuses these when the notebook runs
+        try:
+            constraint = eval(compile(ast.Expression(kw.value), where, "eval"), namespace)
+        except Exception as e:   # noqa: BLE001 - any failure means "cannot be read up front"
+            raise DataError(f"{where}: the constraint {kw.arg}={ast.unparse(kw.value)} of its "
+                            f"params.check cell cannot be evaluated before the notebook runs "
+                            f"({type(e).__name__}: {e}); build it from literals and imported "
+                            f"names") from None
+        out[kw.arg] = (out[kw.arg][0], constraint)
+    return out

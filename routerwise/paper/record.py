@@ -92,7 +92,9 @@ def save_figure(fig, name: str, formats=FIGURE_FORMATS) -> Path:
     A file of the same name written before this process started (another run) is replaced
     with a printed note naming its time, never silently.
     """
-    from .style import PNG_DPI
+    import matplotlib.pyplot as plt
+
+    from .style import PNG_DPI, RC
     if not formats:
         raise ValidationError("save_figure: formats must name at least one of pdf, png, svg")
     paths = {}
@@ -101,7 +103,9 @@ def save_figure(fig, name: str, formats=FIGURE_FORMATS) -> Path:
         if path.exists() and path.stat().st_mtime < _STARTED:
             when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(path.stat().st_mtime))
             print(f"replaced {path} (written {when} by another run)")
-        with atomic_path(path) as tmp:
+        # Saving reads rcParams (pdf.fonttype among them) at save time, not at plot time: without
+        # the style here, PDFs embed Type 3 fonts, which venues' checks reject.
+        with atomic_path(path) as tmp, plt.rc_context(RC):
             fig.savefig(tmp, format=fmt, dpi=PNG_DPI, bbox_inches="tight",
                         metadata={"Creator": "routerwise"} if fmt in ("pdf", "png") else None)
         paths[fmt] = path

@@ -6,10 +6,16 @@
 Each notebook in ``notebooks/`` runs with its default parameters (or overrides given with
 ``-p``) into ``<out>/notebooks/``; notebooks write figures (PNG), tables (CSV) and their key
 numbers (JSON) under ``<out>``. ``<out>/summary.md`` sets our key numbers beside the paper's.
-A notebook that fails stops the run with its error (the partial notebook is kept for reading).
+A notebook that fails stops the run with one line (:class:`NotebookFailed`) naming it, its error
+and the executed notebook that holds the traceback. Nothing of an earlier run is left looking
+current: before a notebook runs, the outputs of its previous run (executed notebook, numbers,
+and the figures and tables that run wrote, listed in ``<out>/notebooks/<name>.run.json``) move
+to ``<out>/previous/<name>/``; a success deletes them, a failure keeps them there and
+``summary.md`` shows the notebook as FAILED until it succeeds.
 The request is checked before any notebook runs (:func:`check_request`): unknown notebooks, an
-empty ``--only``, a parameter no selected notebook has, or a value that is not a literal of the
-default's type are errors that list what is allowed.
+empty ``--only``, a parameter no selected notebook has, a value that is not a literal of the
+default's type, or one the notebook's own ``params.check`` refuses (its type and range) are
+errors that list what is allowed.
 """
 
 from __future__ import annotations
@@ -18,16 +24,19 @@ import argparse
 import ast
 import json
 import os
+import shutil
 import sys
 import time
 from pathlib import Path
 
 from ..errors import DataError, RouterWiseError, ValidationError
-from ..io import atomic_write
+from ..io import atomic_write, write_json
+from . import params as _params
 
-__all__ = ["NOTEBOOKS", "repo_root", "notebooks_dir", "notebook_parameters", "check_request",
-           "run", "unit_of", "format_value", "write_summary", "add_arguments", "run_from_args",
-           "store_outputs", "main"]
+__all__ = ["NOTEBOOKS", "NotebookFailed", "repo_root", "notebooks_dir", "notebook_parameters",
+           "notebook_checks", "check_request", "check_parameters", "run", "unit_of",
+           "format_value", "write_summary", "add_arguments", "run_from_args", "store_outputs",
+           "main"]
 
 NOTEBOOKS = ("00_bring_your_own", "01_setup_space", "02_latency_profiles", "03_score_variation", "04_exact_vs_dual",
              "05_beyond_the_paper", "06_gpu_inventory", "07_measure_latencies",
@@ -44,17 +53,33 @@ def notebooks_dir() -> Path:
     return repo_root() / "notebooks"
 
 
+class NotebookFailed(RouterWiseError, RuntimeError):
+    """A notebook of a reproduction run raised. ``notebook``: its name; ``executed``: the
+    executed notebook holding the traceback; ``previous``: where the outputs of its previous
+    run were moved (None when there were none); ``not_run``: the notebooks left unrun."""
+
+    def __init__(self, message: str, *, notebook: str, executed: Path,
+                 previous: Path | None = None, not_run=()):
+        super().__init__(message)
+        self.notebook, self.executed, self.previous = notebook, executed, previous
+        self.not_run = tuple(not_run)
+
+
+def _read_notebook(name: str) -> dict:
+    path = notebooks_dir() / f"{name}.ipynb"
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e:
+        raise DataError(f"cannot read notebook {path}: {e}") from e
+
+
 def notebook_parameters(name: str) -> dict:
     """The ``parameters`` cell of notebook ``name`` as {parameter: default value}.
 
     Read from the notebook file (cells tagged ``parameters``; each statement
     ``name: type = literal`` or ``name = literal``); nothing is executed.
     """
-    path = notebooks_dir() / f"{name}.ipynb"
-    try:
-        nb = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as e:
-        raise DataError(f"cannot read notebook {path}: {e}") from e
+    nb = _read_notebook(name)
     out = {}
     for cell in nb.get("cells", []):
         if cell.get("cell_type") != "code" or "parameters" not in cell.get("metadata", {}).get(
@@ -75,6 +100,30 @@ def notebook_parameters(name: str) -> dict:
                 except ValueError:
                     out[target.id] = None  # not a literal: any override type accepted
     return out
+
+
+def notebook_checks(name: str) -> dict:
+    """{parameter: (type name, constraint)} of notebook ``name`` as its ``params.check`` cell
+    applies them (:func:`routerwise.paper.params.declared_checks`); nothing is executed but
+    the notebook's imports."""
+    return _params.declared_checks(_read_notebook(name).get("cells", []), f"notebook {name}")
+
+
+def check_parameters(names, parameters: dict, texts: dict | None = None) -> None:
+    """Check each value in ``parameters`` as every notebook of ``names`` declaring it will
+    (type and range), before any kernel starts; :class:`ValidationError` otherwise. ``texts``:
+    the ``-p`` text of each value, for the message."""
+    for name in names:
+        checks = notebook_checks(name)
+        for key, value in parameters.items():
+            type_name, constraint = checks.get(key, (None, None))
+            if type_name is None:
+                continue
+            try:
+                _params.check_value(key, value, type_name, constraint)
+            except ValidationError as e:
+                given = f"-p {key} {(texts or {}).get(key, repr(value))!r}"
+                raise ValidationError(f"{given}: {e} (notebook {name})") from None
 
 
 def _compatible(value, default) -> bool:
@@ -129,11 +178,69 @@ def check_request(only, raw_parameters) -> tuple[list[str], dict]:
             raise ValidationError(f"-p {key} {text!r} gives a {type(value).__name__}; the "
                                   f"notebook default is {bad[0]!r} ({type(bad[0]).__name__})")
         params[key] = value
+    check_parameters(names, params, dict(raw_parameters))
     return names, params
 
 
+RUN_RECORD = "{}.run.json"     # under <out>/notebooks/: status and files of a notebook's last run
+PREVIOUS = "previous"          # <out>/previous/<name>/: the outputs a running or failed run replaced
+
+
+def _snapshot(out: Path) -> dict:
+    """{relative path: mtime_ns} of every result file (run records and moved-aside files
+    excluded): comparing two snapshots gives what one notebook wrote."""
+    found = {}
+    for p in out.rglob("*"):
+        rel = p.relative_to(out).as_posix()
+        if p.is_file() and not rel.startswith(PREVIOUS + "/") and not rel.endswith(".run.json"):
+            found[rel] = p.stat().st_mtime_ns
+    return found
+
+
+def _run_record(out: Path, name: str) -> dict | None:
+    path = out / "notebooks" / RUN_RECORD.format(name)
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+
+
+def _move_previous(out: Path, name: str) -> Path | None:
+    """Move the outputs of ``name``'s previous run to ``<out>/previous/<name>/`` (replacing
+    what an older run left there); returns that folder, or None when there was nothing."""
+    rec = _run_record(out, name) or {}
+    files = set(rec.get("files", ())) | {f"notebooks/{name}.ipynb", f"numbers/{name}.json"}
+    dest = out / PREVIOUS / name
+    if dest.exists():
+        shutil.rmtree(dest)
+    moved = False
+    for rel in sorted(files):
+        src = out / rel
+        if src.is_file():
+            (dest / rel).parent.mkdir(parents=True, exist_ok=True)
+            os.replace(src, dest / rel)
+            moved = True
+    (out / "notebooks" / RUN_RECORD.format(name)).unlink(missing_ok=True)
+    return dest if moved else None
+
+
+def _failure_line(e: BaseException) -> str:
+    """The error of a failed notebook in one line: papermill's cell error, else the exception."""
+    ename, evalue = getattr(e, "ename", None), getattr(e, "evalue", None)
+    if ename is None:
+        ename, evalue = type(e).__name__, str(e)
+    where = f" in cell [{e.exec_count}]" if getattr(e, "exec_count", None) else ""
+    first = next((ln.strip() for ln in str(evalue).splitlines() if ln.strip()), "")
+    return f"{where}: {ename}" + (f": {first}" if first else "")
+
+
 def run(out: Path, only=None, parameters: dict | None = None, progress: bool = True) -> list[Path]:
-    """Run the notebooks ``only`` (default: all) into ``out``; see :func:`check_request`."""
+    """Run the notebooks ``only`` (default: all) into ``out``; see :func:`check_request`.
+
+    A notebook that raises stops the run: :class:`NotebookFailed` (one line: the notebook, its
+    error, the executed notebook with the traceback), after ``summary.md`` is rewritten with
+    the notebook marked FAILED.
+    """
     import papermill as pm
     from tqdm.auto import tqdm
 
@@ -141,24 +248,58 @@ def run(out: Path, only=None, parameters: dict | None = None, progress: bool = T
     unknown = sorted(set(parameters or {}) - {k for n in names for k in notebook_parameters(n)})
     if unknown:
         raise ValidationError(f"parameters {unknown} are in none of the notebooks {names}")
+    check_parameters(names, parameters or {})
     out = out.resolve()
     os.environ["ROUTERWISE_RESULTS_DIR"] = str(out)
     # no bars inside the stored notebooks (their timings differ between runs); one bar here
     os.environ.setdefault("ROUTERWISE_PROGRESS", "off")
     done = []
     bar = tqdm(names, desc="notebooks", unit="nb", disable=not progress)
-    for name in bar:
-        bar.set_postfix_str(name)
-        src = notebooks_dir() / f"{name}.ipynb"
-        dst = out / "notebooks" / f"{name}.ipynb"
-        dst.parent.mkdir(parents=True, exist_ok=True)
-        own = notebook_parameters(name)
-        t0 = time.perf_counter()
-        pm.execute_notebook(str(src), str(dst),
-                            parameters={k: v for k, v in (parameters or {}).items() if k in own},
-                            cwd=str(out), progress_bar=False, kernel_name="python3")
-        bar.write(f"{name}: {time.perf_counter() - t0:.0f} s -> {dst}")
-        done.append(dst)
+    try:
+        for idx, name in enumerate(bar):
+            bar.set_postfix_str(name)
+            src = notebooks_dir() / f"{name}.ipynb"
+            dst = out / "notebooks" / f"{name}.ipynb"
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            own = notebook_parameters(name)
+            previous = _move_previous(out, name)
+            before = _snapshot(out)
+            t0 = time.perf_counter()
+            error = None
+            try:
+                pm.execute_notebook(str(src), str(dst),
+                                    parameters={k: v for k, v in (parameters or {}).items()
+                                                if k in own},
+                                    cwd=str(out), progress_bar=False, kernel_name="python3")
+            except BaseException as e:       # noqa: BLE001 - recorded, then raised again below
+                error = e
+            after = _snapshot(out)
+            written = sorted(rel for rel, t in after.items() if before.get(rel) != t)
+            status = "ok" if error is None else "failed"
+            write_json(out / "notebooks" / RUN_RECORD.format(name),
+                       {"notebook": name, "status": status, "files": written,
+                        "error": None if error is None else _failure_line(error).lstrip(" :"),
+                        "finished": time.strftime("%Y-%m-%d %H:%M:%S")})
+            if error is None:
+                if previous is not None:
+                    shutil.rmtree(previous)
+                bar.write(f"{name}: {time.perf_counter() - t0:.0f} s -> {dst}")
+                done.append(dst)
+                continue
+            write_summary(out)
+            if not isinstance(error, Exception):
+                raise error                  # Ctrl-C and the like: recorded, not reworded
+            rest = names[idx + 1:]
+            raise NotebookFailed(
+                f"notebook {name} failed{_failure_line(error)}. The executed notebook with the "
+                f"traceback: {dst}"
+                + (f"; the outputs of its previous run were moved to {previous}" if previous
+                   else "")
+                + "; summary.md marks it FAILED"
+                + (f"; not run: {', '.join(rest)}" if rest else ""),
+                notebook=name, executed=dst, previous=previous, not_run=rest) from error
+    finally:
+        bar.close()
     write_summary(out)
     return done
 
@@ -218,13 +359,27 @@ def format_value(v) -> str:
 
 def write_summary(out: Path) -> Path:
     """``<out>/summary.md``: the headline rows beside the paper's, then every notebook's
-    recorded numbers rounded, with unit, kind and provenance."""
+    recorded numbers rounded, with unit, kind and provenance. A notebook whose last run
+    failed is listed as FAILED first, and none of its numbers are shown."""
     from .experiments import PAPER
-    records = {p.stem: json.loads(p.read_text()) for p in sorted((out / "numbers").glob("*.json"))}
+    failed = {}
+    for p in sorted((out / "notebooks").glob(RUN_RECORD.format("*"))):
+        rec = _run_record(out, p.name[:-len(RUN_RECORD.format(""))])
+        if rec and rec.get("status") == "failed":
+            failed[rec["notebook"]] = rec
+    records = {p.stem: json.loads(p.read_text()) for p in sorted((out / "numbers").glob("*.json"))
+               if p.stem not in failed}
     nums = {k: r["numbers"] for k, r in records.items()}
-    lines = ["# Reproduction summary", "",
-             "Numbers recorded by the notebooks (see `numbers/*.json`); the paper's where it reports one.",
-             "", "| finding | paper | ours | notebook |", "|---|---|---|---|"]
+    lines = ["# Reproduction summary", ""]
+    for nb, rec in failed.items():
+        lines += [f"**FAILED: {nb}** (run finished {rec.get('finished')}): {rec.get('error')}. "
+                  f"Its traceback is in `notebooks/{nb}.ipynb`; its numbers are left out below"
+                  + (f", the {len(rec['files'])} file(s) it wrote before failing are listed in "
+                     f"`notebooks/{RUN_RECORD.format(nb)}`" if rec.get("files") else "")
+                  + (f" and the outputs of the run before are in `{PREVIOUS}/{nb}/`"
+                     if (out / PREVIOUS / nb).is_dir() else "") + ".", ""]
+    lines += ["Numbers recorded by the notebooks (see `numbers/*.json`); the paper's where it reports one.",
+              "", "| finding | paper | ours | notebook |", "|---|---|---|---|"]
 
     def row(what, paper, keys, nb, fmt="{}"):
         keys = (keys,) if isinstance(keys, str) else keys

@@ -8,8 +8,9 @@ config names a field differently the entry says so in ``notes`` (e.g. Qwen-72B's
 
 Derived quantities (all per full model, before tensor-parallel sharding):
 
-* ``param_count()``: embeddings (+ untied LM head) + layers x (attention + MLP x experts + router)
-  + norms. Biases are ignored (under 0.1% for every entry here).
+* ``param_count()``: embeddings (+ learned positions, + the projections in and out of a narrower
+  embedding, + untied LM head) + layers x (attention + MLP x experts + router) + norms. Biases
+  are ignored (under 0.1% for every entry here).
 * ``weight_bytes(dtype_bytes)``: ``param_count() * dtype_bytes``.
 * ``kv_bytes_per_token(dtype_bytes)``: ``2 * num_layers * num_kv_heads * head_dim * dtype_bytes``
   (one key and one value vector per layer and KV head).
@@ -21,7 +22,7 @@ Derived quantities (all per full model, before tensor-parallel sharding):
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 
 from ..errors import DataError, ValidationError
@@ -32,9 +33,19 @@ __all__ = ["Architecture", "REGISTRY", "ALIASES", "get", "resolve", "register",
 _HF = "https://huggingface.co/{}/blob/main/config.json"
 
 
-@dataclass(frozen=True)
+# Fields that most architectures leave at their default; repr() omits them there (see __repr__).
+_OPTIONAL_FIELDS = ("embed_proj_dim", "learned_positions")
+
+
+@dataclass(frozen=True, repr=False)
 class Architecture:
-    """One decoder-only transformer, as its public config describes it."""
+    """One decoder-only transformer, as its public config describes it.
+
+    ``embed_proj_dim``: width of the token embeddings (and of a tied LM head) when it differs
+    from ``hidden_size``, with projections in and out (OPT-350m's ``word_embed_proj_dim``);
+    0 when they are ``hidden_size`` wide. ``learned_positions``: rows of a learned position
+    embedding (OPT, GPT-2); 0 for rotary or ALiBi positions.
+    """
 
     name: str
     hf_id: str
@@ -53,6 +64,15 @@ class Architecture:
     notes: str = ""
     tied_embeddings: bool = False
     max_position_embeddings: int = 4096
+    embed_proj_dim: int = 0
+    learned_positions: int = 0
+
+    def __repr__(self) -> str:
+        # cache keys hash this text (routerwise.serving.curve_grid): optional fields at their
+        # defaults are left out, so entries that do not use them keep their cached curves
+        parts = [f"{f.name}={getattr(self, f.name)!r}" for f in fields(self)
+                 if f.name not in _OPTIONAL_FIELDS or getattr(self, f.name) != f.default]
+        return f"Architecture({', '.join(parts)})"
 
     def __post_init__(self):
         ints = ("num_layers", "hidden_size", "num_heads", "num_kv_heads", "head_dim",
@@ -63,6 +83,11 @@ class Architecture:
             if not isinstance(v, int) or v < 1:
                 raise ValidationError(f"architecture {self.name!r}: {f} must be a positive "
                                       f"integer, got {v!r}")
+        for f in _OPTIONAL_FIELDS:
+            v = getattr(self, f)
+            if not isinstance(v, int) or v < 0:
+                raise ValidationError(f"architecture {self.name!r}: {f} must be an integer "
+                                      f">= 0 (0: not used), got {v!r}")
         if self.num_heads % self.num_kv_heads:
             raise ValidationError(f"architecture {self.name!r}: num_heads {self.num_heads} is "
                                   f"not a multiple of num_kv_heads {self.num_kv_heads}")
@@ -96,12 +121,22 @@ class Architecture:
         return self.attn_params_per_layer + self.mlp_params_per_layer + 2 * self.hidden_size
 
     @property
+    def embed_width(self) -> int:
+        return self.embed_proj_dim or self.hidden_size
+
+    @property
     def embedding_params(self) -> int:
-        return self.vocab_size * self.hidden_size
+        """Token embeddings, plus learned position embeddings."""
+        return self.vocab_size * self.embed_width + self.learned_positions * self.hidden_size
+
+    @property
+    def embed_proj_params(self) -> int:
+        """Projections between a narrower embedding and the hidden width (in and out)."""
+        return 2 * self.embed_proj_dim * self.hidden_size if self.embed_proj_dim else 0
 
     @property
     def lm_head_params(self) -> int:
-        return self.vocab_size * self.hidden_size
+        return self.vocab_size * self.embed_width
 
     @property
     def is_moe(self) -> bool:
@@ -110,14 +145,14 @@ class Architecture:
     def param_count(self) -> int:
         """Parameters derived from the config (biases ignored)."""
         head = 0 if self.tied_embeddings else self.lm_head_params
-        return (self.embedding_params + head + self.num_layers * self.layer_params
-                + self.hidden_size)
+        return (self.embedding_params + head + self.embed_proj_params
+                + self.num_layers * self.layer_params + self.hidden_size)
 
     def active_params(self) -> int:
         """Parameters touched per token (MoE: ``experts_per_token`` experts), LM head included."""
         per_layer = (self.attn_params_per_layer + self.experts_per_token * self.expert_params
                      + 2 * self.hidden_size)
-        return self.num_layers * per_layer + self.lm_head_params
+        return self.num_layers * per_layer + self.lm_head_params + self.embed_proj_params
 
     def weight_bytes(self, dtype_bytes: int = 2) -> int:
         return self.param_count() * dtype_bytes
@@ -251,13 +286,26 @@ _GATED_TYPES = {"llama", "mistral", "mixtral", "qwen2", "qwen2_moe", "qwen3", "q
 _UNGATED_TYPES = {"gpt2", "gpt_neox", "bloom", "phi", "falcon", "opt", "gptj", "starcoder2"}
 
 
+# Hugging Face keys from_hf_config reads, first name first (aliases of other model types after).
+_HF_KEYS = {"num_layers": ("num_hidden_layers", "n_layer"),
+            "hidden_size": ("hidden_size", "n_embd"),
+            "num_heads": ("num_attention_heads", "n_head"),
+            "intermediate_size": ("intermediate_size", "n_inner", "ffn_hidden_size", "ffn_dim"),
+            "vocab_size": ("vocab_size",)}
+_OVERRIDES = ("name", "params_b", "gated_mlp")  # from_hf_config's keyword overrides
+
+
 def from_hf_config(path: str | Path, *, name: str | None = None, params_b: float | None = None,
                    gated_mlp: bool | None = None) -> Architecture:
     """Read a Hugging Face ``config.json`` on disk (no network) into an :class:`Architecture`.
 
     ``params_b`` is the published parameter count in billions; without it the count derived
     from the config is used and ``notes`` says so. ``gated_mlp`` is needed only for model types
-    this function does not know. Multimodal configs are read from their ``text_config``.
+    this function does not know. Multimodal configs are read from their ``text_config``. A
+    missing or malformed value (a count that is not a positive whole number) is a DataError
+    naming the file and the key. A config without ``tie_word_embeddings`` has tied embeddings
+    (the Hugging Face default), and ``notes`` says so. OPT configs are read too (``ffn_dim``,
+    ``word_embed_proj_dim``, learned positions; ``do_layer_norm_before`` false is noted).
     """
     path = Path(path)
     try:
@@ -272,12 +320,21 @@ def from_hf_config(path: str | Path, *, name: str | None = None, params_b: float
         cfg = {**cfg["text_config"], "_name_or_path": cfg.get("_name_or_path", "")}
     mtype = str(cfg.get("model_type", ""))
 
-    def need(key, *alts):
-        for k in (key,) + alts:
-            if cfg.get(k) is not None:
-                return cfg[k]
-        raise DataError(f"{path}: config has no {' / '.join((key,) + alts)} (model_type "
-                        f"{mtype or 'unknown'}); is this a decoder-only transformer config?")
+    def count(keys, *, default=None, minimum=1) -> int:
+        """The first of ``keys`` the config gives, checked to be a whole number >= minimum."""
+        key = next((k for k in keys if cfg.get(k) is not None), None)
+        if key is None:
+            if default is not None:
+                return default
+            raise DataError(f"{path}: config has no {' / '.join(keys)} (model_type "
+                            f"{mtype or 'unknown'}); is this a decoder-only transformer config?")
+        v = cfg[key]
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or v != int(v):
+            raise DataError(f"{path}: {key} = {json.dumps(v)} is not a whole number; a Hugging "
+                            f"Face config gives it as a JSON integer")
+        if v < minimum:
+            raise DataError(f"{path}: {key} = {json.dumps(v)} must be at least {minimum}")
+        return int(v)
 
     if gated_mlp is None:
         if mtype in _GATED_TYPES:
@@ -285,28 +342,54 @@ def from_hf_config(path: str | Path, *, name: str | None = None, params_b: float
         elif mtype in _UNGATED_TYPES:
             gated_mlp = False
         else:
-            raise ValidationError(f"{path}: unknown model_type {mtype!r}; pass gated_mlp=True "
-                                  f"(gate+up+down MLP, e.g. SwiGLU) or False (up+down)")
-    heads = int(need("num_attention_heads", "n_head"))
-    hidden = int(need("hidden_size", "n_embd"))
-    experts = int(cfg.get("num_local_experts") or cfg.get("num_experts") or 1)
-    inter = int(cfg.get("moe_intermediate_size") if experts > 1 and cfg.get(
-        "moe_intermediate_size") else need("intermediate_size", "n_inner", "ffn_hidden_size"))
+            raise ValidationError(
+                f"{path}: unknown model_type {mtype!r}, so the MLP kind is unknown (gated "
+                f"types: {sorted(_GATED_TYPES)}; not gated: {sorted(_UNGATED_TYPES)}). Call "
+                f"from_hf_config(path, gated_mlp=True) for a gate+up+down MLP (e.g. SwiGLU) or "
+                f"gated_mlp=False for up+down; its overrides are {', '.join(_OVERRIDES)}. In a "
+                f"problem file, put gated_mlp = true or false in the [[models]] entry beside "
+                f"config = ...")
+    notes = []
+    heads = count(_HF_KEYS["num_heads"])
+    hidden = count(_HF_KEYS["hidden_size"])
+    kv_heads = count(("num_key_value_heads",), default=heads)
+    if cfg.get("head_dim") is None and hidden % heads:
+        raise DataError(f"{path}: hidden_size {hidden} is not a multiple of num_attention_heads "
+                        f"{heads} and the config gives no head_dim")
+    head_dim = count(("head_dim",), default=hidden // heads)
+    experts = max(1, count(("num_local_experts", "num_experts"), default=1, minimum=0))
+    inter = (count(("moe_intermediate_size",)) if experts > 1 and cfg.get(
+        "moe_intermediate_size") is not None else count(_HF_KEYS["intermediate_size"]))
+    tied = cfg.get("tie_word_embeddings")
+    if tied is None:
+        tied = True
+        notes.append("tie_word_embeddings absent: tied (the Hugging Face default)")
+    elif not isinstance(tied, bool):
+        raise DataError(f"{path}: tie_word_embeddings = {json.dumps(tied)} is not true or false")
+    max_pos = count(("max_position_embeddings",), default=4096)
+    proj = positions = 0
+    if mtype == "opt":
+        proj = count(("word_embed_proj_dim",), default=hidden)
+        proj = 0 if proj == hidden else proj
+        positions = max_pos + 2  # OPT's learned positions are offset by 2 rows
+        if cfg.get("do_layer_norm_before") is False:
+            notes.append("post-LayerNorm blocks (do_layer_norm_before false): same parameters "
+                         "and step costs as pre-LayerNorm, no final norm (ignored)")
     hf_id = str(cfg.get("_name_or_path") or "")
     arch = Architecture(
         name=name or (hf_id.rsplit("/", 1)[-1] if hf_id else path.parent.name),
-        hf_id=hf_id, num_layers=int(need("num_hidden_layers", "n_layer")), hidden_size=hidden,
-        num_heads=heads, num_kv_heads=int(cfg.get("num_key_value_heads") or heads),
-        head_dim=int(cfg.get("head_dim") or hidden // heads), intermediate_size=inter,
-        vocab_size=int(need("vocab_size")), gated_mlp=bool(gated_mlp), num_experts=experts,
-        experts_per_token=int(cfg.get("num_experts_per_tok") or 1),
+        hf_id=hf_id, num_layers=count(_HF_KEYS["num_layers"]), hidden_size=hidden,
+        num_heads=heads, num_kv_heads=kv_heads, head_dim=head_dim, intermediate_size=inter,
+        vocab_size=count(_HF_KEYS["vocab_size"]), gated_mlp=bool(gated_mlp),
+        num_experts=experts,
+        experts_per_token=max(1, count(("num_experts_per_tok",), default=1, minimum=0)),
         params_b=float(params_b) if params_b is not None else 1.0, source=str(path),
-        tied_embeddings=bool(cfg.get("tie_word_embeddings", False)),
-        max_position_embeddings=int(cfg.get("max_position_embeddings") or 4096))
+        tied_embeddings=tied, max_position_embeddings=max_pos, embed_proj_dim=proj,
+        learned_positions=positions)
     if params_b is None:
-        arch = replace(arch, params_b=arch.param_count() / 1e9,
-                       notes="params_b derived from the config (no published count given)")
-    return arch
+        arch = replace(arch, params_b=arch.param_count() / 1e9)
+        notes.insert(0, "params_b derived from the config (no published count given)")
+    return replace(arch, notes="; ".join(notes))
 
 
 def get(name: str) -> Architecture:

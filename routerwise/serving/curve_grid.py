@@ -62,7 +62,8 @@ from .. import settings
 from .compute_share import DEFAULT as DEFAULT_SHARE
 from .compute_share import ComputeShareModel
 from ..errors import DataError, ValidationError
-from ..io import atomic_write, atomic_write_with, cache_write, sha256_file, write_json
+from ..io import (atomic_write, atomic_write_with, cache_write, safe_name, sha256_file,
+                  write_json)
 from ..parallel import map_tasks
 from .memory import DEFAULT as DEFAULT_MEMORY
 from .memory import MemoryAssumptions, fits, shard_memory_gb
@@ -154,7 +155,8 @@ class _Curve:
 
     @property
     def chunk_name(self) -> str:
-        return f"{self.model}__tp{self.tp}__r{self.tenths:02d}.csv"
+        # the model name is the user's: never a path (see routerwise.io.safe_name)
+        return f"{safe_name(self.model)}__tp{self.tp}__r{self.tenths:02d}.csv"
 
 
 def _grid_hash(archs, gpu, tps, tenths, lengths, opts, params, share, measured) -> str:

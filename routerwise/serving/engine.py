@@ -10,7 +10,9 @@ Profiles (:data:`PROFILES`, :func:`get_profile`; an unknown name is a typed erro
 * ``legacy``: the kit's original replica (:func:`routerwise.serving.simulator.simulate`): KV for
   prompt + output reserved at admission (never preempts), prefill priority, no chunking, no
   overheads beyond the fitted step costs, KV capacity a constant. Kept so earlier results
-  reproduce.
+  reproduce. Its prefill budget is the step table's: :func:`setup_for` refuses
+  ``max_num_batched_tokens`` and host overheads for it (it would ignore them), naming the
+  vLLM profiles that honour them.
 * ``vllm-v0``: vLLM's V0 engine (<= 0.7): prefill priority (whole prompts, up to the batched
   token budget, default ``max(max_model_len, 2048)``; the kit uses the step table's budget),
   ``max_num_seqs`` 256, CUDA graphs for decode only. The fitted ``vllm`` step costs come from
@@ -197,6 +199,25 @@ class EngineSetup:
                 f"{self.kv_capacity_tokens} tokens ({self.kv_source})")
 
 
+_OVERHEAD_FIELDS = ("request_overhead_ms", "iteration_overhead_ms", "seq_overhead_us",
+                    "layer_overhead_us")
+
+
+def _check_legacy(prof: EngineProfile, max_num_batched_tokens: int | None = None) -> None:
+    """The legacy replica ignores a batched-token budget and host overheads: refuse them."""
+    if prof.paged_kv:
+        return
+    given = ([f"max_num_batched_tokens={max_num_batched_tokens}"]
+             if max_num_batched_tokens is not None else [])
+    given += [f"{f}={getattr(prof, f):g}" for f in _OVERHEAD_FIELDS if getattr(prof, f)]
+    if given:
+        raise ValidationError(
+            f"engine profile {prof.name!r} (the kit's original replica) ignores "
+            f"{', '.join(given)}: it prefills up to the step table's batched-token budget and "
+            f"adds no overheads beyond the fitted step costs. Use engine profile 'vllm-v0' "
+            f"(prefill priority, no chunking) or 'vllm-v1', which honour them, or leave them out")
+
+
 def setup_for(profile: str | EngineProfile, step: StepTimes, *, arch=None, gpu: str | None = None,
               tp: int = 1, max_num_seqs: int | None = None,
               max_num_batched_tokens: int | None = None, gpu_memory_utilization: float = 0.9,
@@ -206,11 +227,13 @@ def setup_for(profile: str | EngineProfile, step: StepTimes, *, arch=None, gpu: 
 
     KV capacity: ``kv_capacity_tokens`` if given, else the memory model on ``arch``/``gpu``/
     ``tp`` at ``gpu_memory_utilization * mem_share`` of each GPU. ``overrides`` replace profile
-    fields (e.g. fitted overheads).
+    fields (e.g. fitted overheads). The ``legacy`` profile takes neither
+    ``max_num_batched_tokens`` nor overheads (a ValidationError: it would ignore them).
     """
     prof = get_profile(profile)
     if overrides:
         prof = replace(prof, **overrides)
+    _check_legacy(prof, max_num_batched_tokens)
     if not 0 < gpu_memory_utilization <= 1:
         raise ValidationError(f"gpu_memory_utilization must be in (0, 1], got "
                               f"{gpu_memory_utilization}")
@@ -281,6 +304,7 @@ def simulate_engine(step: StepTimes, requests: Requests, setup: EngineSetup, *,
     """
     prof = setup.profile
     if not prof.paged_kv:
+        _check_legacy(prof)
         cfg = EngineConfig(setup.max_num_seqs, setup.kv_capacity_tokens)
         return simulate(step, requests, cfg, warmup_fraction=warmup_fraction, load_rps=load_rps)
     if not 0 <= warmup_fraction < 1:

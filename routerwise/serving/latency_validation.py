@@ -164,11 +164,12 @@ LEGACY_KV_TOKENS = 65536  # the legacy replica's constant KV capacity
 
 def _setup(run: mr.MeasuredRun, step, profile: str, overheads: dict | None):
     m = run.meta
-    kv = LEGACY_KV_TOKENS if profile == "legacy" else None
+    legacy = profile == "legacy"
+    # the legacy replica prefills up to the step table's budget whatever the run's was
     return setup_for(profile, step, arch=architecture_of(m), gpu=m.gpu, tp=int(m.tp),
-                     kv_capacity_tokens=kv,
+                     kv_capacity_tokens=LEGACY_KV_TOKENS if legacy else None,
                      max_num_seqs=m.max_num_seqs,
-                     max_num_batched_tokens=m.max_num_batched_tokens,
+                     max_num_batched_tokens=None if legacy else m.max_num_batched_tokens,
                      gpu_memory_utilization=m.gpu_memory_utilization or 0.9,
                      **(overheads or {}))
 
