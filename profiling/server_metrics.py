@@ -3,9 +3,10 @@
 vLLM exports histograms of what it measured itself: time to first token, inter-token latency,
 time in its queue, end-to-end time, and counters of tokens and requests. :func:`scrape` reads
 them; a load point scrapes before and after its run, and :func:`delta` turns the difference
-into the point's server-side numbers: per histogram the number of observations, the mean and
-p50/p95/p99 (interpolated within buckets, so as coarse as the buckets), per counter the
-increase. Counts and means are exact for the requests of the run, provided nothing else used
+into the point's server-side numbers: per histogram the number of observations and the mean,
+for TTFT and inter-token latency also p50/p95/p99 (interpolated within buckets, so as coarse as
+the buckets; vLLM's other latency histograms start at a 0.3 s bucket, too coarse to quote),
+per counter the increase. Counts and means are exact for the requests of the run, provided nothing else used
 the server meanwhile.
 
 The server's TTFT starts when the engine received the request and excludes the HTTP round trip
@@ -34,6 +35,7 @@ HISTOGRAMS = {
     "prefill": "vllm:request_prefill_time_seconds",
     "decode": "vllm:request_decode_time_seconds",
 }
+QUANTILED = ("ttft", "itl")  # histograms whose buckets are fine enough for percentiles
 COUNTERS = {
     "requests_ok": "vllm:request_success_total",
     "prompt_tokens": "vllm:prompt_tokens_total",
@@ -115,7 +117,8 @@ def _quantile(buckets: list[tuple[float, float]], q: float) -> float:
 
 def delta(before: dict, after: dict, model: str | None = None) -> dict[str, float | None]:
     """What the server recorded between two scrapes, for ``model`` (its ``model_name`` label;
-    None: all). Histograms: ``{name}_count``, ``{name}_mean_ms``, ``{name}_p50_ms`` ...;
+    None: all). Histograms: ``{name}_count``, ``{name}_mean_ms`` (TTFT and ITL also
+    ``{name}_p50_ms`` ...);
     counters: their increase. None where there was nothing to measure; metrics the server
     does not export are left out."""
     out: dict[str, float] = {}
@@ -129,8 +132,9 @@ def delta(before: dict, after: dict, model: str | None = None) -> dict[str, floa
         diff = [(le, n - b_before.get(le, 0.0)) for le, n in b_after]
         out[f"{short}_count"] = count
         out[f"{short}_mean_ms"] = 1000 * total / count if count > 0 else float("nan")
-        for q in (50, 95, 99):
-            out[f"{short}_p{q}_ms"] = 1000 * _quantile(diff, q / 100)
+        if short in QUANTILED:
+            for q in (50, 95, 99):
+                out[f"{short}_p{q}_ms"] = 1000 * _quantile(diff, q / 100)
     for short, metric in COUNTERS.items():
         if metric in names:
             out[short] = _sum(after, metric, model) - _sum(before, metric, model)

@@ -291,7 +291,7 @@ def run_sweep(setups: Sequence[SweepSetup], loads_rps: Sequence[float], out_dir:
                                     compute_share=setup.compute_share, criteria=criteria,
                                     provenance={**hardware, **engine.provenance(), **server})
                 if server:
-                    write_json(folder / SERVER_METRICS, server)
+                    write_json(folder / SERVER_METRICS, server["server_metrics"])
                 write_point(folder, result.requests, summary, samples)
                 assemble(out_dir)
                 log.info("measured %s at %g rps: saturated=%s", setup.label, load,

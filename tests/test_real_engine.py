@@ -268,6 +268,7 @@ def test_sweep_against_real_vllm_on_a_tiny_model(tmp_path):
         assert server["generation_tokens"] == n * MAX_TOKENS
         prov = json.loads(rows[load].provenance)
         assert prov["server_metrics"] == server
+        assert server["queue_count"] == n and "queue_p50_ms" not in server
         assert prov["engine_version"].startswith("vllm")
         assert "--enforce-eager" in prov["engine_command"] or not spec.env
         assert Path(prov["engine_log"]).is_file()
@@ -282,4 +283,4 @@ def test_sweep_against_real_vllm_on_a_tiny_model(tmp_path):
     assert light.tpot_mean_ms == pytest.approx(server_light["itl_mean_ms"], rel=0.5, abs=10.0)
     # Past saturation TTFT rises: requests queue for the engine.
     heavy = rows[HEAVY_RPS]
-    assert heavy.ttft_mean_ms > 2 * light.ttft_mean_ms
+    assert heavy.ttft_mean_ms > 1.5 * light.ttft_mean_ms
