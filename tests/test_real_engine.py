@@ -19,6 +19,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
+from conftest import in_ci
 
 from profiling import server_metrics
 from profiling.errors import EngineStartError
@@ -221,7 +222,7 @@ def _need_engine():
     why = engine_installed()
     if why is None:
         return
-    if os.environ.get("CI", "").lower() == "true":
+    if in_ci():
         pytest.fail(f"CI=true but the engine is missing: {why}")
     pytest.skip(why)
 

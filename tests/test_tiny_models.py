@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import json
 import math
-import os
 
 import numpy as np
 import pytest
+from conftest import in_ci
 
 from profiling.errors import ResultExists
 from routerwise.serving import architectures
@@ -24,7 +24,7 @@ def _need_tokenizers():
         import tokenizers  # noqa: F401
     except ImportError as e:
         why = f"the tokenizers package is not installed ({e}); run `make engine`"
-        if os.environ.get("CI", "").lower() == "true":
+        if in_ci():
             pytest.fail(f"CI=true but {why}")
         pytest.skip(why)
 
