@@ -13,7 +13,7 @@ export MKL_NUM_THREADS ?= 1
 # Tests share one cache so the simulated profile grid is built once per run of `make test`.
 TEST_CACHE := $(CURDIR)/.cache/test
 
-.PHONY: help install lock reproduce outputs test unit notebooks bench lab clean
+.PHONY: help install engine lock reproduce outputs test unit notebooks bench lab clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -27,6 +27,24 @@ $(BIN)/.installed: pyproject.toml requirements-lock.txt
 	touch $@
 
 install: $(BIN)/.installed  ## create .venv: pinned dependencies (requirements-lock.txt) and the kit
+
+# The serving engine (vLLM) in .venv, for real-engine sweeps and tests (profiling.vllm_server).
+# ENGINE=cpu (default without nvidia-smi): vLLM's CPU build with every package pinned in
+# engine-lock.txt, installed --no-deps so the kit's pins stay and nothing unused comes along
+# (see that file's header). ENGINE=gpu (default with nvidia-smi): the regular CUDA build,
+# $(VLLM_GPU_SPEC), resolved by pip over the kit's pins (not locked yet).
+ENGINE ?= $(if $(shell command -v nvidia-smi 2>/dev/null),gpu,cpu)
+VLLM_GPU_SPEC ?= vllm
+$(BIN)/.engine-$(ENGINE): $(BIN)/.installed engine-lock.txt
+ifeq ($(ENGINE),cpu)
+	$(BIN)/python -m pip install -q --no-deps -r engine-lock.txt
+else
+	$(BIN)/python -m pip install -q "$(VLLM_GPU_SPEC)"
+endif
+	$(BIN)/python -c "import vllm, transformers; print('vLLM', vllm.__version__, 'ready in $(VENV)')"
+	touch $@
+
+engine: $(BIN)/.engine-$(ENGINE)  ## install the serving engine (vLLM; CPU build unless nvidia-smi is found) into .venv
 
 lock:  ## re-resolve requirements-lock.txt from pyproject.toml in a scratch venv
 	rm -rf .cache/lock-venv && $(PYTHON) -m venv .cache/lock-venv

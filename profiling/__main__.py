@@ -58,6 +58,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--gpu-memory-utilization", type=float, default=0.9)
     p.add_argument("--startup-timeout-s", type=float, default=1800.0)
     p.add_argument("--mps", action="store_true", help="run a private MPS daemon for the sweep")
+    p.add_argument("--engine", choices=("command", "vllm"), default="command",
+                   help="'vllm': --model is a local model folder served by the installed vLLM "
+                        "(`make engine`) with the kit's settings (profiling.vllm_server; the "
+                        "CPU build's on CPU machines, rows labelled --gpu, default 'cpu'), the "
+                        "engine's /metrics recorded and exact output lengths; 'command' "
+                        "(default): the --command template")
+    p.add_argument("--cpu-cores", default=None,
+                   help="--engine vllm, CPU build: cores for the server's threads (e.g. 0 or "
+                        "2-3); servers running at once need disjoint cores")
+    p.add_argument("--server-metrics", action="store_true",
+                   help="record the engine's /metrics beside the client's timings (on with "
+                        "--engine vllm)")
+    p.add_argument("--exact-length", action="store_true",
+                   help="ask for exactly max_tokens tokens per request (min_tokens; on with "
+                        "--engine vllm)")
     src = p.add_mutually_exclusive_group()
     src.add_argument("--prompts", type=Path, default=None,
                      help="JSON-lines prompts: {\"prompt\": ..., \"max_tokens\": ...}")
@@ -162,6 +177,27 @@ def sweep_setups(a):
         (tp, share), = combos
         return [SweepSetup(a.model, tp, share, endpoint_url=a.endpoint,
                            served_model=a.served_model_name)]
+    if getattr(a, "engine", "command") == "vllm":
+        from .vllm_server import vllm_spec
+        if a.command:
+            raise ValidationError("--engine vllm builds the engine command itself; drop "
+                                  "--command (or use --engine command)")
+        bad = [(tp, share) for tp, share in combos if share != 1.0]
+        if bad:
+            raise ValidationError(f"--engine vllm measures whole devices: give --shares 1 "
+                                  f"(asked for {bad})")
+        setups = []
+        for tp, _ in combos:
+            if tp > len(a.gpus):
+                raise ValidationError(f"tp={tp} needs {tp} GPUs; --gpus lists {a.gpus}")
+            spec = vllm_spec(a.model, port=a.port, served_model_name=a.served_model_name,
+                             cpu_cores=a.cpu_cores, extra_args=tuple(shlex.split(a.extra_args)),
+                             startup_timeout_s=a.startup_timeout_s, tp=tp,
+                             gpus=tuple(a.gpus[:tp]),
+                             gpu_memory_utilization=a.gpu_memory_utilization)
+            setups.append(SweepSetup(Path(a.model).name, tp, 1.0, engine=spec,
+                                     served_model=spec.served_model_name))
+        return setups
     command = tuple(shlex.split(a.command)) if a.command else VLLM_COMMAND
     setups = []
     for tp, share in combos:
@@ -185,16 +221,25 @@ def _sweep(a) -> int:
                synthetic_prompts(a.synthetic, prompt_words=a.prompt_words,
                                  max_tokens=a.max_tokens, seed=a.seed))
     setups = sweep_setups(a)
-    kw = dict(prompts=prompts, gpu=a.gpu, num_requests=a.num_requests,
+    real = a.engine == "vllm"
+    gpu = a.gpu
+    if real and gpu is None:
+        from .vllm_server import is_cpu_build
+        gpu = "cpu" if is_cpu_build() else None
+    kw = dict(prompts=prompts, gpu=gpu, num_requests=a.num_requests,
+              server_metrics=a.server_metrics or real, exact_length=a.exact_length or real,
               duration_s=a.duration_s, seed=a.seed, api=a.api,
               max_concurrency=a.max_concurrency, progress=not a.no_progress,
               connect_timeout_s=a.connect_timeout_s, read_timeout_s=a.read_timeout_s,
               request_timeout_s=a.request_timeout_s)
-    if a.mps:
-        with MPSDaemon(gpus=tuple(a.gpus)) as daemon:
-            table = run_sweep(setups, a.loads, a.out, mps=daemon, **kw)
-    else:
-        table = run_sweep(setups, a.loads, a.out, **kw)
+    from .sampler import terminate_gracefully
+    # SIGTERM unwinds like Ctrl-C, so launched engines are stopped on the way out.
+    with terminate_gracefully():
+        if a.mps:
+            with MPSDaemon(gpus=tuple(a.gpus)) as daemon:
+                table = run_sweep(setups, a.loads, a.out, mps=daemon, **kw)
+        else:
+            table = run_sweep(setups, a.loads, a.out, **kw)
     print(f"{len(table)} profile rows -> {a.out / 'profile.csv'}")
     return 0
 

@@ -15,7 +15,14 @@ class ToolUnavailable(ProfilingError, RuntimeError):
 
 
 class EngineStartError(ProfilingError, RuntimeError):
-    """A serving engine exited or never became healthy; the message carries its log tail."""
+    """A serving engine exited or never became healthy; the message carries its log tail.
+
+    ``kind`` says why, when known: ``"port_busy"``, ``"bad_model"``, ``"out_of_memory"``,
+    ``"timeout"`` or ``"exited"`` (any other exit)."""
+
+    def __init__(self, message: str, kind: str = "exited"):
+        super().__init__(message)
+        self.kind = kind
 
 
 class MPSError(ProfilingError, RuntimeError):

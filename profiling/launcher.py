@@ -61,6 +61,60 @@ def free_port(host: str = "127.0.0.1") -> int:
         return int(s.getsockname()[1])
 
 
+def port_in_use(host: str, port: int) -> bool:
+    """Whether something already listens on (host, port): then a new server could not bind it,
+    and a health check would reach the other server instead."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.settimeout(1.0)
+        return s.connect_ex((host, int(port))) == 0
+
+
+# Log lines by which an engine that exited says why (checked in this order).
+_EXIT_CAUSES = (
+    ("port_busy", ("address already in use", "errno 98"),
+     "the port is taken: choose another (profiling.launcher.free_port)"),
+    ("out_of_memory", ("out of memory", "outofmemory", "cannot allocate memory",
+                       "memoryerror", "insufficient memory", "not enough memory",
+                       "kv cache space", "no available memory for the cache blocks"),
+     "the engine ran out of memory: lower the KV cache space (VLLM_CPU_KVCACHE_SPACE on the "
+     "CPU build, --gpu-memory-utilization on a GPU), --max-model-len or --max-num-seqs, or "
+     "stop other servers"),
+    ("bad_model", ("no such file or directory", "does not appear to have a file named",
+                   "is not a valid model", "unrecognized model", "repo id must be",
+                   "repository not found", "config.json", "can't load the configuration"),
+     "the model could not be loaded: give a folder holding config.json, the weights and the "
+     "tokenizer (profiling.tiny_models.build_tiny_model writes one)"),
+)
+
+
+def exit_cause(log_text: str) -> tuple[str, str]:
+    """(kind, hint) for an engine that exited, from its log; ("exited", "") when unknown."""
+    low = log_text.lower()
+    for kind, needles, hint in _EXIT_CAUSES:
+        if any(n in low for n in needles):
+            return kind, hint
+    return "exited", ""
+
+
+def _die_with_parent():
+    """A ``preexec_fn`` that makes the kernel SIGTERM the engine when the process that started
+    it dies, even by SIGKILL, so that a server never outlives the command that started it
+    (Linux ``PR_SET_PDEATHSIG``; None elsewhere). The C function is looked up here, in the
+    parent: the child between fork and exec must not import."""
+    if not sys.platform.startswith("linux"):
+        return None
+    import ctypes
+    try:
+        prctl = ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+
+    def set_death_signal() -> None:  # pragma: no cover (runs in the child)
+        prctl(1, int(signal.SIGTERM))  # 1 = PR_SET_PDEATHSIG
+
+    return set_death_signal
+
+
 def tail(path: str | Path | None, max_lines: int = 40) -> str:
     """The last ``max_lines`` lines of a text file ('' if there is none)."""
     if path is None or not Path(path).is_file():
@@ -253,6 +307,8 @@ class Engine:
     mps: bool
     secrets: list[str] = field(default_factory=list, repr=False)
     pump: threading.Thread | None = field(default=None, repr=False)  # output -> log file
+    started: float = field(default_factory=time.monotonic)
+    startup_s: float | None = None
 
     @property
     def base_url(self) -> str:
@@ -278,7 +334,16 @@ class Engine:
     def provenance(self) -> dict:
         return {"engine_command": self.shown_command, "cuda_visible_devices":
                 ",".join(map(str, self.spec.gpus)), "mps_active_thread_percentage":
-                self.spec.thread_percentage, "mps_daemon": self.mps}
+                self.spec.thread_percentage, "mps_daemon": self.mps, **self.startup_record()}
+
+    def startup_record(self) -> dict:
+        """The engine's version, the variables the spec set, where its start-up log is and
+        how long start-up took."""
+        from routerwise.redact import MASK, is_secret_name
+        env = {k: (MASK if is_secret_name(k) else v)
+               for k, v in sorted(dict(self.spec.env).items())}
+        return {"engine_version": engine_version(), "engine_env": env,
+                "engine_log": str(self.log_path), "engine_startup_s": self.startup_s}
 
     def wait_healthy(self, timeout_s: float | None = None, poll_s: float = 0.5) -> str:
         """Poll the health paths until one answers 200; return it. EngineStartError otherwise.
@@ -293,10 +358,12 @@ class Engine:
             while True:
                 rc = self.process.poll()
                 if rc is not None:
+                    kind, hint = exit_cause(self.log_tail(200))
                     raise EngineStartError(
                         f"engine for {self.spec.model!r} exited with code {rc} before it became "
-                        f"healthy.\ncommand: {self.shown_command}\nlog ({self.log_path}), "
-                        f"last lines:\n{self.log_tail()}")
+                        f"healthy{f' ({kind}: {hint})' if hint else ''}.\ncommand: "
+                        f"{self.shown_command}\nlog ({self.log_path}), last lines:\n"
+                        f"{self.log_tail()}", kind=kind)
                 for path in self.spec.health_paths:
                     try:
                         r = client.get(path)
@@ -304,6 +371,7 @@ class Engine:
                         last = f"GET {path}: {type(e).__name__}"
                         break  # not listening yet
                     if r.status_code == 200:
+                        self.startup_s = time.monotonic() - self.started
                         return path
                     last = f"GET {path}: HTTP {r.status_code}"
                     if r.status_code != 404:
@@ -314,7 +382,7 @@ class Engine:
                         f"{list(self.spec.health_paths)} within {timeout_s:g} s (last: {last}); "
                         f"raise startup_timeout_s if loading is slow.\ncommand: "
                         f"{self.shown_command}\nlog ({self.log_path}), last lines:\n"
-                        f"{self.log_tail()}")
+                        f"{self.log_tail()}", kind="timeout")
                 time.sleep(poll_s)
 
     def stop(self) -> int | None:
@@ -336,6 +404,17 @@ class Engine:
         return self.process.returncode
 
 
+def engine_version() -> str | None:
+    """The installed serving engine's version ("vllm 0.32.0", "vllm-cpu 0.32.0"), if any."""
+    from importlib import metadata
+    for dist in ("vllm", "vllm-cpu", "sglang"):
+        try:
+            return f"{dist} {metadata.version(dist)}"
+        except metadata.PackageNotFoundError:
+            continue
+    return None
+
+
 def _signal_group(pgid: int, sig: int) -> None:
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pgid, sig)
@@ -353,6 +432,10 @@ def start_engine(spec: EngineSpec, *, mps: MPSDaemon | None = None,
                  log_path: str | Path | None = None) -> Engine:
     """Start the engine process (no health wait). Prefer :func:`launch`, which always stops it."""
     argv = spec.argv()
+    if port_in_use(spec.host, spec.port):
+        raise EngineStartError(f"cannot start the engine for {spec.model!r}: {spec.host}:"
+                               f"{spec.port} is in use by another process; choose another port "
+                               f"(profiling.launcher.free_port())", kind="port_busy")
     if log_path is None:
         fd, name = tempfile.mkstemp(prefix=f"engine-{spec.port}-", suffix=".log")
         os.close(fd)
@@ -365,7 +448,7 @@ def start_engine(spec: EngineSpec, *, mps: MPSDaemon | None = None,
     try:
         proc = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE,
                                 stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                start_new_session=True)
+                                start_new_session=True, preexec_fn=_die_with_parent())
     except FileNotFoundError as e:
         log.close()
         raise ToolUnavailable(f"cannot start the engine: {argv[0]!r} not found ({e}); is "

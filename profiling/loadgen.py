@@ -223,7 +223,9 @@ class Endpoint:
 
     ``read_timeout_s`` bounds the silence between two chunks, ``request_timeout_s`` a whole
     request. ``ignore_eos`` (a vLLM/SGLang extension) makes every request produce exactly
-    ``max_tokens`` tokens; turn it off for servers that reject unknown fields.
+    ``max_tokens`` tokens; turn it off for servers that reject unknown fields. ``exact_length``
+    also sends ``min_tokens = max_tokens`` (vLLM): with random-weight models a stop token or a
+    generation config's extra end-of-sequence ids would otherwise end requests early.
     ``trust_env=False`` keeps proxy variables from rerouting traffic to a local endpoint.
     """
 
@@ -236,6 +238,7 @@ class Endpoint:
     request_timeout_s: float = 600.0
     max_concurrency: int = 512
     ignore_eos: bool = True
+    exact_length: bool = False
     temperature: float = 0.0
     extra_body: Mapping[str, Any] = field(default_factory=dict)
     trust_env: bool = False
@@ -263,6 +266,8 @@ class Endpoint:
             body["prompt"] = prompt.text
         if self.ignore_eos:
             body["ignore_eos"] = True
+        if self.exact_length:
+            body["min_tokens"] = int(prompt.max_tokens)
         body.update(self.extra_body)
         return body
 

@@ -8,6 +8,7 @@ runs the loads in ascending order and stops the curve after the first saturated 
         point.json     settings the point was measured with (written first)
         requests.csv   one row per request (profiling.loadgen)
         gpu.csv        NVML samples during the run, when a GPU is visible
+        server_metrics.json  the engine's own /metrics over the run (server_metrics=True)
         summary.csv    the profile row; written last, so its presence marks a finished point
 
 (``<model>-<digest>``: the model name as a safe folder name, :func:`routerwise.io.safe_name`.)
@@ -65,6 +66,7 @@ from .sampler import GPUSampler
 log = logging.getLogger(__name__)
 
 SUMMARY, REQUESTS, SETTINGS, GPU_SAMPLES = "summary.csv", "requests.csv", "point.json", "gpu.csv"
+SERVER_METRICS = "server_metrics.json"
 FAILURE = "failure.json"
 
 
@@ -186,7 +188,8 @@ def run_sweep(setups: Sequence[SweepSetup], loads_rps: Sequence[float], out_dir:
               point_max_wall_s: float | None = None, mps: MPSDaemon | None = None,
               stop_after_saturation: bool = True, sample_interval_s: float | None = 1.0,
               nvml_backend: Any | None = None, progress: bool = True,
-              on_point: Callable[[Path, pd.DataFrame], None] | None = None) -> pd.DataFrame:
+              on_point: Callable[[Path, pd.DataFrame], None] | None = None,
+              server_metrics: bool = False, exact_length: bool = False) -> pd.DataFrame:
     """Measure every (setup, load) point not yet finished; return the assembled profile table.
 
     Each point offers Poisson arrivals at its load (``seed``), bounded by ``num_requests``
@@ -195,6 +198,10 @@ def run_sweep(setups: Sequence[SweepSetup], loads_rps: Sequence[float], out_dir:
     the NVML name of the first GPU. ``on_point(folder, summary)`` is called after each newly
     measured point. Timeouts: see :class:`profiling.loadgen.Endpoint`. A failed point (see the
     module notes) raises :class:`PointFailed` at the end, after the other setups ran.
+    ``server_metrics`` scrapes the engine's ``/metrics`` before and after each point and keeps
+    what it recorded (:func:`profiling.server_metrics.delta`) in ``server_metrics.json`` and
+    the row's provenance. ``exact_length`` asks for exactly ``max_tokens`` tokens per request
+    (:class:`~profiling.loadgen.Endpoint`; random-weight models).
     """
     for name, v in (("request_timeout_s", request_timeout_s),
                     ("connect_timeout_s", connect_timeout_s), ("read_timeout_s", read_timeout_s)):
@@ -255,7 +262,7 @@ def run_sweep(setups: Sequence[SweepSetup], loads_rps: Sequence[float], out_dir:
                                 api=api, max_concurrency=max_concurrency,
                                 request_timeout_s=request_timeout_s,
                                 connect_timeout_s=connect_timeout_s,
-                                read_timeout_s=read_timeout_s)
+                                read_timeout_s=read_timeout_s, exact_length=exact_length)
             for load, folder, settings in todo:
                 write_json(folder / SETTINGS, settings)
                 schedule = poisson_schedule(load, num_requests=num_requests,
@@ -265,6 +272,7 @@ def run_sweep(setups: Sequence[SweepSetup], loads_rps: Sequence[float], out_dir:
                     if snap.available and sample_interval_s else None
                 if sampler:
                     sampler.start()
+                before = _scrape(engine.base_url) if server_metrics else None
                 try:
                     result = run_load(schedule, prompts, endpoint, max_wall_s=wall,
                                       progress=progress)
@@ -277,9 +285,13 @@ def run_sweep(setups: Sequence[SweepSetup], loads_rps: Sequence[float], out_dir:
                               setup.label, load, reason, where)
                     failures.append(f"{setup.label} at {load:g} rps ({where}): {reason}")
                     break  # the rest of this curve would measure the same failure
+                server = (_server_delta(before, engine.base_url, endpoint.model)
+                          if server_metrics else {})
                 summary = summarize(result, load, model=setup.model, gpu=gpu, tp=setup.tp,
                                     compute_share=setup.compute_share, criteria=criteria,
-                                    provenance={**hardware, **engine.provenance()})
+                                    provenance={**hardware, **engine.provenance(), **server})
+                if server:
+                    write_json(folder / SERVER_METRICS, server["server_metrics"])
                 write_point(folder, result.requests, summary, samples)
                 assemble(out_dir)
                 log.info("measured %s at %g rps: saturated=%s", setup.label, load,
@@ -314,6 +326,25 @@ class _Attached:
     def provenance(self) -> dict:
         return {"engine": f"attached to a running endpoint at {self.shown_url}; its setup was "
                           f"declared by the caller, not launched by the sweep"}
+
+
+def _scrape(base_url: str) -> dict | str:
+    from .server_metrics import MetricsUnavailable, scrape
+    try:
+        return scrape(base_url)
+    except MetricsUnavailable as e:
+        return str(e)
+
+
+def _server_delta(before: dict | str, base_url: str, model: str) -> dict:
+    """``{"server_metrics": ...}`` for a point's provenance: the delta, or why there is none."""
+    from .server_metrics import delta
+    after = _scrape(base_url)
+    for snap in (before, after):
+        if isinstance(snap, str):
+            log.warning("no server metrics for this point: %s", snap)
+            return {"server_metrics": {"unavailable": snap}}
+    return {"server_metrics": delta(before, after, model)}
 
 
 def _stamp() -> str:
