@@ -196,9 +196,7 @@ def test_score_variation_shows_each_distinct_panel_once_on_one_y_range():
     notes = " ".join(titles + _legend_texts(fig))
     assert "isolated" in notes and "no plan" in notes
     plt.close(fig)
-
-
-def test_score_variation_keeps_slo_panels_that_differ():
+    # an SLO that changes which setups are feasible keeps its own panel
     problem, result = PANELS[0]
     other = dict(result, setups=result["setups"].assign(feasible=result["setups"]["rho[b]"] >= 0.5))
     slo = SimpleNamespace(**{**vars(problem), "slo": SimpleNamespace(latency_ms=800)})

@@ -86,10 +86,10 @@ def setup_space(df: pd.DataFrame):
 def latency_profiles(table: pd.DataFrame, models, tp_degrees=(1, 2, 4), shares=(0.3, 0.6, 1.0),
                      metric: str = "ttft_mean", marked_loads_rps=None):
     """Latency against load, one panel per model; colour = tp, line style = compute share;
-    filled markers for measured curves, hollow for simulated ones; saturated load points are
-    marked with a cross at the panel's top edge (their latency is unbounded) in the colour of
-    their curve, joined to the curve's last finite point in its line style, so each mark says
-    which curve saturates.
+    filled markers for measured curves, hollow for simulated ones. The load where a curve
+    saturates (its latency unbounded from there on) is a cross at the panel's top edge in the
+    curve's colour, joined to the curve's last finite point in its line style, so each mark
+    says which curve saturates; the saturated loads beyond it are not drawn again.
     ``marked_loads_rps``: loads drawn as dotted vertical lines (e.g. the load points a
     measurement asked for, when the curves come from the simulated grid instead)."""
     col = f"{metric}_ms"
@@ -101,19 +101,19 @@ def latency_profiles(table: pd.DataFrame, models, tp_degrees=(1, 2, 4), shares=(
     styles = ["-", "--", ":", "-."]
     colors = {tp: style.color(i) for i, tp in enumerate((1, 2, 4, 8))}
     for ax, m in zip(axes.ravel(), models):
-        saturating = []   # (colour, line style, last finite (x, y) or None, saturated loads)
+        saturating = []   # (colour, line style, finite (x, y) before or None, saturated load)
         drawn_tp, drawn_share = {}, {}
         for tp in tp_degrees:
             for share, ls in zip(shares, styles):
                 d = table[(table["model"] == m) & (table["tp"] == tp)
                           & np.isclose(table["compute_share"], share)]
-                sat = list(d.loc[d["saturated"], "load_rps"])
-                d = d[~d["saturated"]]
+                d = d.sort_values("load_rps")
                 c = colors.get(tp, "k")
-                if sat:
-                    last = d.sort_values("load_rps").iloc[-1] if len(d) else None
-                    saturating.append((c, ls, None if last is None else
-                                       (last["load_rps"], last[col]), sat))
+                flags = d["saturated"].to_numpy(bool)
+                for i in np.flatnonzero(flags & ~np.r_[False, flags[:-1]]):   # onsets
+                    before = None if i == 0 else (d["load_rps"].iloc[i - 1], d[col].iloc[i - 1])
+                    saturating.append((c, ls, before, d["load_rps"].iloc[i]))
+                d = d[~flags]
                 if d.empty:
                     continue
                 measured = (d["source"] == "measured").all()
@@ -132,17 +132,17 @@ def latency_profiles(table: pd.DataFrame, models, tp_degrees=(1, 2, 4), shares=(
             ax.axvline(x, color="grey", ls=":", lw=0.8,
                        label="requested loads\n(not simulated there)" if i == 0 else None)
         if saturating:
-            style.include_x(ax, [x for *_, sat in saturating for x in sat])
+            style.include_x(ax, [x for *_, x in saturating])
             lo, top = ax.get_ylim()
             mark = {k: v for k, v in MARKS["saturated"].items() if k != "color"}
-            for c, ls, last, sat in saturating:
-                if last is not None:    # the curve runs on to its first saturated load
-                    ax.plot([last[0], min(sat)], [last[1], top], ls, color=c, lw=0.7,
+            for c, ls, before, x in saturating:
+                if before is not None:    # the curve runs on to the load where it saturates
+                    ax.plot([before[0], x], [before[1], top], ls, color=c, lw=0.7,
                             clip_on=False, label="_saturating")
-                ax.scatter(sat, np.full(len(sat), top), color=c, clip_on=False, zorder=3, **mark)
+                ax.scatter([x], [top], color=c, clip_on=False, zorder=3, **mark)
             ax.set_ylim(lo, top)
-            ax.scatter([], [], color="0.3", label="saturated: latency unbounded\n"
-                       "(x at the top, its curve's colour)", **mark)
+            ax.scatter([], [], color="0.3", label="saturates: latency unbounded\n"
+                       "from this load on (x in\nits curve's colour)", **mark)
         ax.set_title(_model(m))
         ax.set_xlabel(label("load_rps"))
         ax.set_ylabel(label(metric))
