@@ -236,7 +236,7 @@ def test_latency_profiles_saturation_marks_have_their_curves_colour_and_a_legend
                   {to_hex(c) for coll in marks for c in coll.get_facecolors()}
     # every tp degree's curve saturates in this table: each has marks in its own colour
     assert curve_colors <= mark_colors
-    assert any("saturated" in t for t in _legend_texts(fig))
+    assert any("saturate" in t for t in _legend_texts(fig))
     plt.close(fig)
 
 
