@@ -415,7 +415,7 @@ def run_name(meta) -> str:
     version = version.split(" ")[0] if version[:1].isdigit() else version
     parts = [model, f"tp {meta.tp} on {gpu}", f"{engine} {version}".strip()]
     if getattr(meta, "max_num_seqs", None):
-        parts.append(f"max {meta.max_num_seqs} sequences")
+        parts.append(f"max {meta.max_num_seqs} seqs")
     return ", ".join(parts)
 
 
@@ -425,12 +425,12 @@ def latency_validation(levels: pd.DataFrame, sats: pd.DataFrame, runs=None):
     one row of two panels per measured run, titled with :func:`run_name` of its metadata
     (``runs``: the :class:`~routerwise.data.measured_runs.MeasuredRun` objects or their
     ``meta``; without them, the run id) and the rates drawn; the measured saturation rate is a
-    grey line. Burst levels far off the rate axis (> 20x the median rate) are left out and
-    counted in the row title. Rows share the page: at most :data:`style.MAX_HEIGHT_IN` tall."""
+    grey line. Burst levels far off the rate axis (> 20x the median rate) are not drawn: the
+    row title counts them. Rows share the page: at most :data:`style.MAX_HEIGHT_IN` tall."""
     use = levels[levels["usable"]]
     ids = list(use["run_id"].unique())
     metas = {m.run_id: m for m in (getattr(r, "meta", r) for r in (runs or ()))}
-    height = min(1.5 * len(ids) + 0.45, style.MAX_HEIGHT_IN)
+    height = min(1.55 * len(ids) + 0.45, style.MAX_HEIGHT_IN)
     fig = plt.figure(figsize=(style.PAGE_WIDTH_IN, height))
     rows = np.atleast_1d(fig.subfigures(len(ids), 1))
     for k, (sub, rid) in enumerate(zip(rows, ids)):
@@ -439,8 +439,8 @@ def latency_validation(levels: pd.DataFrame, sats: pd.DataFrame, runs=None):
         far = d["rate_rps"] >= 20 * d["rate_rps"].median()
         d = d[~far]
         name = run_name(metas[rid]) if rid in metas else str(rid)
-        note = (f"; {int(far.sum())} burst level{'s' if far.sum() > 1 else ''} beyond the rate "
-                "axis not drawn" if far.any() else "")
+        note = (f"; {int(far.sum())} burst level{'s' if far.sum() > 1 else ''} not drawn"
+                if far.any() else "")
         rates = f"{d['rate_rps'].min():.2g}-{d['rate_rps'].max():.2g} req/s" if len(d) else "no rates"
         sub.suptitle(style.wrap(f"{name}; {rates}{note}", style.PAGE_WIDTH_IN - 0.3),
                      fontsize=style.FONT_SIZE_PT)
