@@ -3,7 +3,11 @@
 Figures are drawn at the size they are printed, so text keeps its point size in the paper:
 
 * widths: :data:`COLUMN_WIDTH_IN` (3.35 in, one column of a two-column ACM/IEEE page) and
-  :data:`PAGE_WIDTH_IN` (7.0 in, both columns); heights default to a 0.62 aspect per panel row;
+  :data:`PAGE_WIDTH_IN` (7.0 in, both columns); heights default to a 0.62 aspect per panel row
+  and never exceed :data:`MAX_HEIGHT_IN` (8.5 in: a page's text height, about 9 in, less room
+  for a caption); the saved PDF's page is the figure's size (a 0.02 in margin around the tight
+  bounding box), so a column figure prints at 3.35 in;
+* titles: :func:`wrap` breaks a title into lines that fit a width, so no title widens a figure;
 * text: :data:`FONT_SIZE_PT` (8 pt labels and ticks), :data:`SMALL_FONT_SIZE_PT` (7 pt legends);
 * colours: the Okabe-Ito palette (:data:`PALETTE`), distinguishable with the common colour-vision
   deficiencies and in greyscale together with the marker shapes of :data:`MARKERS`;
@@ -24,12 +28,13 @@ import functools
 
 import matplotlib.pyplot as plt
 
-__all__ = ["COLUMN_WIDTH_IN", "PAGE_WIDTH_IN", "ROW_ASPECT", "FONT_SIZE_PT", "SMALL_FONT_SIZE_PT",
+__all__ = ["COLUMN_WIDTH_IN", "PAGE_WIDTH_IN", "MAX_HEIGHT_IN", "ROW_ASPECT", "FONT_SIZE_PT", "SMALL_FONT_SIZE_PT",
            "PNG_DPI", "PALETTE", "SERIES", "MARKERS", "MARKS", "LABELS", "RC", "label", "color", "styled",
-           "figure", "legend_below", "log_axis", "include_x"]
+           "figure", "wrap", "legend_below", "log_axis", "include_x"]
 
 COLUMN_WIDTH_IN = 3.35
 PAGE_WIDTH_IN = 7.0
+MAX_HEIGHT_IN = 8.5        # a page's text height (~9 in) less a caption's lines
 ROW_ASPECT = 0.62          # panel height / panel width for one row of panels
 FONT_SIZE_PT = 8.0
 SMALL_FONT_SIZE_PT = 7.0
@@ -87,6 +92,9 @@ RC = {
     "xtick.major.width": 0.6, "ytick.major.width": 0.6,
     "axes.spines.top": False, "axes.spines.right": False,
     "figure.dpi": 110, "savefig.dpi": PNG_DPI,
+    # bbox_inches="tight" adds this around the drawn content: matplotlib's 0.1 in default made
+    # every figure 0.2 in wider than the width it was drawn at (a 3.35 in column figure 3.47 in)
+    "savefig.pad_inches": 0.02,
     "pdf.fonttype": 42, "ps.fonttype": 42,          # TrueType in the PDF: editable, journal-safe
     "figure.constrained_layout.use": True,
 }
@@ -120,7 +128,8 @@ def figure(nrows: int = 1, ncols: int = 1, *, width: str | float = "column",
            height_in: float | None = None, **kwargs):
     """``plt.subplots`` at print size: ``width`` is "column", "page" or inches; the height
     defaults to :data:`ROW_ASPECT` of one panel's width per row (plus room for a legend
-    below). Returns (fig, axes) with ``squeeze=False``."""
+    below) and is capped at :data:`MAX_HEIGHT_IN` (many rows get shorter panels rather than a
+    figure taller than the page). Returns (fig, axes) with ``squeeze=False``."""
     if isinstance(width, str):
         if width not in ("column", "page"):
             raise ValueError(f"width must be 'column', 'page' or inches, got {width!r}")
@@ -129,8 +138,37 @@ def figure(nrows: int = 1, ncols: int = 1, *, width: str | float = "column",
         width_in = float(width)
     if height_in is None:
         height_in = nrows * ROW_ASPECT * width_in / ncols + 0.5
+    height_in = min(height_in, MAX_HEIGHT_IN)
     with plt.rc_context(RC):
         return plt.subplots(nrows, ncols, figsize=(width_in, height_in), squeeze=False, **kwargs)
+
+
+def wrap(text: str, width_in: float, size: float = FONT_SIZE_PT) -> str:
+    """``text`` with line breaks at spaces so that no line is wider than ``width_in`` at
+    ``size`` pt (measured in the style's font): a title that fits its panel does not widen the
+    saved figure's tight bounding box. Existing line breaks are kept."""
+    from matplotlib.font_manager import FontProperties
+    from matplotlib.textpath import TextToPath
+
+    with plt.rc_context(RC):
+        prop = FontProperties(size=size)
+    measure = TextToPath()
+
+    def width(s: str) -> float:     # points
+        return measure.get_text_width_height_descent(s, prop, ismath=False)[0]
+
+    out = []
+    for para in str(text).split("\n"):
+        line = ""
+        for word in para.split(" "):
+            cand = f"{line} {word}" if line else word
+            if line and width(cand) > 72 * width_in:
+                out.append(line)
+                line = word
+            else:
+                line = cand
+        out.append(line)
+    return "\n".join(out)
 
 
 def legend_below(owner, *, ncol: int = 2, **kwargs):
