@@ -158,6 +158,40 @@ def _parse_prices(items, file_prices):
     return GpuPrices(table, source="--price on the command line (user-provided)")
 
 
+def _fixed(v, digits: int, scale: float = 1.0, sign: str = "") -> str:
+    """``v * scale`` to ``digits`` decimals; NaN/None as "-"; no "-0.00" for a rounded zero."""
+    import math
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return "-"
+    text = f"{v * scale:{sign}.{digits}f}"
+    return text if float(text) != 0 else f"{0:{sign}.{digits}f}"
+
+
+def frontier_view(df, priced: bool = False, mixed: bool = False):
+    """The rows of :func:`routerwise.cost.pareto_frontier` for a terminal: one column per
+    quantity with its unit, rounded (a gap of 8e-15 is 0.00%), baselines as "score (+gain
+    in points)", the setup last; ``--json`` keeps the full-precision table."""
+    import pandas as pd
+
+    from .optimize.baselines import BASELINES
+    view = pd.DataFrame({"GPUs": df["gpus"] if mixed else df["num_gpus"]})
+    if priced:
+        view["$/hour"] = [_fixed(v, 2) for v in df["cost"]]
+    view["status"] = [st if not isinstance(b, str) or not b or st == "optimal" else f"{st} ({b})"
+                      for st, b in zip(df["status"], df.get("binding", [""] * len(df)))]
+    view["score"] = [_fixed(v, 4) for v in df["score"]]
+    view["bound"] = [_fixed(v, 4) for v in df["bound"]]
+    view["gap %"] = [_fixed(v, 2, 100) for v in df["gap"]]
+    view["latency ms"] = [_fixed(v, 1) for v in df["latency_ms"]]
+    view["pareto"] = ["yes" if bool(v) else "" for v in df["pareto_optimal"]]
+    for b in BASELINES:
+        if f"{b}_score" in df:
+            view[b] = [f"{_fixed(sc, 4)} ({_fixed(g, 2, 100, '+')})" if sc == sc else "-"
+                       for sc, g in zip(df[f"{b}_score"], df[f"gain_vs_{b}"])]
+    view["setup"] = df["setup"].fillna("")
+    return view
+
+
 def _records(df) -> list[dict]:
     """Rows as JSON-able dicts, NaN as null (strict JSON)."""
     import json
@@ -196,10 +230,9 @@ def _cost(args) -> int:
             mixed = p.cluster.is_mixed
             df = pareto_frontier(p, [t.cluster for t in res.trials], prices=prices,
                                  method=args.method)
-            cols = [c for c in df.columns if c not in ("message", "" if mixed else "gpus")
-                    and not c.endswith("_status")]
-            print("\nquality vs cost (gain_vs_*: optimum minus baseline at the same cluster):")
-            print(df[cols].to_string(index=False))
+            print("\nquality vs cost (baselines: their score, then the optimum's gain over "
+                  "them at the same cluster in points):")
+            print(frontier_view(df, prices is not None, mixed).to_string(index=False))
             out["frontier"] = _records(df)
     if res.found:
         out["plan"] = plan_record(res.problem, res.solution)
@@ -234,20 +267,29 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="routerwise", description=__doc__.splitlines()[0])
     ap.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     sub = ap.add_subparsers(dest="cmd", required=True)
+    from .problem import LATENCY_METRICS
+    from .serving.hardware import GPUS
+    metric_help = (f"default instance: the latency the SLO bounds, one of "
+                   f"{', '.join(LATENCY_METRICS)} (default ttft_mean)")
+    gpu_help = f"default instance: the GPU type, one of {', '.join(GPUS)} (default A100-80GB)"
+    aggregate_help = ("mean: the load-weighted mean latency over models meets the SLO; max: "
+                      "every routed model meets it (default mean)")
     from .paper.reproduce import add_arguments
     add_arguments(sub.add_parser("reproduce", help="run every notebook into a results folder"))
     s = sub.add_parser("solve", help="solve a problem file, or a default real-data instance")
     s.add_argument("problem", nargs="?", help="a problem file (TOML); see routerwise.problem_file")
-    s.add_argument("--models", type=int, default=3, choices=(3, 4))
-    s.add_argument("--gpus", type=int, default=4)
+    s.add_argument("--models", type=int, default=3, choices=(3, 4),
+                   help="default instance: the paper's 3- or 4-model ladder (default 3)")
+    s.add_argument("--gpus", type=int, default=4,
+                   help="default instance: number of GPUs in the cluster (default 4)")
     s.add_argument("--rate", type=float, help="arrival rate, req/s (default instance)")
     s.add_argument("--slo", type=float, help="latency SLO, ms (default instance)")
-    s.add_argument("--metric", default="ttft_mean")
-    s.add_argument("--aggregate", default="mean", choices=("mean", "max"))
+    s.add_argument("--metric", default="ttft_mean", help=metric_help)
+    s.add_argument("--aggregate", default="mean", choices=("mean", "max"), help=aggregate_help)
     s.add_argument("--method", default="auto", help="a registered solver: auto (default: exact "
                    "on small setup spaces, decomposition on large ones), exact, decomposition, "
                    "dual-price, milp")
-    s.add_argument("--gpu", default="A100-80GB")
+    s.add_argument("--gpu", default="A100-80GB", help=gpu_help)
     s.add_argument("--memory-only", action="store_true",
                    help="the paper's deployability check (memory only, no compute placement)")
     s.add_argument("--headroom", type=float, default=None,
@@ -277,10 +319,10 @@ def main(argv=None) -> int:
     c.add_argument("--gpus", type=int, default=4, help=argparse.SUPPRESS)
     c.add_argument("--rate", type=float, help="arrival rate, req/s (default instance)")
     c.add_argument("--slo", type=float, help="latency SLO, ms (default instance)")
-    c.add_argument("--metric", default="ttft_mean")
-    c.add_argument("--aggregate", default="mean", choices=("mean", "max"))
+    c.add_argument("--metric", default="ttft_mean", help=metric_help)
+    c.add_argument("--aggregate", default="mean", choices=("mean", "max"), help=aggregate_help)
     c.add_argument("--method", default="exact", help="a registered solver (exact: proven)")
-    c.add_argument("--gpu", default="A100-80GB")
+    c.add_argument("--gpu", default="A100-80GB", help=gpu_help)
     c.add_argument("--memory-only", action="store_true",
                    help="the paper's deployability check (memory only, no compute placement)")
     c.add_argument("--headroom", type=float, default=None,

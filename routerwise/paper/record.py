@@ -56,6 +56,7 @@ def record(name: str, numbers: dict, *, labels: dict | None = None,
     ``default_kind``; a number left without one is a ValidationError. ``problem`` (its
     ``assumptions``) and ``assumptions`` (extra lines) go into the provenance record.
     """
+    from .params import last_checked
     from .provenance import check_kinds, provenance
     clean = {}
     for k, v in numbers.items():
@@ -66,13 +67,43 @@ def record(name: str, numbers: dict, *, labels: dict | None = None,
                                   f"got {type(v).__name__}")
         if isinstance(v, float) and not math.isfinite(v):
             v = None
+        elif isinstance(v, float) and v == 0:
+            v = 0.0          # a computed -0.0 (e.g. 100 * a zero gap) reads as a sign
         clean[k] = v
     kinds = check_kinds(name, list(clean), labels, default_kind)
     path = results_dir() / "numbers" / f"{name}.json"
+    parameters = last_checked()
     write_json(path, {"notebook": name, "numbers": clean, "labels": kinds,
+                      "parameters": parameters,
+                      "non_default_parameters": non_default_parameters(name, parameters),
                       "provenance": provenance(problem, assumptions=assumptions)})
     return pd.DataFrame({"value": pd.Series(clean, dtype=object),
                          "kind": pd.Series(kinds, dtype=object)}).fillna("")
+
+
+def non_default_parameters(name: str, parameters: dict) -> dict | None:
+    """The ``parameters`` whose values differ from notebook ``name``'s defaults (its
+    ``parameters`` cell), or None when ``name`` is not a notebook of the kit. A run with other
+    parameters (one panel instead of the paper's grid) is marked so in ``summary.md``."""
+    from ..errors import DataError
+    from .reproduce import NOTEBOOKS, notebook_parameters
+    if name not in NOTEBOOKS:
+        return None
+    try:
+        defaults = notebook_parameters(name)
+    except DataError:
+        return None
+    return {k: v for k, v in parameters.items()
+            if k in defaults and not _same(v, defaults[k])}
+
+
+def _same(a, b) -> bool:
+    # 25 and 25.0 are the same rate; (4, 8) and [4, 8] the same list
+    if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
+        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b))
+    if isinstance(a, bool) or isinstance(b, bool):
+        return a is b                # True is not the integer 1 here
+    return a == b
 
 
 def load_record(name: str, directory: str | Path | None = None) -> dict:

@@ -1,0 +1,161 @@
+"""A newcomer's first contact: notebook 00 on an own problem, CLI progress and cached curves,
+measured times in the summary, the offline mirror outside make, and the small things (reprs,
+-0.0, parameters as text, parameters recorded, readable frontier, help texts, missing extra)."""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from routerwise import cli
+from routerwise import errors
+from routerwise.errors import ValidationError
+from routerwise.paper import params, record, reproduce
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture
+def results(tmp_path, monkeypatch):
+    monkeypatch.setenv("ROUTERWISE_RESULTS_DIR", str(tmp_path))
+    return tmp_path
+
+
+@pytest.fixture(autouse=True)
+def _no_checked_parameters(monkeypatch):
+    # params.check remembers a kernel's parameters for record(): none leak between tests
+    monkeypatch.setattr(params, "_CHECKED", {}, raising=False)
+
+
+# ----------------------------------------------------------------------------- item 9
+
+def test_each_notebook_shows_its_conclusion_once():
+    # notebook 11 displayed the same conclusion before and after recording its numbers
+    for path in sorted((REPO / "notebooks").glob("*.ipynb")):
+        nb = json.loads(path.read_text())
+        src = "".join("".join(c["source"]) for c in nb["cells"] if c["cell_type"] == "code")
+        shown = len(re.findall(r"display\(Markdown\((?:conclusions\.text_for|byo\.conclusion)",
+                               src))
+        assert shown <= 1, f"{path.name} displays its conclusion {shown} times"
+        outs = [o for c in nb["cells"] for o in c.get("outputs", [])
+                if "What the numbers say" in "".join(o.get("data", {}).get("text/markdown", ""))]
+        assert len(outs) <= 1, f"{path.name}'s committed outputs hold the conclusion twice"
+
+
+def test_a_zero_is_never_recorded_or_summarized_as_minus_zero(results):
+    record.record("nb", {"gain_min_pts": 100 * -0.0}, default_kind="derived")
+    raw = (results / "numbers" / "nb.json").read_text()
+    assert '"gain_min_pts": 0.0' in raw and "-0.0" not in raw
+    assert reproduce.format_value(-0.0) == "0"
+    assert reproduce.format_value(-0.5) == "-0.5"
+
+
+def test_papermill_text_parameters_are_parsed_like_reproduce_literals():
+    # papermill -p slos_ms "[500]" hands the notebook the text "[500]"
+    ns = {"__annotations__": {"slos_ms": "list[float]", "flag": "bool", "name": "str"},
+          "slos_ms": "[500]", "flag": "true", "name": "[x]"}
+    out = params.check(ns, slos_ms=params.Range(0, lo_open=True))
+    assert out == {"slos_ms": [500], "flag": True, "name": "[x]"}
+    assert ns["slos_ms"] == [500] and ns["flag"] is True      # the notebook sees the value
+    with pytest.raises(ValidationError, match="list"):
+        params.check({"__annotations__": {"slos_ms": "list[float]"}, "slos_ms": "oops"})
+    # and reproduce -p takes YAML's true/false for a bool parameter
+    nb = next(n for n in reproduce.NOTEBOOKS
+              if any(isinstance(v, bool) for v in reproduce.notebook_parameters(n).values()))
+    key = next(k for k, v in reproduce.notebook_parameters(nb).items() if isinstance(v, bool))
+    _, got = reproduce.check_request([nb], [(key, "false")])
+    assert got == {key: False}
+
+
+def test_parameters_are_recorded_and_non_default_ones_marked_in_the_summary(results):
+    params.check({"__annotations__": {"max_gpus": "int", "arrival_rate_rps": "float"},
+                  "max_gpus": 6, "arrival_rate_rps": 25})
+    record.record("11_cost_frontier", {"best_score": 0.7}, default_kind="predicted")
+    rec = record.load_record("11_cost_frontier")
+    assert rec["parameters"] == {"max_gpus": 6, "arrival_rate_rps": 25}
+    assert rec["non_default_parameters"] == {"max_gpus": 6}      # 25 == the default 25.0
+    text = reproduce.write_summary(results).read_text()
+    assert "parameters: **not the defaults**: max_gpus=6; others default (arrival_rate_rps)" \
+        in text
+
+
+def test_summary_marks_a_headline_number_of_a_non_default_run(results):
+    defaults = reproduce.notebook_parameters("03_score_variation")
+    key = next(k for k, v in defaults.items() if isinstance(v, list))
+    one = defaults[key][:1]
+    params.check({"__annotations__": {key: "list[int]" if isinstance(one[0], int)
+                                      else "list[float]"}, key: one})
+    record.record("03_score_variation", {"variation_pct_max": 7.3}, default_kind="predicted")
+    text = reproduce.write_summary(results).read_text()
+    assert f"| 87% | 7.3% (run with {key}={one!r}) | 03_score_variation |" in text
+
+
+def test_summary_states_each_notebooks_measured_wall_time(results):
+    record.record("03_score_variation", {"variation_pct_max": 7.3}, default_kind="predicted")
+    (results / "notebooks").mkdir()
+    (results / "notebooks" / "03_score_variation.run.json").write_text(json.dumps(
+        {"notebook": "03_score_variation", "status": "ok", "files": [], "error": None,
+         "finished": "2026-05-01 10:00:00", "wall_s": 41.26, "cpu_count": 2,
+         "load_avg_1min": 1.5}))
+    text = reproduce.write_summary(results).read_text()
+    assert "measured wall time 41 s (finished 2026-05-01 10:00:00, 2 CPUs, load average 1.5)" \
+        in text
+    assert "Measured wall time of the runs that produced these numbers: 41 s" in text
+
+
+def test_short_reprs_for_solution_and_consistent_plan():
+    from routerwise.consistency import ConsistentPlan
+    from routerwise.optimize.solution import Solution
+    from routerwise.problem import ModelSetup, SystemSetup
+    setup = SystemSetup((ModelSetup(1, 5), ModelSetup(2, 10)), ((0,), (1, 2)))
+    sol = Solution(setup, np.array([0.25, 0.75]), np.zeros(2), 0.71234, 123.456, "exact",
+                   "optimal", bound=0.71234, solve_time_s=0.5,
+                   history=pd.DataFrame({"x": range(10_000)}), notes=("a", "b"))
+    text = repr(sol)
+    assert len(text) < 300 and "score=0.7123" in text and "tp1/rho0.5 | tp2/rho1.0" in text
+    assert "fractions=[0.250, 0.750]" in text and "history" not in text
+    cp = ConsistentPlan(sol, None, {"replayed_ms": 99.94}, True,
+                        pd.DataFrame({"round": range(5000)}), 1.0, "verified")
+    assert len(repr(cp)) < 500 and "replayed_ms=99.9" in repr(cp) and "rounds=5000" in repr(cp)
+
+
+def test_cost_frontier_rows_are_rounded_with_units():
+    df = pd.DataFrame({"num_gpus": [1, 4], "gpus": ["1 x A", "4 x A"], "cost": [1.0, 4.0],
+                       "status": ["undeployable", "optimal"], "binding": ["memory", ""],
+                       "score": [np.nan, 0.7195851], "bound": [np.nan, 0.7195851],
+                       "gap": [np.nan, 8.3e-15], "latency_ms": [np.nan, 80.273796],
+                       "setup": [None, "tp4/rho0.1 | tp4/rho0.5"],
+                       "pareto_optimal": [False, True],
+                       "equal-split_score": [np.nan, 0.707483],
+                       "gain_vs_equal-split": [np.nan, 0.012102]})
+    text = cli.frontier_view(df).to_string(index=False)
+    assert "e-15" not in text and "0.00" in text and "0.7196" in text and "80.3" in text
+    assert "gap %" in text and "latency ms" in text and "0.7075 (+1.21)" in text
+    assert "undeployable (memory)" in text
+    assert max(map(len, text.splitlines())) < 160
+    assert "$/hour" in cli.frontier_view(df, priced=True).to_string(index=False)
+
+
+def test_solve_help_explains_every_option(capsys):
+    with pytest.raises(SystemExit):
+        cli.main(["solve", "--help"])
+    out = capsys.readouterr().out
+    for opt in ("--models", "--gpus", "--metric", "--gpu", "--aggregate"):
+        block = out.split(opt, 1)[1].split("\n  --", 1)[0]
+        assert len(block.split()) > 3, f"{opt} has no help text"
+    assert "ttft_p99" in out and "H100-80GB" in out
+
+
+def test_reproduce_on_a_core_install_names_the_extra(monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, "papermill", None)       # as if not installed
+    assert cli.main(["reproduce", "--only", "00_bring_your_own"]) == 2
+    err = capsys.readouterr().err
+    assert "papermill" in err and '.[paper]' in err and "Traceback" not in err
+    with pytest.raises(getattr(errors, "MissingDependency", ())):
+        reproduce.run(Path("unused"))
