@@ -16,11 +16,14 @@
     Progress bars: ``auto`` (default: widget bars in a Jupyter kernel when ipywidgets is
     installed, text bars otherwise), ``widgets``, ``text`` or ``off``. ``routerwise reproduce``
     runs notebooks with ``off`` (their outputs are stored; it shows one bar over notebooks).
+    A text bar outside a notebook whose stderr is not a terminal (CI logs) prints a plain
+    line every 30 s instead of redrawing with ``\r``.
 """
 
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 __all__ = ["data_mirror", "cache_dir", "TRUE_WORDS", "FALSE_WORDS", "offline", "PROGRESS_MODES",
@@ -73,10 +76,15 @@ def progress_mode() -> str:
     return v
 
 
+LINE_INTERVAL_S = 30.0   # a bar written to a log (not a terminal) prints a line this often
+
+
 def progress_bar(*args, **kwargs):
     """A ``tqdm`` bar of the kind :func:`progress_mode` names (same arguments as ``tqdm``);
     ``off`` disables it. Widget bars only with ipywidgets: ``tqdm.auto`` without it prints an
-    "IProgress not found" warning in a notebook."""
+    "IProgress not found" warning in a notebook. Outside a Jupyter kernel, a text bar whose
+    stream (stderr) is not a terminal (a CI log, ``| tee``) prints a plain line every
+    :data:`LINE_INTERVAL_S` seconds and at the end, never ``\r`` redraws."""
     mode = progress_mode()
     if mode == "widgets":
         from tqdm.auto import tqdm
@@ -84,4 +92,46 @@ def progress_bar(*args, **kwargs):
         from tqdm.std import tqdm
     if mode == "off":
         kwargs["disable"] = True
+    elif mode == "text" and not _in_kernel() and not _is_terminal(kwargs.get("file")):
+        kwargs.update(file=_Lines(kwargs.get("file") or sys.stderr),
+                      mininterval=LINE_INTERVAL_S, ascii=True,
+                      bar_format="{desc}: {n_fmt}/{total_fmt} {unit} ({percentage:.0f}%), "
+                                 "{elapsed} elapsed, about {remaining} left{postfix}"
+                      if kwargs.get("total") is not None or _has_len(args) else
+                      "{desc}: {n_fmt} {unit}, {elapsed} elapsed{postfix}")
     return tqdm(*args, **kwargs)
+
+
+def _has_len(args) -> bool:
+    return bool(args) and hasattr(args[0], "__len__")
+
+
+def _in_kernel() -> bool:
+    """Inside a Jupyter kernel (where a text bar's ``\r`` redraws in place)."""
+    if "IPython" not in sys.modules:
+        return False
+    from IPython import get_ipython
+    return getattr(get_ipython(), "kernel", None) is not None
+
+
+def _is_terminal(stream) -> bool:
+    stream = stream or sys.stderr
+    try:
+        return bool(stream.isatty())
+    except (AttributeError, ValueError):      # closed or not a real stream
+        return False
+
+
+class _Lines:
+    """A stream for tqdm that turns each ``\r`` redraw into one line of its own."""
+
+    def __init__(self, stream):
+        self.stream = stream
+
+    def write(self, text: str) -> None:
+        text = text.replace("\r", "").replace("\x1b[A", "")
+        if text.strip():
+            self.stream.write(text.rstrip("\n") + "\n")
+
+    def flush(self) -> None:
+        self.stream.flush()

@@ -27,10 +27,12 @@ def results(tmp_path, monkeypatch):
     return tmp_path
 
 
-@pytest.fixture(autouse=True)
-def _no_checked_parameters(monkeypatch):
-    # params.check remembers a kernel's parameters for record(): none leak between tests
-    monkeypatch.setattr(params, "_CHECKED", {}, raising=False)
+def kernel_namespace(monkeypatch, **values):
+    """A notebook kernel's ``__main__`` after its parameters cell (and papermill's)."""
+    import types
+    main = types.ModuleType("__main__")
+    main.__dict__.update(values)
+    monkeypatch.setitem(sys.modules, "__main__", main)
 
 
 # ----------------------------------------------------------------------------- item 9
@@ -73,24 +75,26 @@ def test_papermill_text_parameters_are_parsed_like_reproduce_literals():
     assert got == {key: False}
 
 
-def test_parameters_are_recorded_and_non_default_ones_marked_in_the_summary(results):
-    params.check({"__annotations__": {"max_gpus": "int", "arrival_rate_rps": "float"},
-                  "max_gpus": 6, "arrival_rate_rps": 25})
+def test_parameters_are_recorded_and_non_default_ones_marked_in_the_summary(results,
+                                                                            monkeypatch):
+    defaults = reproduce.notebook_parameters("11_cost_frontier")
+    kernel_namespace(monkeypatch, **{**defaults, "max_gpus": 6, "arrival_rate_rps": 25})
     record.record("11_cost_frontier", {"best_score": 0.7}, default_kind="predicted")
     rec = record.load_record("11_cost_frontier")
-    assert rec["parameters"] == {"max_gpus": 6, "arrival_rate_rps": 25}
+    assert rec["parameters"] == {**defaults, "max_gpus": 6, "arrival_rate_rps": 25}
     assert rec["non_default_parameters"] == {"max_gpus": 6}      # 25 == the default 25.0
     text = reproduce.write_summary(results).read_text()
-    assert "parameters: **not the defaults**: max_gpus=6; others default (arrival_rate_rps)" \
-        in text
+    assert "parameters: **not the defaults**: max_gpus=6; others default (" in text
+    kernel_namespace(monkeypatch, **defaults)
+    record.record("11_cost_frontier", {"best_score": 0.7}, default_kind="predicted")
+    assert "parameters: the notebook's defaults" in reproduce.write_summary(results).read_text()
 
 
-def test_summary_marks_a_headline_number_of_a_non_default_run(results):
+def test_summary_marks_a_headline_number_of_a_non_default_run(results, monkeypatch):
     defaults = reproduce.notebook_parameters("03_score_variation")
     key = next(k for k, v in defaults.items() if isinstance(v, list))
     one = defaults[key][:1]
-    params.check({"__annotations__": {key: "list[int]" if isinstance(one[0], int)
-                                      else "list[float]"}, key: one})
+    kernel_namespace(monkeypatch, **{**defaults, key: one})
     record.record("03_score_variation", {"variation_pct_max": 7.3}, default_kind="predicted")
     text = reproduce.write_summary(results).read_text()
     assert f"| 87% | 7.3% (run with {key}={one!r}) | 03_score_variation |" in text
@@ -159,3 +163,66 @@ def test_reproduce_on_a_core_install_names_the_extra(monkeypatch, capsys):
     assert "papermill" in err and '.[paper]' in err and "Traceback" not in err
     with pytest.raises(getattr(errors, "MissingDependency", ())):
         reproduce.run(Path("unused"))
+
+
+# ----------------------------------------------------------------------------- item 1
+
+EXAMPLES = REPO / "data" / "examples"
+
+
+def _own_problem(tmp_path, scores_kind: str, curve_source: str, true_table: bool):
+    """The worked example copied as a user's own problem, declaring other sources."""
+    import shutil
+    for f in EXAMPLES.iterdir():
+        shutil.copy(f, tmp_path / f.name)
+    curves = pd.read_csv(tmp_path / "curves.csv")
+    curves["source"] = curve_source
+    curves.to_csv(tmp_path / "curves.csv", index=False)
+    text = (tmp_path / "problem.toml").read_text().replace('kind = "predicted"',
+                                                           f'kind = "{scores_kind}"')
+    if not true_table:
+        text = text.replace('true_table = "true_scores.csv"', "")
+    (tmp_path / "problem.toml").write_text(text)
+    from routerwise.problem_file import read_problem_file
+    return read_problem_file(tmp_path / "problem.toml").problem
+
+
+def test_own_problems_kinds_come_from_its_inputs(tmp_path):
+    from routerwise.paper import bring_your_own as byo
+    from routerwise.paper.provenance import check_kinds
+    p = _own_problem(tmp_path, "measured", "measured", true_table=False)
+    k = byo.kinds(p)
+    assert k["plan_score"] == k["consistent_score"] == \
+        "derived from the measured scores in scores.csv"
+    assert k["plan_latency_ms"] == "modelled on the measured curves"
+    assert "not available" in k["plan_realized_score"]
+    assert not any("synthetic" in v or "example" in v for v in k.values())
+    # the notebook's numbers all get a valid kind from these labels
+    keys = ["plan_score", "plan_realized_score", "plan_latency_ms", "plan_replayed_ms",
+            "plan_replay_slo_met", "router_max_share_error", "consistent_verified",
+            "consistent_score", "consistent_replayed_ms", "slo_ms"]
+    check_kinds("00_bring_your_own", keys, k, "simulated")
+    ex = byo.kinds(_own_problem(tmp_path, "predicted", "simulated", true_table=True))
+    assert ex["plan_score"] == "predicted (predicted scores in scores.csv)"
+    assert ex["plan_latency_ms"] == "modelled on the simulated curves"
+    assert "true_table" in ex["plan_realized_score"] and "not" not in ex["plan_realized_score"]
+
+
+def test_notebook_00_labels_its_record_from_the_problem():
+    nb = json.loads((REPO / "notebooks" / "00_bring_your_own.ipynb").read_text())
+    src = "".join("".join(c["source"]) for c in nb["cells"])
+    assert "labels=byo.kinds(problem)" in src
+
+
+def test_a_table_written_by_another_run_is_replaced_with_a_line(results, capsys):
+    import os
+    import time
+    record.save_table(pd.DataFrame({"x": [1]}), "byo_plan")
+    record.save_table(pd.DataFrame({"x": [2]}), "byo_plan")
+    assert capsys.readouterr().out == ""                 # this run's own table: quietly
+    old = time.time() - 3600
+    os.utime(results / "tables" / "byo_plan.csv", (old, old))
+    record.save_table(pd.DataFrame({"x": [3]}), "byo_plan")
+    out = capsys.readouterr().out
+    assert out.startswith(f"replaced {results / 'tables' / 'byo_plan.csv'} (written ")
+    assert "by another run" in out

@@ -31,8 +31,7 @@ from dataclasses import dataclass
 
 from ..errors import DataError, ValidationError
 
-__all__ = ["TYPES", "Range", "OneOf", "check", "check_value", "declared_checks", "from_text",
-           "last_checked"]
+__all__ = ["TYPES", "Range", "OneOf", "check", "check_value", "declared_checks", "from_text"]
 
 TYPES = ("int", "float", "str", "bool", "list[int]", "list[float]", "list[str]")
 
@@ -169,18 +168,7 @@ def check(namespace: dict, **constraints) -> dict:
     for n, t in ann.items():
         value = from_text(namespace[n], _type_name(t))
         out[n] = namespace[n] = check_value(n, value, _type_name(t), constraints.get(n))
-    _CHECKED.clear()
-    _CHECKED.update(out)
     return out
-
-
-_CHECKED: dict = {}     # the values of this kernel's last check(): one notebook per kernel
-
-
-def last_checked() -> dict:
-    """The parameters the last :func:`check` of this process accepted (empty before one);
-    :func:`routerwise.paper.record.record` stores them beside the numbers."""
-    return dict(_CHECKED)
 
 
 def _source(cell: dict) -> str:

@@ -272,6 +272,11 @@ def _failure_line(e: BaseException) -> str:
     return f"{where}: {ename}" + (f": {first}" if first else "")
 
 
+# ipykernel logs "Kernel is running over TCP without encryption" at WARNING on every start (12
+# times a run, amid the log); the kernel's own log is quiet below ERROR. Cell warnings and
+# errors go to the notebook's outputs, not this log, so nothing of the notebooks is hidden.
+KERNEL_ARGUMENTS = ["--IPKernelApp.log_level=ERROR"]
+
 PAPER_EXTRA = ("papermill", "ipykernel", "matplotlib")   # pyproject.toml's paper extra
 
 
@@ -296,7 +301,8 @@ def run(out: Path, only=None, parameters: dict | None = None, progress: bool = T
     """
     require_paper_extra()
     import papermill as pm
-    from tqdm.auto import tqdm
+
+    from ..settings import progress_bar
 
     names, _ = check_request(only, [])
     unknown = sorted(set(parameters or {}) - {k for n in names for k in notebook_parameters(n)})
@@ -305,10 +311,11 @@ def run(out: Path, only=None, parameters: dict | None = None, progress: bool = T
     check_parameters(names, parameters or {})
     out = out.resolve()
     os.environ["ROUTERWISE_RESULTS_DIR"] = str(out)
-    # no bars inside the stored notebooks (their timings differ between runs); one bar here
+    # one bar here (plain lines in a log), made before the kernels' setting below
+    bar = progress_bar(names, desc="notebooks", unit="nb", disable=not progress)
+    # no bars inside the stored notebooks (their timings differ between runs)
     os.environ.setdefault("ROUTERWISE_PROGRESS", "off")
     done = []
-    bar = tqdm(names, desc="notebooks", unit="nb", disable=not progress)
     try:
         for idx, name in enumerate(bar):
             bar.set_postfix_str(name)
@@ -324,7 +331,8 @@ def run(out: Path, only=None, parameters: dict | None = None, progress: bool = T
                 pm.execute_notebook(str(src), str(dst),
                                     parameters={k: v for k, v in (parameters or {}).items()
                                                 if k in own},
-                                    cwd=str(out), progress_bar=False, kernel_name="python3")
+                                    cwd=str(out), progress_bar=False, kernel_name="python3",
+                                    extra_arguments=KERNEL_ARGUMENTS)
             except BaseException as e:       # noqa: BLE001 - recorded, then raised again below
                 error = e
             wall_s = time.perf_counter() - t0
