@@ -9,6 +9,7 @@
                     [--frontier] [--json PATH]    fewest GPUs (or lowest $/hour) meeting the SLO
                                                   and the floor; --frontier: quality vs GPUs
     routerwise profiles [--gpu A100-80GB]           build (or find) the simulated profile grid
+    routerwise profiles list | show KEY | export KEY OUT.csv   the cached curves
 """
 
 from __future__ import annotations
@@ -82,7 +83,7 @@ def _solve(args) -> int:
     qm = archs = p99 = None
     if args.problem:
         from .problem_file import read_problem_file
-        inputs = read_problem_file(args.problem)
+        inputs = read_problem_file(args.problem, progress=True)
         p, qm, archs = inputs.problem, inputs.scores, inputs.architectures
     else:
         p = _default_problem(args)
@@ -207,7 +208,7 @@ def _cost(args) -> int:
     file_prices = None
     if args.problem:
         from .problem_file import read_problem_file
-        inputs = read_problem_file(args.problem)
+        inputs = read_problem_file(args.problem, progress=True)
         p, file_prices = inputs.problem, inputs.prices
     else:
         p = _default_problem(args)
@@ -255,6 +256,62 @@ def _cost(args) -> int:
         print(f"  {name:40s} {s.label():14s} w={w:.3f}")
     for n in res.notes:
         print("  -", n)
+    return 0
+
+
+def curve_summary(table):
+    """One row per curve of a profile table: points, capacity (the highest load it measured
+    or simulated unsaturated), unloaded and highest unsaturated mean TTFT, source."""
+    import pandas as pd
+    rows = []
+    for (model, gpu, tp, share), g in table.groupby(["model", "gpu", "tp", "compute_share"],
+                                                    sort=True):
+        ok = g[~g["saturated"].astype(bool)].sort_values("load_rps")
+        rows.append({"model": model, "gpu": gpu, "tp": int(tp), "share": float(share),
+                     "points": len(g),
+                     "capacity_rps": round(float(ok["load_rps"].max()), 3) if len(ok) else None,
+                     "ttft_unloaded_ms": round(float(ok["ttft_mean_ms"].iloc[0]), 1)
+                     if len(ok) else None,
+                     "ttft_at_capacity_ms": round(float(ok["ttft_mean_ms"].iloc[-1]), 1)
+                     if len(ok) else None,
+                     "source": ", ".join(sorted(set(g["source"])))})
+    return pd.DataFrame(rows)
+
+
+def _profiles(args) -> int:
+    """``routerwise profiles list | show KEY | export KEY OUT``: the cached curves."""
+    import pandas as pd
+
+    from .serving.curve_grid import cached_grids, read_cached_grid
+    from .settings import cache_dir
+    if args.action == "list":
+        grids = cached_grids()
+        if grids.empty:
+            print(f"no cached profile grids in {cache_dir() / 'profiles'}; `routerwise profiles` "
+                  f"builds the default one, `routerwise solve` one per problem file with "
+                  f"simulate = true")
+            return 0
+        grids["models"] = [m if len(m) <= 48 else m[:45] + "..." for m in grids["models"]]
+        with pd.option_context("display.width", 160):
+            print(grids.to_string(index=False))
+        print(f"\n{len(grids)} grid(s) in {cache_dir() / 'profiles'}; `routerwise profiles show "
+              f"KEY` lists a grid's curves, `export KEY OUT.csv` writes them")
+        return 0
+    table = read_cached_grid(args.key)
+    if args.model:
+        unknown = sorted(set(args.model) - set(table["model"]))
+        if unknown:
+            raise ValidationError(f"--model {unknown} not in grid {args.key}; it has "
+                                  f"{sorted(set(table['model']))}")
+        table = table[table["model"].isin(args.model)]
+    if args.action == "show":
+        with pd.option_context("display.width", 160, "display.max_rows", None):
+            print(curve_summary(table).to_string(index=False))
+        return 0
+    from .io import atomic_write_with
+    path = atomic_write_with(args.out, lambda tmp: table.to_csv(tmp, index=False))
+    print(f"wrote {len(table)} load points of "
+          f"{table.groupby(['model', 'tp', 'compute_share']).ngroups} curves to {path}")
     return 0
 
 
@@ -330,8 +387,20 @@ def main(argv=None) -> int:
                         "range (default 0.8, as solve; 1 = none)")
     c.add_argument("--json", metavar="PATH", help="write every cluster tried, the plan and "
                                                   "(with --frontier) the frontier to PATH")
-    pr = sub.add_parser("profiles", help="build (or find) the simulated profile grid")
-    pr.add_argument("--gpu", default="A100-80GB")
+    pr = sub.add_parser("profiles", help="build (or find) the simulated profile grid; list, "
+                                         "inspect and export the cached grids")
+    pr.add_argument("--gpu", default="A100-80GB", help=gpu_help.replace("default instance: ",
+                                                                        "without a subcommand: "))
+    pa = pr.add_subparsers(dest="action", metavar="{list,show,export}")
+    pa.add_parser("list", help="the cached profile grids: key, GPU, models, curves, status")
+    ps = pa.add_parser("show", help="one grid's curves: points, capacity, unloaded latency")
+    ps.add_argument("key", help="a grid's key from `routerwise profiles list` (a unique prefix)")
+    ps.add_argument("--model", action="append", help="only this model (repeatable)")
+    pe = pa.add_parser("export", help="write one grid's curves as CSV in the kit's latency-table "
+                                      "schema (a problem file's [latency] table)")
+    pe.add_argument("key", help="a grid's key from `routerwise profiles list` (a unique prefix)")
+    pe.add_argument("out", help="the CSV file to write")
+    pe.add_argument("--model", action="append", help="only this model (repeatable)")
     args = ap.parse_args(argv)
     try:
         if args.cmd == "reproduce":
@@ -349,6 +418,8 @@ def main(argv=None) -> int:
                 from .optimize.headroom import DEFAULT_LOAD_FRACTION
                 args.headroom = DEFAULT_LOAD_FRACTION
             return _cost(args)
+        if args.action:
+            return _profiles(args)
         from .paper.instances import profile_table
         t = profile_table(args.gpu, progress=True)
         print(f"{len(t)} load points, {t.groupby(['model', 'tp', 'compute_share']).ngroups} curves")

@@ -226,3 +226,103 @@ def test_a_table_written_by_another_run_is_replaced_with_a_line(results, capsys)
     out = capsys.readouterr().out
     assert out.startswith(f"replaced {results / 'tables' / 'byo_plan.csv'} (written ")
     assert "by another run" in out
+
+
+# ----------------------------------------------------------------------------- item 5
+
+def test_solve_shows_progress_while_simulating_curves(tmp_path, monkeypatch, capsys):
+    import shutil
+
+    from routerwise.problem_file import read_problem_file
+    from routerwise.serving import curve_grid
+    for f in EXAMPLES.iterdir():
+        shutil.copy(f, tmp_path / f.name)
+    text = (tmp_path / "problem.toml").read_text().replace('table = "curves.csv"',
+                                                           "simulate = true")
+    (tmp_path / "problem.toml").write_text(text)
+    seen = []
+
+    def fake_build(*a, progress=True, **kw):
+        seen.append(progress)
+        raise ValidationError("stop here: no simulation in a unit test")
+
+    monkeypatch.setattr(curve_grid, "build_profile_table", fake_build)
+    assert cli.main(["solve", str(tmp_path / "problem.toml")]) == 2
+    assert cli.main(["cost", str(tmp_path / "problem.toml"), "--quality-floor", "0.5"]) == 2
+    assert seen == [True, True]                       # the CLI shows the first, long build
+    with pytest.raises(ValidationError, match="stop here"):
+        read_problem_file(tmp_path / "problem.toml")
+    assert seen[-1] is False                          # notebooks and library calls stay quiet
+
+
+def _fake_grid(cache, key="abc123def4560000"):
+    """A cached profile grid as build_profile_table leaves it, from the example's curves."""
+    from routerwise.io import sha256_file
+    from routerwise.serving.curve_grid import GRID_VERSION
+    root = cache / "profiles" / key
+    root.mkdir(parents=True)
+    table = pd.read_csv(EXAMPLES / "curves.csv")
+    table.to_csv(root / "table.csv", index=False)
+    (root / "manifest.json").write_text(json.dumps(
+        {"version": GRID_VERSION, "key": key, "models": sorted(set(table["model"])),
+         "gpu": "A100-80GB", "tp_degrees": [1, 2], "compute_tenths": [5, 10],
+         "curves": int(table.groupby(["model", "tp", "compute_share"]).ngroups),
+         "table_sha256": sha256_file(root / "table.csv"), "table_rows": len(table)}))
+    return table
+
+
+def test_profiles_list_show_and_export_the_cached_curves(tmp_path, monkeypatch, capsys):
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("ROUTERWISE_CACHE_DIR", str(cache))
+    assert cli.main(["profiles", "list"]) == 0
+    assert "no cached profile grids" in capsys.readouterr().out
+    table = _fake_grid(cache)
+    (cache / "profiles" / "ffff000011112222" / "chunks").mkdir(parents=True)
+    (cache / "profiles" / "ffff000011112222" / "chunks" / "m__tp1__r10.csv").write_text("x\n")
+    assert cli.main(["profiles", "list"]) == 0
+    out = capsys.readouterr().out
+    assert "abc123def4560000" in out and "complete" in out and "A100-80GB" in out
+    assert "ffff000011112222" in out and "partial" in out
+    assert cli.main(["profiles", "show", "abc1", "--model", "chat-8b"]) == 0
+    out = capsys.readouterr().out
+    assert "capacity_rps" in out and "chat-8b" in out and "chat-70b" not in out
+    dest = tmp_path / "out" / "curves.csv"
+    assert cli.main(["profiles", "export", "abc1", str(dest)]) == 0
+    assert len(pd.read_csv(dest)) == len(table)
+    assert cli.main(["profiles", "show", "ffff"]) == 2
+    assert "partial" in capsys.readouterr().err
+    assert cli.main(["profiles", "show", "zz"]) == 2
+    assert "abc123def4560000" in capsys.readouterr().err
+
+
+# ----------------------------------------------------------------------------- item 6
+
+def test_a_bar_written_to_a_log_prints_lines_not_redraws(monkeypatch):
+    import io
+
+    from routerwise.settings import progress_bar
+    monkeypatch.setenv("ROUTERWISE_PROGRESS", "text")
+    log = io.StringIO()                                    # not a terminal, as in CI
+    assert list(progress_bar(range(3), desc="latency profiles", unit="curve", file=log)) == \
+        [0, 1, 2]
+    text = log.getvalue()
+    assert "\r" not in text and "latency profiles: 3/3 curve (100%)" in text
+    assert all(line.startswith("latency profiles:") for line in text.splitlines())
+
+
+def test_reproduce_kernels_do_not_log_the_tcp_warning(tmp_path, monkeypatch, capfd):
+    nb = {"cells": [{"cell_type": "code", "id": "p", "metadata": {"tags": ["parameters"]},
+                     "source": "x: int = 1", "outputs": [], "execution_count": None},
+                    {"cell_type": "code", "id": "c", "metadata": {}, "source": "print(x)",
+                     "outputs": [],
+                     "execution_count": None}],
+          "metadata": {"kernelspec": {"name": "python3", "display_name": "Python 3",
+                                      "language": "python"}},
+          "nbformat": 4, "nbformat_minor": 5}
+    (tmp_path / "nbs").mkdir()
+    (tmp_path / "nbs" / "00_bring_your_own.ipynb").write_text(json.dumps(nb))
+    monkeypatch.setattr(reproduce, "notebooks_dir", lambda: tmp_path / "nbs")
+    monkeypatch.setenv("ROUTERWISE_PROGRESS", "off")
+    reproduce.run(tmp_path / "out", ["00_bring_your_own"], progress=False)
+    assert (tmp_path / "out" / "notebooks" / "00_bring_your_own.ipynb").is_file()
+    assert "without encryption" not in capfd.readouterr().err
