@@ -326,3 +326,56 @@ def test_reproduce_kernels_do_not_log_the_tcp_warning(tmp_path, monkeypatch, cap
     reproduce.run(tmp_path / "out", ["00_bring_your_own"], progress=False)
     assert (tmp_path / "out" / "notebooks" / "00_bring_your_own.ipynb").is_file()
     assert "without encryption" not in capfd.readouterr().err
+
+
+# ----------------------------------------------------------------------------- item 7
+
+def _test_source():
+    import hashlib
+
+    from routerwise.data import registry
+    payload = b"model,score\na,0.5\n"
+    return payload, registry.DataSource(
+        "newcomer.file", registry.Repo("owner", "repo", "c0ffee" * 6 + "abcd", "MIT", "test"),
+        "data/file.csv", hashlib.sha256(payload).hexdigest(), "a test file")
+
+
+def test_a_config_file_points_plain_jupyter_and_papermill_runs_at_the_mirror(tmp_path,
+                                                                             monkeypatch):
+    from routerwise import settings
+    from routerwise.data import registry
+    payload, src = _test_source()
+    monkeypatch.setitem(registry.REGISTRY, src.key, src)
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "cfg"))
+    monkeypatch.setenv("ROUTERWISE_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.delenv("ROUTERWISE_DATA_MIRROR", raising=False)   # no make, no environment
+    monkeypatch.delenv("ROUTERWISE_OFFLINE", raising=False)
+    mirror = tmp_path / "cfg" / "routerwise" / "mirror"
+    (mirror / src.relpath).parent.mkdir(parents=True)
+    (mirror / src.relpath).write_bytes(payload)
+    cfg = tmp_path / "cfg" / "routerwise" / "config.toml"
+    assert settings.config_path() == cfg
+    cfg.write_text('data_mirror = "mirror"   # relative to this file\noffline = true\n')
+    assert settings.data_mirror() == mirror.resolve() and settings.offline() is True
+    assert registry.fetch(src.key) == mirror.resolve() / src.relpath
+    monkeypatch.setenv("ROUTERWISE_DATA_MIRROR", "")               # the environment wins
+    assert settings.data_mirror() is None
+    cfg.write_text('data_mirrror = "mirror"\n')
+    with pytest.raises(ValidationError, match=r"unknown setting\(s\) \['data_mirrror'\]"):
+        settings.config()
+
+
+def test_missing_data_says_how_to_set_the_mirror_outside_make(tmp_path, monkeypatch):
+    from routerwise.data import registry
+    from routerwise.errors import MissingDataFile
+    _, src = _test_source()
+    monkeypatch.setitem(registry.REGISTRY, src.key, src)
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "cfg"))
+    monkeypatch.setenv("ROUTERWISE_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.delenv("ROUTERWISE_DATA_MIRROR", raising=False)
+    monkeypatch.setenv("ROUTERWISE_OFFLINE", "1")
+    with pytest.raises(MissingDataFile) as e:
+        registry.fetch(src.key)
+    msg = str(e.value)
+    assert "ROUTERWISE_DATA_MIRROR" in msg and "JupyterLab" in msg
+    assert str(tmp_path / "cfg" / "routerwise" / "config.toml") in msg
