@@ -55,7 +55,7 @@ lock:  ## re-resolve requirements-lock.txt from pyproject.toml in a scratch venv
 	  .cache/lock-venv/bin/python -m pip freeze --exclude-editable | grep -iv '^routerwise'; } > requirements-lock.txt.tmp
 	mv requirements-lock.txt.tmp requirements-lock.txt
 
-reproduce: install  ## the main job: run every notebook into results/ (about 5 min on 2 cores)
+reproduce: install  ## the main job: run every notebook into results/ (summary.md: each one's wall time)
 	$(BIN)/python -m routerwise.paper.reproduce --out results
 
 outputs: install  ## re-run every notebook and store its outputs as the committed ones (nbval)

@@ -10,6 +10,7 @@
                     [--frontier] [--json PATH]    fewest GPUs (or lowest $/hour) meeting the SLO
                                                   and the floor; --frontier: quality vs GPUs
     routerwise profiles [--gpu A100-80GB]           build (or find) the simulated profile grid
+    routerwise profiles list | show KEY | export KEY OUT.csv   the cached curves
 """
 
 from __future__ import annotations
@@ -124,7 +125,7 @@ def _solve(args) -> int:
     qm = archs = p99 = None
     if args.problem:
         from .problem_file import read_problem_file
-        inputs = read_problem_file(args.problem)
+        inputs = read_problem_file(args.problem, progress=True)
         p, qm, archs = inputs.problem, inputs.scores, inputs.architectures
     else:
         p = _default_problem(args)
@@ -212,6 +213,40 @@ def _parse_prices(items, file_prices):
     return GpuPrices(table, source="--price on the command line (user-provided)")
 
 
+def _fixed(v, digits: int, scale: float = 1.0, sign: str = "") -> str:
+    """``v * scale`` to ``digits`` decimals; NaN/None as "-"; no "-0.00" for a rounded zero."""
+    import math
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return "-"
+    text = f"{v * scale:{sign}.{digits}f}"
+    return text if float(text) != 0 else f"{0:{sign}.{digits}f}"
+
+
+def frontier_view(df, priced: bool = False, mixed: bool = False):
+    """The rows of :func:`routerwise.cost.pareto_frontier` for a terminal: one column per
+    quantity with its unit, rounded (a gap of 8e-15 is 0.00%), baselines as "score (+gain
+    in points)", the setup last; ``--json`` keeps the full-precision table."""
+    import pandas as pd
+
+    from .optimize.baselines import BASELINES
+    view = pd.DataFrame({"GPUs": df["gpus"] if mixed else df["num_gpus"]})
+    if priced:
+        view["$/hour"] = [_fixed(v, 2) for v in df["cost"]]
+    view["status"] = [st if not isinstance(b, str) or not b or st == "optimal" else f"{st} ({b})"
+                      for st, b in zip(df["status"], df.get("binding", [""] * len(df)))]
+    view["score"] = [_fixed(v, 4) for v in df["score"]]
+    view["bound"] = [_fixed(v, 4) for v in df["bound"]]
+    view["gap %"] = [_fixed(v, 2, 100) for v in df["gap"]]
+    view["latency ms"] = [_fixed(v, 1) for v in df["latency_ms"]]
+    view["pareto"] = ["yes" if bool(v) else "" for v in df["pareto_optimal"]]
+    for b in BASELINES:
+        if f"{b}_score" in df:
+            view[b] = [f"{_fixed(sc, 4)} ({_fixed(g, 2, 100, '+')})" if sc == sc else "-"
+                       for sc, g in zip(df[f"{b}_score"], df[f"gain_vs_{b}"])]
+    view["setup"] = df["setup"].fillna("")
+    return view
+
+
 def _records(df) -> list[dict]:
     """Rows as JSON-able dicts, NaN as null (strict JSON)."""
     import json
@@ -227,7 +262,7 @@ def _cost(args) -> int:
     file_prices = None
     if args.problem:
         from .problem_file import read_problem_file
-        inputs = read_problem_file(args.problem)
+        inputs = read_problem_file(args.problem, progress=True)
         p, file_prices = inputs.problem, inputs.prices
     else:
         p = _default_problem(args)
@@ -250,10 +285,9 @@ def _cost(args) -> int:
             mixed = p.cluster.is_mixed
             df = pareto_frontier(p, [t.cluster for t in res.trials], prices=prices,
                                  method=args.method)
-            cols = [c for c in df.columns if c not in ("message", "" if mixed else "gpus")
-                    and not c.endswith("_status")]
-            print("\nquality vs cost (gain_vs_*: optimum minus baseline at the same cluster):")
-            print(df[cols].to_string(index=False))
+            print("\nquality vs cost (baselines: their score, then the optimum's gain over "
+                  "them at the same cluster in points):")
+            print(frontier_view(df, prices is not None, mixed).to_string(index=False))
             out["frontier"] = _records(df)
     if res.found:
         out["plan"] = plan_record(res.problem, res.solution)
@@ -279,6 +313,62 @@ def _cost(args) -> int:
     return 0
 
 
+def curve_summary(table):
+    """One row per curve of a profile table: points, capacity (the highest load it measured
+    or simulated unsaturated), unloaded and highest unsaturated mean TTFT, source."""
+    import pandas as pd
+    rows = []
+    for (model, gpu, tp, share), g in table.groupby(["model", "gpu", "tp", "compute_share"],
+                                                    sort=True):
+        ok = g[~g["saturated"].astype(bool)].sort_values("load_rps")
+        rows.append({"model": model, "gpu": gpu, "tp": int(tp), "share": float(share),
+                     "points": len(g),
+                     "capacity_rps": round(float(ok["load_rps"].max()), 3) if len(ok) else None,
+                     "ttft_unloaded_ms": round(float(ok["ttft_mean_ms"].iloc[0]), 1)
+                     if len(ok) else None,
+                     "ttft_at_capacity_ms": round(float(ok["ttft_mean_ms"].iloc[-1]), 1)
+                     if len(ok) else None,
+                     "source": ", ".join(sorted(set(g["source"])))})
+    return pd.DataFrame(rows)
+
+
+def _profiles(args) -> int:
+    """``routerwise profiles list | show KEY | export KEY OUT``: the cached curves."""
+    import pandas as pd
+
+    from .serving.curve_grid import cached_grids, read_cached_grid
+    from .settings import cache_dir
+    if args.action == "list":
+        grids = cached_grids()
+        if grids.empty:
+            print(f"no cached profile grids in {cache_dir() / 'profiles'}; `routerwise profiles` "
+                  f"builds the default one, `routerwise solve` one per problem file with "
+                  f"simulate = true")
+            return 0
+        grids["models"] = [m if len(m) <= 48 else m[:45] + "..." for m in grids["models"]]
+        with pd.option_context("display.width", 160):
+            print(grids.to_string(index=False))
+        print(f"\n{len(grids)} grid(s) in {cache_dir() / 'profiles'}; `routerwise profiles show "
+              f"KEY` lists a grid's curves, `export KEY OUT.csv` writes them")
+        return 0
+    table = read_cached_grid(args.key)
+    if args.model:
+        unknown = sorted(set(args.model) - set(table["model"]))
+        if unknown:
+            raise ValidationError(f"--model {unknown} not in grid {args.key}; it has "
+                                  f"{sorted(set(table['model']))}")
+        table = table[table["model"].isin(args.model)]
+    if args.action == "show":
+        with pd.option_context("display.width", 160, "display.max_rows", None):
+            print(curve_summary(table).to_string(index=False))
+        return 0
+    from .io import atomic_write_with
+    path = atomic_write_with(args.out, lambda tmp: table.to_csv(tmp, index=False))
+    print(f"wrote {len(table)} load points of "
+          f"{table.groupby(['model', 'tp', 'compute_share']).ngroups} curves to {path}")
+    return 0
+
+
 def _version() -> str:
     from . import __version__
     return __version__
@@ -288,6 +378,13 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="routerwise", description=__doc__.splitlines()[0])
     ap.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     sub = ap.add_subparsers(dest="cmd", required=True)
+    from .problem import LATENCY_METRICS
+    from .serving.hardware import GPUS
+    metric_help = (f"default instance: the latency the SLO bounds, one of "
+                   f"{', '.join(LATENCY_METRICS)} (default ttft_mean)")
+    gpu_help = f"default instance: the GPU type, one of {', '.join(GPUS)} (default A100-80GB)"
+    aggregate_help = ("mean: the load-weighted mean latency over models meets the SLO; max: "
+                      "every routed model meets it (default mean)")
     from .paper.reproduce import add_arguments
     from .consistency import DEFAULT_CONFIDENCE, DEFAULT_REPLAYS
     add_arguments(sub.add_parser("reproduce", help="run every notebook into a results folder"))
@@ -295,16 +392,18 @@ def main(argv=None) -> int:
                        epilog=SOLVE_EXIT_CODES,
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     s.add_argument("problem", nargs="?", help="a problem file (TOML); see routerwise.problem_file")
-    s.add_argument("--models", type=int, default=3, choices=(3, 4))
-    s.add_argument("--gpus", type=int, default=4)
+    s.add_argument("--models", type=int, default=3, choices=(3, 4),
+                   help="default instance: the paper's 3- or 4-model ladder (default 3)")
+    s.add_argument("--gpus", type=int, default=4,
+                   help="default instance: number of GPUs in the cluster (default 4)")
     s.add_argument("--rate", type=float, help="arrival rate, req/s (default instance)")
     s.add_argument("--slo", type=float, help="latency SLO, ms (default instance)")
-    s.add_argument("--metric", default="ttft_mean")
-    s.add_argument("--aggregate", default="mean", choices=("mean", "max"))
+    s.add_argument("--metric", default="ttft_mean", help=metric_help)
+    s.add_argument("--aggregate", default="mean", choices=("mean", "max"), help=aggregate_help)
     s.add_argument("--method", default="auto", help="a registered solver: auto (default: exact "
                    "on small setup spaces, decomposition on large ones), exact, decomposition, "
                    "dual-price, milp")
-    s.add_argument("--gpu", default="A100-80GB")
+    s.add_argument("--gpu", default="A100-80GB", help=gpu_help)
     s.add_argument("--memory-only", action="store_true",
                    help="the paper's deployability check (memory only, no compute placement)")
     s.add_argument("--headroom", type=float, default=None,
@@ -342,10 +441,10 @@ def main(argv=None) -> int:
     c.add_argument("--gpus", type=int, default=4, help=argparse.SUPPRESS)
     c.add_argument("--rate", type=float, help="arrival rate, req/s (default instance)")
     c.add_argument("--slo", type=float, help="latency SLO, ms (default instance)")
-    c.add_argument("--metric", default="ttft_mean")
-    c.add_argument("--aggregate", default="mean", choices=("mean", "max"))
+    c.add_argument("--metric", default="ttft_mean", help=metric_help)
+    c.add_argument("--aggregate", default="mean", choices=("mean", "max"), help=aggregate_help)
     c.add_argument("--method", default="exact", help="a registered solver (exact: proven)")
-    c.add_argument("--gpu", default="A100-80GB")
+    c.add_argument("--gpu", default="A100-80GB", help=gpu_help)
     c.add_argument("--memory-only", action="store_true",
                    help="the paper's deployability check (memory only, no compute placement)")
     c.add_argument("--headroom", type=float, default=None,
@@ -353,8 +452,20 @@ def main(argv=None) -> int:
                         "range (default 0.8, as solve; 1 = none)")
     c.add_argument("--json", metavar="PATH", help="write every cluster tried, the plan and "
                                                   "(with --frontier) the frontier to PATH")
-    pr = sub.add_parser("profiles", help="build (or find) the simulated profile grid")
-    pr.add_argument("--gpu", default="A100-80GB")
+    pr = sub.add_parser("profiles", help="build (or find) the simulated profile grid; list, "
+                                         "inspect and export the cached grids")
+    pr.add_argument("--gpu", default="A100-80GB", help=gpu_help.replace("default instance: ",
+                                                                        "without a subcommand: "))
+    pa = pr.add_subparsers(dest="action", metavar="{list,show,export}")
+    pa.add_parser("list", help="the cached profile grids: key, GPU, models, curves, status")
+    ps = pa.add_parser("show", help="one grid's curves: points, capacity, unloaded latency")
+    ps.add_argument("key", help="a grid's key from `routerwise profiles list` (a unique prefix)")
+    ps.add_argument("--model", action="append", help="only this model (repeatable)")
+    pe = pa.add_parser("export", help="write one grid's curves as CSV in the kit's latency-table "
+                                      "schema (a problem file's [latency] table)")
+    pe.add_argument("key", help="a grid's key from `routerwise profiles list` (a unique prefix)")
+    pe.add_argument("out", help="the CSV file to write")
+    pe.add_argument("--model", action="append", help="only this model (repeatable)")
     args = ap.parse_args(argv)
     try:
         if args.cmd == "reproduce":
@@ -372,6 +483,8 @@ def main(argv=None) -> int:
                 from .optimize.headroom import DEFAULT_LOAD_FRACTION
                 args.headroom = DEFAULT_LOAD_FRACTION
             return _cost(args)
+        if args.action:
+            return _profiles(args)
         from .paper.instances import profile_table
         t = profile_table(args.gpu, progress=True)
         print(f"{len(t)} load points, {t.groupby(['model', 'tp', 'compute_share']).ngroups} curves")

@@ -315,6 +315,13 @@ class ConsistentPlan:
     def planning_slo_ms(self) -> float:
         return float(self.problem.slo.latency_ms)
 
+    def __repr__(self) -> str:
+        # one line, not the problem's curves and every round's table (see Solution.__repr__)
+        replayed = "" if self.replay is None else \
+            f", replayed_ms={self.replay['replayed_ms']:.1f}"
+        return (f"ConsistentPlan(verified={self.verified}, stop={self.stop_reason!r}, "
+                f"rounds={len(self.rounds)}{replayed}, solution={self.solution!r})")
+
 
 def _verified(rec: dict, gap_rtol: float) -> bool:
     return bool(rec["slo_met"] and abs(rec["rel_gap_pct"]) <= 100 * gap_rtol)

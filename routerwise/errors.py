@@ -5,14 +5,15 @@ catch the family; the subclasses separate "your input is wrong" (:class:`Validat
 "a data file is missing or corrupt" (:class:`DataError`), "no plan meets the SLO"
 (:class:`InfeasibleSLO`), "the solver you named is not installed" (:class:`SolverUnavailable`),
 "a solver returned something that does not check out" (:class:`VerificationError`) and "a
-task of a sweep failed; here is what finished" (:class:`SweepFailed`).
+task of a sweep failed; here is what finished" (:class:`SweepFailed`) and "this needs an
+optional extra that is not installed" (:class:`MissingDependency`).
 """
 
 from __future__ import annotations
 
 __all__ = ["RouterWiseError", "ValidationError", "DataError", "MissingDataFile",
            "ChecksumMismatch", "SolverUnavailable", "InfeasibleSLO", "VerificationError",
-           "SweepFailed"]
+           "SweepFailed", "MissingDependency"]
 
 
 class RouterWiseError(Exception):
@@ -71,3 +72,8 @@ class SweepFailed(RouterWiseError, RuntimeError):
         self.failed = dict(failed or {})
         self.not_run = tuple(not_run)
         self.total = int(total)
+
+
+class MissingDependency(RouterWiseError, ImportError):
+    """A command needs packages of an optional extra (``pip install -e ".[paper]"``) that are
+    not installed; the message names the packages and the extra."""

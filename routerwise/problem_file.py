@@ -49,6 +49,7 @@ integers without a decimal point, numbers finite). Example (``data/examples/prob
 
 from __future__ import annotations
 
+import contextvars
 import math
 import tomllib
 from dataclasses import dataclass, replace
@@ -147,8 +148,16 @@ def load_problem(path: str | Path) -> Problem:
     return read_problem_file(path).problem
 
 
-def read_problem_file(path: str | Path) -> ProblemInputs:
-    """The problem of a problem file with its score matrix and architectures."""
+# Whether simulating curves (simulate = true) shows a bar: set for one read_problem_file call.
+_PROGRESS = contextvars.ContextVar("routerwise_problem_file_progress", default=False)
+
+
+def read_problem_file(path: str | Path, *, progress: bool = False) -> ProblemInputs:
+    """The problem of a problem file with its score matrix and architectures.
+
+    ``progress``: show a bar while ``simulate = true`` simulates curves (minutes on the first
+    read; cached after) as ``ROUTERWISE_PROGRESS`` allows (``routerwise solve`` and ``cost``
+    do; off by default, so notebooks stay quiet)."""
     path = Path(path)
     try:
         doc = tomllib.loads(path.read_text())
@@ -156,7 +165,11 @@ def read_problem_file(path: str | Path) -> ProblemInputs:
         raise DataError(f"no problem file at {path}") from None
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
         raise DataError(f"{path}: not valid TOML ({e})") from e
-    return _inputs_from_dict(doc, base_dir=path.parent, origin=str(path))
+    token = _PROGRESS.set(progress)
+    try:
+        return _inputs_from_dict(doc, base_dir=path.parent, origin=str(path))
+    finally:
+        _PROGRESS.reset(token)
 
 
 def _check_keys(where: str, d, origin: str) -> dict:
@@ -434,7 +447,7 @@ def _profiles(lat: dict, archs, names, gpu_name: str, space: SetupSpace, qm: Qua
     opts = curve_grid.GridOptions(num_requests=lat.get("num_requests", 4000))
     table = curve_grid.build_profile_table(
         archs, gpu_name, space.tp_degrees, space.compute_tenths, lengths, options=opts,
-        progress=False)
+        progress=_PROGRESS.get())
     prof = latency_table.to_profiles(table, metric, gpu=gpu_name, monotone="envelope")
     return prof, (f"latency: {metric} curves simulated from fitted step costs for each model's "
                   f"architecture on {gpu_name} (modelled)")

@@ -3,8 +3,9 @@
 Each :class:`DataSource` pins a file in a public GitHub repository at a commit, with its
 sha256, licence and citation. :func:`fetch` returns a verified local path:
 
-1. ``ROUTERWISE_DATA_MIRROR`` set: read ``<mirror>/github/<owner>/<repo>/<commit>/<path>``
-   (never download);
+1. ``ROUTERWISE_DATA_MIRROR`` set (or ``data_mirror`` in the config file,
+   :func:`routerwise.settings.config_path`): read
+   ``<mirror>/github/<owner>/<repo>/<commit>/<path>`` (never download);
 2. otherwise the cache (``ROUTERWISE_CACHE_DIR``), filled on first use by downloading
    ``https://raw.githubusercontent.com/<owner>/<repo>/<commit>/<path>``.
 
@@ -14,6 +15,7 @@ the repository; ``data/README.md`` documents every source and its licence.
 
 from __future__ import annotations
 
+import os
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
@@ -348,16 +350,19 @@ def fetch(key: str, *, timeout_s: float = 60.0) -> Path:
         if not p.is_file():
             raise MissingDataFile(
                 f"data file {src.key!r} is not in the mirror: looked for {p} "
-                f"(ROUTERWISE_DATA_MIRROR={mirror}). Copy {src.url} there, or unset "
-                f"ROUTERWISE_DATA_MIRROR to download into the cache")
+                f"({settings.data_mirror_origin()}={mirror}). Copy {src.url} there, or unset "
+                f"it to download into the cache")
         return _verify(p, src)
     cached = settings.cache_dir() / src.relpath
     if cached.is_file():
         return _verify(cached, src)
     if offline:
         raise MissingDataFile(
-            f"data file {src.key!r} is not cached at {cached} and ROUTERWISE_OFFLINE is set. "
-            f"Set ROUTERWISE_DATA_MIRROR to a mirror folder or allow downloads from {src.url}")
+            f"data file {src.key!r} is not cached at {cached} and "
+            + ("ROUTERWISE_OFFLINE is set" if "ROUTERWISE_OFFLINE" in os.environ
+               else f"offline = true in {settings.config_path()}")
+            + f". To read a mirror, {settings.mirror_hint()}; or allow downloads from "
+              f"{src.url}")
     try:
         with atomic_path(cached) as tmp:
             with urllib.request.urlopen(src.url, timeout=timeout_s) as r, open(tmp, "wb") as f:
@@ -367,8 +372,7 @@ def fetch(key: str, *, timeout_s: float = 60.0) -> Path:
     except (urllib.error.URLError, OSError, TimeoutError) as e:
         raise MissingDataFile(
             f"could not download data file {src.key!r} from {src.url} ({e}); it was not in the "
-            f"cache at {cached}. If this machine is offline, set ROUTERWISE_DATA_MIRROR to a "
-            f"folder laid out like github/<owner>/<repo>/<commit>/<path>") from e
+            f"cache at {cached}. If this machine is offline, {settings.mirror_hint()}") from e
     return cached
 
 

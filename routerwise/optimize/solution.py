@@ -55,6 +55,27 @@ class Solution:
     notes: tuple[str, ...] = ()
     stats: dict = field(default_factory=dict)
 
+    def __repr__(self) -> str:
+        # The default dataclass repr prints the history table and every array (~150 kB for a
+        # real plan); this one fits a line. The fields stay available as attributes.
+        parts = [f"{self.solver!r}", self.status]
+        if self.feasible and np.isfinite(self.score):
+            parts.append(f"score={self.score:.4f}")
+        if self.feasible and np.isfinite(self.latency_ms):
+            parts.append(f"latency_ms={self.latency_ms:.1f}")
+        if self.gap is not None:
+            parts.append(f"gap={100 * self.gap:.3g}%")
+        if self.setup is not None:
+            parts.append(f"setup={self.setup.label()!r}")
+        if self.fractions is not None:
+            parts.append("fractions=[" + ", ".join(f"{w:.3f}" for w in self.fractions) + "]")
+        if self.infeasibility is not None:
+            parts.append(f"binding={self.infeasibility.binding!r}")
+        parts.append(f"solve_time_s={self.solve_time_s:.2f}")
+        if self.notes:
+            parts.append(f"notes={len(self.notes)}")
+        return f"Solution({', '.join(parts)})"
+
     @property
     def gap(self) -> float | None:
         """(bound - score) / bound, or None without a bound."""

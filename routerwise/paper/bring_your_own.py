@@ -10,21 +10,41 @@ consistent-plan steps then have nothing to work on and say so), and a problem fi
 
 from __future__ import annotations
 
+import re
+
 import pandas as pd
 
 from . import conclusions, record
 
-__all__ = ["KINDS", "realized_text", "show_plan", "route", "replay", "consistent", "numbers",
-           "conclusion"]
+__all__ = ["KINDS", "kinds", "realized_text", "show_plan", "route", "replay", "consistent",
+           "numbers", "conclusion"]
 
-KINDS = {"plan_score": "predicted (synthetic example scores)",
-         "plan_realized_score": "synthetic true scores",
-         "plan_latency_ms": "modelled on the example's simulated curves",
-         "plan_replay_slo_met": "simulated",
+# The kinds that do not depend on the inputs; :func:`kinds` adds those that do.
+KINDS = {"plan_replay_slo_met": "simulated",
          "router_max_share_error": "derived from the router's split",
          "consistent_verified": "simulated replay check",
-         "consistent_score": "predicted (synthetic example scores)",
          "slo_ms": "parameter of the problem file"}
+
+
+def kinds(problem) -> dict:
+    """The kind of each of :func:`numbers` (the rest are simulated), from what the problem
+    file declares: ``[scores] kind`` (measured or predicted) and its table, whether it gives a
+    ``true_table``, and the ``source`` of its curves (measured, simulated, synthetic; simulated
+    with ``simulate = true``). A user's measured scores are never labelled predicted."""
+    label = problem.workload.label or "the problem's scores"
+    m = re.fullmatch(r"(measured|predicted) scores from (.+)", label)
+    if m and m.group(1) == "predicted":
+        score = f"predicted (predicted scores in {m.group(2)})"
+    elif m:
+        score = f"derived from the measured scores in {m.group(2)}"
+    else:
+        score = f"derived from {label}"
+    sources = sorted({c.source for c in problem.profiles.curves})
+    return {**KINDS, "plan_score": score, "consistent_score": score,
+            "plan_realized_score": "derived from the true_table's scores"
+            if problem.workload.true_scores is not None
+            else "derived (no true_table: not available)",
+            "plan_latency_ms": f"modelled on the {' and '.join(sources)} curves"}
 
 NO_PLAN = "no plan meets the SLO (see the solve step)"
 
@@ -113,8 +133,8 @@ def consistent(problem, plan, inputs, replay_requests: int):
 
 
 def numbers(problem, plan, split, rep, cp) -> dict:
-    """The notebook's key numbers (:data:`KINDS`; the rest are simulated); None where a step
-    had nothing to work on."""
+    """The notebook's key numbers (their kinds: :func:`kinds`); None where a step had nothing
+    to work on."""
     cp_ok = cp is not None and cp.replay is not None
     return {"plan_score": plan.score if plan.feasible else None,
             "plan_realized_score": plan.realized_score(problem),

@@ -10,6 +10,7 @@ two ``=``, so help texts avoid the sign). The first code cell after it calls :fu
     _ = params.check(globals(), num_gpus=params.Range(1, 64), space=params.OneOf("paper", "ours"))
 
 (assign the result, ``_ = params.check(...)``: nbval does not honour a trailing ``;``) which
+parses a value papermill's ``-p`` passed as text (``-p slos_ms "[500]"``, :func:`from_text`),
 validates every declared parameter against its annotation (``int``, ``float``, ``str``,
 ``bool``, ``list[int]``, ``list[float]``, ``list[str]``; an int passes for a float; lists must
 not be empty) and the given constraint (applied to each element of a list), and raises one
@@ -30,7 +31,7 @@ from dataclasses import dataclass
 
 from ..errors import DataError, ValidationError
 
-__all__ = ["TYPES", "Range", "OneOf", "check", "check_value", "declared_checks"]
+__all__ = ["TYPES", "Range", "OneOf", "check", "check_value", "declared_checks", "from_text"]
 
 TYPES = ("int", "float", "str", "bool", "list[int]", "list[float]", "list[str]")
 
@@ -125,6 +126,28 @@ def check_value(name: str, value, type_name: str, constraint=None):
     return value
 
 
+def from_text(value, type_name: str):
+    """``value`` parsed when it is the text of a list (``"[500]"``: a Python literal) or of a
+    bool (``"true"``/``"false"``, YAML's spelling) for a parameter of that type; else unchanged.
+
+    ``papermill -p slos_ms "[500]"`` passes a list as its text (papermill's ``-p`` converts only
+    numbers, True, False and None; ``-y "slos_ms: [500]"`` passes YAML), while ``routerwise
+    reproduce -p`` parses Python literals: both spellings then give the notebook the same value.
+    A quoted number stays text (and is refused): papermill's ``-p`` never produces one.
+    """
+    if not isinstance(value, str):
+        return value
+    text = value.strip()
+    if type_name == "bool" and text.lower() in ("true", "false"):
+        return text.lower() == "true"
+    if not (type_name or "").startswith("list[") or not text.startswith("["):
+        return value
+    try:
+        return ast.literal_eval(text)
+    except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+        return value     # left as given: check_value names the type it needs
+
+
 def check(namespace: dict, **constraints) -> dict:
     """Validate every annotated parameter in ``namespace`` (a notebook's ``globals()`` right
     after its ``parameters`` cell, papermill's overrides included) against its type and
@@ -141,8 +164,11 @@ def check(namespace: dict, **constraints) -> dict:
     if unknown:
         raise ValidationError(f"constraints for undeclared parameters {unknown}; declared: "
                               f"{sorted(ann)}")
-    return {n: check_value(n, namespace[n], _type_name(t), constraints.get(n))
-            for n, t in ann.items()}
+    out = {}
+    for n, t in ann.items():
+        value = from_text(namespace[n], _type_name(t))
+        out[n] = namespace[n] = check_value(n, value, _type_name(t), constraints.get(n))
+    return out
 
 
 def _source(cell: dict) -> str:

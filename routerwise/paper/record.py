@@ -10,10 +10,10 @@ the problem's assumptions); the reproduction summary and the notebook tests read
 The results folder (:func:`results_dir`) is ``ROUTERWISE_RESULTS_DIR`` when set, else
 ``<repo>/results`` of the checkout the kit runs from (else ``./results``), whatever the working
 directory: a notebook opened in JupyterLab (cwd ``notebooks/``) writes where ``make reproduce``
-does. Every file is written atomically. :func:`save_figure` writes PDF and PNG; when it replaces
-a figure written by another run it says so (a ``replaced`` line naming the old file's time), and
-figures of separate runs never share a folder when each run sets ``ROUTERWISE_RESULTS_DIR``
-(``routerwise reproduce --out DIR`` does).
+does. Every file is written atomically. :func:`save_figure` writes PDF and PNG; when it (or
+:func:`save_table`) replaces a file written by another run it says so (a ``replaced`` line
+naming the old file's time), and figures of separate runs never share a folder when each run
+sets ``ROUTERWISE_RESULTS_DIR`` (``routerwise reproduce --out DIR`` does).
 """
 
 from __future__ import annotations
@@ -66,13 +66,56 @@ def record(name: str, numbers: dict, *, labels: dict | None = None,
                                   f"got {type(v).__name__}")
         if isinstance(v, float) and not math.isfinite(v):
             v = None
+        elif isinstance(v, float) and v == 0:
+            v = 0.0          # a computed -0.0 (e.g. 100 * a zero gap) reads as a sign
         clean[k] = v
     kinds = check_kinds(name, list(clean), labels, default_kind)
     path = results_dir() / "numbers" / f"{name}.json"
+    parameters, changed = run_parameters(name)
     write_json(path, {"notebook": name, "numbers": clean, "labels": kinds,
+                      "parameters": parameters, "non_default_parameters": changed,
                       "provenance": provenance(problem, assumptions=assumptions)})
     return pd.DataFrame({"value": pd.Series(clean, dtype=object),
                          "kind": pd.Series(kinds, dtype=object)}).fillna("")
+
+
+def run_parameters(name: str) -> tuple[dict | None, dict | None]:
+    """(the values of notebook ``name``'s parameters in this run, those that differ from its
+    defaults), or (None, None) when ``name`` is not a notebook of the kit.
+
+    Read from the notebook's namespace (``__main__`` of its kernel, after papermill's injected
+    cell and ``params.check``), for the names its ``parameters`` cell declares. A run with
+    other parameters (one panel instead of the paper's grid) is marked so in ``summary.md``.
+    """
+    import sys
+
+    from ..errors import DataError
+    from .reproduce import NOTEBOOKS, notebook_parameters
+    if name not in NOTEBOOKS:
+        return None, None
+    try:
+        defaults = notebook_parameters(name)
+    except DataError:
+        return None, None
+    ns = vars(sys.modules["__main__"])
+    values = {k: _plain(ns[k]) for k in defaults if k in ns}
+    return values, {k: v for k, v in values.items() if not _same(v, defaults[k])}
+
+
+def _plain(v):
+    # JSON-able: numpy scalars and tuples as the literals a parameters cell holds
+    if hasattr(v, "item"):
+        return v.item()
+    return [_plain(x) for x in v] if isinstance(v, (list, tuple)) else v
+
+
+def _same(a, b) -> bool:
+    # 25 and 25.0 are the same rate; (4, 8) and [4, 8] the same list
+    if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
+        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b))
+    if isinstance(a, bool) or isinstance(b, bool):
+        return a is b                # True is not the integer 1 here
+    return a == b
 
 
 def load_record(name: str, directory: str | Path | None = None) -> dict:
@@ -100,9 +143,7 @@ def save_figure(fig, name: str, formats=FIGURE_FORMATS) -> Path:
     paths = {}
     for fmt in formats:
         path = results_dir() / "figures" / f"{name}.{fmt}"
-        if path.exists() and path.stat().st_mtime < _STARTED:
-            when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(path.stat().st_mtime))
-            print(f"replaced {path} (written {when} by another run)")
+        _say_if_replacing(path)
         # Saving reads rcParams (pdf.fonttype among them) at save time, not at plot time: without
         # the style here, PDFs embed Type 3 fonts, which venues' checks reject.
         with atomic_path(path) as tmp, plt.rc_context(RC):
@@ -112,7 +153,17 @@ def save_figure(fig, name: str, formats=FIGURE_FORMATS) -> Path:
     return paths.get("png", paths[formats[0]])
 
 
+def _say_if_replacing(path: Path) -> None:
+    """Print a ``replaced`` line when ``path`` was written before this process started (by
+    another run): results are never overwritten silently."""
+    if path.exists() and path.stat().st_mtime < _STARTED:
+        when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(path.stat().st_mtime))
+        print(f"replaced {path} (written {when} by another run)")
+
+
 def save_table(df: pd.DataFrame, name: str) -> Path:
-    """Save a table as ``<results>/tables/<name>.csv`` (atomically)."""
-    return atomic_write_with(results_dir() / "tables" / f"{name}.csv",
-                             lambda tmp: df.to_csv(tmp, index=False))
+    """Save a table as ``<results>/tables/<name>.csv`` (atomically); replacing one written by
+    another run prints a ``replaced`` line, as :func:`save_figure` does."""
+    path = results_dir() / "tables" / f"{name}.csv"
+    _say_if_replacing(path)
+    return atomic_write_with(path, lambda tmp: df.to_csv(tmp, index=False))

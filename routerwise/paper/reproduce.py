@@ -29,14 +29,14 @@ import sys
 import time
 from pathlib import Path
 
-from ..errors import DataError, RouterWiseError, ValidationError
+from ..errors import DataError, MissingDependency, RouterWiseError, ValidationError
 from ..io import atomic_write, write_json
 from . import params as _params
 
 __all__ = ["NOTEBOOKS", "NotebookFailed", "repo_root", "notebooks_dir", "notebook_parameters",
            "notebook_checks", "check_request", "check_parameters", "run", "unit_of",
            "format_value", "write_summary", "add_arguments", "run_from_args", "store_outputs",
-           "main"]
+           "main", "require_paper_extra"]
 
 NOTEBOOKS = ("00_bring_your_own", "01_setup_space", "02_latency_profiles", "03_score_variation", "04_exact_vs_dual",
              "05_beyond_the_paper", "06_gpu_inventory", "07_measure_latencies",
@@ -168,6 +168,9 @@ def check_request(only, raw_parameters) -> tuple[list[str], dict]:
         except (ValueError, SyntaxError) as e:
             if all(isinstance(d, str) for d in defaults):
                 value = text  # a bare word for a string parameter
+            elif all(isinstance(d, bool) for d in defaults) and \
+                    text.strip().lower() in ("true", "false"):
+                value = _params.from_text(text, "bool")   # YAML's spelling, as papermill -y
             else:
                 why = e.msg if isinstance(e, SyntaxError) else str(e)
                 raise ValidationError(f"-p {key} {text!r} is not a Python literal ({why}); the "
@@ -224,6 +227,41 @@ def _move_previous(out: Path, name: str) -> Path | None:
     return dest if moved else None
 
 
+def _machine() -> dict:
+    """What a measured wall time depends on: the cores and the load while the notebook ran."""
+    try:
+        load = round(os.getloadavg()[0], 2)
+    except (OSError, AttributeError):       # not on every platform
+        load = None
+    return {"cpu_count": os.cpu_count(), "load_avg_1min": load}
+
+
+def _run_line(rec: dict | None) -> str | None:
+    """``measured wall time 41 s (finished ..., 2 CPUs, load average 1.3)`` of a run record."""
+    if not rec or rec.get("wall_s") is None:
+        return None
+    where = ", ".join(x for x in (
+        f"finished {rec['finished']}" if rec.get("finished") else "",
+        f"{rec['cpu_count']} CPUs" if rec.get("cpu_count") else "",
+        f"load average {rec['load_avg_1min']:g}" if rec.get("load_avg_1min") is not None
+        else "") if x)
+    return f"measured wall time {rec['wall_s']:.0f} s" + (f" ({where})" if where else "")
+
+
+def _parameters_line(rec: dict) -> str | None:
+    """The parameters a notebook's numbers were recorded with, the non-default ones marked."""
+    params = rec.get("parameters")
+    if not params:
+        return None
+    changed = rec.get("non_default_parameters") or {}
+    if not changed:
+        return "parameters: the notebook's defaults"
+    return ("parameters: **not the defaults**: "
+            + ", ".join(f"{k}={v!r}" for k, v in changed.items())
+            + (f"; others default ({', '.join(k for k in params if k not in changed)})"
+               if len(params) > len(changed) else ""))
+
+
 def _failure_line(e: BaseException) -> str:
     """The error of a failed notebook in one line: papermill's cell error, else the exception."""
     ename, evalue = getattr(e, "ename", None), getattr(e, "evalue", None)
@@ -234,6 +272,26 @@ def _failure_line(e: BaseException) -> str:
     return f"{where}: {ename}" + (f": {first}" if first else "")
 
 
+# ipykernel logs "Kernel is running over TCP without encryption" at WARNING on every start (12
+# times a run, amid the log); the kernel's own log is quiet below ERROR. Cell warnings and
+# errors go to the notebook's outputs, not this log, so nothing of the notebooks is hidden.
+KERNEL_ARGUMENTS = ["--IPKernelApp.log_level=ERROR"]
+
+PAPER_EXTRA = ("papermill", "ipykernel", "matplotlib")   # pyproject.toml's paper extra
+
+
+def require_paper_extra() -> None:
+    """:class:`MissingDependency` naming the extra when the packages that run the notebooks
+    are missing (a core-only install, ``pip install -e .``), before anything starts."""
+    import importlib.util
+    missing = [m for m in PAPER_EXTRA if importlib.util.find_spec(m) is None]
+    if missing:
+        raise MissingDependency(
+            f"running the notebooks needs the paper extra, and {', '.join(missing)} "
+            f"{'is' if len(missing) == 1 else 'are'} not installed: pip install -e \".[paper]\" "
+            f"(or `make install` for the pinned versions)")
+
+
 def run(out: Path, only=None, parameters: dict | None = None, progress: bool = True) -> list[Path]:
     """Run the notebooks ``only`` (default: all) into ``out``; see :func:`check_request`.
 
@@ -241,8 +299,10 @@ def run(out: Path, only=None, parameters: dict | None = None, progress: bool = T
     error, the executed notebook with the traceback), after ``summary.md`` is rewritten with
     the notebook marked FAILED.
     """
+    require_paper_extra()
     import papermill as pm
-    from tqdm.auto import tqdm
+
+    from ..settings import progress_bar
 
     names, _ = check_request(only, [])
     unknown = sorted(set(parameters or {}) - {k for n in names for k in notebook_parameters(n)})
@@ -251,10 +311,11 @@ def run(out: Path, only=None, parameters: dict | None = None, progress: bool = T
     check_parameters(names, parameters or {})
     out = out.resolve()
     os.environ["ROUTERWISE_RESULTS_DIR"] = str(out)
-    # no bars inside the stored notebooks (their timings differ between runs); one bar here
+    # one bar here (plain lines in a log), made before the kernels' setting below
+    bar = progress_bar(names, desc="notebooks", unit="nb", disable=not progress)
+    # no bars inside the stored notebooks (their timings differ between runs)
     os.environ.setdefault("ROUTERWISE_PROGRESS", "off")
     done = []
-    bar = tqdm(names, desc="notebooks", unit="nb", disable=not progress)
     try:
         for idx, name in enumerate(bar):
             bar.set_postfix_str(name)
@@ -270,20 +331,23 @@ def run(out: Path, only=None, parameters: dict | None = None, progress: bool = T
                 pm.execute_notebook(str(src), str(dst),
                                     parameters={k: v for k, v in (parameters or {}).items()
                                                 if k in own},
-                                    cwd=str(out), progress_bar=False, kernel_name="python3")
+                                    cwd=str(out), progress_bar=False, kernel_name="python3",
+                                    extra_arguments=KERNEL_ARGUMENTS)
             except BaseException as e:       # noqa: BLE001 - recorded, then raised again below
                 error = e
+            wall_s = time.perf_counter() - t0
             after = _snapshot(out)
             written = sorted(rel for rel, t in after.items() if before.get(rel) != t)
             status = "ok" if error is None else "failed"
             write_json(out / "notebooks" / RUN_RECORD.format(name),
                        {"notebook": name, "status": status, "files": written,
                         "error": None if error is None else _failure_line(error).lstrip(" :"),
-                        "finished": time.strftime("%Y-%m-%d %H:%M:%S")})
+                        "finished": time.strftime("%Y-%m-%d %H:%M:%S"),
+                        "wall_s": round(wall_s, 1), **_machine()})
             if error is None:
                 if previous is not None:
                     shutil.rmtree(previous)
-                bar.write(f"{name}: {time.perf_counter() - t0:.0f} s -> {dst}")
+                bar.write(f"{name}: {wall_s:.0f} s -> {dst}")
                 done.append(dst)
                 continue
             write_summary(out)
@@ -353,7 +417,8 @@ def format_value(v) -> str:
     if isinstance(v, int):
         return f"{v:,}"
     if isinstance(v, float):
-        return f"{v:.4g}" if abs(v) < 1000 else f"{v:,.0f}"
+        text = f"{v:.4g}" if abs(v) < 1000 else f"{v:,.0f}"
+        return "0" if text in ("-0", "-0.0") else text      # -0.0 is zero, not a sign
     return str(v)
 
 
@@ -385,6 +450,10 @@ def write_summary(out: Path) -> Path:
         keys = (keys,) if isinstance(keys, str) else keys
         v = [nums.get(nb, {}).get(k) for k in keys]
         ours = fmt.format(*v) if all(x is not None for x in v) else "n/a"
+        changed = (records.get(nb) or {}).get("non_default_parameters")
+        if changed and ours != "n/a":
+            # a one-panel run's number is not the paper's grid's: say so beside it
+            ours += " (run with " + ", ".join(f"{k}={v!r}" for k, v in changed.items()) + ")"
         lines.append(f"| {what} | {paper} | {ours} | {nb} |")
 
     row("setups after utilization filter, 3 models, G=4", "669 (ours: exact count)",
@@ -420,6 +489,12 @@ def write_summary(out: Path) -> Path:
         "{} x {}, {:.3f}%")
     lines += ["", "All latencies are simulated from fitted step costs; scores are RouteProfile "
               "(measured) routed on predicted scores (fitted). See each notebook for details.", ""]
+    runs = {nb: _run_line(_run_record(out, nb)) for nb in records}
+    if any(runs.values()):
+        total = sum((_run_record(out, nb) or {}).get("wall_s") or 0 for nb in records)
+        lines += [f"Measured wall time of the runs that produced these numbers: {total:.0f} s "
+                  f"over {sum(1 for r in runs.values() if r)} notebook(s), listed per notebook "
+                  f"below (they grow with the machine's load).", ""]
     for nb, rec in records.items():
         prov = rec.get("provenance") or {}
         lines += [f"## {nb}", ""]
@@ -427,6 +502,9 @@ def write_summary(out: Path) -> Path:
             lines += [f"kit {prov.get('kit_version')}, commit `{prov.get('git_commit')}`, data "
                       f"registry sha256 `{str(prov.get('data_registry_sha256'))[:12]}`"
                       + (f", problem `{prov['problem']}`" if prov.get("problem") else ""), ""]
+        extra = [x for x in (runs[nb], _parameters_line(rec)) if x]
+        if extra:
+            lines += ["; ".join(extra), ""]
         lines += ["| key | value | unit | kind |", "|---|---|---|---|"]
         kinds = rec.get("labels") or {}
         lines += [f"| {k} | {format_value(v)} | {unit_of(k)} | {kinds.get(k, '')} |"
@@ -450,6 +528,7 @@ def add_arguments(ap: argparse.ArgumentParser) -> argparse.ArgumentParser:
 
 def run_from_args(args) -> int:
     """Check the request, run it and print where the summary is."""
+    require_paper_extra()    # checking -p values imports the notebooks' modules (matplotlib)
     names, params = check_request(args.only, args.p)
     t0 = time.perf_counter()
     run(Path(args.out), names, params)

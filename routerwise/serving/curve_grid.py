@@ -78,7 +78,7 @@ from .stepcost import (FAMILIES, StepCostParams, StepTimes, fit, fit_provenance,
 __all__ = ["GRID_VERSION", "DEFAULT_MODELS", "LOAD_FRACTIONS", "BISECT_RTOL", "LengthSample",
            "routeprofile_lengths", "GridOptions", "grid_setup", "plan_curves",
            "build_profile_table", "build_profile_tables", "check_gpu_data", "load_or_build",
-           "read_cached"]
+           "read_cached", "cached_grids", "read_cached_grid"]
 
 GRID_VERSION = "profile-grid-v2"  # v2: engine profiles, memory-model KV, saturation fix
 DEFAULT_MODELS = ("llama-3.2-3b-instruct", "llama-3.1-8b-instruct",
@@ -524,6 +524,60 @@ def read_cached(root: Path, key: str | None = None) -> pd.DataFrame:
                   f"{manifest.get('table_rows')}")
     df.attrs["skipped"] = manifest.get("skipped", [])
     return df
+
+
+def cached_grids(cache_dir: Path | None = None) -> pd.DataFrame:
+    """One row per profile grid in the cache (``ROUTERWISE_CACHE_DIR``/profiles): its key,
+    GPU, models, tp degrees, compute tenths, curves, status (``complete``, or ``partial``: the
+    chunks of a build that has not finished; the next build resumes it) and when it was
+    written; newest first."""
+    import time
+    root = (cache_dir or settings.cache_dir()) / "profiles"
+    rows = []
+    for d in sorted(root.iterdir()) if root.is_dir() else ():
+        if not d.is_dir():
+            continue
+        try:
+            m = json.loads((d / "manifest.json").read_text())
+        except (OSError, ValueError):
+            m = None
+        chunks = [c for c in (d / "chunks").glob("*.csv")] if (d / "chunks").is_dir() else []
+        newest = max((p.stat().st_mtime for p in [d, *chunks]), default=d.stat().st_mtime)
+        if isinstance(m, dict) and (d / "table.csv").is_file():
+            rows.append({"key": d.name, "gpu": m.get("gpu"),
+                         "models": ", ".join(m.get("models", [])),
+                         "tp": " ".join(map(str, m.get("tp_degrees", []))),
+                         "compute_tenths": " ".join(map(str, m.get("compute_tenths", []))),
+                         "curves": m.get("curves"), "status": "complete",
+                         "written": newest})
+        else:
+            models = sorted({c.name.split("__")[0] for c in chunks})
+            rows.append({"key": d.name, "gpu": "", "models": ", ".join(models), "tp": "",
+                         "compute_tenths": "", "curves": len(chunks), "status": "partial",
+                         "written": newest})
+    df = pd.DataFrame(rows, columns=["key", "gpu", "models", "tp", "compute_tenths", "curves",
+                                     "status", "written"])
+    df = df.sort_values("written", ascending=False, kind="stable").reset_index(drop=True)
+    df["written"] = [time.strftime("%Y-%m-%d %H:%M", time.localtime(t)) for t in df["written"]]
+    return df
+
+
+def read_cached_grid(key: str, cache_dir: Path | None = None) -> pd.DataFrame:
+    """The verified table of the cached grid ``key`` (a unique prefix is enough; see
+    :func:`cached_grids`). :class:`DataError` when none or several match, or the grid's build
+    has not finished."""
+    root = (cache_dir or settings.cache_dir()) / "profiles"
+    grids = cached_grids(cache_dir)
+    hits = grids[grids["key"].str.startswith(key)] if key else grids.iloc[:0]
+    if len(hits) != 1:
+        known = ", ".join(grids["key"]) or "none (routerwise profiles builds the default grid)"
+        raise DataError(f"{'no' if hits.empty else 'several'} cached profile grid(s) match "
+                        f"{key!r} in {root}; cached: {known}")
+    row = hits.iloc[0]
+    if row["status"] != "complete":
+        raise DataError(f"profile grid {row['key']} in {root} is partial ({row['curves']} curves "
+                        f"so far): rerun the command that builds it to finish it")
+    return read_cached(root / row["key"], row["key"])
 
 
 def _cached(root: Path, key: str) -> pd.DataFrame | None:
