@@ -89,7 +89,7 @@ from ..data.registry import REGISTRY as DATA_REGISTRY
 from ..data.registry import fetch, provenance, source
 from ..errors import DataError, ValidationError
 from ..io import write_json
-from .hardware import gpu_spec
+from .hardware import GPUSpec, gpu_spec
 
 __all__ = ["MODEL_VERSION", "DTYPE_BYTES", "FAMILIES", "ENGINES", "E_A_PRIOR", "StepCostParams",
            "fit_allreduce", "Passes", "forward_ms", "IB_GPU", "SW_GPU", "VIDUR_GPU", "VIDUR_OPS",
@@ -709,7 +709,7 @@ class StepTimes:
                    source="modelled")
 
 
-def replica_step_times(arch: Architecture | str, gpu: str, tp: int, compute_share: float = 1.0,
+def replica_step_times(arch: Architecture | str, gpu: str | GPUSpec, tp: int, compute_share: float = 1.0,
                        *, params: StepCostParams | None = None, engine: str = "vllm",
                        share_model: ComputeShareModel = DEFAULT_SHARE,
                        max_batched_tokens: int = 8192, max_seqs: int = 256) -> StepTimes:
@@ -752,7 +752,7 @@ def replica_step_times(arch: Architecture | str, gpu: str, tp: int, compute_shar
     c_ref = 1e6
     per_ctx = (one(1.0, ctx=c_ref, m=1.0) - base[1]) / c_ref
     pre[0], base[0] = 0.0, 0.0
-    label = (f"{arch.name} on {tp} x {gpu} at rho={compute_share:g}: {params.label()}; "
+    label = (f"{arch.name} on {tp} x {spec.name} at rho={compute_share:g}: {params.label()}; "
              f"engine {engine}; {share_model.label()}")
     return StepTimes(pre, max(per_sq, 0.0), max(per_seq, 0.0), base, max(per_ctx, 0.0),
                      label=label, source="fitted")
