@@ -133,7 +133,8 @@ def gpu_spec(name: str | GPUSpec) -> GPUSpec:
     except KeyError:
         need = ", ".join(f"{k} ({what})" for k, _, what in SIMULATION_FIGURES)
         raise ValidationError(
-            f"unknown GPU type {name!r}; known: {sorted(GPUS)}. Describe it: in a problem "
-            f"file's [cluster], give {need} (optionally interconnect_gbs and family); from "
-            f"Python, routerwise.serving.hardware.register_gpu(described_gpu({name!r}, ...))"
+            f"unknown GPU type {name!r}; known (routerwise.serving.hardware.GPUS): "
+            f"{sorted(GPUS)}. Describe it: in a problem file's [cluster], give {need} "
+            f"(optionally interconnect_gbs and family); from Python, "
+            f"routerwise.serving.hardware.register_gpu(described_gpu({name!r}, ...))"
         ) from None
