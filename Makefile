@@ -13,7 +13,7 @@ export MKL_NUM_THREADS ?= 1
 # Tests share one cache so the simulated profile grid is built once per run of `make test`.
 TEST_CACHE := $(CURDIR)/.cache/test
 
-.PHONY: help install engine lock reproduce outputs test unit notebooks bench lab clean
+.PHONY: help install engine lock reproduce outputs test unit notebooks bench lab lab-copies lab-reset clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -86,9 +86,27 @@ bench: install  ## print the benchmarks: solvers, scale, mixed GPUs, sweeps, rou
 	$(BIN)/python benchmarks/bench_stepcost.py
 	$(BIN)/python benchmarks/bench_predictor.py
 
-lab: install  ## open the notebooks in JupyterLab
+# JupyterLab opens working copies in $(LAB_DIR)/ (git-ignored): its autosave then never rewrites
+# the committed notebooks, whose stored outputs nbval compares against (`make notebooks`).
+LAB_DIR ?= lab
+
+lab: install lab-copies  ## open working copies of the notebooks (lab/, not committed) in JupyterLab
 	$(BIN)/python -m pip install -q "jupyterlab>=4" "ipywidgets>=8.1"  # the lab extra (pyproject.toml)
-	$(BIN)/jupyter lab notebooks
+	$(BIN)/jupyter lab $(LAB_DIR)
+
+# Copies only the notebooks missing from $(LAB_DIR)/: an edited working copy is never replaced.
+lab-copies:
+	@mkdir -p $(LAB_DIR)
+	@for nb in notebooks/*.ipynb; do \
+	  [ -e "$(LAB_DIR)/$${nb##*/}" ] || { cp "$$nb" "$(LAB_DIR)/" && echo "copied $$nb to $(LAB_DIR)/"; }; \
+	done
+
+lab-reset:  ## refresh lab/ from notebooks/ (the old working copies move to lab/previous/)
+	@mkdir -p $(LAB_DIR)/previous
+	@for nb in $(LAB_DIR)/*.ipynb; do \
+	  [ ! -e "$$nb" ] || { mv -f "$$nb" "$(LAB_DIR)/previous/" && echo "moved $$nb to $(LAB_DIR)/previous/"; }; \
+	done
+	@$(MAKE) --no-print-directory lab-copies LAB_DIR=$(LAB_DIR)
 
 clean:  ## remove results and test caches (not the venv)
 	rm -rf results .cache .pytest_cache

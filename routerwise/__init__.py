@@ -20,7 +20,7 @@ from .problem import (SLO, Cluster, GPUType, LatencyCurve, LatencyProfiles, Mode
 from .problem_file import load_problem, read_problem_file
 from .solve import METHODS, register_solver, solve
 
-__version__ = "0.2.0"
+__version__ = "0.3.0"
 
 __all__ = ["ChecksumMismatch", "DataError", "InfeasibleSLO", "MissingDataFile", "RouterWiseError",
            "SolverUnavailable", "ValidationError", "VerificationError", "SLO", "Cluster", "GPUType",

@@ -10,8 +10,13 @@ integers without a decimal point, numbers finite). Example (``data/examples/prob
     [cluster]
     gpu = "A100-80GB"          # a type in routerwise.serving.hardware.GPUS, or give mem_gb
     num_gpus = 4
+    # a GPU the catalogue lacks, described so that simulate = true works (e.g. an L40S):
+    # gpu = "L40S", mem_gb = 48.0, hbm_gbs = 864.0, bf16_tflops = 362.0
+    #   (+ optional interconnect_gbs = 64.0, family = "ampere": whose fitted efficiencies
+    #    to borrow, "ampere" or "hopper")
     # or a cluster of several GPU types (counts per type, GPUs numbered in this order):
-    # gpus = {"A100-80GB" = 4, "H100-80GB" = 2}    (+ mem_gb = {"my-gpu" = 48.0} for custom types)
+    # gpus = {"A100-80GB" = 4, "H100-80GB" = 2}    (+ mem_gb = {"my-gpu" = 48.0} for custom types,
+    #  and hbm_gbs / bf16_tflops / ... as tables of type = value to simulate them)
 
     [[models]]
     name = "small"             # as in the score table and the curve table
@@ -62,13 +67,15 @@ from .errors import DataError, ValidationError
 from .problem import SLO, Cluster, GPUType, LatencyProfiles, ModelSpec, Problem, SetupSpace, \
     Workload, check_model_name
 from .serving import architectures, memory
-from .serving.hardware import GPUS
+from .serving.hardware import GPUS, SIMULATION_FIGURES, described_gpu, is_catalogued, \
+    register_gpu
 
 __all__ = ["ProblemInputs", "read_problem_file", "load_problem", "problem_from_dict"]
 
 _TABLES = {
     "": {"name", "cluster", "models", "scores", "latency", "workload", "slo", "space"},
-    "cluster": {"gpu", "num_gpus", "mem_gb", "gpus"},
+    "cluster": {"gpu", "num_gpus", "mem_gb", "gpus", "hbm_gbs", "bf16_tflops",
+                "interconnect_gbs", "family"},
     "models": {"name", "architecture", "config", "params_b", "shard_mem_gb", "gated_mlp"},
     "scores": {"table", "kind", "true_table"},
     "latency": {"table", "metric", "simulate", "num_requests"},
@@ -101,7 +108,7 @@ _KINDS = {
 }
 _TYPES = {
     "": {"name": "str"},
-    "cluster": {"gpu": "str", "num_gpus": "int"},
+    "cluster": {"gpu": "str", "num_gpus": "int"},  # figures: numbers, or tables with gpus
     "models": {"name": "str", "architecture": "str", "config": "str", "params_b": "number",
                "gated_mlp": "bool"},
     "scores": {"table": "str", "kind": "str", "true_table": "str"},
@@ -243,7 +250,8 @@ def _inputs_from_dict(doc: dict, *, base_dir: str | Path, origin: str) -> Proble
     base_dir = Path(base_dir)
     _check_keys("", doc, origin)
     cl = _check_keys("cluster", doc["cluster"], origin)
-    cluster = _cluster(cl, origin)
+    specs: dict = {}  # GPUs this file describes (registered for the replay and consistency)
+    cluster = _cluster(cl, origin, specs)
     gpu = cluster.gpu
     gpu_name = gpu.name
 
@@ -298,13 +306,14 @@ def _inputs_from_dict(doc: dict, *, base_dir: str | Path, origin: str) -> Proble
     slo = SLO(slo_d["latency_ms"], metric, slo_d.get("aggregate", "mean"))
     if cluster.is_mixed:
         profiles, curve_note = _mixed_profiles(lat, archs, names, cluster, space, qm, base_dir,
-                                               origin, metric)
+                                               origin, metric, specs)
         gpu_note = "GPUs: " + ", ".join(f"{n} x {t.name} ({t.mem_gb:.1f} GB each)"
                                         for t, n in cluster.pools)
     else:
         profiles, curve_note = _profiles(lat, archs, names, gpu_name, space, qm, base_dir,
-                                         origin, metric)
+                                         origin, metric, specs)
         gpu_note = f"GPU: {gpu.name}, {gpu.mem_gb:.1f} GB per GPU"
+    gpu_note += "".join(f"; {s.name}: {s.source}" for s in specs.values())
 
     assumptions = (
         f"scores: {qm.num_prompts} prompts x {len(names)} models from {sc['table']} "
@@ -339,9 +348,14 @@ def _prices(d, problem: Problem, origin: str) -> GpuPrices:
     return prices
 
 
-def _cluster(cl: dict, origin: str) -> Cluster:
+# [cluster] keys that describe a GPU the catalogue lacks (beside mem_gb)
+_DESCRIBE_KEYS = ("hbm_gbs", "bf16_tflops", "interconnect_gbs", "family")
+
+
+def _cluster(cl: dict, origin: str, specs: dict) -> Cluster:
     """[cluster]: gpu + num_gpus (one type), or gpus = {type = count, ...} (several types);
-    mem_gb is a number for one type, or {type = GB} for uncatalogued types of a mixed one."""
+    mem_gb (and the figures of a described GPU) is a number for one type, or {type = value}
+    for uncatalogued types of a mixed one. Described GPUs are registered and put in specs."""
     if "gpus" in cl:
         if "gpu" in cl or "num_gpus" in cl:
             raise ValidationError(f"{origin}: [cluster] gives gpus = {{type = count}} and also "
@@ -350,40 +364,76 @@ def _cluster(cl: dict, origin: str) -> Cluster:
         if not isinstance(pools, dict) or not pools:
             raise ValidationError(f"{origin}: [cluster] gpus must be a table of GPU type = count, "
                                   f"e.g. gpus = {{\"A100-80GB\" = 4, \"H100-80GB\" = 2}}")
-        if not isinstance(mem, dict):
-            raise ValidationError(f"{origin}: [cluster] with gpus = {{...}}, mem_gb is a table "
-                                  f"of GPU type = GB (for types not in the catalogue)")
-        extra = sorted(set(mem) - set(pools))
-        if extra:
-            raise ValidationError(f"{origin}: [cluster] mem_gb names GPU types {extra} that are "
-                                  f"not in gpus")
+        for key in ("mem_gb", *_DESCRIBE_KEYS):
+            v = cl.get(key, {})
+            if not isinstance(v, dict):
+                raise ValidationError(f"{origin}: [cluster] with gpus = {{...}}, {key} is a table "
+                                      f"of GPU type = value (for types not in the catalogue)")
+            extra = sorted(set(v) - set(pools))
+            if extra:
+                raise ValidationError(f"{origin}: [cluster] {key} names GPU types {extra} that "
+                                      f"are not in gpus")
         types = []
         for name, n in pools.items():
             if not _is_int(n):
                 raise _type_error(origin, "cluster", f"gpus[{name!r}]", "an integer (a GPU count)",
                                   n)
-            types.append((_gpu_type(name, mem.get(name), origin,
-                                    f"mem_gb[{name!r}]"), n))
+            fig = {k: cl[k][name] for k in _DESCRIBE_KEYS if name in cl.get(k, {})}
+            types.append((_gpu_type(name, mem.get(name), origin, f"mem_gb[{name!r}]", fig,
+                                    specs), n))
         return Cluster.mixed(types)
     if "num_gpus" not in cl:
         raise ValidationError(f"{origin}: [cluster] needs num_gpus (with gpu), or gpus = "
                               f"{{type = count, ...}} for several GPU types")
-    mem = cl.get("mem_gb")
-    if isinstance(mem, dict):
-        raise ValidationError(f"{origin}: [cluster] mem_gb is one number (GB) for gpu; a table "
-                              f"of types goes with gpus = {{...}}")
-    return Cluster(_gpu_type(cl.get("gpu", "custom"), mem, origin, "mem_gb"), cl["num_gpus"])
+    for key in ("mem_gb", *_DESCRIBE_KEYS):
+        if isinstance(cl.get(key), dict):
+            raise ValidationError(f"{origin}: [cluster] {key} is one value for gpu; a table "
+                                  f"of types goes with gpus = {{...}}")
+    fig = {k: cl[k] for k in _DESCRIBE_KEYS if k in cl}
+    return Cluster(_gpu_type(cl.get("gpu", "custom"), cl.get("mem_gb"), origin, "mem_gb", fig,
+                             specs), cl["num_gpus"])
 
 
-def _gpu_type(name: str, mem_gb, origin: str, key: str) -> GPUType:
+def _gpu_type(name: str, mem_gb, origin: str, key: str, figures: dict, specs: dict) -> GPUType:
+    if mem_gb is not None and not _is_number(mem_gb):
+        raise _type_error(origin, "cluster", key, "a finite number (GB per GPU)", mem_gb)
+    if figures:
+        given = {"mem_gb": mem_gb, **figures}
+        missing = [f"{k} ({what})" for k, _, what in SIMULATION_FIGURES if given.get(k) is None]
+        if missing:
+            raise ValidationError(f"{origin}: [cluster] GPU {name!r} is described by "
+                                  f"{', '.join(sorted(figures))} but lacks {'; '.join(missing)}")
+        for k in ("hbm_gbs", "bf16_tflops", "interconnect_gbs"):
+            if k in figures and not _is_number(figures[k]):
+                raise _type_error(origin, "cluster", k, "a finite number", figures[k])
+        if "family" in figures and not isinstance(figures["family"], str):
+            raise _type_error(origin, "cluster", "family", "a string", figures["family"])
+        try:
+            spec = described_gpu(name, memory_gb=mem_gb, hbm_gbs=figures["hbm_gbs"],
+                                 bf16_tflops=figures["bf16_tflops"],
+                                 interconnect_gbs=figures.get("interconnect_gbs", 0.0),
+                                 family=figures.get("family", "ampere"))
+        except ValidationError as e:
+            raise ValidationError(f"{origin}: [cluster] {e}") from None
+        # this file's figures win over a GPU of that name described before in this process
+        specs[name] = register_gpu(spec, replace_existing=True)
+        return GPUType(name, mem_gb)
     if mem_gb is not None:
-        if not _is_number(mem_gb):
-            raise _type_error(origin, "cluster", key, "a finite number (GB per GPU)", mem_gb)
         return GPUType(name, mem_gb)
     if name in GPUS:
         return GPUType(name, GPUS[name].memory_gb)
     raise ValidationError(f"{origin}: [cluster] gpu {name!r} is not in the catalogue "
                           f"{sorted(GPUS)}; give mem_gb for a custom GPU type")
+
+
+def _simulation_figures_error(origin: str, gpu_name: str) -> ValidationError:
+    need = "; ".join(f"{k} ({what})" for k, _, what in SIMULATION_FIGURES)
+    return ValidationError(
+        f"{origin}: simulate = true needs the figures of GPU {gpu_name!r}, which is not in the "
+        f"catalogue ({', '.join(n for n, g in GPUS.items() if is_catalogued(g))}): "
+        f"describe it in [cluster] with {need}; optionally interconnect_gbs (GB/s) and family "
+        f"(\"ampere\" or \"hopper\": whose fitted step-cost efficiencies to borrow; default "
+        f"ampere). Or give measured curves: table = \"curves.csv\"")
 
 
 def _check_latency_choice(lat: dict, origin: str) -> None:
@@ -395,7 +445,7 @@ def _check_latency_choice(lat: dict, origin: str) -> None:
 
 def _mixed_profiles(lat: dict, archs, names, cluster: Cluster, space: SetupSpace,
                     qm: QualityMatrix, base_dir: Path, origin: str,
-                    metric: str) -> tuple[LatencyProfiles, str]:
+                    metric: str, specs: dict) -> tuple[LatencyProfiles, str]:
     """Curves naming their GPU type, for every type of a mixed cluster."""
     types = [t.name for t in cluster.gpu_types]
     _check_latency_choice(lat, origin)
@@ -408,14 +458,15 @@ def _mixed_profiles(lat: dict, archs, names, cluster: Cluster, space: SetupSpace
                       f"(source: {', '.join(kinds)})")
     curves, notes = [], []
     for t in types:
-        prof, note = _profiles(lat, archs, names, t, space, qm, base_dir, origin, metric)
+        prof, note = _profiles(lat, archs, names, t, space, qm, base_dir, origin, metric, specs)
         curves += [replace(c, gpu=t) for c in prof.curves]
         notes.append(note)
     return LatencyProfiles(tuple(curves), metric), "; ".join(notes)
 
 
 def _profiles(lat: dict, archs, names, gpu_name: str, space: SetupSpace, qm: QualityMatrix,
-              base_dir: Path, origin: str, metric: str) -> tuple[LatencyProfiles, str]:
+              base_dir: Path, origin: str, metric: str,
+              specs: dict) -> tuple[LatencyProfiles, str]:
     _check_latency_choice(lat, origin)
     if "table" in lat:
         p = _path(base_dir, lat["table"], "latency.table", origin)
@@ -431,9 +482,11 @@ def _profiles(lat: dict, archs, names, gpu_name: str, space: SetupSpace, qm: Qua
     if no_arch:
         raise ValidationError(f"{origin}: simulate = true needs an architecture or config for "
                               f"every model; missing for {no_arch}")
-    if gpu_name not in GPUS:
-        raise ValidationError(f"{origin}: simulated curves need a catalogued GPU "
-                              f"({sorted(GPUS)}), got {gpu_name!r}")
+    gpu = specs.get(gpu_name)
+    if gpu is None:
+        if gpu_name not in GPUS or not is_catalogued(GPUS[gpu_name]):
+            raise _simulation_figures_error(origin, gpu_name)
+        gpu = GPUS[gpu_name]
     from .serving import curve_grid
     lengths = None
     if qm.prompt_tokens is not None and qm.completion_tokens is not None:
@@ -446,7 +499,7 @@ def _profiles(lat: dict, archs, names, gpu_name: str, space: SetupSpace, qm: Qua
                               f"the score table (the simulator replays those lengths)")
     opts = curve_grid.GridOptions(num_requests=lat.get("num_requests", 4000))
     table = curve_grid.build_profile_table(
-        archs, gpu_name, space.tp_degrees, space.compute_tenths, lengths, options=opts,
+        archs, gpu, space.tp_degrees, space.compute_tenths, lengths, options=opts,
         progress=_PROGRESS.get())
     prof = latency_table.to_profiles(table, metric, gpu=gpu_name, monotone="envelope")
     return prof, (f"latency: {metric} curves simulated from fitted step costs for each model's "

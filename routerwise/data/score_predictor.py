@@ -186,6 +186,45 @@ class PredictedScores:
         df.attrs["evaluation"] = self.evaluation
         return df
 
+    def subset(self, models=None, prompts=None) -> PredictedScores:
+        """The same predictions for ``models`` (names, in that order) and ``prompts`` (prompt
+        ids in that order, or a boolean mask over the prompts); None keeps all. The
+        evaluation label stays: each prediction is still held out."""
+        cols = list(range(len(self.model_names)))
+        if models is not None:
+            models = [str(m) for m in models]
+            unknown = [m for m in models if m not in self.model_names]
+            if unknown or not models or len(set(models)) != len(models):
+                raise ValidationError(f"subset(models=...) needs distinct known model names; "
+                                      f"unknown: {unknown}, asked: {models}; known: "
+                                      f"{list(self.model_names)}")
+            cols = [self.model_names.index(m) for m in models]
+        rows = list(range(len(self.prompt_ids)))
+        if prompts is not None:
+            mask = np.asarray(prompts)
+            if mask.dtype == bool:
+                if mask.shape != (len(self.prompt_ids),):
+                    raise ValidationError(f"a boolean prompt mask needs length "
+                                          f"{len(self.prompt_ids)}, got shape {mask.shape}")
+                rows = np.flatnonzero(mask).tolist()
+            else:
+                ids = [str(p) for p in prompts]
+                where = {p: j for j, p in enumerate(self.prompt_ids)}
+                unknown = [p for p in ids if p not in where]
+                if unknown:
+                    raise ValidationError(f"subset(prompts=...): unknown prompt ids "
+                                          f"{unknown[:5]} ({len(unknown)} in all)")
+                rows = [where[p] for p in ids]
+            if not rows or len(set(rows)) != len(rows):
+                raise ValidationError("subset(prompts=...) needs at least one prompt, each once")
+        r, c = np.asarray(rows, dtype=int), np.asarray(cols, dtype=int)
+        note = (f"subset: {len(rows)} of {len(self.prompt_ids)} prompts, models "
+                f"{[self.model_names[i] for i in cols]}")
+        return PredictedScores(
+            self.predicted[np.ix_(r, c)], self.true[np.ix_(r, c)], self.baseline[np.ix_(r, c)],
+            tuple(self.model_names[i] for i in cols), tuple(self.prompt_ids[j] for j in rows),
+            self.method, self.evaluation, self.fit_time_s, self.notes + (note,))
+
     def to_workload(self, arrival_rate_rps: float, label: str = "") -> Workload:
         """The optimizer's input: predicted scores to route on, true scores for reporting."""
         return Workload(self.predicted, arrival_rate_rps, self.model_names,

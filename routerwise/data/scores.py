@@ -42,6 +42,7 @@ import pandas as pd
 
 from .registry import fetch, provenance
 from ..errors import DataError, ValidationError
+from ..problem import Workload
 
 __all__ = ["ROUTEPROFILE_KEYS", "LLMROUTER_KEYS", "ROUTEPROFILE_ARTIFACT_TASKS", "QualityMatrix",
            "load_routeprofile", "load_llmrouter", "SCORE_TABLE_COLUMNS", "load_score_table"]
@@ -185,6 +186,26 @@ class QualityMatrix:
             raise ValidationError(f"row positions must lie in [0, {self.num_prompts}), got "
                                   f"{r.min()}..{r.max()}")
         return self._rows(r.tolist(), f"subset of {r.size} of {self.num_prompts} prompts")
+
+    def to_workload(self, arrival_rate_rps: float, models: Iterable[str] | None = None, *,
+                    true_scores: QualityMatrix | None = None, label: str = "") -> Workload:
+        """A :class:`routerwise.problem.Workload` routing on these scores at
+        ``arrival_rate_rps`` (req/s), over ``models`` in that order (default: all).
+
+        ``true_scores``: realized scores of the same prompts (e.g. measured, when these are
+        predicted), reported beside the routed ones; same prompts in the same order."""
+        qm = self if models is None else self.select_models(models)
+        truth = None
+        if true_scores is not None:
+            if not isinstance(true_scores, QualityMatrix):
+                raise ValidationError(f"true_scores must be a QualityMatrix, got "
+                                      f"{type(true_scores).__name__}")
+            if true_scores.prompt_ids != qm.prompt_ids:
+                raise ValidationError("true_scores must score the same prompts in the same order")
+            truth = true_scores.select_models(qm.model_names).scores
+        return Workload(qm.scores, arrival_rate_rps, qm.model_names, true_scores=truth,
+                        prompt_ids=qm.prompt_ids,
+                        label=label or f"scores from {', '.join(qm.source)}")
 
     def to_frame(self) -> pd.DataFrame:
         """Tidy table, one row per (prompt, model): prompt_id, task, model, score, and
@@ -431,10 +452,21 @@ def _is_parquet(path: Path) -> bool:
     return path.suffix.lower() in (".parquet", ".pq")
 
 
-def _row(path: Path, label) -> str:
+def _row(path: Path | None, label) -> str:
     """Where row ``label`` (of the table as read) is: a CSV line (the header is line 1), or a
-    Parquet row (1-based)."""
-    return f"row {int(label) + 1}" if _is_parquet(path) else f"line {int(label) + 2}"
+    Parquet or DataFrame (``path`` None) row (1-based)."""
+    if path is None or _is_parquet(path):
+        return f"row {int(label) + 1}"
+    return f"line {int(label) + 2}"
+
+
+def _check_ids(df: pd.DataFrame, path: Path | None, where: str) -> None:
+    for col in ("prompt_id", "model"):
+        if col in df.columns:
+            blank = df[col].isna() | (df[col].astype(str).str.strip() == "")
+            if blank.any():
+                raise DataError(f"{where}: {col} is empty in {int(blank.sum())} row(s), first at "
+                                f"{_row(path, blank.idxmax())}; every row needs a {col}")
 
 
 def _read_table_file(path: Path) -> pd.DataFrame:
@@ -453,51 +485,54 @@ def _read_table_file(path: Path) -> pd.DataFrame:
                         f"(pip install pyarrow), or save the table as CSV ({e})") from e
     except (ValueError, OSError, pd.errors.ParserError) as e:
         raise DataError(f"{path}: not a readable {path.suffix or 'CSV'} table ({e})") from e
-    for col in ("prompt_id", "model"):
-        if col in df.columns:
-            blank = df[col].isna() | (df[col].astype(str).str.strip() == "")
-            if blank.any():
-                raise DataError(f"{path}: {col} is empty in {int(blank.sum())} row(s), first at "
-                                f"{_row(path, blank.idxmax())}; every row needs a {col}")
+    _check_ids(df, path, str(path))
     return df
 
 
-def load_score_table(path: str | Path, models: Sequence[str] | None = None, *,
+def load_score_table(path: str | Path | pd.DataFrame, models: Sequence[str] | None = None, *,
                      params_b: dict[str, float] | None = None) -> QualityMatrix:
-    """Your own scores: a long CSV/Parquet table into a :class:`QualityMatrix`.
+    """Your own scores: a long CSV/Parquet table (or a pandas DataFrame of the same layout)
+    into a :class:`QualityMatrix`.
 
     One row per (prompt, model) with columns ``prompt_id``, ``model``, ``score`` (in [0, 1]),
     and optionally ``prompt_tokens``, ``output_tokens`` (or ``completion_tokens``), ``task``
     and ``prompt`` (text; used by the score predictor). Every prompt needs a score from every
     model. ``models`` picks and orders the models (default: in order of first appearance);
-    naming a model the table lacks is an error.
+    naming a model the table lacks is an error. Other columns (e.g. ``split``) are not read:
+    the matrix's ``notes`` name them (filter the rows first to use one, e.g.
+    ``load_score_table(df[df["split"] == "test"])``). Errors name a DataFrame's rows 1-based.
     """
-    path = Path(path)
-    df = _read_table_file(path)
+    if isinstance(path, pd.DataFrame):
+        df, where, path = path.reset_index(drop=True), "score table (DataFrame)", None
+        _check_ids(df, None, where)
+    else:
+        path = Path(path)
+        df, where = _read_table_file(path), None
+    where = where or str(path)
     missing_cols = [c for c in SCORE_TABLE_COLUMNS if c not in df.columns]
     if missing_cols:
         # the header is not echoed: a wrong path may name a file of secrets (KEY=value)
-        raise DataError(f"{path}: missing column(s) {missing_cols}; a score table has "
+        raise DataError(f"{where}: missing column(s) {missing_cols}; a score table has "
                         f"{list(SCORE_TABLE_COLUMNS)} and optionally prompt_tokens, "
                         f"output_tokens, task, prompt. The file has {len(df.columns)} "
                         f"column(s), without these: check the path and that the file is a "
                         f"CSV/Parquet table with a header row")
     if df.empty:
-        raise DataError(f"{path}: the score table has no rows")
+        raise DataError(f"{where}: the score table has no rows")
     df = df.assign(prompt_id=df["prompt_id"].astype(str), model=df["model"].astype(str))
     score = pd.to_numeric(df["score"], errors="coerce")
     bad = score.isna() | ~np.isfinite(score)
     if bad.any():
         r = df[bad].iloc[0]
-        raise DataError(f"{path}: score is missing or not a number in {int(bad.sum())} row(s), "
-                        f"first at line {int(bad.to_numpy().argmax()) + 2} (prompt "
+        raise DataError(f"{where}: score is missing or not a number in {int(bad.sum())} row(s), "
+                        f"first at {_row(path, int(bad.to_numpy().argmax()))} (prompt "
                         f"{r['prompt_id']!r}, model {r['model']!r}); give every pair a score "
                         f"in [0, 1]")
     df = df.assign(score=score)
     dup = df.duplicated(["prompt_id", "model"], keep=False)
     if dup.any():
         r = df[dup].iloc[0]
-        raise DataError(f"{path}: {int(dup.sum())} rows repeat a (prompt_id, model) pair, e.g. "
+        raise DataError(f"{where}: {int(dup.sum())} rows repeat a (prompt_id, model) pair, e.g. "
                         f"({r['prompt_id']!r}, {r['model']!r}); keep one score per pair "
                         f"(average repeats first if that is what you mean)")
     present = list(dict.fromkeys(df["model"]))
@@ -510,7 +545,7 @@ def load_score_table(path: str | Path, models: Sequence[str] | None = None, *,
             raise ValidationError(f"models lists {repeated} more than once; name each model once")
         unknown = [m for m in names if m not in present]
         if unknown:
-            raise DataError(f"{path}: no scores for model(s) {unknown}; the table has "
+            raise DataError(f"{where}: no scores for model(s) {unknown}; the table has "
                             f"{present}")
         df = df[df["model"].isin(names)]
     wide = df.pivot(index="prompt_id", columns="model", values="score")
@@ -520,7 +555,7 @@ def load_score_table(path: str | Path, models: Sequence[str] | None = None, *,
     if holes.to_numpy().any():
         pairs = [(p, m) for p, m in zip(*np.nonzero(holes.to_numpy()))][:5]
         example = [(prompt_order[p], names[m]) for p, m in pairs]
-        raise DataError(f"{path}: {int(holes.to_numpy().sum())} (prompt, model) pair(s) have no "
+        raise DataError(f"{where}: {int(holes.to_numpy().sum())} (prompt, model) pair(s) have no "
                         f"row, e.g. {example}; every prompt needs a score from every model "
                         f"(drop incomplete prompts first)")
     first = df.drop_duplicates("prompt_id").set_index("prompt_id").reindex(prompt_order)
@@ -535,7 +570,7 @@ def load_score_table(path: str | Path, models: Sequence[str] | None = None, *,
             at = bad.idxmax()
             v = df.at[at, col]
             v = v.item() if isinstance(v, np.generic) else v
-            raise DataError(f"{path}: {col} must be a whole number from 0 to {_INT64_MAX} "
+            raise DataError(f"{where}: {col} must be a whole number from 0 to {_INT64_MAX} "
                             f"(a token count) in every row; {_row(path, at)} (prompt "
                             f"{df.at[at, 'prompt_id']!r}, model {df.at[at, 'model']!r}) has "
                             f"{v!r}" + (f", and {int(bad.sum()) - 1} more row(s)"
@@ -546,13 +581,14 @@ def load_score_table(path: str | Path, models: Sequence[str] | None = None, *,
         tokens[field] = t.to_numpy(dtype=np.int64)
     unused = [c for c in df.columns if c not in _KNOWN_COLUMNS]
     return QualityMatrix(
-        source=(str(path),), model_names=tuple(names), prompt_ids=tuple(prompt_order),
+        source=(where,), model_names=tuple(names), prompt_ids=tuple(prompt_order),
         tasks=tuple(first["task"].astype(str)) if "task" in first else ("",) * len(prompt_order),
         prompts=tuple(first["prompt"].astype(str)) if "prompt" in first
         else tuple(prompt_order),
         scores=wide.to_numpy(dtype=float), prompt_tokens=tokens.get("prompt_tokens"),
         completion_tokens=tokens.get("completion_tokens"), params_b=params_b,
-        notes=(f"scores read from {path.name} (user-provided; {len(prompt_order)} prompts x "
+        notes=(f"scores read from {where if path is None else path.name} (user-provided; "
+               f"{len(prompt_order)} prompts x "
                f"{len(names)} models)",)
         + ((f"columns not used: {unused} (a score table reads {list(_KNOWN_COLUMNS)})",)
            if unused else ()))

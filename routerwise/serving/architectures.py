@@ -34,7 +34,9 @@ _HF = "https://huggingface.co/{}/blob/main/config.json"
 
 
 # Fields that most architectures leave at their default; repr() omits them there (see __repr__).
-_OPTIONAL_FIELDS = ("embed_proj_dim", "learned_positions")
+_OPTIONAL_FIELDS = ("embed_proj_dim", "learned_positions", "shared_experts", "dense_layers",
+                    "dense_intermediate_size", "kv_lora_rank", "q_lora_rank",
+                    "qk_rope_head_dim", "v_head_dim")
 
 
 @dataclass(frozen=True, repr=False)
@@ -66,6 +68,13 @@ class Architecture:
     max_position_embeddings: int = 4096
     embed_proj_dim: int = 0
     learned_positions: int = 0
+    shared_experts: int = 0
+    dense_layers: int = 0
+    dense_intermediate_size: int = 0
+    kv_lora_rank: int = 0
+    q_lora_rank: int = 0
+    qk_rope_head_dim: int = 0
+    v_head_dim: int = 0
 
     def __repr__(self) -> str:
         # cache keys hash this text (routerwise.serving.curve_grid): optional fields at their
@@ -94,16 +103,35 @@ class Architecture:
         if self.experts_per_token > self.num_experts:
             raise ValidationError(f"architecture {self.name!r}: experts_per_token exceeds "
                                   f"num_experts")
+        if self.dense_layers > self.num_layers:
+            raise ValidationError(f"architecture {self.name!r}: dense_layers "
+                                  f"{self.dense_layers} exceeds num_layers {self.num_layers}")
+        if self.kv_lora_rank and not (self.qk_rope_head_dim and self.v_head_dim):
+            raise ValidationError(f"architecture {self.name!r}: latent attention (kv_lora_rank "
+                                  f"> 0) needs qk_rope_head_dim and v_head_dim")
         if not self.params_b > 0:
             raise ValidationError(f"architecture {self.name!r}: give the published parameter "
                                   f"count params_b (billions)")
 
     # --- per-layer pieces (full model, unsharded) -------------------------------------------
     @property
+    def is_mla(self) -> bool:
+        """Multi-head latent attention (a compressed KV latent shared by all heads)."""
+        return self.kv_lora_rank > 0
+
+    @property
     def attn_params_per_layer(self) -> int:
-        """Q, K, V and output projections."""
-        q = self.hidden_size * self.num_heads * self.head_dim
-        kv = 2 * self.hidden_size * self.num_kv_heads * self.head_dim
+        """Q, K, V and output projections (latent attention: its down/up projections)."""
+        h, nh = self.hidden_size, self.num_heads
+        if self.is_mla:
+            nope = self.head_dim - self.qk_rope_head_dim
+            q = (h * self.q_lora_rank + self.q_lora_rank * nh * self.head_dim
+                 if self.q_lora_rank else h * nh * self.head_dim)
+            kv = (h * (self.kv_lora_rank + self.qk_rope_head_dim)
+                  + self.kv_lora_rank * nh * (nope + self.v_head_dim))
+            return q + kv + nh * self.v_head_dim * h
+        q = h * nh * self.head_dim
+        kv = 2 * h * self.num_kv_heads * self.head_dim
         return 2 * q + kv
 
     @property
@@ -112,9 +140,28 @@ class Architecture:
         return (3 if self.gated_mlp else 2) * self.hidden_size * self.intermediate_size
 
     @property
+    def moe_layers(self) -> int:
+        """Layers whose MLP is the (routed + shared) experts."""
+        return self.num_layers - self.dense_layers
+
+    @property
+    def dense_mlp_params(self) -> int:
+        """The MLP of one dense layer of a MoE model (``dense_layers``)."""
+        width = self.dense_intermediate_size or self.intermediate_size
+        return (3 if self.gated_mlp else 2) * self.hidden_size * width
+
+    @property
     def mlp_params_per_layer(self) -> int:
+        """MLP parameters of one expert layer (routed and shared experts, router)."""
         router = self.hidden_size * self.num_experts if self.num_experts > 1 else 0
-        return self.num_experts * self.expert_params + router
+        return (self.num_experts + self.shared_experts) * self.expert_params + router
+
+    @property
+    def always_active_mlp_params(self) -> float:
+        """Per layer, averaged over layers: MLP weights every token uses whatever the router
+        picks (shared experts, dense layers' MLPs); 0 for a plain dense or MoE model."""
+        return (self.moe_layers * self.shared_experts * self.expert_params
+                + self.dense_layers * self.dense_mlp_params) / self.num_layers
 
     @property
     def layer_params(self) -> int:
@@ -145,20 +192,35 @@ class Architecture:
     def param_count(self) -> int:
         """Parameters derived from the config (biases ignored)."""
         head = 0 if self.tied_embeddings else self.lm_head_params
+        dense = self.dense_layers * (self.attn_params_per_layer + self.dense_mlp_params
+                                     + 2 * self.hidden_size)
         return (self.embedding_params + head + self.embed_proj_params
-                + self.num_layers * self.layer_params + self.hidden_size)
+                + self.moe_layers * self.layer_params + dense + self.hidden_size)
 
     def active_params(self) -> int:
-        """Parameters touched per token (MoE: ``experts_per_token`` experts), LM head included."""
-        per_layer = (self.attn_params_per_layer + self.experts_per_token * self.expert_params
+        """Parameters touched per token (MoE: ``experts_per_token`` routed experts plus the
+        shared ones; dense layers' MLPs), LM head included."""
+        per_layer = (self.attn_params_per_layer
+                     + (self.experts_per_token + self.shared_experts) * self.expert_params
                      + 2 * self.hidden_size)
-        return self.num_layers * per_layer + self.lm_head_params + self.embed_proj_params
+        dense = self.dense_layers * (self.attn_params_per_layer + self.dense_mlp_params
+                                     + 2 * self.hidden_size)
+        return (self.moe_layers * per_layer + dense + self.lm_head_params
+                + self.embed_proj_params)
 
     def weight_bytes(self, dtype_bytes: int = 2) -> int:
         return self.param_count() * dtype_bytes
 
     def kv_bytes_per_token(self, dtype_bytes: int = 2) -> int:
+        """KV cache per token, whole model (latent attention: the latent and the rope key)."""
+        if self.is_mla:
+            return self.num_layers * (self.kv_lora_rank + self.qk_rope_head_dim) * dtype_bytes
         return 2 * self.num_layers * self.num_kv_heads * self.head_dim * dtype_bytes
+
+    def kv_shards(self, tp: int) -> int:
+        """Ranks the KV cache is split over at tensor parallelism ``tp``: latent attention's
+        cache has no head dimension to split, so every rank holds all of it."""
+        return 1 if self.is_mla else tp
 
     def flops_per_token(self, context: float = 0.0) -> float:
         attn = 4.0 * self.num_layers * self.num_heads * self.head_dim * float(context)
@@ -282,7 +344,8 @@ def register(arch: Architecture, *, replace_existing: bool = False) -> Architect
 
 # Hugging Face model types whose MLP is gated (SwiGLU/GeGLU: gate, up and down projections).
 _GATED_TYPES = {"llama", "mistral", "mixtral", "qwen2", "qwen2_moe", "qwen3", "qwen3_moe",
-                "gemma", "gemma2", "gemma3_text", "granite", "olmo2", "phi3", "deepseek_v2"}
+                "gemma", "gemma2", "gemma3_text", "granite", "olmo2", "phi3", "deepseek_v2",
+                "deepseek_v3", "llama4", "llama4_text", "gpt_oss"}
 _UNGATED_TYPES = {"gpt2", "gpt_neox", "bloom", "phi", "falcon", "opt", "gptj", "starcoder2"}
 
 
@@ -357,9 +420,18 @@ def from_hf_config(path: str | Path, *, name: str | None = None, params_b: float
         raise DataError(f"{path}: hidden_size {hidden} is not a multiple of num_attention_heads "
                         f"{heads} and the config gives no head_dim")
     head_dim = count(("head_dim",), default=hidden // heads)
-    experts = max(1, count(("num_local_experts", "num_experts"), default=1, minimum=0))
+    experts = max(1, count(("num_local_experts", "num_experts", "n_routed_experts"), default=1,
+                           minimum=0))
     inter = (count(("moe_intermediate_size",)) if experts > 1 and cfg.get(
         "moe_intermediate_size") is not None else count(_HF_KEYS["intermediate_size"]))
+    moe = _moe_layout(cfg, mtype, experts, count, notes) if experts > 1 else {}
+    if cfg.get("kv_lora_rank") is not None:  # multi-head latent attention (DeepSeek V2/V3)
+        rope = count(("qk_rope_head_dim",))
+        moe.update(kv_lora_rank=count(("kv_lora_rank",)), qk_rope_head_dim=rope,
+                   q_lora_rank=count(("q_lora_rank",), default=0, minimum=0),
+                   v_head_dim=count(("v_head_dim",)))
+        head_dim = count(("qk_nope_head_dim",)) + rope
+    _note_unmodelled(cfg, notes)
     tied = cfg.get("tie_word_embeddings")
     if tied is None:
         tied = True
@@ -382,14 +454,59 @@ def from_hf_config(path: str | Path, *, name: str | None = None, params_b: float
         num_heads=heads, num_kv_heads=kv_heads, head_dim=head_dim, intermediate_size=inter,
         vocab_size=count(_HF_KEYS["vocab_size"]), gated_mlp=bool(gated_mlp),
         num_experts=experts,
-        experts_per_token=max(1, count(("num_experts_per_tok",), default=1, minimum=0)),
+        experts_per_token=max(1, count(("num_experts_per_tok", "experts_per_token"), default=1,
+                                       minimum=0)),
         params_b=float(params_b) if params_b is not None else 1.0, source=str(path),
         tied_embeddings=tied, max_position_embeddings=max_pos, embed_proj_dim=proj,
-        learned_positions=positions)
+        learned_positions=positions, **moe)
     if params_b is None:
         arch = replace(arch, params_b=arch.param_count() / 1e9)
         notes.insert(0, "params_b derived from the config (no published count given)")
     return replace(arch, notes="; ".join(notes))
+
+
+def _moe_layout(cfg: dict, mtype: str, experts: int, count, notes: list) -> dict:
+    """Shared experts and dense (expert-free) layers of a MoE config, as Architecture fields."""
+    layers = count(_HF_KEYS["num_layers"])
+    if mtype.startswith("llama4"):
+        # Llama 4: every MoE layer also runs one shared expert of the routed experts' width;
+        # the other layers hold a dense MLP of width intermediate_size_mlp
+        moe_layers = cfg.get("moe_layers")
+        if not isinstance(moe_layers, list):
+            step = count(("interleave_moe_layer_step",), default=1)
+            moe_layers = list(range(step - 1, layers, step))
+        return {"shared_experts": 1, "dense_layers": layers - len(moe_layers),
+                "dense_intermediate_size": count(("intermediate_size_mlp",),
+                                                 default=count(("intermediate_size",)))}
+    if cfg.get("n_shared_experts") is not None or cfg.get("first_k_dense_replace") is not None:
+        # DeepSeek V2/V3: layers from first_k_dense_replace on (every moe_layer_freq-th) are
+        # MoE with n_shared_experts shared experts; the rest are dense of intermediate_size
+        first = count(("first_k_dense_replace",), default=0, minimum=0)
+        freq = count(("moe_layer_freq",), default=1)
+        moe_layers = sum(1 for i in range(first, layers) if i % freq == 0)
+        return {"shared_experts": count(("n_shared_experts",), default=0, minimum=0),
+                "dense_layers": layers - moe_layers,
+                "dense_intermediate_size": count(_HF_KEYS["intermediate_size"])}
+    if cfg.get("shared_expert_intermediate_size"):
+        notes.append("shared_expert_intermediate_size: the shared expert is not modelled")
+    return {}
+
+
+def _note_unmodelled(cfg: dict, notes: list) -> None:
+    """Config features the step-cost and memory models leave out, said in ``notes``."""
+    kinds = cfg.get("layer_types")
+    if isinstance(kinds, list) and "sliding_attention" in kinds:
+        notes.append(f"sliding-window attention ({cfg.get('sliding_window')} tokens) on "
+                     f"{kinds.count('sliding_attention')} of {len(kinds)} layers is not "
+                     f"modelled: KV cache and attention are counted on every layer "
+                     f"(conservative)")
+    if isinstance(cfg.get("quantization_config"), dict):
+        method = cfg["quantization_config"].get("quant_method", "a quantization_config")
+        notes.append(f"checkpoint quantized ({method}); weights are counted in bf16, as "
+                     f"served unquantized")
+    if cfg.get("num_nextn_predict_layers"):
+        notes.append(f"{cfg['num_nextn_predict_layers']} multi-token-prediction layer(s) not "
+                     f"counted (unused when serving without speculative decoding)")
 
 
 def get(name: str) -> Architecture:

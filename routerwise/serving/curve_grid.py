@@ -70,7 +70,7 @@ from .memory import MemoryAssumptions, fits, shard_memory_gb
 from ..data.latency_table import METRIC_COLUMNS, normalize
 from .engine import (DEFAULT_PROFILE, get_profile, profile_step_params, setup_for,
                      simulate_engine)
-from .hardware import GPUS, gpu_spec
+from .hardware import GPUS, GPUSpec, gpu_spec, is_catalogued
 from .simulator import poisson_requests
 from .stepcost import (FAMILIES, StepCostParams, StepTimes, fit, fit_provenance,
                        measured_step_times, replica_step_times)
@@ -159,10 +159,13 @@ class _Curve:
         return f"{safe_name(self.model)}__tp{self.tp}__r{self.tenths:02d}.csv"
 
 
-def _grid_hash(archs, gpu, tps, tenths, lengths, opts, params, share, measured) -> str:
+def _grid_hash(archs, spec, tps, tenths, lengths, opts, params, share, measured) -> str:
     models = list(archs)
+    # a user-described GPU's figures enter the key (a catalogued one's keys stay as they were)
+    described = {} if is_catalogued(spec) else {"gpu_spec": repr(spec)}
     blob = json.dumps({
-        "version": GRID_VERSION, "models": models, "gpu": gpu, "tp": list(tps),
+        **described,
+        "version": GRID_VERSION, "models": models, "gpu": spec.name, "tp": list(tps),
         # the architectures themselves: a user's model may reuse a registered name
         "architectures": {m: repr(archs[m]) for m in models},
         "tenths": list(tenths), "lengths": {m: lengths[m].digest() for m in models},
@@ -191,7 +194,8 @@ def _capacity_guess_rps(step: StepTimes, lengths: LengthSample, kv_cap: int,
     return 1e3 / (per_token_ms * max(o - 1, 0) + pre_ms)
 
 
-def grid_setup(step: StepTimes, model: str | architectures.Architecture, gpu: str, tp: int,
+def grid_setup(step: StepTimes, model: str | architectures.Architecture, gpu: str | GPUSpec,
+               tp: int,
                compute_share: float,
                opts: GridOptions):
     """The engine of one grid curve (:class:`routerwise.serving.engine.EngineSetup`).
@@ -263,7 +267,7 @@ def _build_curve(task) -> pd.DataFrame:
     df = pd.DataFrame(rows)
     df.insert(0, "compute_share", curve.tenths / 10)
     df.insert(0, "tp", curve.tp)
-    df.insert(0, "gpu", gpu)
+    df.insert(0, "gpu", gpu_spec(gpu).name)
     df.insert(0, "model", curve.model)
     df["source"] = "simulated"
     df["provenance"] = (f"{provenance}; {cfg.label()}; saturation load {lam:.4g} req/s")
@@ -320,7 +324,7 @@ def _monotone(df: pd.DataFrame) -> pd.DataFrame:
     return df
 
 
-def plan_curves(models: Sequence, gpu: str, tp_degrees, compute_tenths,
+def plan_curves(models: Sequence, gpu: str | GPUSpec, tp_degrees, compute_tenths,
                 memory: MemoryAssumptions = DEFAULT_MEMORY):
     """The curves to build and the skipped (model, tp) with the reason (models: names or
     :class:`~routerwise.serving.architectures.Architecture` objects)."""
@@ -332,13 +336,13 @@ def plan_curves(models: Sequence, gpu: str, tp_degrees, compute_tenths,
             if not fits(arch, tp, spec, memory):
                 skipped.append({"model": m, "tp": tp, "reason": (
                     f"shard needs {shard_memory_gb(arch, tp, memory):.1f} GB > "
-                    f"{spec.memory_gb:.1f} GB of one {gpu} ({memory.label()})")})
+                    f"{spec.memory_gb:.1f} GB of one {spec.name} ({memory.label()})")})
                 continue
             curves += [_Curve(m, tp, int(r)) for r in sorted(set(compute_tenths))]
     return curves, skipped
 
 
-def check_gpu_data(gpu: str, params: StepCostParams | None = None,
+def check_gpu_data(gpu: str | GPUSpec, params: StepCostParams | None = None,
                    engine: str = "vllm") -> None:
     """Raise a ValidationError naming what to add when ``gpu`` cannot be simulated: a type not
     in the GPU catalogue (``routerwise.serving.hardware.GPUS``), or one whose family has no
@@ -350,7 +354,7 @@ def check_gpu_data(gpu: str, params: StepCostParams | None = None,
     if spec.family not in fams:
         ok = sorted(n for n, g in GPUS.items() if g.family in fams)
         raise ValidationError(
-            f"GPU type {gpu!r} (family {spec.family!r}) has no step-cost data: the fitted step "
+            f"GPU type {spec.name!r} (family {spec.family!r}) has no step-cost data: the fitted step "
             f"costs cover the families {sorted(fams)}. Add measured step times of a "
             f"{spec.family} GPU to the step-cost fit (routerwise.serving.stepcost: its "
             f"measurement sources and FAMILIES), or pass measured_steps=... (a step table, "
@@ -368,7 +372,7 @@ def build_profile_tables(models: Sequence = DEFAULT_MODELS, gpus: Sequence[str] 
     (:func:`check_gpu_data`) before anything is simulated.
     ``routerwise.data.latency_table.to_profiles_by_gpu`` turns it into curves naming their type."""
     gpus = tuple(gpus)
-    if not gpus or len(set(gpus)) != len(gpus):
+    if not gpus or len({gpu_spec(g).name for g in gpus}) != len(gpus):
         raise ValidationError(f"build_profile_tables needs distinct GPU type names, got {gpus}")
     if kw.get("measured_steps") is None:
         params = kw.get("params")
@@ -378,13 +382,13 @@ def build_profile_tables(models: Sequence = DEFAULT_MODELS, gpus: Sequence[str] 
             check_gpu_data(g, params, engine)
     parts = [build_profile_table(models, g, tp_degrees, compute_tenths, lengths, **kw)
              for g in gpus]
-    skipped = [dict(d, gpu=g) for g, t in zip(gpus, parts) for d in t.attrs.get("skipped", [])]
+    skipped = [dict(d, gpu=gpu_spec(g).name) for g, t in zip(gpus, parts) for d in t.attrs.get("skipped", [])]
     out = normalize(pd.concat(parts, ignore_index=True))
     out.attrs["skipped"] = skipped
     return out
 
 
-def build_profile_table(models: Sequence = DEFAULT_MODELS, gpu: str = "A100-80GB",
+def build_profile_table(models: Sequence = DEFAULT_MODELS, gpu: str | GPUSpec = "A100-80GB",
                         tp_degrees=(1, 2, 4), compute_tenths=tuple(range(1, 11)),
                         lengths: Mapping[str, LengthSample] | LengthSample | None = None, *,
                         options: GridOptions = GridOptions(),
@@ -402,8 +406,10 @@ def build_profile_table(models: Sequence = DEFAULT_MODELS, gpu: str = "A100-80GB
     ``df.attrs["skipped"]`` lists setups left out because the shard does not fit a GPU.
 
     ``models`` are registered names or :class:`~routerwise.serving.architectures.Architecture`
-    objects (your own models: the table names each by ``arch.name``). Workers receive the
-    objects, so architectures made at run time work with any process start method.
+    objects (your own models: the table names each by ``arch.name``); ``gpu`` a catalogued
+    name or a :class:`~routerwise.serving.hardware.GPUSpec` (e.g. ``described_gpu``). Workers
+    receive the objects, so architectures and GPUs made at run time work with any process
+    start method.
 
     ``executor`` (any :class:`concurrent.futures.Executor`, e.g. a Dask client's
     ``get_executor()``; the caller owns it) simulates the pending curves; without one,
@@ -426,15 +432,16 @@ def build_profile_table(models: Sequence = DEFAULT_MODELS, gpu: str = "A100-80GB
     if missing:
         raise ValidationError(f"no length sample for models {missing}")
     params = params if params is not None else fit()
+    spec = gpu_spec(gpu)
     if measured_steps is None:
-        check_gpu_data(gpu, params, options.engine)
+        check_gpu_data(spec, params, options.engine)
     tps = tuple(sorted(set(int(t) for t in tp_degrees)))
-    key = _grid_hash(archs, gpu, tps, tenths, lengths, options, params, share_model,
+    key = _grid_hash(archs, spec, tps, tenths, lengths, options, params, share_model,
                      measured_steps)
     cache = cache_dir or settings.cache_dir()
     root = cache / "profiles" / key
     table_path, manifest_path = root / "table.csv", root / "manifest.json"
-    curves, skipped = plan_curves(tuple(archs.values()), gpu, tps, tenths, options.memory)
+    curves, skipped = plan_curves(tuple(archs.values()), spec, tps, tenths, options.memory)
     cached = _cached(root, key)
     if cached is not None:
         return cached
@@ -448,7 +455,7 @@ def build_profile_table(models: Sequence = DEFAULT_MODELS, gpu: str = "A100-80GB
         tasks = []
         for c in pending:
             measured = _measured_rows(measured_steps, c)
-            tasks.append((c, gpu, lengths[c.model], options, pj, share_model, measured,
+            tasks.append((c, spec, lengths[c.model], options, pj, share_model, measured,
                           _provenance(c, lengths[c.model], options, params, share_model,
                                       measured),
                           chunks / c.chunk_name, archs[c.model]))
@@ -464,7 +471,7 @@ def build_profile_table(models: Sequence = DEFAULT_MODELS, gpu: str = "A100-80GB
         def save() -> None:
             atomic_write_with(table_path, lambda tmp: df.to_csv(tmp, index=False))
             write_json(manifest_path, {
-                "version": GRID_VERSION, "key": key, "models": list(models), "gpu": gpu,
+                "version": GRID_VERSION, "key": key, "models": list(models), "gpu": spec.name,
                 "tp_degrees": list(tps), "compute_tenths": list(tenths), "curves": len(curves),
                 "skipped": skipped, "step_cost": params.label(),
                 "step_cost_inputs": fit_provenance().splitlines(), "options": repr(options),

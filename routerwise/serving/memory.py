@@ -4,7 +4,8 @@ The memory MODEL, in one place (all numbers modelled, decimal GB = 1e9 bytes):
 
 * weights: bf16, ``Architecture.weight_bytes(2) / tp`` per shard (embeddings and LM head
   sharded too, as vLLM does);
-* KV-cache reserve: ``kv_reserve_tokens`` tokens per replica, split evenly over the tp shards.
+* KV-cache reserve: ``kv_reserve_tokens`` tokens per replica, split evenly over the tp shards
+  (latent attention's cache is held whole by every shard: ``Architecture.kv_shards``).
   65,536 tokens hold about 64 concurrent requests of 1,024 tokens (prompt + output), above
   the concurrency the RouteProfile length mix reaches at the knee of a replica's latency
   curve;
@@ -66,7 +67,7 @@ def weights_gb_per_shard(arch: Architecture, tp: int, mem: MemoryAssumptions = D
 
 def shard_memory_gb(arch: Architecture, tp: int, mem: MemoryAssumptions = DEFAULT) -> float:
     """m_i(tp): GB one shard needs = weights/tp + KV reserve/tp + per-GPU overhead."""
-    kv = mem.kv_reserve_tokens * arch.kv_bytes_per_token(mem.dtype_bytes) / tp / GB
+    kv = mem.kv_reserve_tokens * arch.kv_bytes_per_token(mem.dtype_bytes) / arch.kv_shards(tp) / GB
     return weights_gb_per_shard(arch, tp, mem) + kv + mem.per_gpu_overhead_gb
 
 
@@ -98,7 +99,7 @@ def kv_capacity_tokens(arch: Architecture, tp: int, gpu: str | GPUSpec, mem_shar
         - mem.per_gpu_overhead_gb
     if free_gb <= 0:
         return 0
-    return int(free_gb * GB * tp // arch.kv_bytes_per_token(mem.dtype_bytes))
+    return int(free_gb * GB * arch.kv_shards(tp) // arch.kv_bytes_per_token(mem.dtype_bytes))
 
 
 def _check_tp(tp: int) -> None:

@@ -90,7 +90,7 @@ from ..data.registry import REGISTRY as DATA_REGISTRY
 from ..data.registry import fetch, provenance, source
 from ..errors import DataError, ValidationError
 from ..io import cache_write, write_json
-from .hardware import gpu_spec
+from .hardware import GPUSpec, gpu_spec
 
 __all__ = ["MODEL_VERSION", "DTYPE_BYTES", "FAMILIES", "ENGINES", "E_A_PRIOR", "StepCostParams",
            "fit_allreduce", "Passes", "forward_ms", "IB_GPU", "SW_GPU", "VIDUR_GPU", "VIDUR_OPS",
@@ -240,14 +240,27 @@ class Passes:
 
 def _arch_columns(archs: list) -> dict[str, np.ndarray]:
     cache = {}
+    # moe_f: share of layers holding experts; always: always-active MLP params per layer
+    # (shared experts, dense layers); act: MLP activation width per layer and token; mla: the
+    # latent KV width (0: per-head KV), mla_fl: the per-head width decode attends over with
+    # absorbed projections (QK over latent + rope, PV over the latent); dv: value head width.
+    # Plain dense and MoE models get moe_f 1, always 0, act k*I, mla 0, dv d, so their costs
+    # are unchanged by these columns.
     cols = {k: [] for k in ("L", "h", "hq", "hkv", "d", "I", "V", "E", "k", "attn", "expert",
-                            "gated")}
+                            "gated", "moe_f", "always", "act", "mla", "mla_fl", "dv")}
     for a in archs:
         if a.name not in cache:
+            dense_w = a.dense_intermediate_size or a.intermediate_size
+            act = ((a.moe_layers * (a.experts_per_token + a.shared_experts) * a.intermediate_size
+                    + a.dense_layers * dense_w) / a.num_layers)
             cache[a.name] = (a.num_layers, a.hidden_size, a.num_heads, a.num_kv_heads,
                              a.head_dim, a.intermediate_size, a.vocab_size, a.num_experts,
                              a.experts_per_token, a.attn_params_per_layer, a.expert_params,
-                             1.0 if a.gated_mlp else 0.0)
+                             1.0 if a.gated_mlp else 0.0, a.moe_layers / a.num_layers,
+                             a.always_active_mlp_params, act,
+                             a.kv_lora_rank + a.qk_rope_head_dim if a.is_mla else 0,
+                             2 * a.kv_lora_rank + a.qk_rope_head_dim if a.is_mla else 0,
+                             a.v_head_dim if a.is_mla else a.head_dim)
         for key, v in zip(cols, cache[a.name]):
             cols[key].append(v)
     return {k: np.asarray(v, dtype=float) for k, v in cols.items()}
@@ -274,18 +287,25 @@ def forward_ms(params: StepCostParams, p: Passes) -> np.ndarray:
 
     # projections + MLP (MoE: k experts per token, distinct experts touched by n tokens)
     touched = np.where(a["E"] > 1, a["E"] * (1.0 - (1.0 - a["k"] / a["E"]) ** n), 1.0)
-    p_act = a["attn"] + a["k"] * a["expert"]
-    w_bytes = by * (a["attn"] + touched * a["expert"])
+    p_act = a["attn"] + a["moe_f"] * a["k"] * a["expert"] + a["always"]
+    w_bytes = by * (a["attn"] + a["moe_f"] * touched * a["expert"] + a["always"])
     t_lin = _smax(2.0 * n * p_act / tp / (F * fp["e_c"]) * sc,
                   w_bytes / tp / (B * fp["e_b"]) * sm, q)
-    t_elem = by * n * (10.0 * a["h"] + 3.0 * a["k"] * a["I"] / tp) / (B * fp["e_b"]) * sm
+    t_elem = by * n * (10.0 * a["h"] + 3.0 * a["act"] / tp) / (B * fp["e_b"]) * sm
     per_layer = t_lin + t_elem + ep["t_layer_us"] * 1e-3
     full = ~p.layer_only
     if full.any():
         hkv = np.maximum(a["hkv"] / tp, 1.0)
-        t_pre = 2.0 * a["hq"] * a["d"] * sq / tp / (F * fp["e_a"]) * sc
-        t_dec = _smax(4.0 * a["hq"] * a["d"] * ctx / tp / (F * fp["e_c"]) * sc,
-                      4.0 * hkv * a["d"] * ctx / (B * fp["e_kv"]) * sm, q)
+        mla = a["mla"] > 0
+        # latent attention: prefill attends with the q/k width d and value width dv; decode
+        # attends over the latent (absorbed projections) that every rank holds whole
+        t_pre = np.where(mla, a["hq"] * (a["d"] + a["dv"]), 2.0 * a["hq"] * a["d"]) \
+            * sq / tp / (F * fp["e_a"]) * sc
+        dec_fl = np.where(mla, 2.0 * a["hq"] * a["mla_fl"],
+                          4.0 * a["hq"] * a["d"])
+        dec_by = np.where(mla, by * a["mla"], 4.0 * hkv * a["d"])
+        t_dec = _smax(dec_fl * ctx / tp / (F * fp["e_c"]) * sc,
+                      dec_by * ctx / (B * fp["e_kv"]) * sm, q)
         t_ar = np.zeros_like(n)
         for f, t, sel in st["ar_groups"]:
             if sel.size:
@@ -697,7 +717,7 @@ class StepTimes:
                    source="modelled")
 
 
-def replica_step_times(arch: Architecture | str, gpu: str, tp: int, compute_share: float = 1.0,
+def replica_step_times(arch: Architecture | str, gpu: str | GPUSpec, tp: int, compute_share: float = 1.0,
                        *, params: StepCostParams | None = None, engine: str = "vllm",
                        share_model: ComputeShareModel = DEFAULT_SHARE,
                        max_batched_tokens: int = 8192, max_seqs: int = 256) -> StepTimes:
@@ -740,7 +760,7 @@ def replica_step_times(arch: Architecture | str, gpu: str, tp: int, compute_shar
     c_ref = 1e6
     per_ctx = (one(1.0, ctx=c_ref, m=1.0) - base[1]) / c_ref
     pre[0], base[0] = 0.0, 0.0
-    label = (f"{arch.name} on {tp} x {gpu} at rho={compute_share:g}: {params.label()}; "
+    label = (f"{arch.name} on {tp} x {spec.name} at rho={compute_share:g}: {params.label()}; "
              f"engine {engine}; {share_model.label()}")
     return StepTimes(pre, max(per_sq, 0.0), max(per_seq, 0.0), base, max(per_ctx, 0.0),
                      label=label, source="fitted")
