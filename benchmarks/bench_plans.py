@@ -2,7 +2,7 @@
 
 For each panel the notebooks solve (``routerwise.paper.experiments.notebook_panels``: 3 and 4
 models, G = 4 and 8, the paper's loads, SLOs 400-800 ms mean TTFT) it prints today's exact plan
-(whole-mix curves, no headroom) and the consistent plan (``routerwise.consistency``: headroom,
+(whole-mix curves, no headroom) and the consistent plan (``routerwise.planning.consistency``: headroom,
 routed-mix re-profiling, replay check): score, predicted and replayed mean TTFT, replayed p99,
 SLO met, |predicted - replayed| / replayed, rounds and solve time. Then the speed figures of
 per-prompt routing (``benchmarks/bench_routing.py``) unless ``--no-speed``.
@@ -35,7 +35,7 @@ import time
 import numpy as np
 import pandas as pd
 
-from routerwise.consistency import (DEFAULT_CONFIDENCE, DEFAULT_HEADROOM_LADDER, DEFAULT_REPLAYS,
+from routerwise.planning.consistency import (DEFAULT_CONFIDENCE, DEFAULT_HEADROOM_LADDER, DEFAULT_REPLAYS,
                                     plan_consistently, replay_record)
 from routerwise.paper.experiments import check_plans, notebook_panels, panel_problem
 from routerwise.io import json_safe, write_json
@@ -117,7 +117,7 @@ FRESH_SEED = 1_000_000
 
 
 def _example_at(slo_ms: float):
-    from routerwise.problem_file import read_problem_file
+    from routerwise.planning.problem_file import read_problem_file
     repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     inputs = read_problem_file(os.path.join(repo, "data", "examples", "problem.toml"))
     return inputs.problem.with_slo(slo_ms), inputs.scores, inputs.architectures, None

@@ -24,7 +24,7 @@ import time
 from routerwise.errors import ValidationError
 from routerwise.io import write_json
 from routerwise.paper.synthetic import ladder_problem
-from routerwise.solve import solve
+from routerwise.planning.solve import solve
 
 SIZES = ((4, 4), (6, 8), (8, 16), (12, 24), (16, 32))
 

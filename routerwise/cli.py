@@ -1,7 +1,7 @@
 """Command line: ``routerwise reproduce | solve | cost | profiles``.
 
     routerwise reproduce [--out results] [--only NB ...] [-p NAME VALUE]   notebooks -> results
-    routerwise solve problem.toml [--json plan.json]  your problem file (routerwise.problem_file)
+    routerwise solve problem.toml [--json plan.json]  your problem file (routerwise.planning.problem_file)
     routerwise solve --models 3 --gpus 4 --rate 25 --slo 600
                      [--method auto|exact|decomposition|dual-price|milp]
                      [--headroom 0.8] [--consistent] [--json PATH]
@@ -110,10 +110,10 @@ def _check_json_path(path: str) -> None:
 
 
 def _solve(args) -> int:
-    from .consistency import slo_check_text
+    from .planning.consistency import slo_check_text
     from .io import json_safe
     from .optimize.headroom import with_headroom
-    from .solve import solve
+    from .planning.solve import solve
     if args.json:
         _check_json_path(args.json)
     if args.replays < 1:
@@ -124,7 +124,7 @@ def _solve(args) -> int:
     check = {"replays": args.replays, "confidence": args.confidence}
     qm = archs = p99 = None
     if args.problem:
-        from .problem_file import read_problem_file
+        from .planning.problem_file import read_problem_file
         inputs = read_problem_file(args.problem, progress=True)
         p, qm, archs = inputs.problem, inputs.scores, inputs.architectures
     else:
@@ -140,7 +140,7 @@ def _solve(args) -> int:
     if args.consistent:
         if replay_error:
             raise ValidationError(f"--consistent needs replays: {replay_error}")
-        from .consistency import plan_consistently
+        from .planning.consistency import plan_consistently
         if qm is None:
             from .paper.instances import default_p99_profiles, predicted_scores
             qm, _ = predicted_scores(p.model_names)
@@ -162,7 +162,7 @@ def _solve(args) -> int:
                     from .paper.instances import replay_default
                     record = replay_default(p, sol, **check)
                 else:
-                    from .consistency import replay_record
+                    from .planning.consistency import replay_record
                     record = replay_record(p, sol, qm, archs=archs, **check)
             out["replay"] = record if record is not None else {"skipped": replay_error}
         try:        # NaN/inf (an infeasible plan's score, a gap) are written as null
@@ -194,7 +194,7 @@ def _parse_prices(items, file_prices):
     """``--price TYPE=USD`` options (they replace a problem file's [prices] table)."""
     if not items:
         return file_prices
-    from .cost import GpuPrices
+    from .planning.cost import GpuPrices
     table = {}
     for item in items:
         name, sep, value = item.partition("=")
@@ -223,7 +223,7 @@ def _fixed(v, digits: int, scale: float = 1.0, sign: str = "") -> str:
 
 
 def frontier_view(df, priced: bool = False, mixed: bool = False):
-    """The rows of :func:`routerwise.cost.pareto_frontier` for a terminal: one column per
+    """The rows of :func:`routerwise.planning.cost.pareto_frontier` for a terminal: one column per
     quantity with its unit, rounded (a gap of 8e-15 is 0.00%), baselines as "score (+gain
     in points)", the setup last; ``--json`` keeps the full-precision table."""
     import pandas as pd
@@ -257,11 +257,11 @@ def _cost(args) -> int:
     """``routerwise cost``: the cheapest cluster meeting the SLO and a quality floor."""
     import pandas as pd
 
-    from .cost import cheapest_cluster, cluster_pools, pareto_frontier, proves_optimum
+    from .planning.cost import cheapest_cluster, cluster_pools, pareto_frontier, proves_optimum
     from .optimize.headroom import with_headroom
     file_prices = None
     if args.problem:
-        from .problem_file import read_problem_file
+        from .planning.problem_file import read_problem_file
         inputs = read_problem_file(args.problem, progress=True)
         p, file_prices = inputs.problem, inputs.prices
     else:
@@ -386,12 +386,12 @@ def main(argv=None) -> int:
     aggregate_help = ("mean: the load-weighted mean latency over models meets the SLO; max: "
                       "every routed model meets it (default mean)")
     from .paper.reproduce import add_arguments
-    from .consistency import DEFAULT_CONFIDENCE, DEFAULT_REPLAYS
+    from .planning.consistency import DEFAULT_CONFIDENCE, DEFAULT_REPLAYS
     add_arguments(sub.add_parser("reproduce", help="run every notebook into a results folder"))
     s = sub.add_parser("solve", help="solve a problem file, or a default real-data instance",
                        epilog=SOLVE_EXIT_CODES,
                        formatter_class=argparse.RawDescriptionHelpFormatter)
-    s.add_argument("problem", nargs="?", help="a problem file (TOML); see routerwise.problem_file")
+    s.add_argument("problem", nargs="?", help="a problem file (TOML); see routerwise.planning.problem_file")
     s.add_argument("--models", type=int, default=3, choices=(3, 4),
                    help="default instance: the paper's 3- or 4-model ladder (default 3)")
     s.add_argument("--gpus", type=int, default=4,
@@ -412,7 +412,7 @@ def main(argv=None) -> int:
                         "relaxed only when no plan fits; 1 = the paper's behaviour)")
     s.add_argument("--consistent", action="store_true",
                    help="iterate to consistency: re-profile routed models with the prompts "
-                        "the plan routes them, replay, re-solve (routerwise.consistency)")
+                        "the plan routes them, replay, re-solve (routerwise.planning.consistency)")
     s.add_argument("--json", metavar="PATH",
                    help="write the plan, its notes and its replay record (predicted vs "
                         "simulated mean and p99 per model, SLO met) to PATH")
@@ -473,7 +473,7 @@ def main(argv=None) -> int:
             return run_from_args(args)
         if args.cmd == "solve":
             if args.headroom is None:
-                from .consistency import DEFAULT_HEADROOM_LADDER
+                from .planning.consistency import DEFAULT_HEADROOM_LADDER
                 from .optimize.headroom import DEFAULT_LOAD_FRACTION
                 args.headroom = DEFAULT_HEADROOM_LADDER if args.consistent else \
                     DEFAULT_LOAD_FRACTION

@@ -7,7 +7,8 @@ Layers, lowest first. A module may import from its own layer or lower ones, neve
     data         routerwise.data.*        registry, score matrices, predictor, latency tables
     serving      routerwise.serving.*     hardware, architectures, step costs, simulator, curves
     optimize     routerwise.optimize.*    setup space, routing LP, solvers, verification
-    facade       solve, online_router, replay, problem_file, consistency, the package __init__
+    facade       routerwise.planning.*   problem files, solve, router, replay, consistency, cost;
+                 and the package __init__
     paper        routerwise.paper.*       the paper's instances, experiments, plots, reproduction
     front door   cli, __main__
 """
@@ -27,8 +28,7 @@ LAYERS = [
     ("data", {"routerwise.data"}),
     ("serving", {"routerwise.serving"}),
     ("optimize", {"routerwise.optimize"}),
-    ("facade", {"routerwise", "routerwise.solve", "routerwise.online_router", "routerwise.replay",
-                "routerwise.problem_file", "routerwise.consistency", "routerwise.cost"}),
+    ("facade", {"routerwise", "routerwise.planning"}),
     ("paper", {"routerwise.paper"}),
     ("front door", {"routerwise.cli", "routerwise.__main__"}),
 ]

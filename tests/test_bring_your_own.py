@@ -14,7 +14,7 @@ import routerwise as rw
 from routerwise.cli import main as cli_main
 from routerwise.data.scores import load_score_table
 from routerwise.errors import DataError, ValidationError
-from routerwise.problem_file import load_problem, read_problem_file
+from routerwise.planning.problem_file import load_problem, read_problem_file
 from routerwise.serving import architectures
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "data" / "examples"
@@ -162,7 +162,7 @@ def test_infeasible_problem_file_is_explained_not_crashed(tmp_path, capsys):
 # --- solvers ---------------------------------------------------------------------------------
 def test_a_registered_solver_is_dispatched_and_verified():
     from routerwise.optimize.baselines import nearest_setup_baseline
-    from routerwise.solve import _REGISTRY, register_solver
+    from routerwise.planning.solve import _REGISTRY, register_solver
 
     problem = load_problem(EXAMPLES / "problem.toml")
     register_solver("equal-split-test", lambda p: nearest_setup_baseline(p, "equal-split"),

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import routerwise as rw
-from routerwise.cost import (ClusterTrial, GpuPrices, candidate_counts, cheapest_cluster,
+from routerwise.planning.cost import (ClusterTrial, GpuPrices, candidate_counts, cheapest_cluster,
                              cluster_cost, cluster_pools, pareto_frontier,
                              unlimited_capacity_bound)
 from routerwise.optimize.exact_search import evaluate_all
@@ -106,7 +106,7 @@ def test_size_bounds_used_to_skip_are_valid(rho_min):
     # size's true optimum, whatever prices it is computed with; with zero prices it is the
     # unlimited-capacity bound, or -inf only when no plan meets the SLO (the converse need not
     # hold: the bound's SLO check is a relaxation).
-    from routerwise.cost import _cheap_bound
+    from routerwise.planning.cost import _cheap_bound
     p = scaling_problem(rho_min=rho_min)
     best = brute_force_scores(p, range(1, 9))
     U = unlimited_capacity_bound(p)
@@ -310,7 +310,7 @@ def example_with(tmp_path, extra: str):
 
 
 def test_problem_file_prices_table(tmp_path):
-    from routerwise.problem_file import read_problem_file
+    from routerwise.planning.problem_file import read_problem_file
     f = example_with(tmp_path, '[prices]\nusd_per_hour = { "A100-80GB" = 2.5 }\n'
                                'source = "test value, not a price"\n')
     inputs = read_problem_file(f)
@@ -327,7 +327,7 @@ def test_problem_file_prices_table(tmp_path):
     ('source = "x"', "needs"),
 ))
 def test_problem_file_bad_prices(tmp_path, table, match):
-    from routerwise.problem_file import read_problem_file
+    from routerwise.planning.problem_file import read_problem_file
     f = example_with(tmp_path, "[prices]\n" + table + "\n")
     with pytest.raises(rw.ValidationError, match=match):
         read_problem_file(f)
@@ -337,7 +337,7 @@ def test_cli_cost_matches_the_library(tmp_path, capsys):
     import json
 
     from routerwise import cli
-    from routerwise.problem_file import read_problem_file
+    from routerwise.planning.problem_file import read_problem_file
     f = example_with(tmp_path, '[prices]\nusd_per_hour = { "A100-80GB" = 2.5 }\n')
     p = rw.with_headroom(read_problem_file(f).problem)
     df = pareto_frontier(p, range(1, 5), baselines=False)

@@ -6,7 +6,7 @@ import pytest
 import routerwise as rw
 from conftest import needs_mirror
 from routerwise.paper.instances import LADDER_3, default_problem, max_capacity_rps, paper_loads
-from routerwise.replay import replay_plan
+from routerwise.planning.replay import replay_plan
 
 pytestmark = [needs_mirror, pytest.mark.timeout(600)]
 

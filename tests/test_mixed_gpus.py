@@ -318,7 +318,7 @@ def _mixed_example(tmp_path, cluster_toml: str, types=("A100-80GB", "H100-80GB")
 
 
 def test_problem_file_with_a_mixed_cluster(tmp_path):
-    from routerwise.problem_file import load_problem
+    from routerwise.planning.problem_file import load_problem
 
     path = _mixed_example(tmp_path, '[cluster]\ngpus = {"A100-80GB" = 2, "H100-80GB" = 2}\n')
     p = load_problem(path)
@@ -343,7 +343,7 @@ def test_problem_file_with_a_mixed_cluster(tmp_path):
     ('[cluster]\ngpu = "A100-80GB"\n', "needs num_gpus"),
 ])
 def test_problem_file_mixed_cluster_errors(tmp_path, cluster, match):
-    from routerwise.problem_file import load_problem
+    from routerwise.planning.problem_file import load_problem
 
     with pytest.raises(ValidationError, match=match):
         load_problem(_mixed_example(tmp_path, cluster))

@@ -114,7 +114,7 @@ def test_summary_states_each_notebooks_measured_wall_time(results):
 
 
 def test_short_reprs_for_solution_and_consistent_plan():
-    from routerwise.consistency import ConsistentPlan
+    from routerwise.planning.consistency import ConsistentPlan
     from routerwise.optimize.solution import Solution
     from routerwise.problem import ModelSetup, SystemSetup
     setup = SystemSetup((ModelSetup(1, 5), ModelSetup(2, 10)), ((0,), (1, 2)))
@@ -183,7 +183,7 @@ def _own_problem(tmp_path, scores_kind: str, curve_source: str, true_table: bool
     if not true_table:
         text = text.replace('true_table = "true_scores.csv"', "")
     (tmp_path / "problem.toml").write_text(text)
-    from routerwise.problem_file import read_problem_file
+    from routerwise.planning.problem_file import read_problem_file
     return read_problem_file(tmp_path / "problem.toml").problem
 
 
@@ -233,7 +233,7 @@ def test_a_table_written_by_another_run_is_replaced_with_a_line(results, capsys)
 def test_solve_shows_progress_while_simulating_curves(tmp_path, monkeypatch, capsys):
     import shutil
 
-    from routerwise.problem_file import read_problem_file
+    from routerwise.planning.problem_file import read_problem_file
     from routerwise.serving import curve_grid
     for f in EXAMPLES.iterdir():
         shutil.copy(f, tmp_path / f.name)

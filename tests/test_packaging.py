@@ -62,7 +62,7 @@ def test_lock_pins_every_requirement_within_its_range():
 def test_core_import_does_not_pull_extras():
     """Solving and simulating need none of the notebook, plotting or GPU-profiling packages."""
     code = ("import sys, routerwise, routerwise.optimize.milp, routerwise.serving.curve_grid, "
-            "routerwise.data.scores, routerwise.replay\n"
+            "routerwise.data.scores, routerwise.planning.replay\n"
             "print(' '.join(sorted(m for m in ('matplotlib', 'papermill', 'httpx', 'pynvml', "
             "'ipykernel') if m in sys.modules)))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,

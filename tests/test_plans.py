@@ -133,10 +133,10 @@ def test_score_at_fractions_matches_the_transport_lp_on_continuous_scores():
 
 from types import SimpleNamespace  # noqa: E402
 
-from routerwise.consistency import plan_consistently, transfer_curve  # noqa: E402
+from routerwise.planning.consistency import plan_consistently, transfer_curve  # noqa: E402
 from routerwise.optimize.headroom import cut_curve, with_headroom  # noqa: E402
 from routerwise.problem import LatencyProfiles  # noqa: E402
-from routerwise.replay import routed_pool  # noqa: E402
+from routerwise.planning.replay import routed_pool  # noqa: E402
 
 BASE_X = (0.0, 4.0, 8.0, 10.0)
 BASE_Y = (100.0, 140.0, 260.0, 600.0)

@@ -14,7 +14,7 @@ import pytest
 import routerwise as rw
 from routerwise.data import latency_table as lt
 from routerwise.errors import DataError, ValidationError
-from routerwise.problem_file import read_problem_file
+from routerwise.planning.problem_file import read_problem_file
 from routerwise.serving import architectures
 from routerwise.serving import engine as eng
 from routerwise.serving.stepcost import StepTimes

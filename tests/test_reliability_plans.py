@@ -18,9 +18,9 @@ import pytest
 import routerwise as rw
 import routerwise.io as rio
 from conftest import needs_mirror
-from routerwise import replay as rp
+from routerwise.planning import replay as rp
 from routerwise.cli import main
-from routerwise.consistency import plan_consistently, replay_record
+from routerwise.planning.consistency import plan_consistently, replay_record
 from routerwise.serving import curve_grid as pg
 from test_plans import mix_world
 
@@ -254,7 +254,8 @@ def test_profile_curves_are_returned_when_the_cache_cannot_take_them(tmp_path, m
 def _no_solving(monkeypatch):
     import importlib
     calls = []     # the module (the package's name 'solve' is the function)
-    monkeypatch.setattr(importlib.import_module("routerwise.solve"), "solve", lambda *a, **k: calls.append(a) or 1 / 0)
+    monkeypatch.setattr(importlib.import_module("routerwise.planning.solve"), "solve",
+                        lambda *a, **k: calls.append(a) or 1 / 0)
     return calls
 
 

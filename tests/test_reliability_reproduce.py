@@ -185,7 +185,7 @@ def test_an_infeasible_problem_is_explained_and_every_step_says_why_it_has_nothi
         tmp_path, monkeypatch, capsys):
     import routerwise as rw
     from routerwise.paper import bring_your_own as byo
-    from routerwise.problem_file import read_problem_file
+    from routerwise.planning.problem_file import read_problem_file
     monkeypatch.setenv("ROUTERWISE_RESULTS_DIR", str(tmp_path / "R"))
     inputs = read_problem_file(_problem_copy(tmp_path, *INFEASIBLE))
     problem = inputs.problem
@@ -209,7 +209,7 @@ def test_without_true_scores_the_realized_score_is_not_available_and_says_why(
         tmp_path, monkeypatch, capsys):
     import routerwise as rw
     from routerwise.paper import bring_your_own as byo
-    from routerwise.problem_file import read_problem_file
+    from routerwise.planning.problem_file import read_problem_file
     monkeypatch.setenv("ROUTERWISE_RESULTS_DIR", str(tmp_path / "R"))
     problem = read_problem_file(_problem_copy(tmp_path, *NO_TRUTH)).problem
     plan = rw.solve(problem)

@@ -7,7 +7,7 @@ import pytest
 
 import routerwise as rw
 from routerwise import cli
-from routerwise.cost import cheapest_cluster
+from routerwise.planning.cost import cheapest_cluster
 from routerwise.optimize.bounds import SearchContext
 from routerwise.optimize.decomposition import solve_decomposition
 from routerwise.optimize.exact_search import solve_exact

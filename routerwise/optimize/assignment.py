@@ -14,7 +14,7 @@ natural fractional extension. S is concave and piecewise linear in w. By LP dual
 
 and any optimal alpha is a supergradient of S at w: the *prices*. Given prices, each prompt goes
 to argmax_i (s_ji - alpha_i); prompts tied at the prices are split by the LP (ties need care:
-the argmax rule alone cannot realise a split, see ``routerwise.online_router``). Prices are defined
+the argmax rule alone cannot realise a split, see ``routerwise.planning.online_router``). Prices are defined
 up to a common constant (sum_i w_i = 1); we normalise them to mean zero.
 
 Identical score rows are merged with multiplicities (:class:`ScoreGroups`), which is exact.

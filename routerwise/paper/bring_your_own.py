@@ -85,7 +85,7 @@ def route(problem, plan) -> pd.DataFrame | None:
     if not plan.feasible:
         print(f"nothing to route: {NO_PLAN}")
         return None
-    from ..online_router import OnlineRouter
+    from ..planning.online_router import OnlineRouter
     router = OnlineRouter.from_solution(plan, problem.model_names)
     routed = router.route_batch(problem.workload.scores)
     return pd.DataFrame({"model": problem.model_names, "planned": plan.fractions,
@@ -93,13 +93,13 @@ def route(problem, plan) -> pd.DataFrame | None:
 
 
 def replay(problem, plan, inputs, num_requests: int) -> tuple[dict | None, pd.DataFrame | None]:
-    """Replay the plan with the prompts it routes (:func:`routerwise.consistency.replay_record`),
+    """Replay the plan with the prompts it routes (:func:`routerwise.planning.consistency.replay_record`),
     save ``byo_replay``, print predicted vs replayed; returns (record, per-model table), or
     (None, None) without a plan."""
     if not plan.feasible:
         print(f"nothing to replay: {NO_PLAN}")
         return None, None
-    from ..consistency import replay_record
+    from ..planning.consistency import replay_record
     rep = replay_record(problem, plan, inputs.scores, archs=inputs.architectures,
                         num_requests=num_requests)
     record.save_table(pd.DataFrame(rep["per_model"]), "byo_replay")
@@ -110,14 +110,14 @@ def replay(problem, plan, inputs, num_requests: int) -> tuple[dict | None, pd.Da
 
 
 def consistent(problem, plan, inputs, replay_requests: int):
-    """Plan consistently (:func:`routerwise.consistency.plan_consistently`), save
+    """Plan consistently (:func:`routerwise.planning.consistency.plan_consistently`), save
     ``byo_consistency_rounds``, print how it stopped; returns (ConsistentPlan, rounds table).
     Without a plan for the problem itself (headroom only tightens it) returns (None, None); when
     no headroom level leaves a plan, prints why and returns the rounds."""
     if not plan.feasible:
         print(f"no consistent plan: {NO_PLAN}")
         return None, None
-    from ..consistency import plan_consistently
+    from ..planning.consistency import plan_consistently
     cp = plan_consistently(problem, inputs.scores, archs=inputs.architectures,
                            replay_requests=replay_requests)
     record.save_table(cp.rounds, "byo_consistency_rounds")

@@ -18,9 +18,9 @@ import pandas as pd
 
 from ..optimize.baselines import run_baselines
 from .instances import default_problem, paper_load
-from ..solve import solve
+from ..planning.solve import solve
 from ..problem import Problem, SetupSpace
-from ..online_router import OnlineRouter
+from ..planning.online_router import OnlineRouter
 from ..optimize.fixed_setup import evaluate_plan
 from ..optimize.bounds import SearchContext
 from ..optimize.exact_search import evaluate_all
@@ -277,10 +277,10 @@ def panel_problem(models: int, gpus: int, load_percent: int, slo_ms: float,
 def check_plans(problem: Problem, *, headroom: float | None = None,
                 replay_requests: int = 4000, workers: int = 2) -> dict:
     """Today's exact plan (whole-mix curves, no headroom) and the consistent plan
-    (``routerwise.consistency``), each replayed with the prompts it routes: one flat row."""
-    from ..consistency import plan_consistently, replay_record
+    (``routerwise.planning.consistency``), each replayed with the prompts it routes: one flat row."""
+    from ..planning.consistency import plan_consistently, replay_record
     from .instances import default_p99_profiles, predicted_scores
-    from ..consistency import DEFAULT_HEADROOM_LADDER
+    from ..planning.consistency import DEFAULT_HEADROOM_LADDER
     headroom = DEFAULT_HEADROOM_LADDER if headroom is None else headroom
     qm, _ = predicted_scores(problem.model_names)
     p99 = default_p99_profiles(problem)

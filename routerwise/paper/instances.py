@@ -249,15 +249,15 @@ def _capacity_loads(num_models: int, gpu: str, percents: tuple[float, ...]) -> t
 
 
 def replay_default(problem: Problem, plan, **options) -> dict:
-    """The replay record (``routerwise.consistency.replay_record``) of a plan for a default
+    """The replay record (``routerwise.planning.consistency.replay_record``) of a plan for a default
     instance: its prompts are RouteProfile's (token counts measured), and the predicted p99
     comes from the default grid's p99 curves."""
-    from ..consistency import replay_record
+    from ..planning.consistency import replay_record
     qm, _ = predicted_scores(problem.model_names)
     if len(qm.prompt_ids) != problem.workload.num_prompts:
         raise ValidationError(
             f"the workload has {problem.workload.num_prompts} prompts but the default "
-            f"RouteProfile matrix {len(qm.prompt_ids)}: use routerwise.consistency."
+            f"RouteProfile matrix {len(qm.prompt_ids)}: use routerwise.planning.consistency."
             f"replay_record with the QualityMatrix of your prompts")
     if "p99_profiles" not in options:
         options["p99_profiles"] = default_p99_profiles(problem)
@@ -267,7 +267,7 @@ def replay_default(problem: Problem, plan, **options) -> dict:
 def default_p99_profiles(problem: Problem):
     """The default grid's p99 curves of the problem's metric on its GPU (the predicted p99 of
     replay records); on a mixed cluster, per GPU type (curves naming their type)."""
-    from ..consistency import p99_metric, profile_set
+    from ..planning.consistency import p99_metric, profile_set
     if problem.cluster.is_mixed:
         from ..data.latency_table import to_profiles_by_gpu
         import pandas as pd

@@ -24,7 +24,7 @@ Choice: iterate to consistency (and why not the alternatives)
 
 Round k (k >= 1) re-profiles, for every model that plan k - 1 routes traffic to, the
 (tp, compute share) option that plan gives it, with exactly the (prompt, output) token pairs that
-plan sends it (``routerwise.replay.routed_pool``: every routed prompt, no sampling, so the mix
+plan sends it (``routerwise.planning.replay.routed_pool``: every routed prompt, no sampling, so the mix
 changes only when the assignment does); every other option keeps its latest curve. Options
 are re-profiled lazily, as plans use them (like constraint generation): a round costs a few
 curves, not the whole grid. Meanwhile the model's other options get a *modelled* curve
@@ -86,11 +86,11 @@ from collections.abc import Callable, Mapping
 import numpy as np
 import pandas as pd
 
-from .errors import ValidationError
-from .optimize.headroom import DEFAULT_LOAD_FRACTION, with_headroom
-from .problem import LatencyCurve, LatencyProfiles, Problem
-from .serving.architectures import Architecture
-from .optimize.solution import Solution
+from ..errors import ValidationError
+from ..optimize.headroom import DEFAULT_LOAD_FRACTION, with_headroom
+from ..problem import LatencyCurve, LatencyProfiles, Problem
+from ..serving.architectures import Architecture
+from ..optimize.solution import Solution
 
 __all__ = ["DEFAULT_HEADROOM_LADDER", "p99_metric", "ConsistentPlan", "replay_record", "plan_consistently",
            "reprofile_model",
@@ -124,7 +124,7 @@ def replay_record(problem: Problem, solution: Solution, qm, *,
     overall predicted p99 is the largest per-model one, an upper bound on the mixture's p99
     (its tail mass is the w-weighted mean of the models' tail masses).
 
-    ``replays`` independent replays (seeds ``routerwise.replay.replay_seeds(seed, replays)``)
+    ``replays`` independent replays (seeds ``routerwise.planning.replay.replay_seeds(seed, replays)``)
     make the SLO check a statistical statement: with two or more, ``slo_met`` means that no
     replay saturated and ``replayed_upper_ms``, the one-sided normal tolerance bound
     mean + k * sd of the replays' SLO values (k from the noncentral Student-t, the bound
@@ -237,7 +237,7 @@ def slo_check_text(rec: dict) -> str:
 # ----------------------------------------------------------------------------- re-profiling
 
 def profile_set(table: pd.DataFrame, metric: str, gpu: str) -> LatencyProfiles:
-    from .data.latency_table import to_profiles
+    from ..data.latency_table import to_profiles
     return to_profiles(table, metric, gpu=gpu, monotone="envelope")
 
 
@@ -246,7 +246,7 @@ def reprofile_model(model: str | Architecture, prompt_tokens, output_tokens, pro
     """The profile table of ``model`` (by default over the problem's whole setup space),
     simulated with exactly these (prompt, output) token pairs: the grid, options and step costs
     of ``routerwise.serving.curve_grid``, cached on disk by the lengths' digest."""
-    from .serving.curve_grid import LengthSample, build_profile_table
+    from ..serving.curve_grid import LengthSample, build_profile_table
     arch = model
     model = getattr(model, "name", model)
     digest = _mix_digest(prompt_tokens, output_tokens)[:12]

@@ -60,14 +60,14 @@ import tomllib
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from .data import latency_table
+from ..data import latency_table
 from .cost import GpuPrices, cluster_pools
-from .data.scores import QualityMatrix, load_score_table
-from .errors import DataError, ValidationError
-from .problem import SLO, Cluster, GPUType, LatencyProfiles, ModelSpec, Problem, SetupSpace, \
+from ..data.scores import QualityMatrix, load_score_table
+from ..errors import DataError, ValidationError
+from ..problem import SLO, Cluster, GPUType, LatencyProfiles, ModelSpec, Problem, SetupSpace, \
     Workload, check_model_name
-from .serving import architectures, memory
-from .serving.hardware import GPUS, SIMULATION_FIGURES, described_gpu, is_catalogued, \
+from ..serving import architectures, memory
+from ..serving.hardware import GPUS, SIMULATION_FIGURES, described_gpu, is_catalogued, \
     register_gpu
 
 __all__ = ["ProblemInputs", "read_problem_file", "load_problem", "problem_from_dict"]
@@ -327,7 +327,7 @@ def _inputs_from_dict(doc: dict, *, base_dir: str | Path, origin: str) -> Proble
     return ProblemInputs(problem, qm, dict(zip(names, archs)), prices)
 
 
-# [prices]: optional, for `routerwise cost` (routerwise.cost.GpuPrices)
+# [prices]: optional, for `routerwise cost` (routerwise.planning.cost.GpuPrices)
 _TABLES[""] = _TABLES[""] | {"prices"}
 _TABLES["prices"] = {"usd_per_hour", "source"}
 _REQUIRED["prices"] = ("usd_per_hour",)
@@ -487,7 +487,7 @@ def _profiles(lat: dict, archs, names, gpu_name: str, space: SetupSpace, qm: Qua
         if gpu_name not in GPUS or not is_catalogued(GPUS[gpu_name]):
             raise _simulation_figures_error(origin, gpu_name)
         gpu = GPUS[gpu_name]
-    from .serving import curve_grid
+    from ..serving import curve_grid
     lengths = None
     if qm.prompt_tokens is not None and qm.completion_tokens is not None:
         lengths = {a.name: curve_grid.LengthSample(qm.prompt_tokens[:, i],

@@ -41,10 +41,10 @@ from collections.abc import Iterable, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from .errors import RouterWiseError, ValidationError
-from .optimize.bounds import unlimited_capacity_bound
-from .optimize.solution import Solution
-from .problem import Cluster, GPUType, Problem, as_pairs
+from ..errors import RouterWiseError, ValidationError
+from ..optimize.bounds import unlimited_capacity_bound
+from ..optimize.solution import Solution
+from ..problem import Cluster, GPUType, Problem, as_pairs
 from .solve import solve
 
 __all__ = ["DEFAULT_MAX_GPUS", "SCORE_ATOL", "TRIAL_STATUSES", "PROVING_METHODS",
@@ -314,7 +314,7 @@ def _check_floor(quality_floor) -> float:
 def _cheap_bound(problem: Problem, alphas: list[np.ndarray]):
     """(context, bound): the largest over retained setups of min over ``alphas`` of each
     setup's Lagrangian bound; -inf when no retained setup can meet the SLO."""
-    from .optimize.bounds import SearchContext, setup_bounds
+    from ..optimize.bounds import SearchContext, setup_bounds
     ctx = SearchContext.build(problem)
     if ctx.setups.shape[0] == 0:
         return ctx, -np.inf
@@ -522,9 +522,9 @@ def pareto_frontier(problem: Problem, num_gpus: Iterable = range(1, 9), *, basel
     if prices is not None:
         for c in clusters:
             prices.check_covers(t.name for t, _ in cluster_pools(c))
-    from .optimize.baselines import BASELINES, run_baselines
+    from ..optimize.baselines import BASELINES, run_baselines
     rows = []
-    from .settings import progress_bar
+    from ..settings import progress_bar
     for c in progress_bar(clusters, desc="cluster sizes", unit="size", disable=not progress):
         row = {"num_gpus": c.num_gpus,
                "gpus": " + ".join(f"{n} x {t.name}" for t, n in cluster_pools(c)),

@@ -29,10 +29,10 @@ import inspect
 from dataclasses import dataclass, replace
 from collections.abc import Callable
 
-from .data.latency_table import envelope_notes
-from .errors import ValidationError
-from .optimize.solution import Solution
-from .problem import Problem
+from ..data.latency_table import envelope_notes
+from ..errors import ValidationError
+from ..optimize.solution import Solution
+from ..problem import Problem
 
 __all__ = ["METHODS", "SolverEntry", "register_solver", "solver_entry", "solve"]
 

@@ -25,14 +25,14 @@ from collections.abc import Mapping
 import numpy as np
 import pandas as pd
 
-from .serving import architectures
-from .serving.architectures import Architecture
-from .optimize.assignment import group_scores, prompt_shares
-from .problem import Problem
-from .serving.engine import profile_step_params, simulate_engine
-from .serving.simulator import poisson_requests
-from .optimize.solution import Solution
-from .serving.stepcost import fit, replica_step_times
+from ..serving import architectures
+from ..serving.architectures import Architecture
+from ..optimize.assignment import group_scores, prompt_shares
+from ..problem import Problem
+from ..serving.engine import profile_step_params, simulate_engine
+from ..serving.simulator import poisson_requests
+from ..optimize.solution import Solution
+from ..serving.stepcost import fit, replica_step_times
 
 __all__ = ["Replay", "routed_lengths", "routed_pool", "replay_plan", "replay_seeds",
            "SEED_STRIDE"]
@@ -104,7 +104,7 @@ def replay_plan(problem: Problem, solution: Solution, qm, *, num_requests: int =
     gpu = gpu or problem.cluster.gpu.name
     lam = problem.arrival_rate_rps
     lengths = routed_lengths(problem, solution, qm) if lengths is None else lengths
-    from .serving.curve_grid import GridOptions, grid_setup
+    from ..serving.curve_grid import GridOptions, grid_setup
 
     opts = GridOptions()  # the engine profile and knobs the profile grid simulates
     params = profile_step_params(fit(), opts.engine_profile)
