@@ -199,9 +199,10 @@ def summary(levels: pd.DataFrame, calibration_rates: Mapping[str, Sequence[float
         per_model[model] = {"meas_saturation_rps": ms, "sim_saturation_rps": ss,
                             "saturation_rate_err_pct": err}
         sat.append(err)
-    finite = [e for e in sat if math.isfinite(e)]
-    # signed: the error of largest magnitude over the models (the worst, with its sign)
-    out["saturation_rate_err_pct"] = max(finite, key=abs) if finite else math.nan
+    # signed: the error of largest magnitude over the models (the worst, with its sign); NaN
+    # when a model's saturation was not found on one side (see per_model)
+    out["saturation_rate_err_pct"] = (max(sat, key=abs) if sat and all(map(math.isfinite, sat))
+                                      else math.nan)
     spreads = levels[[f"repeat_spread_pct_{k}" for k in STATS]].to_numpy(float).ravel()
     spreads = spreads[np.isfinite(spreads)]
     out["repeat_noise_pct"] = float(np.median(spreads)) if spreads.size else math.nan
