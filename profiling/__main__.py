@@ -111,6 +111,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--gpu-index", type=int, default=0, help="CUDA device for --shares")
     p.add_argument("--compute-share", type=float, default=1.0,
                    help="label rows with this share (set by the parent under --shares)")
+    p.add_argument("--engine", choices=("torch", "vllm", "auto"), default="torch",
+                   help="torch: a plain PyTorch forward of the shape (GPU machines without "
+                        "vLLM); vllm: the serving engine's own iterations for the model folder "
+                        "of --config (profiling.engine_steps); auto: vllm when installed")
+    p.add_argument("--max-num-batched-tokens", type=int, default=None,
+                   help="--engine vllm: the server's batched-token budget")
+    p.add_argument("--max-num-seqs", type=int, default=None,
+                   help="--engine vllm: the server's running-request limit")
     p.add_argument("--out", required=True, type=Path)
     return ap
 
@@ -258,16 +266,32 @@ def step_shape(a):
 
 def _steps(a) -> int:
     from .gpu_steps import measure_steps, measure_steps_under_mps, write_steps
+    from .vllm_server import engine_installed
     shape = step_shape(a)
+    command = " ".join(shlex.quote(x) for x in ["python", "-m", "profiling", *a.argv])
+    engine = a.engine
+    if engine == "auto":
+        engine = "vllm" if a.config and engine_installed() is None else "torch"
+    if engine == "vllm":
+        from .engine_steps import probe_vllm_steps
+        if not a.config or a.shares:
+            raise ValidationError("--engine vllm serves a model folder: give --config "
+                                  "<folder>/config.json (and no --shares)")
+        df = probe_vllm_steps(a.config.parent, batch_sizes=a.batch, context_lens=a.context,
+                              phases=a.phase, warmup=a.warmup, repeats=a.repeats,
+                              max_num_batched_tokens=a.max_num_batched_tokens,
+                              max_num_seqs=a.max_num_seqs, command=command)
+        write_steps(df, a.out)
+        failed = int((df["error"].fillna("") != "").sum())
+        print(f"{len(df)} engine step rows ({failed} with errors) -> {a.out}")
+        return 0
     common = dict(batch_sizes=a.batch, context_lens=a.context, phases=a.phase, dtype=a.dtype,
                   warmup=a.warmup, repeats=a.repeats, cuda_graphs=not a.no_cuda_graphs)
     if a.shares:
         df = measure_steps_under_mps(shape, a.shares, gpu=a.gpu_index, **common)
     else:
         df = measure_steps(shape, device=a.device, compute_share=a.compute_share,
-                           command=" ".join(shlex.quote(x) for x in
-                                            ["python", "-m", "profiling", *a.argv]),
-                           **common)
+                           command=command, **common)
     write_steps(df, a.out)
     failed = int((df["error"].fillna("") != "").sum())
     print(f"{len(df)} step rows ({failed} with errors) -> {a.out}")

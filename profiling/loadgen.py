@@ -10,7 +10,7 @@ since the run started, latencies in ms):
 ``scheduled_s``     when the schedule said to send it
 ``send_s``          when it was sent (later than scheduled only if the concurrency cap was hit
                     or the client fell behind: ``send_lag_ms``)
-``first_token_s``   arrival of the first chunk carrying text
+``first_token_s``   arrival of the first chunk carrying text (or token ids)
 ``end_s``           arrival of ``[DONE]`` (or of the failure)
 ``ttft_ms``         ``first_token_s - send_s``
 ``tpot_ms``         mean time per output token after the first:
@@ -287,6 +287,16 @@ def _chunk_text(choice: Any) -> str:
     return text if isinstance(text, str) else ""
 
 
+def _chunk_has_tokens(choice: Any) -> bool:
+    """Whether a streamed choice carries generated tokens: text, or (vLLM's
+    ``return_token_ids``) token ids whose text is still held back or empty: a random-weight
+    model may generate only tokens that detokenize to nothing (partial UTF-8 bytes)."""
+    if _chunk_text(choice):
+        return True
+    ids = choice.get("token_ids")
+    return isinstance(ids, list) and len(ids) > 0
+
+
 async def _consume(resp: httpx.Response, row: dict, t0: float) -> None:
     """Read one SSE stream into ``row`` as it arrives; raise _StreamError on a bad stream."""
     usage = None
@@ -314,7 +324,7 @@ async def _consume(resp: httpx.Response, row: dict, t0: float) -> None:
         choices = obj.get("choices") or []
         if not isinstance(choices, list):
             raise _StreamError("malformed_stream", f"'choices' is not a list: {data[:200]!r}")
-        if any(_chunk_text(c) for c in choices):
+        if any(_chunk_has_tokens(c) for c in choices):
             now = time.perf_counter() - t0
             if row["num_chunks"] == 0:
                 row["first_token_s"] = now
@@ -339,7 +349,7 @@ async def _consume(resp: httpx.Response, row: dict, t0: float) -> None:
     if not done:
         raise _StreamError("stream_incomplete", "the stream ended without 'data: [DONE]'")
     if row["num_chunks"] == 0:
-        raise _StreamError("no_tokens", "the stream finished without a chunk carrying text")
+        raise _StreamError("no_tokens", "the stream finished without a chunk carrying text or token ids")
 
 
 def _new_row(i: int, prompt: Prompt, scheduled_s: float) -> dict:

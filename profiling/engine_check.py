@@ -1,0 +1,328 @@
+"""The kit's serving model against a live engine: replay measured load points, calibrate, score.
+
+Input: per load point (model, rate, repeat) the client's request table
+(:mod:`profiling.loadgen` columns) and, per model, the engine's measured step table
+(:mod:`profiling.engine_steps`). Each point is replayed request by request with
+:func:`routerwise.serving.engine.simulate_engine` (profile ``vllm-v1``: vLLM's V1 scheduler,
+chunked prefill, paged KV) on :func:`routerwise.serving.stepcost.measured_step_times` of that
+table, with the measured send times and token counts; nothing is dropped as warm-up on
+either side.
+
+* :func:`calibrate` fits the profile's request and iteration overheads on the given points
+  (the lowest rates) by least squares on ``log(sim / meas)`` of mean TTFT and mean TPOT. The
+  per-sequence and per-layer terms are 0: the probe timed whole engine iterations at every
+  batch size (per-sequence host costs are in the step table), one model's depth is fixed (a
+  per-layer term is the iteration term), and light load (batches of 1-3) cannot tell a
+  per-sequence cost from a per-iteration one anyway.
+* :func:`level_table` gives per (model, rate) the measured and simulated mean / p99 TTFT and
+  mean TPOT, averaged over the repeats, their errors, and the repeats' spread (the noise floor:
+  ``100 (max - min) / mean`` of a statistic over the repeats).
+* :func:`summary` gives the benchmark's keys: median absolute errors over the rates not used
+  by the calibration, the signed saturation-rate error (the rule of
+  :func:`routerwise.serving.latency_validation.saturation_rate`: mean TTFT crossing 3x its
+  lightest-load value), the median repeat spread.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from routerwise.errors import DataError, ValidationError
+from routerwise.serving.architectures import Architecture
+from routerwise.serving.engine import PROFILES, setup_for, simulate_engine
+from routerwise.serving.latency_validation import saturation_rate
+from routerwise.serving.simulator import Requests
+from routerwise.serving.stepcost import StepTimes, measured_step_times
+
+__all__ = ["Point", "ModelSetup", "CALIBRATED_KEYS", "default_overheads", "sim_requests", "measured_stats",
+           "simulate_point", "calibrate", "level_table", "summary"]
+
+PROFILE = "vllm-v1"
+CALIBRATED_KEYS = ("request_overhead_ms", "iteration_overhead_ms")
+STATS = ("ttft_mean", "ttft_p99", "tpot_mean")
+
+
+@dataclass(frozen=True)
+class Point:
+    """One measured load point: the client's request table at one offered rate."""
+
+    model: str
+    rate_rps: float
+    repeat: int
+    requests: pd.DataFrame
+
+
+def default_overheads() -> dict[str, float]:
+    """The ``vllm-v1`` profile's fitted overheads (from GPU runs), per-layer term folded in at
+    0 layers: the uncalibrated prediction."""
+    p = PROFILES[PROFILE]
+    return {"request_overhead_ms": p.request_overhead_ms,
+            "iteration_overhead_ms": p.iteration_overhead_ms,
+            "seq_overhead_us": p.seq_overhead_us, "layer_overhead_us": p.layer_overhead_us}
+
+
+def _ok(df: pd.DataFrame) -> pd.DataFrame:
+    ok = df[df["ok"].astype(bool)].sort_values("send_s")
+    if len(ok) < 2:
+        raise DataError(f"a load point has {len(ok)} completed requests; need >= 2")
+    return ok
+
+
+def sim_requests(df: pd.DataFrame) -> Requests:
+    """The completed requests of a point as the simulator's input: send times from the first
+    send, the server's prompt and completion token counts."""
+    ok = _ok(df)
+    t = ok["send_s"].to_numpy(float)
+    return Requests(t - t[0], ok["prompt_tokens"].to_numpy(int),
+                    ok["completion_tokens"].to_numpy(int))
+
+
+def _stats(ttft: np.ndarray, tpot: np.ndarray) -> dict[str, float]:
+    tpot = tpot[np.isfinite(tpot)]
+    return {"ttft_mean": float(np.mean(ttft)), "ttft_p99": float(np.percentile(ttft, 99)),
+            "tpot_mean": float(np.mean(tpot)) if tpot.size else math.nan}
+
+
+def measured_stats(df: pd.DataFrame) -> dict[str, float]:
+    ok = _ok(df)
+    return _stats(ok["ttft_ms"].to_numpy(float), ok["tpot_ms"].to_numpy(float))
+
+
+def simulate_point(step: StepTimes, df: pd.DataFrame, overheads: Mapping[str, float], *,
+                   arch: Architecture, max_num_batched_tokens: int, max_num_seqs: int,
+                   kv_capacity_tokens: int) -> dict[str, float]:
+    """Simulated statistics of one point's requests under ``overheads``."""
+    setup = setup_for(PROFILE, step, arch=arch, max_num_seqs=max_num_seqs,
+                      max_num_batched_tokens=max_num_batched_tokens,
+                      kv_capacity_tokens=kv_capacity_tokens, **dict(overheads))
+    res = simulate_engine(step, sim_requests(df), setup, warmup_fraction=0.0)
+    return _stats(res.ttft_ms, res.tpot_ms)
+
+
+@dataclass(frozen=True)
+class ModelSetup:
+    """What the replay of one model needs: its step times and the server's limits."""
+
+    step: StepTimes
+    arch: Architecture
+    max_num_batched_tokens: int
+    max_num_seqs: int
+    kv_capacity_tokens: int
+
+    @classmethod
+    def from_table(cls, steps: pd.DataFrame, model: str, *, arch: Architecture,
+                   max_num_batched_tokens: int, max_num_seqs: int,
+                   kv_capacity_tokens: int) -> ModelSetup:
+        step = measured_step_times(steps, model, max_batched_tokens=max(
+            max_num_batched_tokens, 4096), max_seqs=max(max_num_seqs, 256))
+        return cls(step, arch, max_num_batched_tokens, max_num_seqs, kv_capacity_tokens)
+
+    def simulate(self, df: pd.DataFrame, overheads: Mapping[str, float]) -> dict[str, float]:
+        return simulate_point(self.step, df, overheads, arch=self.arch,
+                              max_num_batched_tokens=self.max_num_batched_tokens,
+                              max_num_seqs=self.max_num_seqs,
+                              kv_capacity_tokens=self.kv_capacity_tokens)
+
+
+def calibrate(setup: ModelSetup, points: Sequence[Point]) -> dict[str, float]:
+    """Overheads (:data:`CALIBRATED_KEYS`; per-sequence and per-layer terms 0) that fit mean
+    TTFT and mean TPOT of ``points`` best (robust least squares on the log ratio)."""
+    from scipy.optimize import least_squares
+
+    if not points:
+        raise ValidationError("calibrate needs at least one load point")
+    meas = [measured_stats(p.requests) for p in points]
+
+    def unpack(x):
+        return {**dict(zip(CALIBRATED_KEYS, map(float, x))), "seq_overhead_us": 0.0,
+                "layer_overhead_us": 0.0}
+
+    def resid(x):
+        out = []
+        for p, m in zip(points, meas, strict=True):
+            s = setup.simulate(p.requests, unpack(x))
+            out += [math.log(max(s[k], 1e-6) / m[k]) for k in ("ttft_mean", "tpot_mean")]
+        return np.array(out)
+
+    x0 = np.array([5.0, 1.0])
+    sol = least_squares(resid, x0, bounds=(np.zeros(2), np.array([500.0, 100.0])),
+                        loss="soft_l1", f_scale=0.1, x_scale=x0, diff_step=0.05, max_nfev=60)
+    return unpack(sol.x)
+
+
+def level_table(points: Sequence[Point], setups: Mapping[str, ModelSetup],
+                overheads: Mapping[str, Mapping[str, float]], label: str) -> pd.DataFrame:
+    """Per (model, rate): measured and simulated statistics (means over the repeats), signed
+    and absolute errors in %, and the repeats' spread; ``label`` names the overheads used."""
+    rows = []
+    for p in points:
+        m = measured_stats(p.requests)
+        s = setups[p.model].simulate(p.requests, overheads[p.model])
+        ok = _ok(p.requests)
+        span = ok["end_s"].max() - ok["send_s"].min()
+        rows.append({"model": p.model, "rate_rps": p.rate_rps, "repeat": p.repeat,
+                     "requests": len(ok), "meas_completion_rps": (len(ok) - 1) / span,
+                     **{f"meas_{k}_ms": v for k, v in m.items()},
+                     **{f"sim_{k}_ms": v for k, v in s.items()}})
+    df = pd.DataFrame(rows)
+    agg = df.groupby(["model", "rate_rps"], as_index=False).mean(numeric_only=True)
+    agg["repeats"] = df.groupby(["model", "rate_rps"]).size().to_numpy()
+    agg["sim_completion_rps"] = agg["meas_completion_rps"]  # not used: no throughput bursts
+    for k in STATS:
+        agg[f"signed_err_pct_{k}"] = 100.0 * (agg[f"sim_{k}_ms"] - agg[f"meas_{k}_ms"]) \
+            / agg[f"meas_{k}_ms"]
+        agg[f"abs_err_pct_{k}"] = agg[f"signed_err_pct_{k}"].abs()
+        spread = df.groupby(["model", "rate_rps"])[f"meas_{k}_ms"].agg(
+            lambda v: 100.0 * (v.max() - v.min()) / v.mean() if len(v) > 1 else math.nan)
+        agg[f"repeat_spread_pct_{k}"] = spread.to_numpy()
+    agg["overheads"] = label
+    return agg.drop(columns=["repeat"])
+
+
+def summary(levels: pd.DataFrame, calibration_rates: Mapping[str, Sequence[float]]) -> dict:
+    """The benchmark's keys from a level table (see the module notes)."""
+    held = levels[[r not in calibration_rates[m]
+                   for m, r in zip(levels["model"], levels["rate_rps"], strict=True)]]
+    out = {f"median_abs_err_pct_{k}": float(held[f"abs_err_pct_{k}"].median()) for k in STATS}
+    sat = []
+    per_model = {}
+    for model, lv in levels.groupby("model"):
+        lv = lv.sort_values("rate_rps")
+        ms, ss = saturation_rate(lv, "meas")[0], saturation_rate(lv, "sim")[0]
+        err = 100.0 * (ss - ms) / ms if math.isfinite(ms) and math.isfinite(ss) else math.nan
+        per_model[model] = {"meas_saturation_rps": ms, "sim_saturation_rps": ss,
+                            "saturation_rate_err_pct": err}
+        sat.append(err)
+    # signed: the error of largest magnitude over the models (the worst, with its sign); NaN
+    # when a model's saturation was not found on one side (see per_model)
+    out["saturation_rate_err_pct"] = (max(sat, key=abs) if sat and all(map(math.isfinite, sat))
+                                      else math.nan)
+    spreads = levels[[f"repeat_spread_pct_{k}" for k in STATS]].to_numpy(float).ravel()
+    spreads = spreads[np.isfinite(spreads)]
+    out["repeat_noise_pct"] = float(np.median(spreads)) if spreads.size else math.nan
+    out["per_model"] = per_model
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Measuring: one engine per model, resumable points
+
+PROMPT_WORDS, MAX_TOKENS = 127, 32  # 128-token prompts (BOS included), 32 output tokens
+# The server's limits, set explicitly on server and probe alike: vLLM's defaults differ
+# between its API server (2048 tokens, 128 sequences on CPU) and its offline LLM class.
+SERVER_LIMITS = {"max_num_batched_tokens": 2048, "max_num_seqs": 128}
+SERVER_ARGS = ("--no-enable-prefix-caching",  # the simulator does not model prefix hits
+               "--max-num-batched-tokens", str(SERVER_LIMITS["max_num_batched_tokens"]),
+               "--max-num-seqs", str(SERVER_LIMITS["max_num_seqs"]))
+
+
+def point_path(results: Path, model: str, rate: float, repeat: int) -> Path:
+    return Path(results) / model / f"rate-{rate:g}rps-rep{repeat}.csv"
+
+
+def read_point(path: Path, model: str, rate: float, repeat: int) -> Point:
+    from .loadgen import read_requests
+    return Point(model, float(rate), int(repeat), read_requests(path))
+
+
+def measure_model(model: str, results: str | Path, rates: Sequence[float], *, repeats: int = 3,
+                  num_requests: int = 100, cpu_cores: str | None = None,
+                  warmup_requests: int = 40, seed: int = 0,
+                  log=print) -> tuple[list[Point], pd.DataFrame, dict]:
+    """Measure ``model`` (a name of :data:`profiling.tiny_models.TINY_MODELS`): its step table
+    (``<results>/<model>/steps.csv``) and every (rate, repeat) point not yet in ``results``
+    (one CSV per point: the request table plus the 1-minute load average before and after it).
+
+    One server for the model's missing points, started with :data:`SERVER_ARGS` and stopped
+    before returning; repeats run round-robin over the rates (machine load drifts spread over
+    every rate). Returns the points, the step table and provenance.
+    """
+    import os
+
+    from routerwise.io import atomic_write_with
+
+    from .engine_steps import probe_in_subprocess
+    from .gpu_steps import read_steps
+    from .launcher import engine_version, launch
+    from .loadgen import Endpoint, poisson_schedule, run_load, synthetic_prompts
+    from .tiny_models import build_tiny_model
+    from .vllm_server import vllm_spec
+
+    results = Path(results)
+    folder = build_tiny_model(results / "models" / model, model, seed=seed)
+    steps_csv = results / model / "steps.csv"
+    if not steps_csv.is_file():
+        log(f"{model}: probing the engine's step costs")
+        probe_in_subprocess(folder, steps_csv, cpu_cores=cpu_cores, **SERVER_LIMITS)
+    steps = read_steps(steps_csv)
+    todo = [(k, r) for k in range(repeats) for r in rates
+            if not point_path(results, model, r, k).is_file()]
+    prov = {"engine_version": engine_version(), "server_args": list(SERVER_ARGS),
+            "prompt_tokens": PROMPT_WORDS + 1, "output_tokens": MAX_TOKENS,
+            "num_requests": num_requests, "repeats": repeats}
+    if todo:
+        spec = vllm_spec(folder, cpu_cores=cpu_cores, extra_args=SERVER_ARGS)
+        with launch(spec, log_path=results / model / "engine.log") as eng:
+            prov["engine_startup_s"] = eng.provenance().get("engine_startup_s")
+            # token ids in every chunk: a random model's tokens may detokenize to nothing
+            ep = Endpoint(eng.base_url, spec.served_model_name, exact_length=True,
+                          extra_body={"return_token_ids": True}, request_timeout_s=300.0)
+            # untimed warm-up: the CPU build builds kernels for each new batch shape
+            run_load(poisson_schedule(max(rates[len(rates) // 2], 1.0),
+                                      num_requests=warmup_requests, seed=10**6),
+                     synthetic_prompts(warmup_requests, prompt_words=PROMPT_WORDS,
+                                       max_tokens=MAX_TOKENS, seed=10**6), ep, progress=False)
+            for k, r in todo:
+                s = 1000 * k + int(round(r * 10))  # fresh arrivals and prompts per point
+                load0 = os.getloadavg()[0]
+                res = run_load(poisson_schedule(r, num_requests=num_requests, seed=s),
+                               synthetic_prompts(num_requests, prompt_words=PROMPT_WORDS,
+                                                 max_tokens=MAX_TOKENS, seed=s), ep,
+                               progress=False)
+                df = res.requests.assign(loadavg_1m_start=load0,
+                                         loadavg_1m_end=os.getloadavg()[0])
+                path = point_path(results, model, r, k)
+                atomic_write_with(path, lambda tmp, df=df: df.to_csv(tmp, index=False))
+                log(f"{model} {r:g} rps repeat {k}: {int(df['ok'].sum())}/{len(df)} ok, "
+                    f"mean TTFT {df['ttft_ms'].mean():.1f} ms, load average {load0:.2f}")
+    points = [read_point(point_path(results, model, r, k), model, r, k)
+              for k in range(repeats) for r in rates]
+    return points, steps, prov
+
+
+def kv_capacity_tokens(arch: Architecture, kv_cache_gb: float = 1.0) -> int:
+    """Tokens the CPU build's KV space (``VLLM_CPU_KVCACHE_SPACE`` GiB) holds for ``arch``."""
+    return int(kv_cache_gb * 2**30 // arch.kv_bytes_per_token(2))
+
+
+def evaluate(points: Sequence[Point], setups: Mapping[str, ModelSetup], *,
+             calibration_count: int = 2) -> dict:
+    """Calibrate each model's overheads on its ``calibration_count`` lowest rates, predict every
+    rate with and without that calibration; the level tables and the benchmark's keys."""
+    cal_rates, fitted, default = {}, {}, {}
+    for model in setups:
+        mine = [p for p in points if p.model == model]
+        rates = sorted({p.rate_rps for p in mine})
+        if len(rates) <= calibration_count:
+            raise ValidationError(f"{model}: {len(rates)} rates; need more than the "
+                                  f"{calibration_count} used for calibration")
+        cal_rates[model] = rates[:calibration_count]
+        fitted[model] = calibrate(setups[model], [p for p in mine
+                                                  if p.rate_rps in cal_rates[model]])
+        default[model] = default_overheads()
+    cal = level_table(points, setups, fitted, "calibrated on the lowest rates")
+    unc = level_table(points, setups, default, "vllm-v1 profile defaults (GPU fit)")
+    out = summary(cal, cal_rates)
+    base = summary(unc, cal_rates)
+    for k in (*(f"median_abs_err_pct_{s}" for s in STATS), "saturation_rate_err_pct"):
+        out[f"{k}_uncalibrated"] = base[k]
+    out["per_model_uncalibrated"] = base["per_model"]
+    out["calibration_rates_rps"] = cal_rates
+    out["overheads"] = fitted
+    return {"summary": out, "levels": cal, "levels_uncalibrated": unc}
