@@ -149,10 +149,11 @@ def test_grid_cache_key_follows_the_margin_and_the_fitted_overheads(monkeypatch)
     params = pytest.importorskip("routerwise.serving.stepcost").StepCostParams(
         {}, {}, {}, 3.0)
     from routerwise.serving.compute_share import DEFAULT as share
+    from routerwise.serving.hardware import gpu_spec
 
     def key():
-        return pg._grid_hash({"m": "m"}, "A100-80GB", (1,), (10,), lengths, pg.GridOptions(),
-                             params, share, None)
+        return pg._grid_hash({"m": "m"}, gpu_spec("A100-80GB"), (1,), (10,), lengths,
+                             pg.GridOptions(), params, share, None)
 
     k0 = key()
     monkeypatch.setitem(lv.PLANNING_MARGINS, "vllm-v1", {"ttft": 1.2, "tpot": 1.0})
