@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
+import numpy as np
 import pandas as pd
 
 from routerwise.redact import redact_text, redact_url
@@ -100,3 +101,191 @@ def setup_latencies(model: str, tp_degrees, shares, loads_rps, *, endpoint: str 
         return SetupLatencies(table, "measured", "measured on launched engines under MPS")
     return SetupLatencies(simulated_rows(model, tp_degrees, shares, gpu), "simulated",
                           "endpoint='simulate': simulated profiles")
+
+
+# ---------------------------------------------------------------------------------------------
+# Notebook 07: a short measured sweep on the real engine, with repeats, or the simulated fallback
+
+MODES = ("auto", "tiny", "endpoint", "simulated")
+STATS = ("ttft_mean_ms", "ttft_p99_ms", "tpot_mean_ms")
+
+
+@dataclass(frozen=True)
+class LatencyRun:
+    """What :func:`latency_run` measured (or simulated).
+
+    ``table``: profile rows (``routerwise.data.latency_table`` schema), one per (load, repeat)
+    when measured, with a ``repeat`` column; ``levels``: one row per load, the mean of each of
+    :data:`STATS` over the repeats with its repeats' ``_min``/``_max`` and ``_spread_pct``
+    (``100 (max - min) / mean``, the repeat noise), in the profile schema so it plots like a
+    profile (simulated: the simulated rows). ``model``/``tp_degrees``/``shares`` name the curves
+    drawn; ``provenance`` says what served them (engine version, hardware, model)."""
+
+    table: pd.DataFrame
+    levels: pd.DataFrame
+    mode: str          # "measured" | "simulated"
+    reason: str
+    model: str
+    tp_degrees: tuple[int, ...]
+    shares: tuple[float, ...]
+    provenance: dict
+
+
+def repeat_levels(table: pd.DataFrame) -> pd.DataFrame:
+    """Per load, the mean of :data:`STATS` over the repeats, their min, max and spread (%):
+    profile-schema rows (``saturated`` when any repeat saturated) plus those columns."""
+    from routerwise.data import latency_table
+    rows = []
+    for _, d in table.groupby("load_rps", sort=True):
+        row = latency_table.normalize(d.head(1)).iloc[0].to_dict()
+        d = d.reindex(columns=list(latency_table.COLUMNS))  # repeats: not one profile
+        for c in latency_table.METRIC_COLUMNS + ("duration_s",):
+            row[c] = float(d[c].mean())
+        row["num_requests"] = int(d["num_requests"].sum())
+        row["saturated"] = bool(d["saturated"].astype(bool).any())
+        row["repeats"] = len(d)
+        for c in STATS:
+            lo, hi, mean = float(d[c].min()), float(d[c].max()), float(d[c].mean())
+            row[f"{c}_min"], row[f"{c}_max"] = lo, hi
+            row[f"{c}_spread_pct"] = 100.0 * (hi - lo) / mean if mean > 0 else float("nan")
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def repeat_noise_pct(levels: pd.DataFrame, stat: str = "ttft_mean_ms") -> float:
+    """The median over loads of the repeats' spread of ``stat`` (%): the noise floor."""
+    col = f"{stat}_spread_pct"
+    if col not in levels or levels[col].dropna().empty:
+        return float("nan")
+    return float(levels[col].median())
+
+
+def _sweep_repeats(base_url: str, served_model: str, label: str, loads_rps, repeats: int,
+                   num_requests: int, out: Path, *, gpu: str, exact_length: bool,
+                   prompts) -> pd.DataFrame:
+    """``repeats`` sweeps of ``loads_rps`` against one running server (one folder each, fresh
+    Poisson arrivals per repeat); the rows of every repeat, with a ``repeat`` column."""
+    tables = []
+    for k in range(repeats):
+        setup = SweepSetup(label, 1, 1.0, endpoint_url=base_url, served_model=served_model)
+        t = run_sweep([setup], loads_rps, out / f"repeat-{k}", prompts=prompts, gpu=gpu,
+                      num_requests=num_requests, seed=k, exact_length=exact_length,
+                      server_metrics=True, stop_after_saturation=False, progress=False,
+                      sample_interval_s=None, request_timeout_s=300.0)
+        tables.append(t.assign(repeat=k))
+    return pd.concat(tables, ignore_index=True)
+
+
+def _tiny_run(tiny_model: str, loads_rps, repeats: int, num_requests: int, out: Path,
+              startup_timeout_s: float) -> tuple[pd.DataFrame, dict]:
+    """Build ``tiny_model``, serve it with vLLM on loopback, sweep, stop the server."""
+    import platform
+
+    from .engine_check import MAX_TOKENS, PROMPT_WORDS, SERVER_ARGS
+    from .launcher import engine_version, launch
+    from .loadgen import Endpoint, poisson_schedule, run_load
+    from .tiny_models import build_tiny_model
+    from .vllm_server import is_cpu_build, vllm_spec
+
+    folder = build_tiny_model(out.parent / "models" / tiny_model, tiny_model, seed=0)
+    spec = vllm_spec(folder, extra_args=SERVER_ARGS, startup_timeout_s=startup_timeout_s)
+    prompts = synthetic_prompts(num_requests, prompt_words=PROMPT_WORDS, max_tokens=MAX_TOKENS)
+    hardware = "CPU" if is_cpu_build() else "GPU"
+    with launch(spec, log_path=out / "engine.log") as eng:
+        prov = {"engine_version": engine_version(), "hardware": hardware,
+                "machine": platform.machine(), "model": tiny_model, "model_seed": 0,
+                "prompt_tokens": PROMPT_WORDS + 1, "output_tokens": MAX_TOKENS,
+                "server": eng.provenance()}
+        # untimed warm-up: the CPU build builds kernels for each new batch shape
+        warm = min(20, num_requests)
+        run_load(poisson_schedule(float(np.median(loads_rps)), num_requests=warm, seed=10**6),
+                 synthetic_prompts(warm, prompt_words=PROMPT_WORDS, max_tokens=MAX_TOKENS,
+                                   seed=10**6),
+                 Endpoint(eng.base_url, spec.served_model_name, exact_length=True,
+                          request_timeout_s=300.0), progress=False)
+        table = _sweep_repeats(eng.base_url, spec.served_model_name, tiny_model, loads_rps,
+                               repeats, num_requests, out, gpu=hardware.lower(),
+                               exact_length=True, prompts=prompts)
+    return table, prov
+
+
+def latency_run(mode: str = "auto", *, loads_rps=(4.0, 12.0, 24.0), repeats: int = 2,
+                num_requests: int = 40, tiny_model: str = "tiny-llama-s", endpoint: str = "",
+                served_model: str = "", model: str = "llama-3.1-8b-instruct",
+                tp_degrees=(1, 2), shares=(0.5, 1.0), gpu: str = "A100-80GB",
+                out_dir: str | Path = "results/measurements",
+                startup_timeout_s: float = 600.0) -> LatencyRun:
+    """Latencies for notebook 07, measured on a real engine where there is one.
+
+    ``mode``:
+
+    * ``"tiny"``: build ``tiny_model`` (:mod:`profiling.tiny_models`), serve it with the
+      installed vLLM on 127.0.0.1 (:mod:`profiling.vllm_server` settings), sweep ``loads_rps``
+      ``repeats`` times with ``num_requests`` requests per point, and stop the server;
+      :class:`ToolUnavailable` when vLLM is not installed;
+    * ``"endpoint"``: the same sweep against ``endpoint``, a running OpenAI-compatible server
+      serving ``served_model`` (rows labelled ``model``, ``gpu``); an endpoint that does not
+      answer falls back to the simulated profiles, with the reason;
+    * ``"simulated"``: the kit's simulated profiles of ``model`` over ``tp_degrees`` x
+      ``shares`` on ``gpu``;
+    * ``"auto"``: ``"tiny"`` when vLLM can be imported, else ``"simulated"`` with the reason.
+
+    Each measured run writes into a new folder under ``out_dir`` (a rerun measures afresh).
+    """
+    from routerwise.errors import ValidationError
+
+    from .errors import ToolUnavailable
+    from .vllm_server import engine_installed
+    if mode not in MODES:
+        raise ValidationError(f"mode {mode!r}: choose one of {', '.join(MODES)}")
+    loads = sorted(float(x) for x in loads_rps)
+    if not (isinstance(repeats, int) and repeats >= 1):
+        raise ValidationError(f"repeats must be an integer >= 1, got {repeats!r}")
+
+    def simulated(reason: str) -> LatencyRun:
+        t = simulated_rows(model, tp_degrees, shares, gpu)
+        return LatencyRun(t, t, "simulated", reason, model, tuple(int(x) for x in tp_degrees),
+                          tuple(float(x) for x in shares), {"source": f"simulated on {gpu}"})
+
+    why = None
+    if mode == "auto":
+        why = engine_installed()
+        if why is not None:
+            return simulated(f"fell back to simulated profiles: {why}")
+        mode = "tiny"
+    if mode == "simulated":
+        return simulated("mode='simulated': simulated profiles")
+    from datetime import UTC, datetime
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
+    if mode == "tiny":
+        why = engine_installed()
+        if why is not None:
+            raise ToolUnavailable(f"mode='tiny' serves a tiny model with vLLM: {why}; or use "
+                                  f"mode='simulated'")
+        table, prov = _tiny_run(tiny_model, loads, repeats, num_requests,
+                                Path(out_dir) / "tiny" / f"{tiny_model}-{stamp}",
+                                startup_timeout_s)
+        levels = repeat_levels(table)
+        return LatencyRun(table, levels, "measured",
+                          f"measured on {prov['engine_version']} ({prov['hardware']}) serving "
+                          f"the random-weight {tiny_model} on 127.0.0.1: {len(loads)} loads x "
+                          f"{repeats} repeats x {num_requests} requests",
+                          tiny_model, (1,), (1.0,), prov)
+    if not endpoint:
+        raise ValidationError("mode='endpoint' measures a running server: give endpoint= its "
+                              "URL (e.g. http://127.0.0.1:8000)")
+    why = endpoint_reachable(endpoint)
+    if why is not None:
+        return simulated(f"fell back to simulated profiles: {why}")
+    shown = redact_url(endpoint.rstrip("/"))
+    try:
+        table = _sweep_repeats(endpoint, served_model or model, model, loads, repeats,
+                               num_requests, Path(out_dir) / "endpoint" / stamp, gpu=gpu,
+                               exact_length=False, prompts=synthetic_prompts())
+    except PointFailed as e:  # answered /v1/models, but could not serve requests
+        return simulated(redact_text(f"fell back to simulated profiles: the endpoint failed "
+                                     f"its load points: {e}"))
+    return LatencyRun(table, repeat_levels(table), "measured",
+                      f"measured against {shown}: {len(loads)} loads x {repeats} repeats x "
+                      f"{num_requests} requests", model, (1,), (1.0,),
+                      {"endpoint": shown, "hardware": gpu, "model": served_model or model})

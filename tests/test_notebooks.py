@@ -31,7 +31,9 @@ SMALL = {
     "05_beyond_the_paper": {"replay_requests": 1000, "mix_shifts": 4,
                             "rate_factors": [1.0, 1.2]},
     "06_gpu_inventory": {"sample_seconds": 0.5},
-    "07_measure_latencies": {"loads_rps": [1.0], "tp_degrees": [1], "shares": [1.0]},
+    # the real engine where installed (CI: always), one light load twice; else simulated
+    "07_measure_latencies": {"loads_rps": [4.0], "repeats": 2, "num_requests": 12,
+                             "tp_degrees": [1], "shares": [1.0]},
     "08_latency_validation": {"max_nfev": 8},
     "09_headline_explained": {"num_gpus": [4], "load_percent": [80], "slos_ms": [800],
                               "spread_factors": [1.0, 4.0], "workers": 1},
@@ -234,9 +236,15 @@ def test_gpu_inventory_without_gpu(results):
         assert n["samples"] == 0
 
 
-def test_measure_latencies_falls_back_to_simulation(results):
+def test_measure_latencies_on_the_engine_or_simulated(results):
+    from profiling.vllm_server import engine_installed
     n = run("07_measure_latencies", results)
-    assert n["mode"] == "simulated" and n["sources"] == "simulated" and n["rows"] > 0
+    if engine_installed() is None or in_ci():  # CI installs the engine: a fallback there fails
+        assert n["mode"] == "measured" and n["sources"] == "measured" and n["rows"] == 2
+        assert n["engine"].startswith("vllm") and n["ttft_mean_ms[4rps]"] > 0
+        assert n["ttft_mean_ms_spread_pct[4rps]"] >= 0 and n["repeat_noise_pct"] >= 0
+    else:
+        assert n["mode"] == "simulated" and n["sources"] == "simulated" and n["rows"] > 0
 
 
 def test_the_reference_check_can_fail_and_updating_never_passes(tmp_path, monkeypatch):
