@@ -22,8 +22,8 @@ import time
 
 import pandas as pd
 
-from routerwise.serving import latency_validation as lv
 from routerwise.io import write_json
+from routerwise.serving import latency_validation as lv
 
 TARGETS = {"median_abs_err_pct_ttft_mean": 15.0, "median_abs_err_pct_tpot_mean": 15.0,
            "median_abs_err_pct_ttft_p99": 25.0, "median_abs_err_pct_saturation_rate": 10.0}

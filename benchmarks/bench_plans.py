@@ -35,10 +35,15 @@ import time
 import numpy as np
 import pandas as pd
 
-from routerwise.planning.consistency import (DEFAULT_CONFIDENCE, DEFAULT_HEADROOM_LADDER, DEFAULT_REPLAYS,
-                                    plan_consistently, replay_record)
-from routerwise.paper.experiments import check_plans, notebook_panels, panel_problem
 from routerwise.io import json_safe, write_json
+from routerwise.paper.experiments import check_plans, notebook_panels, panel_problem
+from routerwise.planning.consistency import (
+    DEFAULT_CONFIDENCE,
+    DEFAULT_HEADROOM_LADDER,
+    DEFAULT_REPLAYS,
+    plan_consistently,
+    replay_record,
+)
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 

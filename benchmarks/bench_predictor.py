@@ -19,8 +19,12 @@ import statistics
 import numpy as np
 import pandas as pd
 
-from routerwise.data.score_predictor import (PredictedScores, build_pipeline, cross_val_predict_scores,
-                                  fit_predict_scores)
+from routerwise.data.score_predictor import (
+    PredictedScores,
+    build_pipeline,
+    cross_val_predict_scores,
+    fit_predict_scores,
+)
 from routerwise.data.scores import load_llmrouter, load_routeprofile
 
 LADDER = ("llama-3.2-3b-instruct", "llama-3.1-8b-instruct",

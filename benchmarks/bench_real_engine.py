@@ -43,8 +43,7 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from profiling.engine_check import (ModelSetup, SERVER_LIMITS, evaluate,  # noqa: E402
-                                    kv_capacity_tokens, measure_model)
+from profiling.engine_check import SERVER_LIMITS, ModelSetup, evaluate, kv_capacity_tokens, measure_model  # noqa: E402
 from profiling.launcher import engine_version  # noqa: E402
 from profiling.tiny_models import register_tiny_model  # noqa: E402
 from profiling.vllm_server import require_engine  # noqa: E402

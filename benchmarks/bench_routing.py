@@ -21,12 +21,12 @@ from dataclasses import replace
 
 import numpy as np
 
-from routerwise.paper.instances import default_problem, paper_loads
 from routerwise.io import write_json
-from routerwise.optimize.price_routing import PriceRouting
-from routerwise.problem import SetupSpace, Workload
-from routerwise.optimize.fixed_setup import FixedSetupLP
 from routerwise.optimize.exact_search import SearchContext, evaluate_all, solve_exact
+from routerwise.optimize.fixed_setup import FixedSetupLP
+from routerwise.optimize.price_routing import PriceRouting
+from routerwise.paper.instances import default_problem, paper_loads
+from routerwise.problem import SetupSpace, Workload
 
 
 def many_prompts(problem, n: int, seed: int = 0):

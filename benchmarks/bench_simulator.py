@@ -17,8 +17,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from routerwise.serving import engine as eng
 from routerwise.serving import curve_grid as pg
+from routerwise.serving import engine as eng
 from routerwise.serving import simulator as sim
 from routerwise.serving import stepcost
 

@@ -25,11 +25,11 @@ import time
 import numpy as np
 import pandas as pd
 
+from routerwise.optimize.bounds import SearchContext
 from routerwise.optimize.dual_price import DualPriceConfig, _Batch, _solve_batch, solve_dual_price
+from routerwise.optimize.exact_search import solve_exact
 from routerwise.optimize.milp import solve_milp
 from routerwise.problem import SetupSpace
-from routerwise.optimize.bounds import SearchContext
-from routerwise.optimize.exact_search import solve_exact
 
 SPACES = {"utilization": SetupSpace(check_memory=False, check_compute=False), "ours": SetupSpace()}
 

@@ -30,9 +30,9 @@ import tempfile
 import threading
 import time
 import warnings
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from collections.abc import Iterator, Mapping
 
 import httpx
 

@@ -40,12 +40,12 @@ import platform
 import random
 import time
 import warnings
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, UTC
+from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
 from typing import Any
-from collections.abc import Mapping, Sequence
 
 import httpx
 import numpy as np

@@ -43,11 +43,11 @@ from __future__ import annotations
 import json
 import logging
 import math
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
-from datetime import datetime, UTC
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
-from collections.abc import Callable, Sequence
 
 import pandas as pd
 
@@ -59,8 +59,7 @@ from routerwise.redact import redact_url
 from . import nvml
 from .errors import PointFailed, ResultExists
 from .launcher import EngineSpec, MPSDaemon, launch
-from .loadgen import (Endpoint, PromptSet, SaturationCriteria, endpoint_failure,
-                      poisson_schedule, run_load, summarize)
+from .loadgen import Endpoint, PromptSet, SaturationCriteria, endpoint_failure, poisson_schedule, run_load, summarize
 from .sampler import GPUSampler
 
 log = logging.getLogger(__name__)

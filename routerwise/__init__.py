@@ -8,18 +8,37 @@ router, replay, consistency, cost) with this facade re-exporting it; ``paper`` (
 study); the command line.
 """
 
-from .planning.consistency import plan_consistently, replay_record
-from .planning.cost import GpuPrices, cheapest_cluster, pareto_frontier
-from .errors import (ChecksumMismatch, DataError, InfeasibleSLO, MissingDataFile,
-                     RouterWiseError, SolverUnavailable, ValidationError, VerificationError)
-from .planning.online_router import OnlineRouter
+from .errors import (
+    ChecksumMismatch,
+    DataError,
+    InfeasibleSLO,
+    MissingDataFile,
+    RouterWiseError,
+    SolverUnavailable,
+    ValidationError,
+    VerificationError,
+)
 from .optimize.headroom import with_headroom
 from .optimize.setup_space import enumerate_setups
 from .optimize.solution import Solution
-from .problem import (SLO, Cluster, GPUType, LatencyCurve, LatencyProfiles, ModelSetup,
-                      ModelSpec, Problem, SetupSpace, SystemSetup, Workload)
+from .planning.consistency import plan_consistently, replay_record
+from .planning.cost import GpuPrices, cheapest_cluster, pareto_frontier
+from .planning.online_router import OnlineRouter
 from .planning.problem_file import load_problem, read_problem_file
 from .planning.solve import METHODS, register_solver, solve
+from .problem import (
+    SLO,
+    Cluster,
+    GPUType,
+    LatencyCurve,
+    LatencyProfiles,
+    ModelSetup,
+    ModelSpec,
+    Problem,
+    SetupSpace,
+    SystemSetup,
+    Workload,
+)
 
 __version__ = "0.3.0"
 

@@ -110,9 +110,9 @@ def _check_json_path(path: str) -> None:
 
 
 def _solve(args) -> int:
-    from .planning.consistency import slo_check_text
     from .io import json_safe
     from .optimize.headroom import with_headroom
+    from .planning.consistency import slo_check_text
     from .planning.solve import solve
     if args.json:
         _check_json_path(args.json)
@@ -257,8 +257,8 @@ def _cost(args) -> int:
     """``routerwise cost``: the cheapest cluster meeting the SLO and a quality floor."""
     import pandas as pd
 
-    from .planning.cost import cheapest_cluster, cluster_pools, pareto_frontier, proves_optimum
     from .optimize.headroom import with_headroom
+    from .planning.cost import cheapest_cluster, cluster_pools, pareto_frontier, proves_optimum
     file_prices = None
     if args.problem:
         from .planning.problem_file import read_problem_file
@@ -473,8 +473,8 @@ def main(argv=None) -> int:
             return run_from_args(args)
         if args.cmd == "solve":
             if args.headroom is None:
-                from .planning.consistency import DEFAULT_HEADROOM_LADDER
                 from .optimize.headroom import DEFAULT_LOAD_FRACTION
+                from .planning.consistency import DEFAULT_HEADROOM_LADDER
                 args.headroom = DEFAULT_HEADROOM_LADDER if args.consistent else \
                     DEFAULT_LOAD_FRACTION
             return _solve(args)

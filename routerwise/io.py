@@ -17,8 +17,8 @@ import os
 import re
 import tempfile
 import warnings
-from pathlib import Path
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 __all__ = ["atomic_path", "atomic_write", "atomic_write_with", "write_json", "sha256_file",
            "read_csv_checked", "safe_name", "json_safe", "cache_write"]

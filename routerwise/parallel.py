@@ -70,9 +70,9 @@ import tempfile
 import threading
 import time
 import warnings
+from collections.abc import Callable, Sequence
 from pathlib import Path, PurePath
 from typing import Any
-from collections.abc import Callable, Sequence
 
 from .errors import SweepFailed, ValidationError
 from .io import atomic_write

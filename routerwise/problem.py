@@ -27,9 +27,9 @@ from __future__ import annotations
 
 import math
 import numbers
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from functools import cached_property
-from collections.abc import Iterable, Mapping, Sequence
 
 import numpy as np
 

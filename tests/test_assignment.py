@@ -5,8 +5,13 @@ import itertools
 import numpy as np
 import pytest
 
-from routerwise.optimize.assignment import (argmax_counts, dual_value, group_scores,
-                                   prices_by_subgradient, score_of_fractions)
+from routerwise.optimize.assignment import (
+    argmax_counts,
+    dual_value,
+    group_scores,
+    prices_by_subgradient,
+    score_of_fractions,
+)
 
 
 def brute_force_score(scores, counts):

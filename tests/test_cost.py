@@ -6,12 +6,28 @@ import numpy as np
 import pytest
 
 import routerwise as rw
-from routerwise.planning.cost import (ClusterTrial, GpuPrices, candidate_counts, cheapest_cluster,
-                             cluster_cost, cluster_pools, pareto_frontier,
-                             unlimited_capacity_bound)
 from routerwise.optimize.exact_search import evaluate_all
-from routerwise.problem import (SLO, Cluster, GPUType, LatencyCurve, LatencyProfiles, ModelSpec,
-                                Problem, SetupSpace, Workload)
+from routerwise.planning.cost import (
+    ClusterTrial,
+    GpuPrices,
+    candidate_counts,
+    cheapest_cluster,
+    cluster_cost,
+    cluster_pools,
+    pareto_frontier,
+    unlimited_capacity_bound,
+)
+from routerwise.problem import (
+    SLO,
+    Cluster,
+    GPUType,
+    LatencyCurve,
+    LatencyProfiles,
+    ModelSpec,
+    Problem,
+    SetupSpace,
+    Workload,
+)
 
 GPU = GPUType("toy-80GB", 80.0)
 

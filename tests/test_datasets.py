@@ -9,8 +9,8 @@ import threading
 
 import pytest
 
-from routerwise.data import registry as datasets
 from routerwise import settings
+from routerwise.data import registry as datasets
 from routerwise.errors import ChecksumMismatch, MissingDataFile, ValidationError
 
 PAYLOAD = b"model,score\na,0.5\nb,0.25\n"

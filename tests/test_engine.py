@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from routerwise.errors import ValidationError
 from routerwise.serving import architectures, memory
 from routerwise.serving import engine as eng
 from routerwise.serving import simulator as sim
-from routerwise.errors import ValidationError
 from routerwise.serving.hardware import GPUS
 from routerwise.serving.stepcost import StepTimes
 

@@ -14,8 +14,8 @@ import sys
 import numpy as np
 import pandas as pd
 import pytest
-
 from conftest import REPO, in_ci, needs_mirror
+
 from routerwise.errors import SweepFailed, ValidationError
 from routerwise.optimize.exact_search import evaluate_all
 from routerwise.paper import experiments as ex

@@ -5,17 +5,25 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import needs_mirror
 from scipy.optimize import linprog
 
 from routerwise.errors import ValidationError
 from routerwise.optimize.assignment import group_scores, score_of_fractions
 from routerwise.optimize.exact_search import evaluate_all
 from routerwise.paper import headline as h
-from routerwise.problem import (SLO, Cluster, GPUType, LatencyCurve, LatencyProfiles, ModelSpec,
-                                Problem, SetupSpace, Workload)
+from routerwise.problem import (
+    SLO,
+    Cluster,
+    GPUType,
+    LatencyCurve,
+    LatencyProfiles,
+    ModelSpec,
+    Problem,
+    SetupSpace,
+    Workload,
+)
 from routerwise.serving import architectures
-
-from conftest import needs_mirror
 
 
 def share_problem(scores, capacity_rps, base_ms, *, rate=10.0, tau=300.0, aggregate="mean"):

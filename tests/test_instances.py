@@ -2,9 +2,9 @@
 
 import numpy as np
 import pytest
+from conftest import needs_mirror
 
 import routerwise as rw
-from conftest import needs_mirror
 from routerwise.paper.instances import LADDER_3, default_problem, max_capacity_rps, paper_loads
 from routerwise.planning.replay import replay_plan
 
@@ -90,8 +90,8 @@ def test_cli_solves_and_explains_an_unreachable_slo(capsys):
 
 
 def test_paper_load_takes_any_percent_of_capacity():
-    from routerwise.paper.instances import paper_load
     from routerwise.errors import ValidationError
+    from routerwise.paper.instances import paper_load
     loads = paper_loads(3)
     assert [paper_load(3, p) for p in (50, 60, 70, 80)] == list(loads)
     cap = loads[-1] / 0.8                                  # capacity, from the paper's 80%

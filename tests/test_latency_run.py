@@ -5,9 +5,9 @@ import math
 
 import pandas as pd
 import pytest
-
 from conftest import needs_mirror
 from fake_engine import FakeEngine
+
 from profiling import measure
 from profiling.errors import ToolUnavailable
 from routerwise.data import latency_table

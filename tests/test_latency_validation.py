@@ -9,10 +9,10 @@ import pandas as pd
 import pytest
 from conftest import needs_mirror
 
-from routerwise.serving import engine as eng
-from routerwise.serving import latency_validation as lv
 from routerwise.data import measured_runs as mr
 from routerwise.serving import curve_grid as pg
+from routerwise.serving import engine as eng
+from routerwise.serving import latency_validation as lv
 
 
 def _levels(rates, ttft, requests=50, completion=None):

@@ -12,8 +12,7 @@ import httpx
 import pytest
 
 from profiling.errors import EngineStartError, MPSError, ToolUnavailable
-from profiling.launcher import (VLLM_COMMAND, EngineSpec, MPSDaemon, free_port, launch,
-                                start_engine)
+from profiling.launcher import VLLM_COMMAND, EngineSpec, MPSDaemon, free_port, launch, start_engine
 from routerwise.errors import ValidationError
 
 pytestmark = pytest.mark.timeout(60)

@@ -7,8 +7,8 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
-
 from fake_engine import FakeEngine
+
 from profiling import loadgen as lg
 from routerwise.data import latency_table as profiles
 from routerwise.errors import DataError, ValidationError

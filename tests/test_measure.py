@@ -1,9 +1,9 @@
 """Setup latencies: measured against an endpoint, or simulated with the reason said."""
 
 import pytest
-
 from conftest import needs_mirror
 from fake_engine import FakeEngine
+
 from profiling.measure import endpoint_reachable, setup_latencies
 from routerwise.data import latency_table as profiles
 

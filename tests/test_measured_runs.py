@@ -7,12 +7,11 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
-
-from routerwise.serving import latency_validation as lv
 from conftest import needs_mirror
 
 from routerwise.data import measured_runs as mr
 from routerwise.errors import DataError
+from routerwise.serving import latency_validation as lv
 
 
 @needs_mirror

@@ -19,8 +19,18 @@ from routerwise.optimize.baselines import isolated_baseline, run_baselines
 from routerwise.optimize.placement import ShardDemand, place_pools
 from routerwise.optimize.setup_space import candidate_setup_count, enumerate_setups
 from routerwise.paper.synthetic import synthetic_problem
-from routerwise.problem import (SLO, Cluster, GPUType, LatencyCurve, LatencyProfiles, ModelSetup,
-                                ModelSpec, Problem, SetupSpace, Workload)
+from routerwise.problem import (
+    SLO,
+    Cluster,
+    GPUType,
+    LatencyCurve,
+    LatencyProfiles,
+    ModelSetup,
+    ModelSpec,
+    Problem,
+    SetupSpace,
+    Workload,
+)
 
 A = GPUType("A-40GB", 40.0)
 H = GPUType("H-80GB", 80.0)
@@ -301,6 +311,7 @@ def _mixed_example(tmp_path, cluster_toml: str, types=("A100-80GB", "H100-80GB")
     import shutil
 
     import pandas as pd
+
     from routerwise.data import latency_table
 
     for f in EXAMPLES.iterdir():
@@ -395,6 +406,7 @@ def test_default_ladder_on_a_mixed_cluster():
     """Real-data instance on 2 x A100-80GB + 2 x H100-80GB (curves simulated per type; the
     first run builds the H100 grid, a few minutes): exact and MILP prove the same optimum."""
     from conftest import mirror_available
+
     from routerwise.paper.instances import mixed_problem
 
     if not mirror_available():

@@ -12,17 +12,26 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
+from tiny import two_model_problem
 
 import routerwise as rw
 from routerwise.data import registry
 from routerwise.errors import ChecksumMismatch, VerificationError
 from routerwise.optimize.baselines import nearest_setup_baseline
 from routerwise.optimize.placement import ShardDemand, gpu_usage
-from routerwise.problem import (SLO, Cluster, GPUType, LatencyCurve, LatencyProfiles, ModelSpec,
-                                Problem, SetupSpace, Workload)
+from routerwise.problem import (
+    SLO,
+    Cluster,
+    GPUType,
+    LatencyCurve,
+    LatencyProfiles,
+    ModelSpec,
+    Problem,
+    SetupSpace,
+    Workload,
+)
 from routerwise.serving import simulator as sim
 from routerwise.serving.stepcost import StepTimes
-from tiny import two_model_problem
 
 FLAT = (0.0, 100.0)
 

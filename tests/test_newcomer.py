@@ -13,8 +13,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from routerwise import cli
-from routerwise import errors
+from routerwise import cli, errors
 from routerwise.errors import ValidationError
 from routerwise.paper import params, record, reproduce
 
@@ -114,8 +113,8 @@ def test_summary_states_each_notebooks_measured_wall_time(results):
 
 
 def test_short_reprs_for_solution_and_consistent_plan():
-    from routerwise.planning.consistency import ConsistentPlan
     from routerwise.optimize.solution import Solution
+    from routerwise.planning.consistency import ConsistentPlan
     from routerwise.problem import ModelSetup, SystemSetup
     setup = SystemSetup((ModelSetup(1, 5), ModelSetup(2, 10)), ((0,), (1, 2)))
     sol = Solution(setup, np.array([0.25, 0.75]), np.zeros(2), 0.71234, 123.456, "exact",

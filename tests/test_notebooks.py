@@ -13,7 +13,6 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-
 from conftest import in_ci, needs_mirror
 
 pm = pytest.importorskip("papermill")

@@ -9,8 +9,8 @@ import time
 
 import pandas as pd
 import pytest
-
 from fake_nvml import SCENARIOS, scenario
+
 from profiling import nvml
 from profiling.sampler import GPUSampler
 

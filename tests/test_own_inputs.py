@@ -20,8 +20,8 @@ import routerwise as rw
 from routerwise.data.score_predictor import HELD_OUT_FOLDS, PredictedScores
 from routerwise.data.scores import load_score_table
 from routerwise.errors import DataError, ValidationError
-from routerwise.problem import Workload
 from routerwise.planning.problem_file import read_problem_file
+from routerwise.problem import Workload
 from routerwise.serving import architectures, hardware, memory
 
 REPO = Path(__file__).resolve().parents[1]

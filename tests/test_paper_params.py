@@ -78,6 +78,7 @@ def test_progress_mode_is_read_from_the_environment(monkeypatch, value, mode):
 
 def test_auto_progress_uses_widgets_only_when_ipywidgets_is_installed(monkeypatch):
     import importlib.util
+
     from routerwise import settings
     monkeypatch.delenv("ROUTERWISE_PROGRESS", raising=False)
     monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)

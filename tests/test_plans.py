@@ -2,12 +2,12 @@
 
 import numpy as np
 import pytest
+from tiny import two_model_problem
 
 import routerwise as rw
+from routerwise.optimize.exact_search import evaluate_all, solve_exact
 from routerwise.optimize.latency import CurveBank, project_fractions
 from routerwise.problem import LOAD_RTOL, LatencyCurve
-from routerwise.optimize.exact_search import evaluate_all, solve_exact
-from tiny import two_model_problem
 
 FLAT = (0.0, 100.0)
 
@@ -57,11 +57,11 @@ def test_plan_at_the_curve_end_verifies_and_evaluate_all_has_no_infinite_feasibl
 
 # ----------------------------------------------------------------------------- price routing
 
-from routerwise.optimize.assignment import _transport_lp, group_scores   # noqa: E402
+from routerwise.optimize.assignment import _transport_lp, group_scores  # noqa: E402
+from routerwise.optimize.exact_search import SearchContext  # noqa: E402
+from routerwise.optimize.fixed_setup import FixedSetupLP  # noqa: E402
 from routerwise.optimize.price_routing import PriceRouting, convex_runs  # noqa: E402
 from routerwise.optimize.price_space import score_at_fractions  # noqa: E402
-from routerwise.optimize.fixed_setup import FixedSetupLP  # noqa: E402
-from routerwise.optimize.exact_search import SearchContext  # noqa: E402
 from routerwise.paper.synthetic import synthetic_problem  # noqa: E402
 
 
@@ -133,10 +133,10 @@ def test_score_at_fractions_matches_the_transport_lp_on_continuous_scores():
 
 from types import SimpleNamespace  # noqa: E402
 
-from routerwise.planning.consistency import plan_consistently, transfer_curve  # noqa: E402
 from routerwise.optimize.headroom import cut_curve, with_headroom  # noqa: E402
-from routerwise.problem import LatencyProfiles  # noqa: E402
+from routerwise.planning.consistency import plan_consistently, transfer_curve  # noqa: E402
 from routerwise.planning.replay import routed_pool  # noqa: E402
+from routerwise.problem import LatencyProfiles  # noqa: E402
 
 BASE_X = (0.0, 4.0, 8.0, 10.0)
 BASE_Y = (100.0, 140.0, 260.0, 600.0)

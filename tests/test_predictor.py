@@ -7,11 +7,17 @@ import numpy as np
 import pytest
 from conftest import needs_mirror
 
-from routerwise.errors import ValidationError
-from routerwise.data.score_predictor import (HELD_OUT_FOLDS, HELD_OUT_SPLIT, PredictedScores,
-                                  build_pipeline, cross_val_predict_scores, fit_predict_scores)
-from routerwise.problem import Workload
+from routerwise.data.score_predictor import (
+    HELD_OUT_FOLDS,
+    HELD_OUT_SPLIT,
+    PredictedScores,
+    build_pipeline,
+    cross_val_predict_scores,
+    fit_predict_scores,
+)
 from routerwise.data.scores import QualityMatrix, load_routeprofile
+from routerwise.errors import ValidationError
+from routerwise.problem import Workload
 
 FILLER = ("the of a to in is for on with as by at from that this it an be or are was which "
           "value number list string table river mountain city music garden window").split()

@@ -7,8 +7,18 @@ import pytest
 from routerwise.data import latency_table as profiles
 from routerwise.errors import ValidationError
 from routerwise.paper.synthetic import synthetic_problem
-from routerwise.problem import (SLO, Cluster, GPUType, LatencyCurve, LatencyProfiles, ModelSetup,
-                                ModelSpec, Problem, SetupSpace, Workload)
+from routerwise.problem import (
+    SLO,
+    Cluster,
+    GPUType,
+    LatencyCurve,
+    LatencyProfiles,
+    ModelSetup,
+    ModelSpec,
+    Problem,
+    SetupSpace,
+    Workload,
+)
 
 
 def curve(**kw):

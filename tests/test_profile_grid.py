@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-
 from conftest import needs_mirror
-from routerwise.serving import curve_grid as pg
+
 from routerwise.data import latency_table as profiles
+from routerwise.serving import curve_grid as pg
 
 MODEL = "llama-3.2-3b-instruct"
 LENGTHS = pg.LengthSample(np.array([60, 200, 450, 900]), np.array([1, 40, 150, 300]),

@@ -14,8 +14,8 @@ import pytest
 from conftest import needs_mirror
 
 from routerwise.data import registry as datasets
-from routerwise.errors import ChecksumMismatch, DataError, MissingDataFile, ValidationError
 from routerwise.data.scores import QualityMatrix, load_llmrouter, load_routeprofile
+from routerwise.errors import ChecksumMismatch, DataError, MissingDataFile, ValidationError
 
 LLMROUTER_MODELS = ("codegemma-7b", "gemma-2-9b-it", "llama-3.1-8b-instruct",
                     "llama-3.1-nemotron-51b-instruct", "llama-3.3-nemotron-super-49b-v1",

@@ -235,11 +235,10 @@ LIGHT_RPS, HEAVY_RPS, MAX_TOKENS, N = 2.0, 80.0, 32, 48
 def test_sweep_against_real_vllm_on_a_tiny_model(tmp_path):
     _need_engine()
     from profiling.loadgen import read_requests, synthetic_prompts
-    from profiling.sweep import point_dir, run_sweep
+    from profiling.sweep import SweepSetup, point_dir, run_sweep
     from profiling.tiny_models import build_tiny_model
     from profiling.vllm_server import vllm_spec
     from routerwise.data import latency_table
-    from profiling.sweep import SweepSetup
 
     model = build_tiny_model(tmp_path / "tiny-llama-s", "tiny-llama-s", seed=0)
     spec = vllm_spec(model, startup_timeout_s=600.0)

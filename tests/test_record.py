@@ -13,8 +13,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
 
-from routerwise.paper import provenance, record  # noqa: E402
 from routerwise.errors import ValidationError  # noqa: E402
+from routerwise.paper import provenance, record  # noqa: E402
 from routerwise.paper.reproduce import format_value, unit_of, write_summary  # noqa: E402
 
 
@@ -46,8 +46,8 @@ def test_every_number_needs_a_kind(tmp_path, monkeypatch):
 
 
 def test_record_carries_provenance(tmp_path, monkeypatch):
-    from routerwise.data.registry import REGISTRY
     from routerwise import __version__
+    from routerwise.data.registry import REGISTRY
     monkeypatch.setenv("ROUTERWISE_RESULTS_DIR", str(tmp_path))
 
     class P:
@@ -68,8 +68,9 @@ def test_record_carries_provenance(tmp_path, monkeypatch):
 
 
 def test_registry_digest_changes_with_any_checksum():
-    from routerwise.data.registry import REGISTRY
     from dataclasses import replace
+
+    from routerwise.data.registry import REGISTRY
     key = sorted(REGISTRY)[0]
     other = {**REGISTRY, key: replace(REGISTRY[key], sha256="0" * 64)}
     assert provenance.registry_digest(other) != provenance.registry_digest(REGISTRY)

@@ -20,8 +20,8 @@ import time
 from pathlib import Path
 
 import pytest
-
 from conftest import REPO
+
 from routerwise import parallel
 from routerwise.errors import ValidationError
 from routerwise.parallel import CHECKPOINT_SUFFIX, map_tasks, task_key

@@ -13,8 +13,8 @@ import pytest
 
 from routerwise.data.scores import load_score_table
 from routerwise.errors import DataError, ValidationError
-from routerwise.problem import LatencyCurve, ModelSpec, SetupSpace, check_model_name
 from routerwise.planning.problem_file import load_problem, read_problem_file
+from routerwise.problem import LatencyCurve, ModelSpec, SetupSpace, check_model_name
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "data" / "examples"
 CURVES_LINE = 'table = "curves.csv"                 # the kit\'s latency-table schema'

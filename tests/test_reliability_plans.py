@@ -14,15 +14,15 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import needs_mirror
+from test_plans import mix_world
 
 import routerwise as rw
 import routerwise.io as rio
-from conftest import needs_mirror
-from routerwise.planning import replay as rp
 from routerwise.cli import main
+from routerwise.planning import replay as rp
 from routerwise.planning.consistency import plan_consistently, replay_record
 from routerwise.serving import curve_grid as pg
-from test_plans import mix_world
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "data" / "examples"
 # One-sided normal tolerance factor for n = 8, 95% coverage at 95% confidence (published

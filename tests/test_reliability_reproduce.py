@@ -12,8 +12,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from conftest import needs_mirror
+
 from routerwise import cli
 from routerwise.errors import ValidationError
 from routerwise.paper import params, reproduce

@@ -16,8 +16,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-
 from conftest import REPO, needs_mirror
+
 from routerwise.errors import DataError
 from routerwise.redact import redact_text, redact_url
 

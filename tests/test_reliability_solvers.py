@@ -4,19 +4,18 @@ deadline logic runs on an injected clock (no assertion here depends on wall time
 import json
 
 import pytest
+from test_cost import example_with
+from test_mixed_gpus import _mixed_example
 
 import routerwise as rw
 from routerwise import cli
-from routerwise.planning.cost import cheapest_cluster
 from routerwise.optimize.bounds import SearchContext
 from routerwise.optimize.decomposition import solve_decomposition
 from routerwise.optimize.exact_search import solve_exact
 from routerwise.optimize.milp import solve_milp
 from routerwise.paper.synthetic import synthetic_problem
+from routerwise.planning.cost import cheapest_cluster
 from routerwise.problem import SetupSpace
-from test_cost import example_with
-from test_mixed_gpus import _mixed_example
-
 
 # ----------------------------------------------------------------------------- cost command
 

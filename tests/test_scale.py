@@ -4,16 +4,15 @@ import itertools
 
 import numpy as np
 import pytest
+from conftest import needs_mirror
 
 import routerwise as rw
-from conftest import needs_mirror
 from routerwise.errors import ValidationError
 from routerwise.optimize.auto import EXACT_MAX_SETUPS, candidate_setup_count, choose_method
 from routerwise.optimize.decomposition import place_setup, unplaceable_core
 from routerwise.optimize.milp import aggregate_rows, build_milp, run_milp
 from routerwise.optimize.setup_space import enumerate_setups, model_options
-from routerwise.paper.synthetic import (ladder_load_rps, ladder_problem, ladder_rungs,
-                                        ladder_slo_ms, synthetic_problem)
+from routerwise.paper.synthetic import ladder_load_rps, ladder_problem, ladder_rungs, ladder_slo_ms, synthetic_problem
 from routerwise.problem import SetupSpace
 
 pytestmark = pytest.mark.timeout(600)

@@ -8,8 +8,17 @@ import pytest
 from routerwise.optimize.placement import ShardDemand, gpu_usage, place_exact, place_ffd
 from routerwise.optimize.setup_space import enumerate_setups
 from routerwise.paper.synthetic import synthetic_problem
-from routerwise.problem import (SLO, Cluster, GPUType, LatencyCurve, LatencyProfiles, ModelSpec,
-                                Problem, SetupSpace, Workload)
+from routerwise.problem import (
+    SLO,
+    Cluster,
+    GPUType,
+    LatencyCurve,
+    LatencyProfiles,
+    ModelSpec,
+    Problem,
+    SetupSpace,
+    Workload,
+)
 
 OFF = SetupSpace(check_memory=False, check_compute=False)
 

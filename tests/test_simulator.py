@@ -6,10 +6,10 @@ from collections import deque
 
 import numpy as np
 import pytest
-
 from conftest import needs_mirror
-from routerwise.serving import simulator as sim
+
 from routerwise.errors import ValidationError
+from routerwise.serving import simulator as sim
 from routerwise.serving.stepcost import StepTimes
 
 

@@ -4,18 +4,18 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
+from tiny import two_model_problem
 
 import routerwise as rw
 from routerwise.optimize.assignment import group_scores, score_of_fractions
 from routerwise.optimize.baselines import run_baselines
 from routerwise.optimize.dual_price import project_capped_simplex
-from routerwise.optimize.milp import build_milp, solve_milp, write_lp
-from routerwise.problem import SetupSpace
-from routerwise.optimize.fixed_setup import evaluate_plan, solve_routing, solve_routing_cvxpy
 from routerwise.optimize.exact_search import solve_exact
+from routerwise.optimize.fixed_setup import evaluate_plan, solve_routing, solve_routing_cvxpy
+from routerwise.optimize.milp import build_milp, solve_milp, write_lp
 from routerwise.optimize.setup_space import enumerate_setups
 from routerwise.paper.synthetic import synthetic_problem
-from tiny import two_model_problem
+from routerwise.problem import SetupSpace
 
 FLAT = (0.0, 100.0)
 ALL_METHODS = ("exact", "milp", "dual-price")

@@ -7,10 +7,10 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
-
 from conftest import needs_mirror
-from routerwise.serving import architectures, compute_share, hardware, memory, stepcost
+
 from routerwise.errors import DataError, ValidationError
+from routerwise.serving import architectures, compute_share, hardware, memory, stepcost
 
 # --- architectures ----------------------------------------------------------------------------
 

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-
 from fake_engine import FakeEngine
 from fake_nvml import scenario
+
 from profiling import sweep as sw
 from profiling.errors import ResultExists
 from profiling.launcher import EngineSpec, free_port

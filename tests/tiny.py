@@ -4,8 +4,17 @@ from __future__ import annotations
 
 import numpy as np
 
-from routerwise.problem import (SLO, Cluster, GPUType, LatencyCurve, LatencyProfiles, ModelSpec,
-                                Problem, SetupSpace, Workload)
+from routerwise.problem import (
+    SLO,
+    Cluster,
+    GPUType,
+    LatencyCurve,
+    LatencyProfiles,
+    ModelSpec,
+    Problem,
+    SetupSpace,
+    Workload,
+)
 
 
 def two_model_problem(scores, curves: dict, *, rate=10.0, tau=300.0, num_gpus=1,

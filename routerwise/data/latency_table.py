@@ -26,9 +26,9 @@ routes more load to a model than was profiled without saturation.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
-from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd

@@ -52,8 +52,8 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from .registry import REGISTRY, fetch, provenance
 from ..errors import DataError, ValidationError
+from .registry import REGISTRY, fetch, provenance
 
 __all__ = ["REQUEST_COLUMNS", "RunMeta", "MeasuredRun", "RunMetadataError", "EmptyRateError",
            "ARCH_SUBSTITUTES", "check_meta", "load_llmd_benchmark",

@@ -32,17 +32,17 @@ import ast
 import json
 import math
 from collections import Counter
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
-from collections.abc import Iterable, Sequence
 
 import numpy as np
 import pandas as pd
 
-from .registry import fetch, provenance
 from ..errors import DataError, ValidationError
 from ..problem import Workload
+from .registry import fetch, provenance
 
 __all__ = ["ROUTEPROFILE_KEYS", "LLMROUTER_KEYS", "ROUTEPROFILE_ARTIFACT_TASKS", "QualityMatrix",
            "load_routeprofile", "load_llmrouter", "SCORE_TABLE_COLUMNS", "load_score_table"]

@@ -20,13 +20,13 @@ from dataclasses import replace
 
 import numpy as np
 
-from .assignment import group_scores, plan_prices
 from ..errors import ValidationError
-from .placement import ShardDemand, place_exact
 from ..problem import Problem, SystemSetup
-from .fixed_setup import FixedSetupLP, evaluate_plan, option_limits
+from .assignment import group_scores, plan_prices
 from .bounds import SearchContext, setup_bounds
 from .diagnosis import infeasible_solution
+from .fixed_setup import FixedSetupLP, evaluate_plan, option_limits
+from .placement import ShardDemand, place_exact
 from .solution import Infeasibility, Solution
 
 __all__ = ["BASELINES", "compute_targets_tenths", "nearest_setup_baseline", "isolated_baseline",

@@ -28,7 +28,7 @@ import numpy as np
 from ..problem import Problem
 from .assignment import ScoreGroups, group_scores
 from .fixed_setup import option_limits
-from .latency import (CurveBank, MassSecants)
+from .latency import CurveBank, MassSecants
 from .setup_space import RetainedSetups, enumerate_setups
 
 __all__ = ["SearchContext", "dual_part", "greedy_fill", "setup_bounds", "LagrangianBounds"]

@@ -8,10 +8,9 @@ import numpy as np
 from scipy.optimize import linprog
 
 from ..problem import Problem
-from .latency import (fraction_where_latency_reaches, mass_secants,
-                      max_fraction)
-from .solution import Infeasibility, Solution
 from .bounds import SearchContext, greedy_fill
+from .latency import fraction_where_latency_reaches, mass_secants, max_fraction
+from .solution import Infeasibility, Solution
 
 __all__ = ["min_latency", "empty_space_reason", "diagnose_infeasible", "infeasible_solution"]
 

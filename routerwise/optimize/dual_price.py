@@ -32,11 +32,11 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from .assignment import ScoreGroups, argmax_counts, score_of_fractions
 from ..problem import Problem
-from .fixed_setup import evaluate_plan
+from .assignment import ScoreGroups, argmax_counts, score_of_fractions
 from .bounds import LagrangianBounds, SearchContext, setup_bounds
 from .diagnosis import infeasible_solution
+from .fixed_setup import evaluate_plan
 from .solution import Solution
 
 __all__ = ["DualPriceConfig", "project_capped_simplex", "solve_dual_price"]

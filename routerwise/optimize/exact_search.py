@@ -15,17 +15,17 @@ import time
 import numpy as np
 import pandas as pd
 
-from ..problem import Problem
-from .assignment import ScoreGroups, plan_prices
-from .fixed_setup import FixedSetupLP, evaluate_plan
-from .setup_space import RetainedSetups
-from .solution import Solution
-from .bounds import LagrangianBounds, SearchContext, setup_bounds
-from .diagnosis import infeasible_solution
-from .highs import Deadline
 from ..errors import ValidationError
 from ..parallel import map_tasks
+from ..problem import Problem
+from .assignment import ScoreGroups, plan_prices
+from .bounds import LagrangianBounds, SearchContext, setup_bounds
+from .diagnosis import infeasible_solution
+from .fixed_setup import FixedSetupLP, evaluate_plan
+from .highs import Deadline
 from .price_routing import PriceRouting
+from .setup_space import RetainedSetups
+from .solution import Solution
 
 __all__ = ["PRICE_ROUTING_MIN_GROUPS", "ROUTING_SOLVERS", "routing_solver", "solve_exact",
            "evaluate_all"]

@@ -29,12 +29,18 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .assignment import ScoreGroups, group_scores, plan_prices, score_of_fractions
 from ..errors import SolverUnavailable, ValidationError
-from .highs import new_highs
-from .latency import (MassSecants, fraction_where_latency_reaches, mass_secants, max_fraction,
-                      plan_latency_ms, project_fractions)
 from ..problem import LatencyCurve, Problem, SystemSetup
+from .assignment import ScoreGroups, group_scores, plan_prices, score_of_fractions
+from .highs import new_highs
+from .latency import (
+    MassSecants,
+    fraction_where_latency_reaches,
+    mass_secants,
+    max_fraction,
+    plan_latency_ms,
+    project_fractions,
+)
 from .solution import Solution
 
 __all__ = ["INF", "mass_tol_ms", "option_limits", "RoutingResult", "FixedSetupLP", "evaluate_plan",

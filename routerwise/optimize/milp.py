@@ -86,14 +86,14 @@ from pathlib import Path
 
 import numpy as np
 
-from .assignment import central_prices, group_scores, score_of_fractions
 from ..errors import SolverUnavailable, ValidationError
-from .highs import Deadline, consume_banner, pulp_highs
 from ..io import atomic_path
 from ..problem import Problem, SystemSetup
-from .fixed_setup import evaluate_plan, mass_tol_ms, option_limits
+from .assignment import central_prices, group_scores, score_of_fractions
 from .bounds import SearchContext, capped_bound
 from .diagnosis import infeasible_solution
+from .fixed_setup import evaluate_plan, mass_tol_ms, option_limits
+from .highs import Deadline, consume_banner, pulp_highs
 from .setup_space import model_options
 from .solution import Solution
 

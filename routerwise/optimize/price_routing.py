@@ -54,9 +54,9 @@ import itertools
 import numpy as np
 
 from .assignment import ScoreGroups
+from .fixed_setup import INF, FixedSetupLP, RoutingResult
 from .highs import new_highs
 from .latency import MassSecants, project_fractions
-from .fixed_setup import INF, FixedSetupLP, RoutingResult
 from .price_space import argmax_assignment, tighten
 
 __all__ = ["PriceRouting", "convex_runs"]

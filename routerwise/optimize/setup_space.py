@@ -26,8 +26,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..errors import ValidationError
-from .placement import ShardDemand, place_pools
 from ..problem import ModelSetup, Problem, SystemSetup
+from .placement import ShardDemand, place_pools
 
 __all__ = ["RetainedSetups", "model_options", "candidate_setup_count", "enumerate_setups"]
 

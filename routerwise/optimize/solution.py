@@ -16,11 +16,11 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from .assignment import group_scores, prompt_shares, score_of_fractions
 from ..errors import InfeasibleSLO, VerificationError
+from ..problem import Problem, SystemSetup, beyond_range
+from .assignment import group_scores, prompt_shares, score_of_fractions
 from .latency import per_model_latency_ms, plan_latency_ms
 from .placement import ShardDemand, gpu_usage
-from ..problem import Problem, SystemSetup, beyond_range
 
 __all__ = ["STATUSES", "Infeasibility", "Solution"]
 

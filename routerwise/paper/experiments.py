@@ -17,16 +17,16 @@ import numpy as np
 import pandas as pd
 
 from ..optimize.baselines import run_baselines
-from .instances import default_problem, paper_load
-from ..planning.solve import solve
-from ..problem import Problem, SetupSpace
-from ..planning.online_router import OnlineRouter
-from ..optimize.fixed_setup import evaluate_plan
 from ..optimize.bounds import SearchContext
 from ..optimize.exact_search import evaluate_all
+from ..optimize.fixed_setup import evaluate_plan
 from ..optimize.setup_space import enumerate_setups
 from ..optimize.solution import Solution
 from ..parallel import map_tasks
+from ..planning.online_router import OnlineRouter
+from ..planning.solve import solve
+from ..problem import Problem, SetupSpace
+from .instances import default_problem, paper_load
 
 __all__ = ["PAPER", "SPACES", "RATE_FACTORS", "setup_counts", "setup_space_counts", "score_variation", "panels",
            "solver_comparison", "realized_scores", "rate_sensitivity", "mix_shift",
@@ -278,9 +278,8 @@ def check_plans(problem: Problem, *, headroom: float | None = None,
                 replay_requests: int = 4000, workers: int = 2) -> dict:
     """Today's exact plan (whole-mix curves, no headroom) and the consistent plan
     (``routerwise.planning.consistency``), each replayed with the prompts it routes: one flat row."""
-    from ..planning.consistency import plan_consistently, replay_record
+    from ..planning.consistency import DEFAULT_HEADROOM_LADDER, plan_consistently, replay_record
     from .instances import default_p99_profiles, predicted_scores
-    from ..planning.consistency import DEFAULT_HEADROOM_LADDER
     headroom = DEFAULT_HEADROOM_LADDER if headroom is None else headroom
     qm, _ = predicted_scores(problem.model_names)
     p99 = default_p99_profiles(problem)

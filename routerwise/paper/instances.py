@@ -25,12 +25,11 @@ import math
 from dataclasses import replace
 from functools import lru_cache
 
-from ..serving import architectures
-from ..serving import memory
 from ..data import latency_table as profiles
 from ..errors import ValidationError
-from ..problem import SLO, Cluster, GPUType, ModelSpec, Problem, SetupSpace
 from ..optimize.bounds import SearchContext
+from ..problem import SLO, Cluster, GPUType, ModelSpec, Problem, SetupSpace
+from ..serving import architectures, memory
 
 __all__ = ["LADDER_3", "LADDER_4", "PAPER_LOADS_RPS", "PAPER_SLOS_MS", "ladder",
            "predicted_scores", "profile_table", "model_specs", "default_problem",
@@ -78,8 +77,7 @@ def model_specs(models, gpu: str = "A100-80GB", params_b: dict | None = None,
 
 
 def _check_args(num_models, num_gpus, arrival_rate_rps, slo_ms, metric, aggregate) -> None:
-    from ..problem import LATENCY_METRICS
-    from ..problem import _as_int, _is_real
+    from ..problem import LATENCY_METRICS, _as_int, _is_real
 
     if _as_int(num_models, "num_models") not in (3, 4):
         raise ValidationError(f"num_models must be 3 or 4 (the RouteProfile ladders), got "
@@ -187,15 +185,15 @@ def mixed_problem(num_models: int = 3, gpus=None, arrival_rate_rps: float | None
 
 
 def _engine_assumption() -> str:
-    from ..serving.engine import get_profile
     from ..serving.curve_grid import GridOptions
+    from ..serving.engine import get_profile
 
     return get_profile(GridOptions().engine_profile).label()
 
 
 def _margin_assumption() -> str:
-    from ..serving.latency_validation import margin_label
     from ..serving.curve_grid import GridOptions
+    from ..serving.latency_validation import margin_label
 
     opts = GridOptions()
     if not opts.planning_margin:
@@ -269,8 +267,9 @@ def default_p99_profiles(problem: Problem):
     replay records); on a mixed cluster, per GPU type (curves naming their type)."""
     from ..planning.consistency import p99_metric, profile_set
     if problem.cluster.is_mixed:
-        from ..data.latency_table import to_profiles_by_gpu
         import pandas as pd
+
+        from ..data.latency_table import to_profiles_by_gpu
         names = [t.name for t in problem.cluster.gpu_types]
         table = pd.concat([profile_table(g) for g in names], ignore_index=True)
         return to_profiles_by_gpu(table, p99_metric(problem.slo.metric), gpus=names,

@@ -22,8 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import ValidationError
-from ..problem import (SLO, Cluster, GPUType, LatencyCurve, LatencyProfiles, ModelSpec, Problem,
-                      SetupSpace, Workload)
+from ..problem import SLO, Cluster, GPUType, LatencyCurve, LatencyProfiles, ModelSpec, Problem, SetupSpace, Workload
 
 __all__ = ["synthetic_models", "synthetic_profiles", "synthetic_workload", "synthetic_problem",
            "LadderRung", "ladder_rungs", "ladder_load_rps", "ladder_slo_ms", "ladder_problem"]

@@ -80,17 +80,17 @@ from __future__ import annotations
 import hashlib
 import math
 import time
-from dataclasses import dataclass, field, replace
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import pandas as pd
 
 from ..errors import ValidationError
 from ..optimize.headroom import DEFAULT_LOAD_FRACTION, with_headroom
+from ..optimize.solution import Solution
 from ..problem import LatencyCurve, LatencyProfiles, Problem
 from ..serving.architectures import Architecture
-from ..optimize.solution import Solution
 
 __all__ = ["DEFAULT_HEADROOM_LADDER", "p99_metric", "ConsistentPlan", "replay_record", "plan_consistently",
            "reprofile_model",

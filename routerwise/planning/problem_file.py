@@ -61,14 +61,12 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from ..data import latency_table
-from .cost import GpuPrices, cluster_pools
 from ..data.scores import QualityMatrix, load_score_table
 from ..errors import DataError, ValidationError
-from ..problem import SLO, Cluster, GPUType, LatencyProfiles, ModelSpec, Problem, SetupSpace, \
-    Workload, check_model_name
+from ..problem import SLO, Cluster, GPUType, LatencyProfiles, ModelSpec, Problem, SetupSpace, Workload, check_model_name
 from ..serving import architectures, memory
-from ..serving.hardware import GPUS, SIMULATION_FIGURES, described_gpu, is_catalogued, \
-    register_gpu
+from ..serving.hardware import GPUS, SIMULATION_FIGURES, described_gpu, is_catalogued, register_gpu
+from .cost import GpuPrices, cluster_pools
 
 __all__ = ["ProblemInputs", "read_problem_file", "load_problem", "problem_from_dict"]
 

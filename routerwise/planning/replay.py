@@ -19,19 +19,19 @@ routing changes the traffic a model sees.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from collections.abc import Mapping
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
+from ..optimize.assignment import group_scores, prompt_shares
+from ..optimize.solution import Solution
+from ..problem import Problem
 from ..serving import architectures
 from ..serving.architectures import Architecture
-from ..optimize.assignment import group_scores, prompt_shares
-from ..problem import Problem
 from ..serving.engine import profile_step_params, simulate_engine
 from ..serving.simulator import poisson_requests
-from ..optimize.solution import Solution
 from ..serving.stepcost import fit, replica_step_times
 
 __all__ = ["Replay", "routed_lengths", "routed_pool", "replay_plan", "replay_seeds",

@@ -26,8 +26,8 @@ from __future__ import annotations
 
 import importlib
 import inspect
-from dataclasses import dataclass, replace
 from collections.abc import Callable
+from dataclasses import dataclass, replace
 
 from ..data.latency_table import envelope_notes
 from ..errors import ValidationError

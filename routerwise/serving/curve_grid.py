@@ -50,30 +50,27 @@ import io
 import json
 import math
 import warnings
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from collections.abc import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
 
-from . import architectures
 from .. import settings
+from ..data.latency_table import METRIC_COLUMNS, normalize
+from ..errors import DataError, ValidationError
+from ..io import atomic_write, atomic_write_with, cache_write, safe_name, sha256_file, write_json
+from ..parallel import map_tasks
+from . import architectures
 from .compute_share import DEFAULT as DEFAULT_SHARE
 from .compute_share import ComputeShareModel
-from ..errors import DataError, ValidationError
-from ..io import (atomic_write, atomic_write_with, cache_write, safe_name, sha256_file,
-                  write_json)
-from ..parallel import map_tasks
+from .engine import DEFAULT_PROFILE, get_profile, profile_step_params, setup_for, simulate_engine
+from .hardware import GPUS, GPUSpec, gpu_spec, is_catalogued
 from .memory import DEFAULT as DEFAULT_MEMORY
 from .memory import MemoryAssumptions, fits, shard_memory_gb
-from ..data.latency_table import METRIC_COLUMNS, normalize
-from .engine import (DEFAULT_PROFILE, get_profile, profile_step_params, setup_for,
-                     simulate_engine)
-from .hardware import GPUS, GPUSpec, gpu_spec, is_catalogued
 from .simulator import poisson_requests
-from .stepcost import (FAMILIES, StepCostParams, StepTimes, fit, fit_provenance,
-                       measured_step_times, replica_step_times)
+from .stepcost import FAMILIES, StepCostParams, StepTimes, fit, fit_provenance, measured_step_times, replica_step_times
 
 __all__ = ["GRID_VERSION", "DEFAULT_MODELS", "LOAD_FRACTIONS", "BISECT_RTOL", "LengthSample",
            "routeprofile_lengths", "GridOptions", "grid_setup", "plan_curves",

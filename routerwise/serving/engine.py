@@ -68,13 +68,12 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from . import architectures
 from ..errors import ValidationError
+from . import architectures
+from .hardware import gpu_spec
 from .memory import DEFAULT as DEFAULT_MEMORY
 from .memory import MemoryAssumptions, kv_capacity_tokens
-from .simulator import (EngineConfig, Requests, SimResult, _summarize, decode_steps_until,
-                        simulate)
-from .hardware import gpu_spec
+from .simulator import EngineConfig, Requests, SimResult, _summarize, decode_steps_until, simulate
 from .stepcost import StepTimes
 
 __all__ = ["BLOCK_TOKENS", "EngineProfile", "EngineSetup", "PROFILES", "DEFAULT_PROFILE",

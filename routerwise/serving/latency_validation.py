@@ -56,13 +56,13 @@ import numpy as np
 import pandas as pd
 
 from ..data import measured_runs as mr
+from ..errors import DataError, ValidationError
+from ..parallel import map_tasks
 from . import architectures
 from .architectures import Architecture
 from .engine import get_profile, profile_step_params, setup_for, simulate_engine
-from ..errors import DataError, ValidationError
-from ..parallel import map_tasks
-from .simulator import Requests
 from .hardware import GPUS
+from .simulator import Requests
 from .stepcost import StepCostParams, fit, replica_step_times
 
 __all__ = ["OVERHEAD_KEYS", "BURST_RATE_FACTOR", "KNEE_TTFT_FACTOR", "PLANNING_MARGINS",

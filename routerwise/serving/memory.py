@@ -23,8 +23,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .architectures import Architecture
 from ..errors import ValidationError
+from .architectures import Architecture
 from .hardware import GPUSpec, gpu_spec
 
 __all__ = ["GB", "MemoryAssumptions", "DEFAULT", "weights_gb_per_shard", "shard_memory_gb",

@@ -74,22 +74,22 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from collections.abc import Iterable
 
 import numpy as np
 import pandas as pd
 
-from . import architectures
 from .. import settings
-from .architectures import Architecture
-from .compute_share import DEFAULT as DEFAULT_SHARE
-from .compute_share import ComputeShareModel
 from ..data.registry import REGISTRY as DATA_REGISTRY
 from ..data.registry import fetch, provenance, source
 from ..errors import DataError, ValidationError
 from ..io import cache_write, write_json
+from . import architectures
+from .architectures import Architecture
+from .compute_share import DEFAULT as DEFAULT_SHARE
+from .compute_share import ComputeShareModel
 from .hardware import GPUSpec, gpu_spec
 
 __all__ = ["MODEL_VERSION", "DTYPE_BYTES", "FAMILIES", "ENGINES", "E_A_PRIOR", "StepCostParams",
