@@ -511,8 +511,9 @@ def run_load(schedule: Schedule, prompts: PromptSet, endpoint: Endpoint, *,
 
 def read_requests(path: str | Path) -> pd.DataFrame:
     df = read_csv_checked(path, REQUEST_COLUMNS, "request table")
-    df["error_kind"] = df["error_kind"].fillna("").astype(str)
-    df["error_message"] = df["error_message"].fillna("").astype(str)
+    # an all-empty column reads as float NaN: fill per value (fillna("") on floats is deprecated)
+    for col in ("error_kind", "error_message"):
+        df[col] = df[col].map(lambda v: "" if pd.isna(v) else str(v))
     return df
 
 
