@@ -125,8 +125,10 @@ def test_problem_file_solves_and_cli_json_matches(tmp_path):
 
 
 def _edit_problem(tmp_path, old: str, new: str) -> Path:
+    """The worked example copied into ``tmp_path`` with one edit to problem.toml."""
     for f in EXAMPLES.iterdir():
-        shutil.copy(f, tmp_path / f.name)
+        if f.is_file():
+            shutil.copy(f, tmp_path / f.name)
     p = tmp_path / "problem.toml"
     text = p.read_text()
     assert old in text

@@ -13,6 +13,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
 from matplotlib.colors import to_hex  # noqa: E402
+from test_plots import SHIFTS, SOLVERS  # noqa: E402
 
 from routerwise.data.measured_runs import RunMeta  # noqa: E402
 from routerwise.paper import plots, record  # noqa: E402
@@ -111,14 +112,6 @@ def _replay():
                            simulated_mean_ms=3876.2, simulated_p99_ms=14876.3)
 
 
-SHIFTS = pd.DataFrame({"max_task_share": [0.2, 0.3, 0.4, 0.5, 0.6],
-                       "latency_ms": [300.0, 700.0, np.inf, np.inf, np.inf],
-                       "meets_slo": [True, False, False, False, False]})
-SOLVERS = pd.DataFrame({"panel": ["3m G4"] * 3 + ["4m G8"] * 3,
-                        "solver": ["milp[HiGHS]", "dual-price (paper)",
-                                   "routerwise-exact (default)"] * 2,
-                        "gap_to_milp_pct": [0.0, 0.03, 0.0, 0.0, np.nan, 0.0],
-                        "time_s": [3.0, 9.0, 0.2, 4.0, 12.0, 0.3]})
 HEADROOM = pd.DataFrame({"headroom": [1.0, 0.9, 0.8, 0.7, 0.6], "feasible": [True] * 4 + [False],
                          "score_given_up_pct": [0.0, 0.4, 1.1, 2.5, np.nan],
                          "load_increase_survived_pct": [0.0, 10.0, 24.0, 41.0, np.nan],

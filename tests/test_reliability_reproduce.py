@@ -7,12 +7,12 @@ from __future__ import annotations
 import json
 import math
 import os
-import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
 from conftest import needs_mirror
+from test_bring_your_own import _edit_problem
 
 from routerwise import cli
 from routerwise.errors import ValidationError
@@ -165,15 +165,6 @@ def test_whole_range_bounds_print_in_full():
 
 
 # --- case 2: notebook 00 with an infeasible problem, or without true scores ---------------------
-def _problem_copy(tmp_path, old: str, new: str) -> Path:
-    for f in EXAMPLES.iterdir():
-        if f.is_file():
-            shutil.copy(f, tmp_path / f.name)
-    p = tmp_path / "problem.toml"
-    text = p.read_text()
-    assert old in text
-    p.write_text(text.replace(old, new))
-    return p
 
 
 INFEASIBLE = ("latency_ms = 150.0", "latency_ms = 1.0")
@@ -187,7 +178,7 @@ def test_an_infeasible_problem_is_explained_and_every_step_says_why_it_has_nothi
     from routerwise.paper import bring_your_own as byo
     from routerwise.planning.problem_file import read_problem_file
     monkeypatch.setenv("ROUTERWISE_RESULTS_DIR", str(tmp_path / "R"))
-    inputs = read_problem_file(_problem_copy(tmp_path, *INFEASIBLE))
+    inputs = read_problem_file(_edit_problem(tmp_path, *INFEASIBLE))
     problem = inputs.problem
     plan = rw.solve(problem)
     assert not plan.feasible
@@ -211,7 +202,7 @@ def test_without_true_scores_the_realized_score_is_not_available_and_says_why(
     from routerwise.paper import bring_your_own as byo
     from routerwise.planning.problem_file import read_problem_file
     monkeypatch.setenv("ROUTERWISE_RESULTS_DIR", str(tmp_path / "R"))
-    problem = read_problem_file(_problem_copy(tmp_path, *NO_TRUTH)).problem
+    problem = read_problem_file(_edit_problem(tmp_path, *NO_TRUTH)).problem
     plan = rw.solve(problem)
     table = byo.show_plan(problem, plan)
     assert list(table["model"]) == list(problem.model_names)
@@ -231,7 +222,7 @@ def test_notebook_00_finishes_on_an_infeasible_problem_and_without_true_scores(
         tmp_path, monkeypatch, edit, expect):
     monkeypatch.delenv("ROUTERWISE_RESULTS_DIR", raising=False)
     monkeypatch.setenv("ROUTERWISE_PROGRESS", "off")
-    problem_file = _problem_copy(tmp_path, *edit)
+    problem_file = _edit_problem(tmp_path, *edit)
     out = tmp_path / "R"
     reproduce.run(out, [NB], {"problem_file": str(problem_file), "replay_requests": 1000},
                   progress=False)
