@@ -18,8 +18,6 @@ from routerwise import cli
 from routerwise.errors import ValidationError
 from routerwise.paper import params, reproduce
 
-REPO = Path(__file__).resolve().parents[1]
-EXAMPLES = REPO / "data" / "examples"
 NB = "00_bring_your_own"
 
 
