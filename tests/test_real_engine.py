@@ -228,6 +228,10 @@ def _need_engine():
 
 
 LIGHT_RPS, HEAVY_RPS, MAX_TOKENS, N = 2.0, 80.0, 32, 48
+# The engine runs at most this many sequences at once, so requests past its capacity wait in
+# its queue whatever the machine's speed: uncapped, a fast machine batches all 48 requests
+# at once and TTFT barely rises (seen once: 16 -> 21 ms at 80 req/s).
+MAX_SEQS = 2
 
 
 @pytest.mark.slow
@@ -241,12 +245,13 @@ def test_sweep_against_real_vllm_on_a_tiny_model(tmp_path):
     from routerwise.data import latency_table
 
     model = build_tiny_model(tmp_path / "tiny-llama-s", "tiny-llama-s", seed=0)
-    spec = vllm_spec(model, startup_timeout_s=600.0)
+    spec = vllm_spec(model, startup_timeout_s=600.0,
+                     extra_args=("--max-num-seqs", str(MAX_SEQS)))
     setup = SweepSetup("tiny-llama-s", engine=spec, served_model=spec.served_model_name)
     prompts = synthetic_prompts(16, prompt_words=64, max_tokens=MAX_TOKENS)
     out = tmp_path / "sweep"
-    # A light rate and one far past the tiny model's saturation (~27 req/s on a free core):
-    # the heavy point's queue grows whatever else the machine is doing. One engine start.
+    # A light rate and one far past the capped engine's capacity: the heavy point's queue grows
+    # whatever else the machine is doing (checked below from the light point). One start.
     run_sweep([setup], [LIGHT_RPS, HEAVY_RPS], out, prompts=prompts, gpu="cpu",
               num_requests=N, server_metrics=True, exact_length=True,
               stop_after_saturation=False, request_timeout_s=300.0, progress=False,
@@ -281,6 +286,10 @@ def test_sweep_against_real_vllm_on_a_tiny_model(tmp_path):
     assert light.ttft_mean_ms - server_light["ttft_mean_ms"] <= max(
         100.0, 0.5 * server_light["ttft_mean_ms"])
     assert light.tpot_mean_ms == pytest.approx(server_light["itl_mean_ms"], rel=0.5, abs=10.0)
-    # Past saturation TTFT rises: requests queue for the engine.
+    # Past saturation TTFT rises: requests queue for the engine. With at most MAX_SEQS running,
+    # the engine completes far fewer than HEAVY_RPS requests a second (about 28 on a free core).
     heavy = rows[HEAVY_RPS]
+    completed_rps = heavy.num_requests / heavy.duration_s
+    assert completed_rps < HEAVY_RPS / 1.5, f"the capped engine kept up: {completed_rps:.1f} req/s"
     assert heavy.ttft_mean_ms > 1.5 * light.ttft_mean_ms
+    assert bool(heavy.saturated) and not bool(light.saturated)

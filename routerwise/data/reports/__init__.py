@@ -1,0 +1,189 @@
+"""Measured runs written by the standard benchmarking tools, read into the kit's schemas.
+
+Users measure their deployments with ``vllm bench serve``, GuideLLM, inference-perf,
+genai-perf or the kit's own ``python -m profiling sweep``. :func:`read_report` turns what one of
+them wrote into a :class:`Report`:
+
+* ``levels``: one row per load level (one offered rate or concurrency), columns
+  :data:`LEVEL_COLUMNS`, every latency **measured** by the tool, in ms;
+* ``requests``: the per-request table (columns
+  :data:`routerwise.data.measured_runs.REQUEST_COLUMNS`, ``segment`` = the level's ``level``)
+  when the tool recorded requests, else ``None``;
+* ``sources``: per file the tool, its version, the file's sha256 and how the tool counts
+  tokens (tools differ: inference-perf's ``time_per_output_token`` is per stream chunk).
+
+What a report cannot say (the GPU, the architecture, tp) comes from the caller
+(``routerwise calibrate --gpu --arch --tp``). Each format lives in its own module of this
+package exposing ``read(paths) -> Report``; :data:`FORMATS` maps the CLI's ``--format`` names to
+them. A file of the wrong format raises :class:`ReportFormatError` naming what was expected and
+what was found.
+"""
+
+from __future__ import annotations
+
+import importlib
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ...errors import DataError, ValidationError
+from ..measured_runs import REQUEST_COLUMNS
+
+__all__ = ["FORMATS", "LEVEL_COLUMNS", "ARRIVALS", "ReportSource", "Report", "ReportFormatError",
+           "read_report", "check_levels", "levels_from_requests"]
+
+#: ``--format`` name -> module of this package that reads it.
+FORMATS = {
+    "vllm-bench": "vllm_bench",
+    "guidellm": "guidellm",
+    "inference-perf": "inference_perf",
+    "genai-perf": "genai_perf",
+    "kit": "kit",
+}
+
+#: How requests arrived at a level: an open-loop process at ``rate_rps`` ("poisson",
+#: "constant", "gamma"), a closed loop of ``max_concurrency`` users ("concurrency"), or as fast
+#: as possible ("burst": everything sent at once; ``rate_rps`` is inf).
+ARRIVALS = ("poisson", "constant", "gamma", "concurrency", "burst")
+
+#: One row per load level. ``rate_rps``: offered rate (NaN for a closed loop); ``achieved_rps``:
+#: completed requests per second of the level's measured window; ``max_concurrency``: the load
+#: generator's cap on requests in flight (NaN: none); ``warmup_s``: the level's start the tool
+#: excluded from its statistics (0: none); ``burstiness``: the gamma shape (1 = Poisson, NaN
+#: otherwise). Latencies in ms, NaN where the tool did not record them; tokens are means per
+#: successful request.
+LEVEL_COLUMNS = ("level", "rate_rps", "achieved_rps", "arrival", "burstiness", "max_concurrency",
+                 "warmup_s", "duration_s", "requests_ok", "requests_failed",
+                 "prompt_tokens_mean", "output_tokens_mean",
+                 "ttft_mean_ms", "ttft_p50_ms", "ttft_p99_ms",
+                 "tpot_mean_ms", "tpot_p50_ms", "tpot_p99_ms",
+                 "e2e_mean_ms", "e2e_p99_ms")
+_INT_COLUMNS = ("level", "requests_ok", "requests_failed")
+_TEXT_COLUMNS = ("arrival",)
+
+
+class ReportFormatError(DataError):
+    """A file is not what its ``--format`` says: the message names what was expected and found."""
+
+
+@dataclass(frozen=True)
+class ReportSource:
+    """One file a report was read from (all **recorded** by the tool, sha256 computed here)."""
+
+    tool: str  # e.g. "vllm bench serve", "guidellm", "inference-perf", "genai-perf", "routerwise"
+    tool_version: str  # as the file records it; "" when it records none
+    path: str
+    sha256: str
+    token_counting: str  # how the tool counts prompt/output tokens and TPOT, in words
+    written_from_docs: bool = False  # a fixture written from the documented format, not by the tool
+
+    def to_dict(self) -> dict:
+        return dict(self.__dict__)
+
+
+@dataclass(frozen=True)
+class Report:
+    """A measured run as a tool wrote it, in the kit's schemas (see the module docstring)."""
+
+    format: str
+    model: str  # the served model name the tool recorded
+    levels: pd.DataFrame = field(repr=False)
+    requests: pd.DataFrame | None = field(default=None, repr=False)
+    sources: tuple[ReportSource, ...] = ()
+    notes: tuple[str, ...] = ()
+
+    def provenance(self) -> list[dict]:
+        return [s.to_dict() for s in self.sources]
+
+
+def _module(fmt: str):
+    if fmt not in FORMATS:
+        raise ValidationError(f"unknown report format {fmt!r}: choose one of {sorted(FORMATS)}")
+    return importlib.import_module(f"{__name__}.{FORMATS[fmt]}")
+
+
+def read_report(paths: str | Path | Sequence[str | Path], fmt: str) -> Report:
+    """Read one run (one or more files or folders ``paths``) written in format ``fmt``."""
+    paths = [Path(paths)] if isinstance(paths, str | Path) else [Path(p) for p in paths]
+    if not paths:
+        raise ValidationError("read_report needs at least one file or folder")
+    missing = [str(p) for p in paths if not p.exists()]
+    if missing:
+        raise ValidationError(f"no such file or folder: {missing}")
+    report = _module(fmt).read(paths)
+    return Report(report.format, report.model, check_levels(report.levels),
+                  None if report.requests is None else _check_requests(report.requests),
+                  report.sources, report.notes)
+
+
+def check_levels(levels: pd.DataFrame) -> pd.DataFrame:
+    """The one validator of a level table: columns, types, ranges; sorted by rate then level."""
+    missing = [c for c in LEVEL_COLUMNS if c not in levels.columns]
+    if missing:
+        raise DataError(f"level table lacks columns {missing}")
+    df = levels[list(LEVEL_COLUMNS)].copy()
+    if df.empty:
+        raise DataError("the report has no load level")
+    for c in LEVEL_COLUMNS:
+        if c in _TEXT_COLUMNS:
+            df[c] = df[c].astype(str)
+        elif c in _INT_COLUMNS:
+            df[c] = pd.to_numeric(df[c], errors="raise").astype("int64")
+        else:
+            df[c] = pd.to_numeric(df[c], errors="raise").astype(float)
+    bad = sorted(set(df["arrival"]) - set(ARRIVALS))
+    if bad:
+        raise DataError(f"unknown arrival process {bad}: expected one of {ARRIVALS}")
+    if df["level"].duplicated().any():
+        raise DataError(f"duplicate level numbers {df['level'][df['level'].duplicated()].tolist()}")
+    lat = [c for c in LEVEL_COLUMNS if c.endswith("_ms")]
+    if (df[lat] < 0).any().any():
+        raise DataError("negative latencies in the level table")
+    if ((df["requests_ok"] < 0) | (df["requests_failed"] < 0)).any():
+        raise DataError("negative request counts in the level table")
+    return df.sort_values(["rate_rps", "level"], kind="stable").reset_index(drop=True)
+
+
+def _check_requests(df: pd.DataFrame) -> pd.DataFrame:
+    missing = [c for c in REQUEST_COLUMNS if c not in df.columns]
+    if missing:
+        raise DataError(f"request table lacks columns {missing}")
+    return df[list(REQUEST_COLUMNS)].reset_index(drop=True)
+
+
+def _pct(v: np.ndarray, q: float) -> float:
+    return float(np.percentile(v, q)) if v.size else math.nan
+
+
+def levels_from_requests(requests: pd.DataFrame, *, arrival: str, failed: dict[int, int] | None = None,
+                         max_concurrency: float = math.nan, warmup_s: float = 0.0,
+                         burstiness: float = math.nan) -> pd.DataFrame:
+    """Per-level statistics computed from a request table (successful requests only).
+
+    ``failed`` maps level -> failed requests (tools keep failures apart); the measured window
+    runs from a level's first arrival to its last completion.
+    """
+    rows = []
+    for seg, g in requests.groupby("segment"):
+        ok = g[np.isfinite(g["ttft_ms"].to_numpy(float))]
+        ends = ok["arrival_s"] + ok["e2e_ms"] / 1000.0
+        span = float(ends.max() - g["arrival_s"].min()) if len(ok) else math.nan
+        row = {"level": int(seg), "rate_rps": float(g["rate_rps"].iloc[0]),
+               "achieved_rps": len(ok) / span if span and span > 0 else math.nan,
+               "arrival": arrival, "burstiness": burstiness, "max_concurrency": max_concurrency,
+               "warmup_s": warmup_s, "duration_s": span, "requests_ok": len(ok),
+               "requests_failed": int((failed or {}).get(int(seg), 0)),
+               "prompt_tokens_mean": float(ok["prompt_tokens"].mean()),
+               "output_tokens_mean": float(ok["output_tokens"].mean())}
+        for name in ("ttft", "tpot", "e2e"):
+            v = ok[f"{name}_ms"].dropna().to_numpy(float)
+            row[f"{name}_mean_ms"] = float(v.mean()) if v.size else math.nan
+            row[f"{name}_p99_ms"] = _pct(v, 99)
+            if name != "e2e":
+                row[f"{name}_p50_ms"] = _pct(v, 50)
+        rows.append(row)
+    return pd.DataFrame(rows, columns=list(LEVEL_COLUMNS))
