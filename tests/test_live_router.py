@@ -465,6 +465,22 @@ def test_overhead_is_the_difference_of_quantiles():
         overhead_summary([np.nan], [1.0])
 
 
+def test_paired_overhead_is_per_request():
+    from profiling.router_overhead import overhead_summary, paired_overhead
+    rng = np.random.default_rng(0)
+    direct = rng.exponential(20.0, 1000)          # a noisy machine: large shared stalls
+    routed = direct + 1.5                         # each request 1.5 ms later via the router
+    routed[0] = np.nan                            # a failed request: its pair is left out
+    s = paired_overhead(direct, routed)
+    assert s["pairs"] == 999
+    assert s["paired_overhead_ms_p50"] == pytest.approx(1.5)
+    assert s["paired_overhead_ms_p99"] == pytest.approx(1.5)
+    shuffled = overhead_summary(direct, rng.permutation(routed))   # unpaired: same quantiles
+    assert shuffled["router_overhead_ms_p50"] == pytest.approx(1.5, abs=0.1)
+    with pytest.raises(ValidationError, match="one of each"):
+        paired_overhead(direct, routed[:10])
+
+
 def test_highest_sustained_rate_stops_at_the_first_failing_point():
     from profiling.router_overhead import highest_sustained_rate
 
