@@ -495,3 +495,25 @@ def test_highest_sustained_rate_stops_at_the_first_failing_point():
     assert highest_sustained_rate([point(100, 1.0), point(200, 2.0, achieved=150)]) == 100
     assert highest_sustained_rate([point(100, 11.0)]) is None
     assert highest_sustained_rate([point(100, 11.0)], max_p99_overhead_ms=20) == 100
+
+
+def test_routerwise_serve_runs_the_plan_as_a_process_and_stops_cleanly(plan_path, plan, table,
+                                                                      tmp_path):
+    """The front door: `routerwise serve` started and stopped by the kit's launcher."""
+    from profiling.launcher import EngineSpec, free_port, launch, port_in_use
+    model = plan.model_names[2]
+    with RouterServer(FakeUpstream(model)) as up:
+        url = up.url
+        ends = [x for m in plan.model_names for x in ("--endpoint", f"{m}={url}")]
+        spec = EngineSpec("router", port=free_port(), startup_timeout_s=120.0, grace_s=10.0,
+                          command=("{python}", "-m", "routerwise", "serve", str(plan_path),
+                                   *ends, "--port", "{port}", "--decision-log",
+                                   str(tmp_path / "d.jsonl")))
+        with launch(spec, log_path=tmp_path / "router.log") as router:
+            r = httpx.post(router.base_url + "/v1/completions", timeout=30.0,
+                           json={"prompt": _prompt_for(table, model), "max_tokens": 2})
+            assert r.status_code == 200 and r.json()["model"] == model
+        assert not port_in_use(spec.host, spec.port)
+    (rec,) = [json.loads(x) for x in (tmp_path / "d.jsonl").read_text().splitlines()]
+    assert rec["model"] == model and rec["endpoint"] == url
+    assert "serving plan 'example-three-models'" in (tmp_path / "router.log").read_text()
