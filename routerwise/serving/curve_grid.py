@@ -63,6 +63,7 @@ from ..errors import DataError, ValidationError
 from ..io import atomic_write, atomic_write_with, cache_write, safe_name, sha256_file, write_json
 from ..parallel import map_tasks
 from . import architectures
+from .calibration import DeploymentCalibration, scale_step_times
 from .compute_share import DEFAULT as DEFAULT_SHARE
 from .compute_share import ComputeShareModel
 from .engine import DEFAULT_PROFILE, get_profile, profile_step_params, setup_for, simulate_engine
@@ -137,11 +138,20 @@ class GridOptions:
     gpu_memory_utilization: float = 0.9
     max_num_batched_tokens: int | None = None  # None: the profile's vLLM default
     planning_margin: bool = True  # multiply latencies by the calibrated planning margin
+    # a deployment's calibration (routerwise calibrate --out): its fitted overheads and step
+    # scale replace the profile's, its held-out margin replaces the validation's
+    calibration: DeploymentCalibration | None = None
 
     def __post_init__(self):
         if self.num_requests < 50:
             raise ValidationError("use at least 50 requests per load point")
         get_profile(self.engine_profile)  # typed error listing the known profiles
+        cal = self.calibration
+        if cal is not None and cal.deployment.engine != self.engine_profile:
+            raise ValidationError(f"the calibration was fitted for engine profile "
+                                  f"{cal.deployment.engine!r}, the grid simulates "
+                                  f"{self.engine_profile!r}: set engine_profile to "
+                                  f"{cal.deployment.engine!r}")
 
 
 @dataclass(frozen=True)
@@ -166,7 +176,7 @@ def _grid_hash(archs, spec, tps, tenths, lengths, opts, params, share, measured)
         # the architectures themselves: a user's model may reuse a registered name
         "architectures": {m: repr(archs[m]) for m in models},
         "tenths": list(tenths), "lengths": {m: lengths[m].digest() for m in models},
-        "opts": asdict(opts), "params": params.to_json(),
+        "opts": _opts_key(opts), "params": params.to_json(),
         "share": [share.rho_bw, share.table, share.source], "fractions": LOAD_FRACTIONS,
         # the engine profile's fitted overheads and the planning margin in force: a refit of
         # either must not reuse curves cached under the old values
@@ -176,9 +186,23 @@ def _grid_hash(archs, spec, tps, tenths, lengths, opts, params, share, measured)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
+def _opts_key(opts: GridOptions) -> dict:
+    """The options in the cache key; without a calibration the key is the one grids had before
+    calibrations existed (cached grids stay valid)."""
+    d = asdict(opts)
+    cal = d.pop("calibration")
+    if cal is not None:
+        d["calibration"] = opts.calibration.to_json()
+    return d
+
+
 def _margin_key(opts: GridOptions) -> str:
     from .latency_validation import margin_label
-    return margin_label(opts.engine_profile) if opts.planning_margin else "off"
+    if not opts.planning_margin:
+        return "off"
+    if opts.calibration is not None:
+        return f"{opts.calibration.margin_label()} [{opts.calibration.digest()}]"
+    return margin_label(opts.engine_profile)
 
 
 def _capacity_guess_rps(step: StepTimes, lengths: LengthSample, kv_cap: int,
@@ -208,9 +232,10 @@ def grid_setup(step: StepTimes, model: str | architectures.Architecture, gpu: st
     kv = kv_capacity_tokens(arch, tp, gpu, min(1.0, opts.gpu_memory_utilization
                                                * compute_share), opts.memory)
     kv = max(kv, opts.memory.kv_reserve_tokens)
+    overheads = opts.calibration.overheads if opts.calibration is not None else {}
     return setup_for(opts.engine_profile, step, max_num_seqs=opts.max_num_seqs,
                      max_num_batched_tokens=opts.max_num_batched_tokens, gpu=gpu,
-                     kv_capacity_tokens=kv, arch=arch)
+                     kv_capacity_tokens=kv, arch=arch, **overheads)
 
 
 def _saturation_load(step, lengths, cfg, opts) -> float:
@@ -251,6 +276,9 @@ def _build_curve(task) -> pd.DataFrame:
                                       opts.engine_profile),
                                   engine=opts.engine, share_model=share,
                                   max_batched_tokens=budget, max_seqs=opts.max_num_seqs)
+    if opts.calibration is not None:
+        step = scale_step_times(step, opts.calibration.step_scale)
+        provenance = f"{provenance}; {opts.calibration.label()}"
     cfg = grid_setup(step, arch, gpu, curve.tp, curve.tenths / 10, opts)
     lam = _saturation_load(step, lengths, cfg, opts)
     rows = []
@@ -271,7 +299,10 @@ def _build_curve(task) -> pd.DataFrame:
     df = _monotone(df)
     if opts.planning_margin:
         from .latency_validation import apply_planning_margin
-        df = apply_planning_margin(df, opts.engine_profile)
+        cal = opts.calibration
+        df = apply_planning_margin(df, opts.engine_profile,
+                                   None if cal is None else cal.planning_margin,
+                                   None if cal is None else cal.margin_label())
     return df
 
 
