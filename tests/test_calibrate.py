@@ -19,7 +19,7 @@ import pytest
 
 from routerwise.cli import main
 from routerwise.data.measured_runs import REQUEST_COLUMNS
-from routerwise.data.reports import Report, check_levels, levels_from_requests
+from routerwise.data.reports import Report, check_levels, levels_from_requests, read_report
 from routerwise.planning.problem_file import read_problem_file
 from routerwise.serving import curve_grid
 from routerwise.serving.calibration import (
@@ -30,6 +30,7 @@ from routerwise.serving.calibration import (
     calibrate,
     load_calibration,
     predict_levels,
+    scale_step_times,
 )
 from routerwise.serving.engine import profile_step_params, setup_for, simulate_engine
 from routerwise.serving.simulator import Requests
@@ -39,7 +40,7 @@ ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT / "data" / "examples"
 CPU_SWEEP = ROOT / "data" / "measured" / "cpu-tiny-llama-s"
 ARCH, GPU = "llama-3.1-8b-instruct", "A100-80GB"
-TRUTH = {"request_overhead_ms": 22.0, "iteration_overhead_ms": 3.0}
+TRUTH = {"request_overhead_ms": 22.0, "step_scale": 1.2}
 RATES = (1.0, 3.0, 6.0, 9.0)
 
 
@@ -50,6 +51,7 @@ def _replayed_report(truth: dict[str, float]) -> Report:
     vals = {**dep.prior_overheads(), **truth}
     step = replica_step_times(ARCH, GPU, 1, 1.0, params=profile_step_params(fit(), "vllm-v1"),
                               max_batched_tokens=8192, max_seqs=256)
+    step = scale_step_times(step, vals["step_scale"])
     setup = setup_for("vllm-v1", step, arch=ARCH, gpu=GPU,
                       **{k: vals[k] for k in ("request_overhead_ms", "iteration_overhead_ms",
                                               "seq_overhead_us", "layer_overhead_us")})
@@ -102,10 +104,11 @@ def replayed():
 
 def test_k1_recovers_known_overheads_from_replayed_requests(replayed):
     cal, doc = calibrate(replayed, Deployment(ARCH, GPU), fit_levels=1)
-    assert set(doc["fitted"]) == {"request_overhead_ms", "iteration_overhead_ms"}
-    assert set(doc["kept_at_prior"]) == {"step_scale", "seq_overhead_us", "layer_overhead_us"}
+    assert set(doc["fitted"]) == {"request_overhead_ms", "step_scale"}
+    assert set(doc["kept_at_prior"]) == {"iteration_overhead_ms", "seq_overhead_us",
+                                         "layer_overhead_us"}
     assert doc["fitted"]["request_overhead_ms"] == pytest.approx(22.0, rel=0.03)
-    assert doc["fitted"]["iteration_overhead_ms"] == pytest.approx(3.0, rel=0.03)
+    assert doc["fitted"]["step_scale"] == pytest.approx(1.2, rel=0.01)
     assert doc["fit_levels_rps"] == [1.0]
     assert all(lv["replayed"] for lv in doc["levels"])
     # the other levels are predicted almost exactly; the profile's defaults are far off
@@ -115,10 +118,11 @@ def test_k1_recovers_known_overheads_from_replayed_requests(replayed):
     assert cal.overheads["request_overhead_ms"] == doc["fitted"]["request_overhead_ms"]
 
 
-def test_k2_fits_the_step_scale_too_and_recovers_it():
+def test_k2_fits_the_iteration_overhead_too_and_recovers_it():
     truth = {"request_overhead_ms": 40.0, "iteration_overhead_ms": 2.0, "step_scale": 1.3}
     _, doc = calibrate(_summary_report(truth), Deployment(ARCH, GPU), fit_levels=2)
     assert set(doc["fitted"]) == {"request_overhead_ms", "iteration_overhead_ms", "step_scale"}
+    assert set(doc["kept_at_prior"]) == {"seq_overhead_us", "layer_overhead_us"}
     assert doc["fit_levels_rps"] == [1.0, 3.0]
     # the weak prior on log(step_scale) (SCALE_PRIOR_WEIGHT) pulls the optimum slightly toward
     # 1; the iteration term absorbs most of that pull
@@ -189,14 +193,22 @@ def test_cli_writes_the_keys_the_issue_names(tmp_path, capsys):
         assert k in doc
     assert {"measured_rps", "predicted_rps"} <= set(doc["saturation"])
     lv = doc["levels"]
-    assert len(lv) == 5 and sum(x["used_for_fit"] for x in lv) == 1
+    report = read_report(CPU_SWEEP / "sweep", "kit")
+    assert len(lv) == len(report.levels) == 6 and sum(x["used_for_fit"] for x in lv) == 1
+    assert [x["measured"]["ttft_mean_ms"] for x in lv] == pytest.approx(
+        report.levels["ttft_mean_ms"].tolist())
+    # K = 1: two numbers, two fitted terms: the fit level is matched
+    fit_level = next(x for x in lv if x["used_for_fit"])
+    assert fit_level["rate_rps"] == 2.0
+    assert abs(fit_level["errors_pct"]["signed_err_pct_ttft_mean"]) < 1.0
+    assert abs(fit_level["errors_pct"]["signed_err_pct_tpot_mean"]) < 1.0
     for x in lv:
         assert {"rate_rps", "used_for_fit", "measured", "predicted", "measured_saturated"} <= set(x)
         for side in ("measured", "predicted"):
             assert {"ttft_mean_ms", "tpot_mean_ms", "ttft_p99_ms"} <= set(x[side])
     assert "measured step table" in doc["step_costs"]
     assert doc["report"]["sources"] and doc["report"]["sources"][0]["sha256"]
-    assert load_calibration(dep).fitted == ("request_overhead_ms", "iteration_overhead_ms")
+    assert load_calibration(dep).fitted == ("request_overhead_ms", "step_scale")
 
 
 def _calibration(margin_ttft: float, request_ms: float) -> DeploymentCalibration:

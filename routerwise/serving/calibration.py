@@ -32,15 +32,16 @@ other terms is the mean measured - predicted TTFT gap); the rest is searched wit
 derivatives (``scipy.optimize.minimize_scalar`` on the iteration term, then Nelder-Mead with
 the step scale: simulated statistics move in small jumps with the overheads). Terms:
 
-* ``K = 1`` (two numbers): ``request_overhead_ms`` (from TTFT) and ``iteration_overhead_ms``
-  (from TPOT);
-* ``K >= 2``: also ``step_scale``, a factor on every step time (prefill and decode), with a weak
-  prior pulling ``log(step_scale)`` to 0 (two light levels barely separate it from the
-  iteration term).
+* ``K = 1`` (two numbers): ``request_overhead_ms`` (from TTFT) and ``step_scale``, a factor on
+  every step time, prefill and decode (from TPOT; it can move TPOT either way, an added
+  overhead only up);
+* ``K >= 2``: also ``iteration_overhead_ms``, with a weak prior pulling ``log(step_scale)`` to 0
+  (two light levels barely separate the scale from the iteration term).
 
-``seq_overhead_us`` and ``layer_overhead_us`` are kept at their priors: the engine profile's
-fitted values on the kit's step model; 0 on a measured step table (a probe of whole engine
-iterations already contains them). The result names what was fitted and what was kept.
+The other terms are kept at their priors (``iteration_overhead_ms`` with K = 1,
+``seq_overhead_us``, ``layer_overhead_us``): the engine profile's fitted values on the kit's
+step model; 0 on a measured step table (a probe of whole engine iterations already contains
+them). The result names what was fitted and what was kept.
 
 Saturation (measured and predicted, one rule): a level is saturated when its achieved rate is
 below :data:`ACHIEVED_FRACTION` of what a run keeping up would achieve (``n`` requests at the
@@ -85,7 +86,7 @@ __all__ = ["FIT_KEYS", "PRIOR_KEYS", "SYNTH_SEEDS", "ACHIEVED_FRACTION", "Calibr
            "predict_levels", "calibrate", "load_calibration", "CALIBRATION_KIND"]
 
 CALIBRATION_KIND = "routerwise-deployment-calibration"
-FIT_KEYS = ("request_overhead_ms", "iteration_overhead_ms", "step_scale")
+FIT_KEYS = ("request_overhead_ms", "step_scale", "iteration_overhead_ms")
 PRIOR_KEYS = ("seq_overhead_us", "layer_overhead_us")
 _LO = {"request_overhead_ms": 0.0, "iteration_overhead_ms": 0.0, "step_scale": 0.2}
 _HI = {"request_overhead_ms": 5000.0, "iteration_overhead_ms": 500.0, "step_scale": 5.0}
@@ -152,19 +153,21 @@ class Deployment:
         return _resolve_arch(self.arch)
 
     def priors(self) -> dict[str, float]:
-        """Values of the terms not fitted (see the module notes)."""
+        """Host terms beside the step times: the engine profile's fitted values on the kit's
+        step model; 0 on a measured step table (a probe of whole engine iterations already
+        contains them)."""
         p = PROFILES[self.engine]
         if self.step_table is not None:
-            return {"seq_overhead_us": 0.0, "layer_overhead_us": 0.0}
-        return {"seq_overhead_us": p.seq_overhead_us, "layer_overhead_us": p.layer_overhead_us}
+            return {"iteration_overhead_ms": 0.0, "seq_overhead_us": 0.0,
+                    "layer_overhead_us": 0.0}
+        return {"iteration_overhead_ms": p.iteration_overhead_ms,
+                "seq_overhead_us": p.seq_overhead_us, "layer_overhead_us": p.layer_overhead_us}
 
     def prior_overheads(self) -> dict[str, float]:
-        """The uncalibrated prediction's overheads: the engine profile's fitted values (the
-        per-sequence / per-layer terms as :meth:`priors`)."""
+        """The uncalibrated prediction's values: the engine profile's fitted overheads, step
+        scale 1 (the iteration term as the per-sequence / per-layer ones: see :meth:`priors`)."""
         p = PROFILES[self.engine]
-        return {"request_overhead_ms": p.request_overhead_ms,
-                "iteration_overhead_ms": p.iteration_overhead_ms, "step_scale": 1.0,
-                **self.priors()}
+        return {"request_overhead_ms": p.request_overhead_ms, "step_scale": 1.0, **self.priors()}
 
     def step_times(self, longest_tokens: int) -> tuple[StepTimes, str]:
         budget = max(8192, int(longest_tokens), self.max_num_batched_tokens or 0)
@@ -573,7 +576,7 @@ def calibrate(report: Report, deployment: Deployment, fit_levels: int = 2, *,
     if len(fit_idx) < fit_levels:
         notes.append(f"only {len(fit_idx)} unsaturated level(s): fitted on {len(fit_idx)}, not "
                      f"{fit_levels}")
-    free = list(FIT_KEYS if len(fit_idx) >= 2 else FIT_KEYS[:2])
+    free = list(FIT_KEYS if len(fit_idx) >= 2 else FIT_KEYS[:2])  # K = 1: two numbers, two terms
     prior = deployment.prior_overheads()
     model = _Model(deployment, report)
     inputs = [_level_inputs(report, r) for _, r in lv.iterrows()]
@@ -584,8 +587,8 @@ def calibrate(report: Report, deployment: Deployment, fit_levels: int = 2, *,
     meas = [{k: float(r[k]) for k in ("ttft_mean_ms", "tpot_mean_ms", "ttft_p99_ms")}
             for _, r in lv.iterrows()]
 
-    def fit_at(it: float, scale: float) -> tuple[np.ndarray, dict[str, float]]:
-        """Residuals at (iteration overhead, step scale), the request overhead profiled out:
+    def fit_at(scale: float, it: float) -> tuple[np.ndarray, dict[str, float]]:
+        """Residuals at (step scale, iteration overhead), the request overhead profiled out:
         it adds a constant to every TTFT, so its least-squares value (ms, >= 0) is the mean
         gap between measured and predicted TTFT."""
         o = {**prior, "request_overhead_ms": 0.0, "iteration_overhead_ms": it,
@@ -600,7 +603,7 @@ def calibrate(report: Report, deployment: Deployment, fit_levels: int = 2, *,
             out += [math.log(max(p["ttft_mean_ms"] + o["request_overhead_ms"], 1e-6)
                              / meas[i]["ttft_mean_ms"]),
                     math.log(max(p["tpot_mean_ms"], 1e-6) / meas[i]["tpot_mean_ms"])]
-        if "step_scale" in free:
+        if "iteration_overhead_ms" in free:  # K >= 2: keep the scale from trading freely
             out.append(SCALE_PRIOR_WEIGHT * math.log(scale))
         return np.array(out), o
 
@@ -608,20 +611,22 @@ def calibrate(report: Report, deployment: Deployment, fit_levels: int = 2, *,
         r, _ = fit_at(*x)
         return float(r @ r)
 
-    # the iteration overhead first (a bounded 1-D search; TPOT grows with it), then, when the
-    # step scale is free, both by Nelder-Mead from there (the simulated statistics move in
-    # small steps with the overheads: a derivative-free search is not misled by them)
-    one = minimize_scalar(lambda it: cost((it, 1.0)), method="bounded",
-                          bounds=(_LO["iteration_overhead_ms"], _HI["iteration_overhead_ms"]),
-                          options={"xatol": 1e-3, "maxiter": max_nfev})
-    x = (float(one.x), 1.0)
-    if "step_scale" in free:
+    it0 = prior["iteration_overhead_ms"]
+    # the step scale first (a bounded 1-D search in log scale; TPOT grows with it), then, with
+    # K >= 2, scale and iteration overhead together by Nelder-Mead from there (the simulated
+    # statistics move in small jumps with the overheads: a derivative-free search is not
+    # misled by them)
+    one = minimize_scalar(lambda u: cost((math.exp(u), it0)), method="bounded",
+                          bounds=(math.log(_LO["step_scale"]), math.log(_HI["step_scale"])),
+                          options={"xatol": 1e-4, "maxiter": max_nfev})
+    x = (math.exp(float(one.x)), it0)
+    if "iteration_overhead_ms" in free:
         res = minimize(cost, np.array(x), method="Nelder-Mead",
-                       bounds=[(_LO["iteration_overhead_ms"], _HI["iteration_overhead_ms"]),
-                               (_LO["step_scale"], _HI["step_scale"])],
-                       options={"xatol": 1e-3, "fatol": 1e-10, "maxfev": 2 * max_nfev,
-                                "initial_simplex": np.array([x, (x[0] * 1.3 + 0.1, x[1]),
-                                                             (x[0], x[1] * 1.15)])})
+                       bounds=[(_LO["step_scale"], _HI["step_scale"]),
+                               (_LO["iteration_overhead_ms"], _HI["iteration_overhead_ms"])],
+                       options={"xatol": 1e-4, "fatol": 1e-10, "maxfev": 2 * max_nfev,
+                                "initial_simplex": np.array([x, (x[0] * 1.15, x[1]),
+                                                             (x[0], x[1] * 1.3 + 0.2)])})
         if res.fun < cost(x):
             x = (float(res.x[0]), float(res.x[1]))
     resid, values = fit_at(*x)
