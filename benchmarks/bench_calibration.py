@@ -2,8 +2,11 @@
 
     python benchmarks/bench_calibration.py [--json out.json]
         [--kit-sweep DIR STEPS.csv ...]   more real-engine kit sweeps (tiny-llama-s, CPU)
+        [--engine-check DIR ...]          results folders of benchmarks/bench_real_engine.py
 
-For every committed measured sweep in :data:`CASES` (and every ``--kit-sweep``), read it with
+For every committed measured sweep in :data:`CASES`, every ``--kit-sweep`` and every model of
+every ``--engine-check`` folder (its own step table and model config; repeat 0 of each rate: one
+Poisson schedule per level, replayed request by request), read it with
 :func:`routerwise.data.reports.read_report`, calibrate (:func:`routerwise.serving.calibration.calibrate`)
 on the lowest K = 1 and K = 2 unsaturated levels and predict the others. Per case and K: the
 median absolute error of mean TTFT and mean TPOT over the held-out unsaturated levels, after
@@ -25,12 +28,14 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from routerwise.data.reports import read_report  # noqa: E402
-from routerwise.io import write_json  # noqa: E402
+from routerwise.data.measured_runs import REQUEST_COLUMNS  # noqa: E402
+from routerwise.data.reports import Report, ReportSource, check_levels, levels_from_requests, read_report  # noqa: E402
+from routerwise.io import sha256_file, write_json  # noqa: E402
 from routerwise.serving.calibration import Deployment, calibrate  # noqa: E402
 
 CPU = ROOT / "data" / "measured" / "cpu-tiny-llama-s"
@@ -44,8 +49,31 @@ CASES = {
 TARGET_K1_PCT = 10.0
 
 
+def engine_check_report(folder: Path, model: str) -> Report:
+    """A :class:`Report` of one model's points in a ``bench_real_engine.py`` results folder
+    (``<model>/rate-<r>rps-rep0.csv``: the load generator's request tables)."""
+    rows, sources = [], []
+    files = sorted((folder / model).glob("rate-*rps-rep0.csv"),
+                   key=lambda f: float(f.name.split("-")[1][:-3]))
+    for lvl, f in enumerate(files):
+        d = pd.read_csv(f)
+        ok = d[d["ok"].astype(bool)].sort_values("send_s")
+        t0 = float(d["send_s"].min())
+        rows.append(pd.DataFrame({
+            "run_id": f"{folder.name}/{model}", "replay": lvl, "segment": lvl,
+            "rate_rps": float(f.name.split("-")[1][:-3]), "arrival_s": ok["send_s"] - t0,
+            "prompt_tokens": ok["prompt_tokens"], "output_tokens": ok["completion_tokens"],
+            "ttft_ms": ok["ttft_ms"], "e2e_ms": ok["e2e_ms"], "tpot_ms": ok["tpot_ms"],
+            "queue_ms": np.nan, "prefill_ms": np.nan, "decode_ms": np.nan}))
+        sources.append(ReportSource("profiling.loadgen (bench_real_engine.py)", "", str(f),
+                                    sha256_file(f), "the server's usage record"))
+    req = pd.concat(rows, ignore_index=True)[list(REQUEST_COLUMNS)]
+    return Report("engine-check", model, check_levels(levels_from_requests(req, arrival="poisson")),
+                  req, tuple(sources))
+
+
 def _case(name, paths, fmt, dep_kw, ks) -> list[dict]:
-    report = read_report(paths, fmt)
+    report = paths if isinstance(paths, Report) else read_report(paths, fmt)
     dep = Deployment(**dep_kw)
     rows = []
     for k in ks:
@@ -79,12 +107,21 @@ def main(argv=None) -> int:
     ap.add_argument("--kit-sweep", nargs=2, action="append", default=[],
                     metavar=("DIR", "STEPS"), help="another kit sweep of tiny-llama-s on the "
                     "CPU engine and its step table")
+    ap.add_argument("--engine-check", type=Path, action="append", default=[], metavar="DIR",
+                    help="a benchmarks/bench_real_engine.py results folder (every model in it)")
     ap.add_argument("--fit-levels", type=int, nargs="+", default=[1, 2])
     a = ap.parse_args(argv)
     cases = dict(CASES)
     for d, steps in a.kit_sweep:
         cases[f"{d} (kit sweep)"] = ([Path(d)], "kit", {**CASES[next(iter(CASES))][2],
                                                         "step_table": steps})
+    for d in a.engine_check:
+        for m in sorted(p.parent.name for p in d.glob("*/steps.csv")):
+            cases[f"{d}/{m} (bench_real_engine)"] = (
+                engine_check_report(d, m), "engine-check",
+                dict(arch=str(d / "models" / m / "config.json"), gpu="cpu", tp=1,
+                     max_num_seqs=128, max_num_batched_tokens=2048,
+                     step_table=str(d / m / "steps.csv")))
     rows = []
     for name, (paths, fmt, dep) in cases.items():
         rows += _case(name, paths, fmt, dep, a.fit_levels)

@@ -678,10 +678,14 @@ def calibrate(report: Report, deployment: Deployment, fit_levels: int = 2, *,
                 f"({PLANNING_MARGIN_SOURCE})")
         notes.append("no held-out level: the held-out error is not measured (NaN)")
     kept = [k for k in (*FIT_KEYS, *PRIOR_KEYS) if k not in free]
-    srcs = "; ".join(f"{s.tool} {s.tool_version} {Path(s.path).name} sha256 {s.sha256[:12]}"
-                     + (" (written from the documented format)" if s.written_from_docs else "")
-                     for s in report.sources)
-    report_label = f"{report.format} report of {report.model}" + (f" ({srcs})" if srcs else "")
+    digest = hashlib.sha256("".join(sorted(x.sha256 for x in report.sources)).encode()).hexdigest()
+    tools = sorted({f"{x.tool} {x.tool_version}".strip() for x in report.sources})
+    report_label = (f"{report.format} report of {report.model}"
+                    + (f" ({len(report.sources)} file(s) by {', '.join(tools)}; sha256 of their "
+                       f"sha256s {digest[:12]}"
+                       + ("; written from the documented format"
+                          if any(x.written_from_docs for x in report.sources) else "") + ")"
+                       if report.sources else ""))
     cal = DeploymentCalibration(
         deployment, tuple(sorted(values.items())), tuple(free),
         tuple(float(rate[i]) for i in fit_idx), _median_abs(rows), tuple(sorted(margin.items())),
