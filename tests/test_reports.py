@@ -138,3 +138,101 @@ def test_kit_records_chunk_counted_tokens(sweep, tmp_path):
     rep = read_report(curve, "kit")
     assert any("2 requests had no usage record" in n for n in rep.notes)
     assert json.dumps(rep.provenance())  # provenance is plain JSON
+
+
+# ---------------------------------------------------------------------------------------------
+# vllm bench serve (files written by vLLM 0.32.0's `vllm bench serve`; see make_fixtures.py)
+
+VLLM = DATA / "vllm-bench"
+
+
+def _raw(path: Path) -> dict:
+    return json.loads(path.read_text())
+
+
+def _edited(src: Path, dst: Path, **changes) -> Path:
+    data = _raw(src)
+    data.update(changes)
+    dst.write_text(json.dumps(data))
+    return dst
+
+
+def test_vllm_bench_detailed_runs():
+    files = [VLLM / f"detailed-{r}rps.json" for r in (8, 2, 4)]  # any order
+    rep = read_report(files, "vllm-bench")
+    assert rep.model == "tiny-llama-s"
+    assert list(rep.levels["rate_rps"]) == [2.0, 4.0, 8.0]
+    assert set(rep.levels["arrival"]) == {"poisson"} and set(rep.levels["burstiness"]) == {1.0}
+    for level, rate in enumerate((2, 4, 8)):
+        raw = _raw(VLLM / f"detailed-{rate}rps.json")
+        row = rep.levels.iloc[level]
+        assert row["requests_ok"] == raw["completed"] == 12 and row["requests_failed"] == 0
+        assert row["achieved_rps"] == raw["request_throughput"]
+        assert row["duration_s"] == raw["duration"]
+        assert row["prompt_tokens_mean"] == np.mean(raw["input_lens"])
+        assert row["output_tokens_mean"] == np.mean(raw["output_lens"]) == 8
+        req = rep.requests[rep.requests["segment"] == level]
+        # the request table, computed by the reader, against the tool's own summary fields
+        assert req["ttft_ms"].mean() == pytest.approx(raw["mean_ttft_ms"], rel=1e-9)
+        assert req["ttft_ms"].median() == pytest.approx(raw["median_ttft_ms"], rel=1e-9)
+        assert req["tpot_ms"].mean() == pytest.approx(raw["mean_tpot_ms"], rel=1e-9)
+        assert row["ttft_p99_ms"] == raw["p99_ttft_ms"] and row["tpot_p50_ms"] == raw["median_tpot_ms"]
+        assert row["e2e_mean_ms"] == pytest.approx(1000 * np.mean(raw["latencies"]))
+        start = np.asarray(raw["start_times"])
+        assert np.allclose(req["arrival_s"], np.sort(start - start.min()))
+        assert (req["replay"] == level).all() and (req["rate_rps"] == rate).all()
+    assert [s["tool_version"] for s in rep.provenance()] == ["0.32.0"] * 3
+    assert rep.provenance()[0]["sha256"] == hashlib.sha256(
+        (VLLM / "detailed-2rps.json").read_bytes()).hexdigest()
+
+
+def test_vllm_bench_summary_runs_have_no_request_table():
+    rep = read_report(sorted(VLLM.glob("summary-*.json")), "vllm-bench")
+    assert rep.requests is None and list(rep.levels["rate_rps"]) == [4.0, 8.0]
+    raw = _raw(VLLM / "summary-8rps.json")
+    assert "ttfts" not in raw  # no per-request details in these files
+    row = rep.levels.iloc[1]
+    assert row["ttft_mean_ms"] == raw["mean_ttft_ms"] and row["tpot_p99_ms"] == raw["p99_tpot_ms"]
+    assert row["e2e_p99_ms"] == pytest.approx(1000 * np.percentile(raw["latencies"], 99))
+    mixed = read_report([VLLM / "summary-4rps.json", VLLM / "detailed-2rps.json"], "vllm-bench")
+    assert mixed.requests is None and any("--save-detailed" in n for n in mixed.notes)
+
+
+def test_vllm_bench_arrival_processes(tmp_path):
+    src = VLLM / "summary-4rps.json"
+    files = [_edited(src, tmp_path / "a.json", request_rate="inf", max_concurrency=4),
+             _edited(src, tmp_path / "b.json", request_rate=3.0, burstiness=0.5),
+             _edited(src, tmp_path / "c.json", request_rate="inf", max_concurrency=None)]
+    lv = read_report(files, "vllm-bench").levels.set_index("arrival")
+    assert lv.loc["concurrency", "max_concurrency"] == 4 and np.isnan(lv.loc["concurrency", "rate_rps"])
+    assert lv.loc["gamma", "burstiness"] == 0.5 and lv.loc["gamma", "rate_rps"] == 3.0
+    assert np.isinf(lv.loc["burst", "rate_rps"])
+
+
+def test_vllm_bench_bad_input(tmp_path, sweep):
+    src = VLLM / "detailed-2rps.json"
+    with pytest.raises(DataError, match="1 load level"):
+        read_report(src, "vllm-bench")
+    other = _edited(VLLM / "detailed-4rps.json", tmp_path / "other.json", model_id="other-model")
+    with pytest.raises(DataError, match=r"several models \['other-model', 'tiny-llama-s'\]"):
+        read_report([src, other], "vllm-bench")
+    no_tokens = _edited(VLLM / "summary-4rps.json", tmp_path / "nt.json", total_output_tokens=None)
+    with pytest.raises(DataError, match="lacks prompt or output token counts"):
+        read_report([VLLM / "summary-8rps.json", no_tokens], "vllm-bench")
+    empty = [_edited(VLLM / f"summary-{r}rps.json", tmp_path / f"e{r}.json", completed=0, failed=12)
+             for r in (4, 8)]
+    with pytest.raises(DataError, match=r"no request succeeded at any load level \(24 failed\)"):
+        read_report(empty, "vllm-bench")
+    with pytest.raises(ReportFormatError, match=r"expected a vllm bench serve result .*found "
+                       r"a folder; it looks like a profiling sweep folder.*--format kit"):
+        read_report([sweep[0], src], "vllm-bench")
+    guidellm_like = tmp_path / "g.json"
+    guidellm_like.write_text(json.dumps({"benchmarks": []}))
+    with pytest.raises(ReportFormatError, match=r"found a file without \['model_id'.*looks like "
+                       r"a GuideLLM report: use --format guidellm"):
+        read_report([guidellm_like, src], "vllm-bench")
+    secret = tmp_path / "broken.json"
+    secret.write_text('{"api_key": "sk-SECRET123", oops}')
+    with pytest.raises(ReportFormatError, match="does not parse as JSON") as err:
+        read_report([secret, src], "vllm-bench")
+    assert "SECRET" not in str(err.value)
