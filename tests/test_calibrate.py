@@ -266,3 +266,23 @@ def test_problem_file_names_a_calibration(tmp_path):
                                        'calibration = "deployment.json"'))
     with pytest.raises(ValueError, match="applies to simulated curves"):
         read_problem_file(p)
+
+
+@pytest.mark.notebooks
+@pytest.mark.skipif(not CPU_SWEEP.is_dir(), reason="committed CPU sweep not present")
+def test_notebook_12_records_what_the_cli_computes(tmp_path, monkeypatch):
+    pm = pytest.importorskip("papermill")
+    monkeypatch.setenv("ROUTERWISE_RESULTS_DIR", str(tmp_path))
+    monkeypatch.setenv("ROUTERWISE_PROGRESS", "off")
+    pm.execute_notebook(str(ROOT / "notebooks" / "12_calibrate.ipynb"),
+                        str(tmp_path / "12.ipynb"), parameters={"plan_num_requests": 60},
+                        cwd=str(tmp_path), progress_bar=False, kernel_name="python3")
+    numbers = json.loads((tmp_path / "numbers" / "12_calibrate.json").read_text())["numbers"]
+    report = read_report(CPU_SWEEP / "sweep", "kit")
+    cal, doc = calibrate(report, Deployment(str(CPU_SWEEP / "config.json"), "cpu", 1,
+                                            max_num_seqs=128, max_num_batched_tokens=2048,
+                                            step_table=str(CPU_SWEEP / "steps.csv")), 1)
+    assert numbers["fit_levels"] == 1
+    assert numbers["median_abs_err_pct_heldout"] == pytest.approx(doc["median_abs_err_pct_heldout"])
+    assert numbers["fitted_step_scale"] == pytest.approx(doc["fitted"]["step_scale"])
+    assert numbers["margin_ttft"] == cal.planning_margin["ttft"]
