@@ -211,9 +211,11 @@ def test_cli_writes_the_keys_the_issue_names(tmp_path, capsys):
     assert load_calibration(dep).fitted == ("request_overhead_ms", "step_scale")
 
 
-def _calibration(margin_ttft: float, request_ms: float) -> DeploymentCalibration:
-    vals = {**Deployment(ARCH, GPU).prior_overheads(), "request_overhead_ms": request_ms}
-    return DeploymentCalibration(Deployment(ARCH, GPU), tuple(sorted(vals.items())),
+def _calibration(margin_ttft: float, request_ms: float, dep: Deployment | None = None,
+                 **values) -> DeploymentCalibration:
+    dep = dep or Deployment(ARCH, GPU)
+    vals = {**dep.prior_overheads(), "request_overhead_ms": request_ms, **values}
+    return DeploymentCalibration(dep, tuple(sorted(vals.items())),
                                  ("request_overhead_ms", "iteration_overhead_ms"), (1.0,), 4.0,
                                  (("tpot", 1.1), ("ttft", margin_ttft)), "test margin",
                                  "kit report of m")
@@ -235,9 +237,21 @@ def test_curves_built_with_a_calibration_say_so_and_use_its_margin(tmp_path):
     # the margin multiplies TTFT columns only by its TTFT factor
     assert b["ttft_mean_ms"].to_numpy() == pytest.approx(1.5 * a["ttft_mean_ms"].to_numpy())
     assert b["tpot_mean_ms"].to_numpy() == pytest.approx(a["tpot_mean_ms"].to_numpy())
-    # the fitted request overhead reaches the simulation: 100 ms x TPOT margin-free TTFT gap
+    # the fitted request overhead reaches the simulation: 100 ms more TTFT at light load
     gap = a["ttft_mean_ms"].to_numpy() - c["ttft_mean_ms"].to_numpy()
     assert gap[0] == pytest.approx(100.0, rel=1e-6)
+    # fitted on a measured (CPU) step table: its step scale and zero host terms do not carry
+    # over to curves on the kit's step model; its request overhead does
+    cpu = Deployment(ARCH, "cpu", step_table="steps.csv")
+    d = curve_grid.build_profile_table(**kw, options=replace(opts, calibration=_calibration(
+        1.0, 100.0, cpu, step_scale=0.5)))
+    assert d["provenance"].str.contains("only its request overhead is used here").all()
+    assert d["ttft_mean_ms"].to_numpy() == pytest.approx(a["ttft_mean_ms"].to_numpy())
+    assert d["tpot_mean_ms"].to_numpy() == pytest.approx(a["tpot_mean_ms"].to_numpy())
+    # on the kit's step model the same scale halves the step times: TPOT drops
+    e = curve_grid.build_profile_table(**kw, options=replace(opts, calibration=_calibration(
+        1.0, 100.0, step_scale=0.5)))
+    assert e["tpot_mean_ms"].iloc[0] < 0.7 * a["tpot_mean_ms"].iloc[0]
 
 
 def test_problem_file_names_a_calibration(tmp_path):
@@ -286,3 +300,21 @@ def test_notebook_12_records_what_the_cli_computes(tmp_path, monkeypatch):
     assert numbers["median_abs_err_pct_heldout"] == pytest.approx(doc["median_abs_err_pct_heldout"])
     assert numbers["fitted_step_scale"] == pytest.approx(doc["fitted"]["step_scale"])
     assert numbers["margin_ttft"] == cal.planning_margin["ttft"]
+
+
+def test_a_concurrency_cap_of_one_serves_requests_one_at_a_time():
+    """A burst held to one request in flight by the load generator is served like requests
+    spaced far apart: same TTFT and TPOT (known value), far below the uncapped burst's."""
+    dep = Deployment(ARCH, GPU)
+    lv = _level_rows(rates=(0.01, 0.02))
+    lv["arrival"] = "constant"
+    burst = lv.copy()
+    burst["arrival"] = "burst"
+    burst["rate_rps"] = math.inf
+    capped = burst.copy()
+    capped["max_concurrency"] = 1.0
+    spaced, b, c = (predict_levels(Report("kit", "m", check_levels(x)), dep)
+                    for x in (lv, burst, capped))
+    assert c["ttft_mean_ms"].iloc[0] == pytest.approx(spaced["ttft_mean_ms"].iloc[0], rel=1e-6)
+    assert c["tpot_mean_ms"].iloc[0] == pytest.approx(spaced["tpot_mean_ms"].iloc[0], rel=1e-6)
+    assert b["ttft_mean_ms"].iloc[0] > 5 * c["ttft_mean_ms"].iloc[0]

@@ -152,6 +152,13 @@ class Deployment:
     def architecture(self) -> Architecture:
         return _resolve_arch(self.arch)
 
+    def arch_label(self) -> str:
+        """The architecture's name: a registered name, or the folder its config is in."""
+        p = Path(self.arch)
+        if p.suffix == ".json":
+            return p.parent.name
+        return p.name if p.is_dir() else self.arch
+
     def priors(self) -> dict[str, float]:
         """Host terms beside the step times: the engine profile's fitted values on the kit's
         step model; 0 on a measured step table (a probe of whole engine iterations already
@@ -429,7 +436,7 @@ class DeploymentCalibration:
     def label(self) -> str:
         v = dict(self.values)
         d = self.deployment
-        return (f"calibrated to the measured deployment ({self.report}; {d.arch} on {d.tp} x "
+        return (f"calibrated to the measured deployment ({self.report}; {d.arch_label()} on {d.tp} x "
                 f"{d.gpu}, {d.engine}) on the lowest {len(self.fit_levels_rps)} unsaturated "
                 f"level(s) {list(self.fit_levels_rps)} req/s: fitted "
                 + ", ".join(f"{k} {v[k]:.4g}" for k in self.fitted)

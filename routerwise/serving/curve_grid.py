@@ -74,7 +74,7 @@ from .simulator import poisson_requests
 from .stepcost import FAMILIES, StepCostParams, StepTimes, fit, fit_provenance, measured_step_times, replica_step_times
 
 __all__ = ["GRID_VERSION", "DEFAULT_MODELS", "LOAD_FRACTIONS", "BISECT_RTOL", "LengthSample",
-           "routeprofile_lengths", "GridOptions", "grid_setup", "plan_curves",
+           "routeprofile_lengths", "GridOptions", "grid_setup", "calibrated_terms", "plan_curves",
            "build_profile_table", "build_profile_tables", "check_gpu_data", "load_or_build",
            "read_cached", "cached_grids", "read_cached_grid"]
 
@@ -215,16 +215,37 @@ def _capacity_guess_rps(step: StepTimes, lengths: LengthSample, kv_cap: int,
     return 1e3 / (per_token_ms * max(o - 1, 0) + pre_ms)
 
 
+def calibrated_terms(opts: GridOptions, measured: bool = False) -> tuple[dict, float, str]:
+    """What of ``opts.calibration`` a curve uses: (engine overrides, step scale, note).
+
+    The request overhead always carries over (a front-end cost). The step scale and the host
+    terms are relative to the step source the calibration was fitted on (the kit's step model,
+    or a measured step table, whose probe includes the host costs): they carry over only to
+    curves on the same kind of source; otherwise the profile's values stay and the note says so.
+    """
+    cal = opts.calibration
+    if cal is None:
+        return {}, 1.0, ""
+    if (cal.deployment.step_table is not None) == measured:
+        return cal.overheads, cal.step_scale, cal.label()
+    src = "a measured step table" if cal.deployment.step_table is not None else "the kit's step model"
+    return ({"request_overhead_ms": cal.overheads["request_overhead_ms"]}, 1.0,
+            f"{cal.label()}; only its request overhead is used here: its step scale and host "
+            f"terms are relative to {src}, which these curves do not simulate on")
+
+
 def grid_setup(step: StepTimes, model: str | architectures.Architecture, gpu: str | GPUSpec,
                tp: int,
                compute_share: float,
-               opts: GridOptions):
+               opts: GridOptions, measured: bool = False):
     """The engine of one grid curve (:class:`routerwise.serving.engine.EngineSetup`).
 
     KV capacity (modelled): the memory model at ``gpu_memory_utilization x compute share`` of
     each GPU (a replica sharing a GPU is taken to get the same share of its memory), but never
     below the placement's per-replica reserve ``memory.kv_reserve_tokens``, which the setup
     space reserves for every replica it places (:func:`routerwise.serving.memory.shard_memory_gb`).
+    With ``opts.calibration``, its fitted terms (:func:`calibrated_terms`; ``measured``: the
+    step times come from a measured table) replace the profile's.
     """
     from .memory import kv_capacity_tokens
 
@@ -232,7 +253,7 @@ def grid_setup(step: StepTimes, model: str | architectures.Architecture, gpu: st
     kv = kv_capacity_tokens(arch, tp, gpu, min(1.0, opts.gpu_memory_utilization
                                                * compute_share), opts.memory)
     kv = max(kv, opts.memory.kv_reserve_tokens)
-    overheads = opts.calibration.overheads if opts.calibration is not None else {}
+    overheads = calibrated_terms(opts, measured)[0]
     return setup_for(opts.engine_profile, step, max_num_seqs=opts.max_num_seqs,
                      max_num_batched_tokens=opts.max_num_batched_tokens, gpu=gpu,
                      kv_capacity_tokens=kv, arch=arch, **overheads)
@@ -277,9 +298,10 @@ def _build_curve(task) -> pd.DataFrame:
                                   engine=opts.engine, share_model=share,
                                   max_batched_tokens=budget, max_seqs=opts.max_num_seqs)
     if opts.calibration is not None:
-        step = scale_step_times(step, opts.calibration.step_scale)
-        provenance = f"{provenance}; {opts.calibration.label()}"
-    cfg = grid_setup(step, arch, gpu, curve.tp, curve.tenths / 10, opts)
+        _, scale, note = calibrated_terms(opts, measured is not None)
+        step = scale_step_times(step, scale)
+        provenance = f"{provenance}; {note}"
+    cfg = grid_setup(step, arch, gpu, curve.tp, curve.tenths / 10, opts, measured is not None)
     lam = _saturation_load(step, lengths, cfg, opts)
     rows = []
     for frac in LOAD_FRACTIONS:
