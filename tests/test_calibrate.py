@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import math
 import shutil
+import tomllib
 from dataclasses import replace
 from pathlib import Path
 
@@ -20,7 +21,7 @@ import pytest
 from routerwise.cli import main
 from routerwise.data.measured_runs import REQUEST_COLUMNS
 from routerwise.data.reports import Report, check_levels, levels_from_requests, read_report
-from routerwise.planning.problem_file import read_problem_file
+from routerwise.planning.problem_file import problem_from_dict, read_problem_file
 from routerwise.serving import curve_grid
 from routerwise.serving.calibration import (
     CalibrationInputError,
@@ -271,6 +272,11 @@ def test_problem_file_names_a_calibration(tmp_path):
     note = next(a for a in inputs.problem.assumptions if a.startswith("latency:"))
     assert "calibrated to the measured deployment" in note
     assert "planning margin TTFT x1.250" in note
+    # from Python (problem_from_dict, then rw.solve): the calibration object itself
+    doc = tomllib.loads(p.read_text())
+    doc["latency"]["calibration"] = _calibration(1.25, 30.0)
+    problem = problem_from_dict(doc, base_dir=tmp_path)
+    assert [a for a in problem.assumptions if a.startswith("latency:")] == [note]
     # without one, the note states the validation's margin
     p.write_text(p.read_text().replace('calibration = "deployment.json"', ""))
     note = next(a for a in read_problem_file(p).problem.assumptions if a.startswith("latency:"))
