@@ -1,4 +1,4 @@
-"""Command line: ``routerwise reproduce | solve | cost | profiles | serve``.
+"""Command line: ``routerwise reproduce | solve | cost | profiles | serve | calibrate``.
 
     routerwise reproduce [--out results] [--only NB ...] [-p NAME VALUE]   notebooks -> results
     routerwise solve problem.toml [--json plan.json]  your problem file (routerwise.planning.problem_file)
@@ -13,6 +13,10 @@
     routerwise profiles list | show KEY | export KEY OUT.csv   the cached curves
     routerwise serve plan.json --endpoint MODEL=URL [--endpoint ...] [--port 8000]
                      [--decision-log PATH]    an OpenAI-compatible router serving the plan
+    routerwise calibrate RUN [RUN ...] --format {vllm-bench,guidellm,inference-perf,genai-perf,kit}
+                    --arch NAME --gpu NAME --tp N [--engine vllm-v1|vllm-v0] [--max-num-seqs N]
+                    [--max-num-batched-tokens N] [--step-table steps.csv] [--fit-levels K]
+                    --json OUT [--out deployment.json]   fit the serving model to your sweep
 """
 
 from __future__ import annotations
@@ -536,10 +540,13 @@ def main(argv=None) -> int:
                     help="do not print a line per request (method, path, status)")
     sv.add_argument("--upstream-timeout-s", type=float, default=300.0,
                     help="give up on a model server silent for this long: 504 (default 300)")
+    _add_calibrate(sub)
     args = ap.parse_args(argv)
     try:
         if args.cmd == "serve":
             return _serve(args)
+        if args.cmd == "calibrate":
+            return _calibrate(args)
         if args.cmd == "reproduce":
             from .paper.reproduce import run_from_args
             return run_from_args(args)
@@ -564,6 +571,60 @@ def main(argv=None) -> int:
     except RouterWiseError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+
+
+def _add_calibrate(sub) -> None:
+    from .data.reports import FORMATS
+    k = sub.add_parser("calibrate", help="fit the serving model's overheads to a measured load "
+                                         "sweep of your deployment; predict its other levels")
+    k.add_argument("runs", nargs="+", metavar="RUN", help="the tool's result file(s) or folder")
+    k.add_argument("--format", required=True, choices=sorted(FORMATS),
+                   help="the tool that wrote RUN")
+    k.add_argument("--arch", required=True, help="the served model's architecture: a "
+                   "registered name, or its folder / config.json")
+    k.add_argument("--gpu", required=True, help="a GPU type of the kit's catalogue (any name "
+                   "with --step-table)")
+    k.add_argument("--tp", type=int, required=True, help="tensor-parallel degree")
+    k.add_argument("--engine", default="vllm-v1", choices=("vllm-v1", "vllm-v0"))
+    k.add_argument("--max-num-seqs", type=int, help="the server's limit (default vLLM's)")
+    k.add_argument("--max-num-batched-tokens", type=int,
+                   help="the server's token budget (default vLLM's)")
+    k.add_argument("--step-table", metavar="CSV", help="the engine's measured step times "
+                   "(python -m profiling steps) in place of the kit's step model")
+    k.add_argument("--kv-capacity-tokens", type=int, help="KV cache capacity (default: the "
+                   "memory model; 1 GiB of KV on a CPU engine)")
+    k.add_argument("--fit-levels", type=int, default=2, metavar="K",
+                   help="fit on the lowest K unsaturated levels (default 2; K = 1 fits the "
+                        "request and iteration overheads only)")
+    k.add_argument("--json", required=True, metavar="OUT", help="write levels, errors, fitted "
+                   "values and saturation rates to OUT")
+    k.add_argument("--out", metavar="deployment.json", help="save the calibration (a problem "
+                   "file's [latency] calibration)")
+
+
+def _calibrate(args) -> int:
+    from .data.reports import read_report
+    from .serving.calibration import Deployment, calibrate
+
+    report = read_report(args.runs, args.format)
+    dep = Deployment(args.arch, args.gpu, args.tp, args.engine, args.max_num_seqs,
+                     args.max_num_batched_tokens, args.step_table,
+                     kv_capacity_tokens=args.kv_capacity_tokens)
+    cal, doc = calibrate(report, dep, args.fit_levels)
+    write_json(args.json, doc)
+    if args.out:
+        cal.save(args.out)
+    print(f"fitted on {doc['fit_levels_rps']} req/s: "
+          + ", ".join(f"{k} {v:.4g}" for k, v in doc["fitted"].items()))
+    print(f"held-out levels {doc['levels_held_out']}: median |error| of mean TTFT and TPOT "
+          f"{doc['median_abs_err_pct_heldout']:.1f}% (uncalibrated "
+          f"{doc['median_abs_err_pct_heldout_uncalibrated']:.1f}%)")
+    sat = doc["saturation"]
+    print(f"saturation: measured {sat['measured_rps']:.3g} req/s, predicted "
+          f"{sat['predicted_rps']:.3g} (uncalibrated {sat['predicted_rps_uncalibrated']:.3g})")
+    for n in doc["notes"]:
+        print(f"note: {n}")
+    return 0
 
 
 if __name__ == "__main__":

@@ -38,6 +38,7 @@ SMALL = {
                               "spread_factors": [1.0, 4.0], "workers": 1},
     "10_scale": {"max_models": 6},
     "11_cost_frontier": {"max_gpus": 6},
+    "12_calibrate": {"plan_num_requests": 60},
 }
 
 

@@ -20,7 +20,8 @@ from .style import MARKS, label, styled
 
 __all__ = ["BASELINE_STYLE", "setup_space", "latency_profiles", "score_variation",
            "score_variation_panels", "solver_comparison", "replay", "mix_shift",
-           "headroom_frontier", "latency_validation", "run_name", "cost_frontier", "headline_sensitivity", "scale"]
+           "headroom_frontier", "latency_validation", "run_name", "cost_frontier", "headline_sensitivity", "scale",
+           "calibration"]
 
 # a column figure's axes are about this wide (the y label takes the rest): titles wrap to it, so
 # a title never widens the saved figure beyond the column
@@ -461,6 +462,36 @@ def latency_validation(levels: pd.DataFrame, sats: pd.DataFrame, runs=None):
             if k == len(ids) - 1:     # one axis label under the last row: every row's x is a rate
                 ax.set_xlabel(label("rate_rps"))
     style.legend_below(fig, ncol=5)
+    return fig
+
+
+@styled
+def calibration(doc: dict, title: str = ""):
+    """Measured vs predicted mean TTFT and mean TPOT per load level of a ``routerwise calibrate``
+    result (``doc``: its JSON), before (the engine profile's values) and after calibration; the
+    levels used for the fit are ringed, measured-saturated ones drawn hollow."""
+    lv = sorted(doc["levels"], key=lambda x: x["rate_rps"])
+    rate = np.array([x["rate_rps"] for x in lv])
+    fig, axes = plt.subplots(1, 2, figsize=(style.PAGE_WIDTH_IN, 2.3))
+    for ax, metric in zip(axes, ("ttft_mean_ms", "tpot_mean_ms")):
+        meas = np.array([x["measured"][metric] for x in lv])
+        sat = np.array([x["measured_saturated"] for x in lv])
+        ax.plot(rate[~sat], meas[~sat], "o", color=style.color(0), label="measured")
+        if sat.any():
+            ax.plot(rate[sat], meas[sat], "o", mfc="none", color=style.color(0),
+                    label="measured (saturated: not fitted, not scored)")
+        ax.plot(rate, [x["predicted_uncalibrated"][metric] for x in lv], "s:", color=style.color(1),
+                label="predicted, uncalibrated (modelled)")
+        ax.plot(rate, [x["predicted"][metric] for x in lv], "s--", color=style.color(3),
+                label="predicted, calibrated (modelled)")
+        fit = np.array([x["used_for_fit"] for x in lv])
+        ax.plot(rate[fit], meas[fit], "o", ms=9, mfc="none", color="grey", label="fit level")
+        style.log_axis(ax)
+        ax.set_xlabel(label("rate_rps"))
+        ax.set_ylabel(f"mean {metric.split('_')[0].upper()} (ms)")
+    if title:
+        fig.suptitle(style.wrap(title, style.PAGE_WIDTH_IN - 0.3), fontsize=style.FONT_SIZE_PT)
+    style.legend_below(fig, ncol=3)
     return fig
 
 

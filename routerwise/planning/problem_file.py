@@ -35,6 +35,9 @@ integers without a decimal point, numbers finite). Example (``data/examples/prob
     # or simulate = true: curves simulated for each model's architecture on cluster.gpu
     # (on a mixed cluster: the table's gpu column names each curve's type, or each type is
     #  simulated)
+    # calibration = "deployment.json"   with simulate = true: simulate with the overheads
+    #   `routerwise calibrate --out` fitted to your measured sweep; the planning margin is then
+    #   the held-out error that calibration measured (from Python: a DeploymentCalibration)
 
     [workload]
     arrival_rate_rps = 20.0
@@ -76,7 +79,7 @@ _TABLES = {
                 "interconnect_gbs", "family"},
     "models": {"name", "architecture", "config", "params_b", "shard_mem_gb", "gated_mlp"},
     "scores": {"table", "kind", "true_table"},
-    "latency": {"table", "metric", "simulate", "num_requests"},
+    "latency": {"table", "metric", "simulate", "num_requests", "calibration"},
     "workload": {"arrival_rate_rps"},
     "slo": {"latency_ms", "aggregate", "metric"},
     "space": {"tp_degrees", "compute_tenths", "rho_min", "check_memory", "check_compute"},
@@ -439,6 +442,23 @@ def _check_latency_choice(lat: dict, origin: str) -> None:
     if lat.get("simulate", False) == ("table" in lat):
         raise ValidationError(f"{origin}: [latency] needs exactly one of table = \"curves.csv\" "
                               f"or simulate = true")
+    if "calibration" in lat and "table" in lat:
+        raise ValidationError(f"{origin}: [latency] calibration applies to simulated curves "
+                              f"(simulate = true), not to a curve table")
+
+
+def _calibration(lat: dict, base_dir: Path, origin: str):
+    """The deployment calibration [latency] names: a file (relative to the problem file) or,
+    from Python, a DeploymentCalibration or its JSON dict; None without one."""
+    from ..serving.calibration import DeploymentCalibration, load_calibration
+    c = lat.get("calibration")
+    if c is None or isinstance(c, DeploymentCalibration):
+        return c
+    if isinstance(c, dict):
+        return DeploymentCalibration.from_json(c, f"{origin}: [latency] calibration")
+    if isinstance(c, str | Path):
+        return load_calibration(_path(base_dir, str(c), "latency.calibration", origin))
+    raise _type_error(origin, "latency", "calibration", "a string (a calibration file)", c)
 
 
 def _mixed_profiles(lat: dict, archs, names, cluster: Cluster, space: SetupSpace,
@@ -495,10 +515,19 @@ def _profiles(lat: dict, archs, names, gpu_name: str, space: SetupSpace, qm: Qua
     else:
         raise ValidationError(f"{origin}: simulate = true needs prompt_tokens and output_tokens in "
                               f"the score table (the simulator replays those lengths)")
-    opts = curve_grid.GridOptions(num_requests=lat.get("num_requests", 4000))
+    cal = _calibration(lat, base_dir, origin)
+    opts = curve_grid.GridOptions(num_requests=lat.get("num_requests", 4000),
+                                  **({} if cal is None else {
+                                      "calibration": cal,
+                                      "engine_profile": cal.deployment.engine}))
     table = curve_grid.build_profile_table(
         archs, gpu, space.tp_degrees, space.compute_tenths, lengths, options=opts,
         progress=_PROGRESS.get())
     prof = latency_table.to_profiles(table, metric, gpu=gpu_name, monotone="envelope")
+    if cal is None:
+        from ..serving.latency_validation import margin_label
+        how = f"uncalibrated; {margin_label(opts.engine_profile)}"
+    else:
+        how = f"{cal.label()}; {cal.margin_label()}"
     return prof, (f"latency: {metric} curves simulated from fitted step costs for each model's "
-                  f"architecture on {gpu_name} (modelled)")
+                  f"architecture on {gpu_name} (modelled; {how})")

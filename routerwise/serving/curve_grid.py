@@ -63,6 +63,7 @@ from ..errors import DataError, ValidationError
 from ..io import atomic_write, atomic_write_with, cache_write, safe_name, sha256_file, write_json
 from ..parallel import map_tasks
 from . import architectures
+from .calibration import DeploymentCalibration, scale_step_times
 from .compute_share import DEFAULT as DEFAULT_SHARE
 from .compute_share import ComputeShareModel
 from .engine import DEFAULT_PROFILE, get_profile, profile_step_params, setup_for, simulate_engine
@@ -73,7 +74,7 @@ from .simulator import poisson_requests
 from .stepcost import FAMILIES, StepCostParams, StepTimes, fit, fit_provenance, measured_step_times, replica_step_times
 
 __all__ = ["GRID_VERSION", "DEFAULT_MODELS", "LOAD_FRACTIONS", "BISECT_RTOL", "LengthSample",
-           "routeprofile_lengths", "GridOptions", "grid_setup", "plan_curves",
+           "routeprofile_lengths", "GridOptions", "grid_setup", "calibrated_terms", "plan_curves",
            "build_profile_table", "build_profile_tables", "check_gpu_data", "load_or_build",
            "read_cached", "cached_grids", "read_cached_grid"]
 
@@ -137,11 +138,20 @@ class GridOptions:
     gpu_memory_utilization: float = 0.9
     max_num_batched_tokens: int | None = None  # None: the profile's vLLM default
     planning_margin: bool = True  # multiply latencies by the calibrated planning margin
+    # a deployment's calibration (routerwise calibrate --out): its fitted overheads and step
+    # scale replace the profile's, its held-out margin replaces the validation's
+    calibration: DeploymentCalibration | None = None
 
     def __post_init__(self):
         if self.num_requests < 50:
             raise ValidationError("use at least 50 requests per load point")
         get_profile(self.engine_profile)  # typed error listing the known profiles
+        cal = self.calibration
+        if cal is not None and cal.deployment.engine != self.engine_profile:
+            raise ValidationError(f"the calibration was fitted for engine profile "
+                                  f"{cal.deployment.engine!r}, the grid simulates "
+                                  f"{self.engine_profile!r}: set engine_profile to "
+                                  f"{cal.deployment.engine!r}")
 
 
 @dataclass(frozen=True)
@@ -166,7 +176,7 @@ def _grid_hash(archs, spec, tps, tenths, lengths, opts, params, share, measured)
         # the architectures themselves: a user's model may reuse a registered name
         "architectures": {m: repr(archs[m]) for m in models},
         "tenths": list(tenths), "lengths": {m: lengths[m].digest() for m in models},
-        "opts": asdict(opts), "params": params.to_json(),
+        "opts": _opts_key(opts), "params": params.to_json(),
         "share": [share.rho_bw, share.table, share.source], "fractions": LOAD_FRACTIONS,
         # the engine profile's fitted overheads and the planning margin in force: a refit of
         # either must not reuse curves cached under the old values
@@ -176,9 +186,23 @@ def _grid_hash(archs, spec, tps, tenths, lengths, opts, params, share, measured)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
+def _opts_key(opts: GridOptions) -> dict:
+    """The options in the cache key; without a calibration the key is the one grids had before
+    calibrations existed (cached grids stay valid)."""
+    d = asdict(opts)
+    cal = d.pop("calibration")
+    if cal is not None:
+        d["calibration"] = opts.calibration.to_json()
+    return d
+
+
 def _margin_key(opts: GridOptions) -> str:
     from .latency_validation import margin_label
-    return margin_label(opts.engine_profile) if opts.planning_margin else "off"
+    if not opts.planning_margin:
+        return "off"
+    if opts.calibration is not None:
+        return f"{opts.calibration.margin_label()} [{opts.calibration.digest()}]"
+    return margin_label(opts.engine_profile)
 
 
 def _capacity_guess_rps(step: StepTimes, lengths: LengthSample, kv_cap: int,
@@ -191,16 +215,37 @@ def _capacity_guess_rps(step: StepTimes, lengths: LengthSample, kv_cap: int,
     return 1e3 / (per_token_ms * max(o - 1, 0) + pre_ms)
 
 
+def calibrated_terms(opts: GridOptions, measured: bool = False) -> tuple[dict, float, str]:
+    """What of ``opts.calibration`` a curve uses: (engine overrides, step scale, note).
+
+    The request overhead always carries over (a front-end cost). The step scale and the host
+    terms are relative to the step source the calibration was fitted on (the kit's step model,
+    or a measured step table, whose probe includes the host costs): they carry over only to
+    curves on the same kind of source; otherwise the profile's values stay and the note says so.
+    """
+    cal = opts.calibration
+    if cal is None:
+        return {}, 1.0, ""
+    if (cal.deployment.step_table is not None) == measured:
+        return cal.overheads, cal.step_scale, cal.label()
+    src = "a measured step table" if cal.deployment.step_table is not None else "the kit's step model"
+    return ({"request_overhead_ms": cal.overheads["request_overhead_ms"]}, 1.0,
+            f"{cal.label()}; only its request overhead is used here: its step scale and host "
+            f"terms are relative to {src}, which these curves do not simulate on")
+
+
 def grid_setup(step: StepTimes, model: str | architectures.Architecture, gpu: str | GPUSpec,
                tp: int,
                compute_share: float,
-               opts: GridOptions):
+               opts: GridOptions, measured: bool = False):
     """The engine of one grid curve (:class:`routerwise.serving.engine.EngineSetup`).
 
     KV capacity (modelled): the memory model at ``gpu_memory_utilization x compute share`` of
     each GPU (a replica sharing a GPU is taken to get the same share of its memory), but never
     below the placement's per-replica reserve ``memory.kv_reserve_tokens``, which the setup
     space reserves for every replica it places (:func:`routerwise.serving.memory.shard_memory_gb`).
+    With ``opts.calibration``, its fitted terms (:func:`calibrated_terms`; ``measured``: the
+    step times come from a measured table) replace the profile's.
     """
     from .memory import kv_capacity_tokens
 
@@ -208,9 +253,10 @@ def grid_setup(step: StepTimes, model: str | architectures.Architecture, gpu: st
     kv = kv_capacity_tokens(arch, tp, gpu, min(1.0, opts.gpu_memory_utilization
                                                * compute_share), opts.memory)
     kv = max(kv, opts.memory.kv_reserve_tokens)
+    overheads = calibrated_terms(opts, measured)[0]
     return setup_for(opts.engine_profile, step, max_num_seqs=opts.max_num_seqs,
                      max_num_batched_tokens=opts.max_num_batched_tokens, gpu=gpu,
-                     kv_capacity_tokens=kv, arch=arch)
+                     kv_capacity_tokens=kv, arch=arch, **overheads)
 
 
 def _saturation_load(step, lengths, cfg, opts) -> float:
@@ -251,7 +297,11 @@ def _build_curve(task) -> pd.DataFrame:
                                       opts.engine_profile),
                                   engine=opts.engine, share_model=share,
                                   max_batched_tokens=budget, max_seqs=opts.max_num_seqs)
-    cfg = grid_setup(step, arch, gpu, curve.tp, curve.tenths / 10, opts)
+    if opts.calibration is not None:
+        _, scale, note = calibrated_terms(opts, measured is not None)
+        step = scale_step_times(step, scale)
+        provenance = f"{provenance}; {note}"
+    cfg = grid_setup(step, arch, gpu, curve.tp, curve.tenths / 10, opts, measured is not None)
     lam = _saturation_load(step, lengths, cfg, opts)
     rows = []
     for frac in LOAD_FRACTIONS:
@@ -271,7 +321,10 @@ def _build_curve(task) -> pd.DataFrame:
     df = _monotone(df)
     if opts.planning_margin:
         from .latency_validation import apply_planning_margin
-        df = apply_planning_margin(df, opts.engine_profile)
+        cal = opts.calibration
+        df = apply_planning_margin(df, opts.engine_profile,
+                                   None if cal is None else cal.planning_margin,
+                                   None if cal is None else cal.margin_label())
     return df
 
 

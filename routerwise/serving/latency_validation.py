@@ -488,11 +488,13 @@ def margin_label(profile: str) -> str:
             f"TTFT x{m['ttft']:.3f}, TPOT/E2E x{m['tpot']:.3f} for {profile}")
 
 
-def apply_planning_margin(df: pd.DataFrame, profile: str) -> pd.DataFrame:
+def apply_planning_margin(df: pd.DataFrame, profile: str, margins: dict[str, float] | None = None,
+                          label: str | None = None) -> pd.DataFrame:
     """Multiply a profile table's latency columns by the profile's planning margin (TTFT
     columns by the TTFT factor, TPOT and E2E columns by the TPOT factor) and say so in the
-    provenance. Profiles without a calibrated margin pass through, named in the provenance."""
-    m = PLANNING_MARGINS.get(profile)
+    provenance. Profiles without a calibrated margin pass through, named in the provenance.
+    ``margins`` / ``label``: another margin (e.g. a deployment calibration's held-out one)."""
+    m = PLANNING_MARGINS.get(profile) if margins is None else margins
     df = df.copy()
     if m is not None:
         for c in df.columns:
@@ -501,6 +503,5 @@ def apply_planning_margin(df: pd.DataFrame, profile: str) -> pd.DataFrame:
             elif c.endswith("_ms") and (c.startswith("tpot_") or c.startswith("e2e_")):
                 df[c] = df[c] * m["tpot"]
     if "provenance" in df.columns:
-        df["provenance"] = df["provenance"] + "; " + margin_label(profile)
+        df["provenance"] = df["provenance"] + "; " + (label or margin_label(profile))
     return df
-

