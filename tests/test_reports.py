@@ -236,3 +236,52 @@ def test_vllm_bench_bad_input(tmp_path, sweep):
     with pytest.raises(ReportFormatError, match="does not parse as JSON") as err:
         read_report([secret, src], "vllm-bench")
     assert "SECRET" not in str(err.value)
+
+
+# ---------------------------------------------------------------------------------------------
+# genai-perf (files in genai-perf 0.0.16's format; see genai-perf/README.md)
+
+GENAI = DATA / "genai-perf"
+
+
+def test_genai_perf_levels_are_the_tools_statistics():
+    folders = sorted(GENAI.glob("*request_rate*"))
+    rep = read_report(folders[::-1], "genai-perf")
+    assert rep.model == "tiny-llama-s" and rep.requests is None
+    assert list(rep.levels["rate_rps"]) == [2.0, 4.0] and set(rep.levels["arrival"]) == {"constant"}
+    for level, folder in enumerate(folders):
+        raw = _raw(folder / "profile_export_genai_perf.json")
+        row = rep.levels.iloc[level]
+        assert row["ttft_mean_ms"] == raw["time_to_first_token"]["avg"]
+        assert row["ttft_p99_ms"] == raw["time_to_first_token"]["p99"]
+        assert row["tpot_p50_ms"] == raw["inter_token_latency"]["p50"]
+        assert row["e2e_mean_ms"] == raw["request_latency"]["avg"]
+        assert row["requests_ok"] == raw["request_count"]["avg"] == 12
+        assert row["output_tokens_mean"] == raw["output_sequence_length"]["avg"] == 8
+        assert row["duration_s"] == pytest.approx(12 / raw["request_throughput"]["avg"])
+    # the statistics were computed by genai-perf from vllm bench's measured requests: they agree
+    vb = read_report([VLLM / "detailed-2rps.json", VLLM / "detailed-4rps.json"], "vllm-bench")
+    for c in ("ttft_mean_ms", "ttft_p50_ms", "ttft_p99_ms", "tpot_mean_ms", "e2e_mean_ms"):
+        assert np.allclose(rep.levels[c], vb.levels[c], rtol=1e-6), c
+    assert all(s["written_from_docs"] for s in rep.provenance())
+
+
+def test_genai_perf_bad_input(tmp_path):
+    src = next(GENAI.glob("*request_rate2")) / "profile_export_genai_perf.json"
+    conc = _raw(src)
+    conc["input_config"]["perf_analyzer"]["stimulus"] = {"concurrency": 4}
+    (tmp_path / "c.json").write_text(json.dumps(conc))
+    lv = read_report([src, tmp_path / "c.json"], "genai-perf").levels
+    assert list(lv["arrival"]) == ["constant", "concurrency"] and lv["max_concurrency"][1] == 4
+    other = _raw(src)
+    other["input_config"]["model_names"] = ["other-model"]
+    (tmp_path / "o.json").write_text(json.dumps(other))
+    with pytest.raises(DataError, match="several models"):
+        read_report([src, tmp_path / "o.json"], "genai-perf")
+    raw_export = tmp_path / "profile_export.json"
+    raw_export.write_text(json.dumps({"experiments": [], "service_kind": "openai"}))
+    with pytest.raises(ReportFormatError, match="perf_analyzer's raw profile export"):
+        read_report([raw_export, src], "genai-perf")
+    with pytest.raises(ReportFormatError, match=r"found a file without \['time_to_first_token'.*"
+                       r"looks like a vllm bench serve result: use --format vllm-bench"):
+        read_report([VLLM / "summary-4rps.json", src], "genai-perf")
