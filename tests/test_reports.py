@@ -405,3 +405,11 @@ def test_inference_perf_without_records_and_bad_input(tmp_path):
     (folder / "config.yaml").unlink()
     with pytest.raises(DataError, match="no config.yaml"):
         read_report(folder, "inference-perf")
+
+
+def test_a_broken_file_of_the_right_format_gets_no_other_format_hint(tmp_path):
+    data = _raw(VLLM / "summary-4rps.json")
+    del data["model_id"]
+    (tmp_path / "a.json").write_text(json.dumps(data))
+    with pytest.raises(ReportFormatError, match=r"without \['model_id'\]$"):
+        read_report([tmp_path / "a.json", VLLM / "summary-8rps.json"], "vllm-bench")

@@ -157,8 +157,8 @@ def format_error(path: Path, expected: str, missing: Sequence[str] = (), found: 
     content (a report can carry an endpoint's credentials)."""
     found = found or (f"a file without {list(missing)}" if missing else "something else")
     guess = sniff(path)
-    hint = f"; it looks like {_LOOKS[guess]}: use --format {guess}" if guess and \
-        _LOOKS.get(guess) != expected else ""
+    same = guess is not None and expected.startswith(getattr(_module(guess), "_EXPECTED", "\0"))
+    hint = f"; it looks like {_LOOKS[guess]}: use --format {guess}" if guess and not same else ""
     return ReportFormatError(f"{path}: expected {expected}, found {found}{hint}")
 
 
