@@ -96,8 +96,10 @@ def inference_perf(base_url: str, model_dir: Path, out: Path, python: str) -> No
         subprocess.run([str(Path(python).with_name("inference-perf")), "-c",
                         f"{tmp}/config.yml"], check=True)
         out.mkdir(parents=True, exist_ok=True)
-        for f in Path(tmp, "out").glob("*.json"):
-            shutil.copy(f, out / f.name)
+        for pattern in ("stage_*_lifecycle_metrics.json", "summary_lifecycle_metrics.json",
+                        "per_request_lifecycle_metrics.json"):
+            for f in Path(tmp, "out").glob(pattern):
+                shutil.copy(f, out / f.name)
         shutil.copy(Path(tmp, "out", "config.yaml"), out / "config.yaml")
 
 
