@@ -13,7 +13,7 @@ export MKL_NUM_THREADS ?= 1
 # Tests share one cache so the simulated profile grid is built once per run of `make test`.
 TEST_CACHE := $(CURDIR)/.cache/test
 
-.PHONY: help install engine lock reproduce outputs test unit notebooks bench lab lab-copies lab-reset clean
+.PHONY: help install engine bench-tools lock reproduce outputs test unit notebooks bench lab lab-copies lab-reset clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -45,6 +45,18 @@ endif
 	touch $@
 
 engine: $(BIN)/.engine-$(ENGINE)  ## install the serving engine (vLLM; CPU build unless nvidia-smi is found) into .venv
+
+# Benchmarking tools (GuideLLM, inference-perf) whose output `routerwise.data.reports` reads, in
+# their own venv: inference-perf needs Python >= 3.12 and their pins (bench-lock.txt) are not the kit's.
+BENCH_PYTHON ?= python3.12
+BENCH_VENV ?= .bench-venv
+$(BENCH_VENV)/.installed: bench-lock.txt
+	$(BENCH_PYTHON) -m venv $(BENCH_VENV)
+	$(BENCH_VENV)/bin/python -m pip install -q -r bench-lock.txt
+	$(BENCH_VENV)/bin/guidellm --version && $(BENCH_VENV)/bin/inference-perf --help > /dev/null
+	touch $@
+
+bench-tools: $(BENCH_VENV)/.installed  ## install GuideLLM and inference-perf (bench-lock.txt) into .bench-venv (Python >= 3.12)
 
 lock:  ## re-resolve requirements-lock.txt from pyproject.toml in a scratch venv
 	rm -rf .cache/lock-venv && $(PYTHON) -m venv .cache/lock-venv

@@ -236,3 +236,180 @@ def test_vllm_bench_bad_input(tmp_path, sweep):
     with pytest.raises(ReportFormatError, match="does not parse as JSON") as err:
         read_report([secret, src], "vllm-bench")
     assert "SECRET" not in str(err.value)
+
+
+# ---------------------------------------------------------------------------------------------
+# genai-perf (files in genai-perf 0.0.16's format; see genai-perf/README.md)
+
+GENAI = DATA / "genai-perf"
+
+
+def test_genai_perf_levels_are_the_tools_statistics():
+    folders = sorted(GENAI.glob("*request_rate*"))
+    rep = read_report(folders[::-1], "genai-perf")
+    assert rep.model == "tiny-llama-s" and rep.requests is None
+    assert list(rep.levels["rate_rps"]) == [2.0, 4.0] and set(rep.levels["arrival"]) == {"constant"}
+    for level, folder in enumerate(folders):
+        raw = _raw(folder / "profile_export_genai_perf.json")
+        row = rep.levels.iloc[level]
+        assert row["ttft_mean_ms"] == raw["time_to_first_token"]["avg"]
+        assert row["ttft_p99_ms"] == raw["time_to_first_token"]["p99"]
+        assert row["tpot_p50_ms"] == raw["inter_token_latency"]["p50"]
+        assert row["e2e_mean_ms"] == raw["request_latency"]["avg"]
+        assert row["requests_ok"] == raw["request_count"]["avg"] == 12
+        assert row["output_tokens_mean"] == raw["output_sequence_length"]["avg"] == 8
+        assert row["duration_s"] == pytest.approx(12 / raw["request_throughput"]["avg"])
+    # the statistics were computed by genai-perf from vllm bench's measured requests: they agree
+    vb = read_report([VLLM / "detailed-2rps.json", VLLM / "detailed-4rps.json"], "vllm-bench")
+    for c in ("ttft_mean_ms", "ttft_p50_ms", "ttft_p99_ms", "tpot_mean_ms", "e2e_mean_ms"):
+        assert np.allclose(rep.levels[c], vb.levels[c], rtol=1e-6), c
+    assert all(s["written_from_docs"] for s in rep.provenance())
+
+
+def test_genai_perf_bad_input(tmp_path):
+    src = next(GENAI.glob("*request_rate2")) / "profile_export_genai_perf.json"
+    conc = _raw(src)
+    conc["input_config"]["perf_analyzer"]["stimulus"] = {"concurrency": 4}
+    (tmp_path / "c.json").write_text(json.dumps(conc))
+    lv = read_report([src, tmp_path / "c.json"], "genai-perf").levels
+    assert list(lv["arrival"]) == ["constant", "concurrency"] and lv["max_concurrency"][1] == 4
+    other = _raw(src)
+    other["input_config"]["model_names"] = ["other-model"]
+    (tmp_path / "o.json").write_text(json.dumps(other))
+    with pytest.raises(DataError, match="several models"):
+        read_report([src, tmp_path / "o.json"], "genai-perf")
+    raw_export = tmp_path / "profile_export.json"
+    raw_export.write_text(json.dumps({"experiments": [], "service_kind": "openai"}))
+    with pytest.raises(ReportFormatError, match="perf_analyzer's raw profile export"):
+        read_report([raw_export, src], "genai-perf")
+    with pytest.raises(ReportFormatError, match=r"found a file without \['time_to_first_token'.*"
+                       r"looks like a vllm bench serve result: use --format vllm-bench"):
+        read_report([VLLM / "summary-4rps.json", src], "genai-perf")
+
+
+# ---------------------------------------------------------------------------------------------
+# GuideLLM (a report written by guidellm 0.8.1 against a tiny-llama-s vLLM server)
+
+GUIDELLM = DATA / "guidellm"
+
+
+def test_guidellm_json_and_yaml_reports():
+    import gzip
+
+    raw = json.loads(gzip.decompress((GUIDELLM / "benchmarks.json.gz").read_bytes()))
+    rep = read_report(GUIDELLM / "benchmarks.json.gz", "guidellm")
+    assert rep.model == "tiny-llama-s" and list(rep.levels["rate_rps"]) == [2.0, 4.0]
+    assert rep.provenance()[0]["tool_version"] == raw["metadata"]["guidellm_version"] == "0.8.1"
+    for level, bench in enumerate(raw["benchmarks"]):
+        m, row = bench["metrics"], rep.levels.iloc[level]
+        assert bench["config"]["strategy"]["rate"] == row["rate_rps"]
+        assert row["requests_ok"] == m["request_totals"]["successful"] == 10
+        assert row["duration_s"] == bench["duration"]
+        assert row["tpot_mean_ms"] == m["inter_token_latency_ms"]["successful"]["mean"]
+        assert row["ttft_p99_ms"] == m["time_to_first_token_ms"]["successful"]["percentiles"]["p99"]
+        reqs = bench["requests"]["successful"]
+        req = rep.requests[rep.requests["segment"] == level]
+        # the tool's mean TTFT and E2E over requests equal the request table's
+        assert req["ttft_ms"].mean() == pytest.approx(row["ttft_mean_ms"], rel=1e-9)
+        assert req["e2e_ms"].mean() == pytest.approx(1000 * np.mean([r["request_latency"] for r in reqs]))
+        assert req["e2e_ms"].mean() == pytest.approx(row["e2e_mean_ms"], rel=1e-9)
+        start = np.array([r["request_start_time"] for r in reqs])
+        assert np.allclose(np.sort(req["arrival_s"]), np.sort(start - start.min()))
+        tpot = [(r["request_latency"] * 1000 - r["time_to_first_token_ms"]) / (r["output_tokens"] - 1)
+                for r in reqs]
+        assert np.allclose(np.sort(req["tpot_ms"]), np.sort(tpot))
+    yaml_rep = read_report(GUIDELLM / "benchmarks.yaml.gz", "guidellm")
+    pd.testing.assert_frame_equal(yaml_rep.levels, rep.levels)
+
+
+def test_guidellm_bad_input(tmp_path):
+    import gzip
+
+    raw = json.loads(gzip.decompress((GUIDELLM / "benchmarks.json.gz").read_bytes()))
+    one = dict(raw, benchmarks=raw["benchmarks"][:1])
+    (tmp_path / "one.json").write_text(json.dumps(one))
+    with pytest.raises(DataError, match="1 load level"):
+        read_report(tmp_path / "one.json", "guidellm")
+    other = json.loads(json.dumps(raw["benchmarks"][1]))
+    other["config"]["backend"]["model"] = "other-model"
+    (tmp_path / "mixed.json").write_text(json.dumps(dict(raw, benchmarks=[raw["benchmarks"][0], other])))
+    with pytest.raises(DataError, match="several models"):
+        read_report(tmp_path / "mixed.json", "guidellm")
+    conc = json.loads(json.dumps(raw))
+    for i, b in enumerate(conc["benchmarks"]):
+        b["config"]["strategy"] = {"type_": "concurrent", "streams": 2 * (i + 1)}
+        b["requests"]["successful"] = b["requests"]["successful"][:3]  # a sampled report
+    (tmp_path / "conc.json").write_text(json.dumps(conc))
+    rep = read_report(tmp_path / "conc.json", "guidellm")
+    assert list(rep.levels["max_concurrency"]) == [2.0, 4.0] and rep.requests is None
+    assert set(rep.levels["arrival"]) == {"concurrency"}
+    with pytest.raises(ReportFormatError, match=r"expected a GuideLLM benchmark report.*without \['benchmarks'\]"
+                       r".*looks like a vllm bench serve result"):
+        read_report(VLLM / "summary-4rps.json", "guidellm")
+    (tmp_path / "bad.yaml").write_text("benchmarks: [unclosed\n  password: hunter2")
+    with pytest.raises(ReportFormatError, match="does not parse as YAML") as err:
+        read_report(tmp_path / "bad.yaml", "guidellm")
+    assert "hunter2" not in str(err.value)
+
+
+# ---------------------------------------------------------------------------------------------
+# inference-perf (an output folder written by inference-perf 0.7.0 against the same server)
+
+IPERF = DATA / "inference-perf"
+
+
+def test_inference_perf_folder():
+    rep = read_report(IPERF, "inference-perf")
+    assert rep.model == "tiny-llama-s" and list(rep.levels["rate_rps"]) == [2.0, 4.0]
+    assert set(rep.levels["arrival"]) == {"poisson"}
+    records = sorted(_raw(IPERF / "per_request_lifecycle_metrics.json"), key=lambda r: r["start_time"])
+    first = 0
+    for level in (0, 1):
+        stage = _raw(IPERF / f"stage_{level}_lifecycle_metrics.json")
+        ok, row = stage["successes"], rep.levels.iloc[level]
+        assert row["requests_ok"] == ok["count"] and row["requests_failed"] == stage["failures"]["count"]
+        assert row["ttft_mean_ms"] == pytest.approx(1000 * ok["latency"]["time_to_first_token"]["mean"])
+        assert row["e2e_p99_ms"] == pytest.approx(1000 * ok["latency"]["request_latency"]["p99"])
+        assert row["output_tokens_mean"] == ok["output_tokens"]["mean"] == 8
+        n = stage["load_summary"]["count"]
+        recs = records[first:first + n]
+        first += n
+        # TPOT from each request's latency and server-counted output tokens, not per chunk
+        tpot = [((r["end_time"] - r["info"]["response_metrics"]["output_token_times"][0]) * 1000)
+                / (r["info"]["response_metrics"]["server_usage"]["completion_tokens"] - 1) for r in recs]
+        assert row["tpot_mean_ms"] == pytest.approx(np.mean(tpot))
+        assert row["tpot_mean_ms"] != pytest.approx(1000 * ok["latency"]["time_per_output_token"]["mean"])
+        req = rep.requests[rep.requests["segment"] == level]
+        assert req["ttft_ms"].mean() == pytest.approx(row["ttft_mean_ms"])  # records agree with the stage
+        assert len(req) == n
+    assert (rep.requests["replay"] == 0).all() and rep.requests["arrival_s"].min() == 0
+    assert rep.requests["arrival_s"].max() == pytest.approx(records[-1]["start_time"] - records[0]["start_time"])
+
+
+def test_inference_perf_without_records_and_bad_input(tmp_path):
+    folder = tmp_path / "run"
+    shutil.copytree(IPERF, folder)
+    (folder / "per_request_lifecycle_metrics.json").unlink()
+    rep = read_report(folder, "inference-perf")
+    assert rep.requests is None and rep.levels["tpot_p99_ms"].isna().all()
+    stage = _raw(IPERF / "stage_1_lifecycle_metrics.json")["successes"]
+    lat = stage["latency"]
+    assert rep.levels["tpot_mean_ms"][1] == pytest.approx(
+        1000 * (lat["request_latency"]["mean"] - lat["time_to_first_token"]["mean"]) / 7)
+    (folder / "stage_1_lifecycle_metrics.json").unlink()
+    with pytest.raises(DataError, match="1 load level"):
+        read_report(folder, "inference-perf")
+    with pytest.raises(ReportFormatError, match=r"expected an inference-perf output folder.*found "
+                       r"no stage_<i>_lifecycle_metrics.json"):
+        read_report(tmp_path, "inference-perf")
+    (folder / "config.yaml").unlink()
+    with pytest.raises(DataError, match="no config.yaml"):
+        read_report(folder, "inference-perf")
+
+
+def test_a_broken_file_of_the_right_format_gets_no_other_format_hint(tmp_path):
+    data = _raw(VLLM / "summary-4rps.json")
+    del data["model_id"]
+    (tmp_path / "a.json").write_text(json.dumps(data))
+    with pytest.raises(ReportFormatError, match=r"without \['model_id'\]$"):
+        read_report([tmp_path / "a.json", VLLM / "summary-8rps.json"], "vllm-bench")

@@ -21,6 +21,7 @@ what was found.
 
 from __future__ import annotations
 
+import gzip
 import importlib
 import json
 import math
@@ -156,8 +157,8 @@ def format_error(path: Path, expected: str, missing: Sequence[str] = (), found: 
     content (a report can carry an endpoint's credentials)."""
     found = found or (f"a file without {list(missing)}" if missing else "something else")
     guess = sniff(path)
-    hint = f"; it looks like {_LOOKS[guess]}: use --format {guess}" if guess and \
-        _LOOKS.get(guess) != expected else ""
+    same = guess is not None and expected.startswith(getattr(_module(guess), "_EXPECTED", "\0"))
+    hint = f"; it looks like {_LOOKS[guess]}: use --format {guess}" if guess and not same else ""
     return ReportFormatError(f"{path}: expected {expected}, found {found}{hint}")
 
 
@@ -166,16 +167,20 @@ _LOOKS = {"vllm-bench": "a vllm bench serve result", "guidellm": "a GuideLLM rep
           "profile export", "kit": "a profiling sweep folder (python -m profiling sweep)"}
 
 
-def load_json(path: Path, expected: str):
-    """Parse a JSON file; one that does not parse is a :class:`ReportFormatError` (no content)."""
+def load_json(source: Path | bytes, expected: str, *, where: Path | None = None):
+    """Parse a JSON file (or its bytes, read from ``where``); one that does not parse is a
+    :class:`ReportFormatError` that shows none of its content."""
+    where = where if where is not None else source
     try:
-        with open(path, "rb") as f:
+        if isinstance(source, bytes):
+            return json.loads(source)
+        with open(source, "rb") as f:
             return json.load(f)
     except UnicodeDecodeError:
-        raise ReportFormatError(f"{path}: expected {expected} (JSON), found a file that is not "
+        raise ReportFormatError(f"{where}: expected {expected} (JSON), found a file that is not "
                                 f"UTF-8 text") from None
     except json.JSONDecodeError as e:
-        raise ReportFormatError(f"{path}: expected {expected} (JSON), found a file that does "
+        raise ReportFormatError(f"{where}: expected {expected} (JSON), found a file that does "
                                 f"not parse as JSON ({e.msg} at line {e.lineno})") from None
 
 
@@ -206,12 +211,14 @@ def sniff(path: str | Path) -> str | None:
         return None
     if path.name.startswith("stage_") and path.name.endswith("lifecycle_metrics.json"):
         return "inference-perf"
-    if path.suffix.lower() in (".yaml", ".yml"):
+    name = path.name.lower().removesuffix(".gz")
+    if name.endswith((".yaml", ".yml")):
         return "guidellm"
     try:
-        with open(path, "rb") as f:
-            return _sniff_json(json.load(f))
-    except (OSError, ValueError):
+        raw = path.read_bytes()
+        return _sniff_json(json.loads(gzip.decompress(raw) if path.name.lower().endswith(".gz")
+                                      else raw))
+    except (OSError, ValueError, EOFError):
         return None
 
 

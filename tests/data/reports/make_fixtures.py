@@ -1,6 +1,10 @@
 """Regenerate the report fixtures by running the benchmarking tools against a real vLLM server.
 
-    python tests/data/reports/make_fixtures.py vllm-bench [--bench-python /work/bench-venv/bin/python]
+    python tests/data/reports/make_fixtures.py vllm-bench
+    python tests/data/reports/make_fixtures.py guidellm inference-perf --bench-python .bench-venv/bin/python
+
+(``make bench-tools`` installs GuideLLM and inference-perf, pinned in ``bench-lock.txt``, into
+``.bench-venv``; genai-perf's fixture comes from ``genai_perf_fixture.py``, see its README.)
 
 Starts vLLM (``make engine``) on loopback serving the kit's ``tiny-llama-s`` (seed 0, random
 weights), runs the named tools at a few request rates with fixed prompt and output lengths
@@ -58,7 +62,48 @@ def vllm_bench(base_url: str, model_dir: Path, out: Path, python: str) -> None:
         (out / name).write_text(json.dumps(data, indent=1) + "\n")
 
 
-TOOLS = {"vllm-bench": vllm_bench}
+def guidellm(base_url: str, model_dir: Path, out: Path, python: str) -> None:
+    """``guidellm run`` with ``guidellm/scenario.json`` (Poisson at 2 and 4 req/s, 10 requests
+    each), its JSON and YAML reports gzipped (they are ~300 kB each unpacked)."""
+    import gzip
+
+    scenario = json.loads((HERE / "guidellm-scenario.json").read_text())
+    spec = scenario["spec"]
+    spec["backend"]["target"] = base_url
+    spec["tokenizer"]["model"] = str(model_dir)
+    with tempfile.TemporaryDirectory() as tmp:
+        spec["outputs"] = [{"kind": "json", "path": f"{tmp}/benchmarks.json"},
+                           {"kind": "yaml", "path": f"{tmp}/benchmarks.yaml"}]
+        (Path(tmp) / "scenario.json").write_text(json.dumps(scenario, indent=1))
+        subprocess.run([str(Path(python).with_name("guidellm")), "run", "-c",
+                        f"{tmp}/scenario.json", "--disable-progress"], check=True)
+        out.mkdir(parents=True, exist_ok=True)
+        for name in ("benchmarks.json", "benchmarks.yaml"):
+            (out / f"{name}.gz").write_bytes(gzip.compress((Path(tmp) / name).read_bytes(), 9))
+
+
+def inference_perf(base_url: str, model_dir: Path, out: Path, python: str) -> None:
+    """``inference-perf -c inference-perf-config.yml``: Poisson stages at 2 req/s (5 s) and
+    4 req/s (3 s) with per-request records (without the request and response texts)."""
+    import yaml
+
+    config = yaml.safe_load((HERE / "inference-perf-config.yml").read_text())
+    config["server"]["base_url"] = base_url
+    config["tokenizer"]["pretrained_model_name_or_path"] = str(model_dir)
+    with tempfile.TemporaryDirectory() as tmp:
+        config["storage"]["local_storage"]["path"] = f"{tmp}/out"
+        (Path(tmp) / "config.yml").write_text(yaml.safe_dump(config))
+        subprocess.run([str(Path(python).with_name("inference-perf")), "-c",
+                        f"{tmp}/config.yml"], check=True)
+        out.mkdir(parents=True, exist_ok=True)
+        for pattern in ("stage_*_lifecycle_metrics.json", "summary_lifecycle_metrics.json",
+                        "per_request_lifecycle_metrics.json"):
+            for f in Path(tmp, "out").glob(pattern):
+                shutil.copy(f, out / f.name)
+        shutil.copy(Path(tmp, "out", "config.yaml"), out / "config.yaml")
+
+
+TOOLS = {"vllm-bench": vllm_bench, "guidellm": guidellm, "inference-perf": inference_perf}
 
 
 def main() -> None:
