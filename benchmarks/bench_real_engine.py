@@ -64,15 +64,28 @@ def main(argv=None) -> int:
     ap.add_argument("--models", nargs="+", default=list(RATES), choices=list(RATES))
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--requests", type=int, default=100, help="requests per point")
-    ap.add_argument("--cpu-cores", default=None, help="VLLM_CPU_OMP_THREADS_BIND for the engine")
+    split = len(os.sched_getaffinity(0)) >= 2
+    ap.add_argument("--cpu-cores", default="1" if split else None,
+                    help="the engine core's CPU cores (and VLLM_CPU_OMP_THREADS_BIND)")
+    ap.add_argument("--frontend-cores", default="0" if split else None,
+                    help="the API server's and the load generator's CPU cores, apart from "
+                         "the engine's (default on >= 2 cores: 0, engine on 1)")
+    ap.add_argument("--shared-cores", action="store_true",
+                    help="no split: API server, engine and load generator share every core")
     a = ap.parse_args(argv)
+    if a.shared_cores:
+        a.frontend_cores = a.cpu_cores = None
     require_engine()
+    # points of one core layout never mix with another's
+    a.results = a.results / (f"frontend{a.frontend_cores}-engine{a.cpu_cores}"
+                             if a.frontend_cores is not None else "shared-cores")
     t0 = time.time()
     points, setups, prov = [], {}, {}
     for model in a.models:
         pts, steps, prov[model] = measure_model(model, a.results, RATES[model],
                                                 repeats=a.repeats, num_requests=a.requests,
-                                                cpu_cores=a.cpu_cores)
+                                                cpu_cores=a.cpu_cores,
+                                                frontend_cores=a.frontend_cores)
         arch = register_tiny_model(a.results / "models" / model)
         setups[model] = ModelSetup.from_table(steps, model, arch=arch,
                                               kv_capacity_tokens=kv_capacity_tokens(arch),

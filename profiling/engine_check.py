@@ -25,7 +25,9 @@ either side.
 
 from __future__ import annotations
 
+import contextlib
 import math
+import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -233,7 +235,7 @@ def read_point(path: Path, model: str, rate: float, repeat: int) -> Point:
 
 def measure_model(model: str, results: str | Path, rates: Sequence[float], *, repeats: int = 3,
                   num_requests: int = 100, cpu_cores: str | None = None,
-                  warmup_requests: int = 40, seed: int = 0,
+                  frontend_cores: str | None = None, warmup_requests: int = 40, seed: int = 0,
                   log=print) -> tuple[list[Point], pd.DataFrame, dict]:
     """Measure ``model`` (a name of :data:`profiling.tiny_models.TINY_MODELS`): its step table
     (``<results>/<model>/steps.csv``) and every (rate, repeat) point not yet in ``results``
@@ -242,9 +244,12 @@ def measure_model(model: str, results: str | Path, rates: Sequence[float], *, re
     One server for the model's missing points, started with :data:`SERVER_ARGS` and stopped
     before returning; repeats run round-robin over the rates (machine load drifts spread over
     every rate). Returns the points, the step table and provenance.
-    """
-    import os
 
+    With ``frontend_cores`` (and ``cpu_cores``) the deployment is split as a real one would be
+    (:func:`profiling.vllm_server.vllm_spec`): the engine core and the step probe on
+    ``cpu_cores``, the API server and this process (the load generator) on
+    ``frontend_cores``, so that front-end work does not take the engine's CPU.
+    """
     from routerwise.io import atomic_write_with
 
     from .engine_steps import probe_in_subprocess
@@ -259,17 +264,22 @@ def measure_model(model: str, results: str | Path, rates: Sequence[float], *, re
     steps_csv = results / model / "steps.csv"
     if not steps_csv.is_file():
         log(f"{model}: probing the engine's step costs")
-        probe_in_subprocess(folder, steps_csv, cpu_cores=cpu_cores, **SERVER_LIMITS)
+        probe_in_subprocess(folder, steps_csv, cpu_cores=cpu_cores,
+                            pin=frontend_cores is not None, **SERVER_LIMITS)
     steps = read_steps(steps_csv)
     todo = [(k, r) for k in range(repeats) for r in rates
             if not point_path(results, model, r, k).is_file()]
     prov = {"engine_version": engine_version(), "server_args": list(SERVER_ARGS),
             "prompt_tokens": PROMPT_WORDS + 1, "output_tokens": MAX_TOKENS,
-            "num_requests": num_requests, "repeats": repeats}
+            "num_requests": num_requests, "repeats": repeats,
+            "engine_cores": cpu_cores, "frontend_cores": frontend_cores}
     if todo:
-        spec = vllm_spec(folder, cpu_cores=cpu_cores, extra_args=SERVER_ARGS)
-        with launch(spec, log_path=results / model / "engine.log") as eng:
+        spec = vllm_spec(folder, cpu_cores=cpu_cores, frontend_cores=frontend_cores,
+                         extra_args=SERVER_ARGS)
+        with launch(spec, log_path=results / model / "engine.log") as eng, \
+                _on_cores(spec.cpu_affinity):
             prov["engine_startup_s"] = eng.provenance().get("engine_startup_s")
+            prov["engine_processes"] = eng.processes()
             # token ids in every chunk: a random model's tokens may detokenize to nothing
             ep = Endpoint(eng.base_url, spec.served_model_name, exact_length=True,
                           extra_body={"return_token_ids": True}, request_timeout_s=300.0)
@@ -294,6 +304,20 @@ def measure_model(model: str, results: str | Path, rates: Sequence[float], *, re
     points = [read_point(point_path(results, model, r, k), model, r, k)
               for k in range(repeats) for r in rates]
     return points, steps, prov
+
+
+@contextlib.contextmanager
+def _on_cores(cores: Sequence[int]):
+    """Run this process (the load generator) on ``cores`` for the block; nothing if empty."""
+    if not cores:
+        yield
+        return
+    before = os.sched_getaffinity(0)
+    os.sched_setaffinity(0, set(cores))
+    try:
+        yield
+    finally:
+        os.sched_setaffinity(0, before)
 
 
 def kv_capacity_tokens(arch: Architecture, kv_cache_gb: float = 1.0) -> int:

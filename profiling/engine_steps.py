@@ -50,7 +50,7 @@ from routerwise.errors import ValidationError
 from .errors import ToolUnavailable
 from .gpu_steps import PHASES, StepPoint, plan, read_shape, read_steps, step_row, steps_frame
 from .launcher import engine_version, tail
-from .vllm_server import CPU_ENGINE_ARGS, CPU_ENGINE_ENV, GPU_ENGINE_ARGS, engine_installed
+from .vllm_server import CPU_ENGINE_ARGS, CPU_ENGINE_ENV, GPU_ENGINE_ARGS, engine_installed, parse_cores
 
 __all__ = ["DEFAULT_BATCHES", "DEFAULT_CONTEXTS", "engine_kwargs", "probe_vllm_steps",
            "probe_in_subprocess"]
@@ -168,9 +168,12 @@ def probe_in_subprocess(model_dir: str | Path, out: str | Path, *,
                         context_lens: Sequence[int] = DEFAULT_CONTEXTS, warmup: int = 2,
                         repeats: int = 5, max_num_batched_tokens: int | None = None,
                         max_num_seqs: int | None = None, cpu_cores: str | None = None,
-                        env: Mapping[str, str] | None = None,
+                        pin: bool = False, env: Mapping[str, str] | None = None,
                         timeout_s: float = 900.0) -> pd.DataFrame:
     """Run the vLLM probe in a child process with the CPU server's environment; read its table.
+
+    ``pin`` runs the child on ``cpu_cores`` only (``sched_setaffinity``), the cores a server
+    split with ``vllm_spec(frontend_cores=...)`` gives its engine core.
 
     A child that fails raises :class:`ToolUnavailable` quoting its last log lines.
     """
@@ -186,13 +189,20 @@ def probe_in_subprocess(model_dir: str | Path, out: str | Path, *,
     child_env = {**os.environ, **CPU_ENGINE_ENV, **(env or {})}
     if cpu_cores is not None:
         child_env["VLLM_CPU_OMP_THREADS_BIND"] = str(cpu_cores)
+    cores = None
+    if pin:
+        if cpu_cores is None:
+            raise ValidationError("pin=True needs cpu_cores (the cores to run the probe on)")
+        cores = parse_cores(cpu_cores)
     log = out.with_suffix(".log")
     out.parent.mkdir(parents=True, exist_ok=True)
     with open(log, "wb") as f:
         try:
             rc = subprocess.run(argv, env=child_env, stdout=f, stderr=subprocess.STDOUT,
                                 stdin=subprocess.DEVNULL, timeout=timeout_s,
-                                start_new_session=True).returncode
+                                start_new_session=True,
+                                preexec_fn=None if cores is None else (
+                                    lambda: os.sched_setaffinity(0, cores))).returncode
         except subprocess.TimeoutExpired:
             rc = f"timeout after {timeout_s:g} s"
     if rc != 0 or not out.is_file():
