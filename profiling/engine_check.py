@@ -42,8 +42,9 @@ from routerwise.serving.latency_validation import saturation_rate
 from routerwise.serving.simulator import Requests
 from routerwise.serving.stepcost import StepTimes, measured_step_times
 
-__all__ = ["Point", "ModelSetup", "CALIBRATED_KEYS", "default_overheads", "sim_requests", "measured_stats",
-           "simulate_point", "calibrate", "level_table", "summary"]
+__all__ = ["Point", "ModelSetup", "CALIBRATED_KEYS", "default_overheads", "sim_requests",
+           "measured_stats", "simulate_point", "calibrate", "level_table", "summary",
+           "sched_totals", "cpu_share"]
 
 PROFILE = "vllm-v1"
 CALIBRATED_KEYS = ("request_overhead_ms", "iteration_overhead_ms")
@@ -238,8 +239,11 @@ def measure_model(model: str, results: str | Path, rates: Sequence[float], *, re
                   frontend_cores: str | None = None, warmup_requests: int = 40, seed: int = 0,
                   log=print) -> tuple[list[Point], pd.DataFrame, dict]:
     """Measure ``model`` (a name of :data:`profiling.tiny_models.TINY_MODELS`): its step table
-    (``<results>/<model>/steps.csv``) and every (rate, repeat) point not yet in ``results``
-    (one CSV per point: the request table plus the 1-minute load average before and after it).
+    (``<results>/<model>/steps-cpu-clock.csv``: each iteration timed by the CPU time it used,
+    the cost of the work at a full core) and every (rate, repeat) point not yet in ``results``
+    (one CSV per point: the request table plus the 1-minute load average before and after it
+    and ``engine_cpu_share``, the share of its runnable time the engine core ran during the
+    point, from the kernel's ``schedstat``: how much other processes took its core).
 
     One server for the model's missing points, started with :data:`SERVER_ARGS` and stopped
     before returning; repeats run round-robin over the rates (machine load drifts spread over
@@ -257,14 +261,14 @@ def measure_model(model: str, results: str | Path, rates: Sequence[float], *, re
     from .launcher import engine_version, launch
     from .loadgen import Endpoint, poisson_schedule, run_load, synthetic_prompts
     from .tiny_models import build_tiny_model
-    from .vllm_server import vllm_spec
+    from .vllm_server import ENGINE_CORE_PROCESS, vllm_spec
 
     results = Path(results)
     folder = build_tiny_model(results / "models" / model, model, seed=seed)
-    steps_csv = results / model / "steps.csv"
+    steps_csv = results / model / "steps-cpu-clock.csv"
     if not steps_csv.is_file():
         log(f"{model}: probing the engine's step costs")
-        probe_in_subprocess(folder, steps_csv, cpu_cores=cpu_cores,
+        probe_in_subprocess(folder, steps_csv, cpu_cores=cpu_cores, clock="cpu",
                             pin=frontend_cores is not None, **SERVER_LIMITS)
     steps = read_steps(steps_csv)
     todo = [(k, r) for k in range(repeats) for r in rates
@@ -272,7 +276,8 @@ def measure_model(model: str, results: str | Path, rates: Sequence[float], *, re
     prov = {"engine_version": engine_version(), "server_args": list(SERVER_ARGS),
             "prompt_tokens": PROMPT_WORDS + 1, "output_tokens": MAX_TOKENS,
             "num_requests": num_requests, "repeats": repeats,
-            "engine_cores": cpu_cores, "frontend_cores": frontend_cores}
+            "engine_cores": cpu_cores, "frontend_cores": frontend_cores,
+            "step_clock": "cpu"}
     if todo:
         spec = vllm_spec(folder, cpu_cores=cpu_cores, frontend_cores=frontend_cores,
                          extra_args=SERVER_ARGS)
@@ -288,22 +293,49 @@ def measure_model(model: str, results: str | Path, rates: Sequence[float], *, re
                                       num_requests=warmup_requests, seed=10**6),
                      synthetic_prompts(warmup_requests, prompt_words=PROMPT_WORDS,
                                        max_tokens=MAX_TOKENS, seed=10**6), ep, progress=False)
+            core = [p["pid"] for p in eng.processes() if p["pid"] != eng.process.pid
+                    and p["name"].startswith(ENGINE_CORE_PROCESS)]
             for k, r in todo:
                 s = 1000 * k + int(round(r * 10))  # fresh arrivals and prompts per point
                 load0 = os.getloadavg()[0]
+                sched0 = sched_totals(core[0]) if core else None
                 res = run_load(poisson_schedule(r, num_requests=num_requests, seed=s),
                                synthetic_prompts(num_requests, prompt_words=PROMPT_WORDS,
                                                  max_tokens=MAX_TOKENS, seed=s), ep,
                                progress=False)
+                share = cpu_share(sched0, sched_totals(core[0])) if core else math.nan
                 df = res.requests.assign(loadavg_1m_start=load0,
-                                         loadavg_1m_end=os.getloadavg()[0])
+                                         loadavg_1m_end=os.getloadavg()[0],
+                                         engine_cpu_share=share)
                 path = point_path(results, model, r, k)
                 atomic_write_with(path, lambda tmp, df=df: df.to_csv(tmp, index=False))
                 log(f"{model} {r:g} rps repeat {k}: {int(df['ok'].sum())}/{len(df)} ok, "
-                    f"mean TTFT {df['ttft_ms'].mean():.1f} ms, load average {load0:.2f}")
+                    f"mean TTFT {df['ttft_ms'].mean():.1f} ms, load average {load0:.2f}, "
+                    f"engine CPU share {share:.2f}")
     points = [read_point(point_path(results, model, r, k), model, r, k)
               for k in range(repeats) for r in rates]
     return points, steps, prov
+
+
+def sched_totals(pid: int) -> tuple[float, float]:
+    """Seconds process ``pid`` has run on a CPU and waited, runnable, for one, summed over its
+    threads (Linux ``/proc/<pid>/task/*/schedstat``; threads that ended are not counted)."""
+    run = wait = 0
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        with contextlib.suppress(OSError):
+            r, w, _ = Path(f"/proc/{pid}/task/{tid}/schedstat").read_text().split()[:3]
+            run, wait = run + int(r), wait + int(w)
+    return run / 1e9, wait / 1e9
+
+
+def cpu_share(before: tuple[float, float], after: tuple[float, float]) -> float:
+    """The share of its runnable time a process ran, between two :func:`sched_totals`
+    readings: 1 on an idle machine, lower when other processes take its cores."""
+    run, wait = after[0] - before[0], after[1] - before[1]
+    if run < 0 or wait < 0:
+        raise ValidationError(f"sched_totals went backwards ({before} -> {after}): the two "
+                              f"readings are not of one process")
+    return run / (run + wait) if run + wait > 0 else math.nan
 
 
 @contextlib.contextmanager

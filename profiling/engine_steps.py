@@ -78,13 +78,16 @@ def engine_kwargs(cpu: bool = True, *, prefix_caching: bool = False) -> dict[str
     return out
 
 
-def _step_until_done(eng, timed: bool) -> list[float]:
+CLOCKS = {"wall": time.perf_counter, "cpu": time.process_time}
+
+
+def _step_until_done(eng, timed: bool, clock=time.perf_counter) -> list[float]:
     times = []
     while eng.has_unfinished_requests():
-        t0 = time.perf_counter()
+        t0 = clock()
         eng.step()
         if timed:
-            times.append(1000.0 * (time.perf_counter() - t0))
+            times.append(1000.0 * (clock() - t0))
     return times
 
 
@@ -93,14 +96,22 @@ def probe_vllm_steps(model_dir: str | Path, *, batch_sizes: Sequence[int] = DEFA
                      phases: Sequence[str] = PHASES, warmup: int = 2, repeats: int = 5,
                      seed: int = 0, cpu: bool | None = None, prefix_caching: bool = False,
                      max_num_batched_tokens: int | None = None, max_num_seqs: int | None = None,
-                     command: str | None = None) -> pd.DataFrame:
+                     command: str | None = None, clock: str = "wall") -> pd.DataFrame:
     """Time the engine's prefill and decode iterations over the grid (see the module notes).
+
+    ``clock="cpu"`` times each iteration by the CPU time this process used
+    (``time.process_time``) instead of the wall clock: on the CPU build, the cost of the
+    iteration's work, not of the share of a core a shared machine left the probe (on a GPU it
+    would miss the device's time: keep ``"wall"`` there).
 
     Runs vLLM in this process: set the server's environment first (the CPU build reads
     ``VLLM_CPU_KVCACHE_SPACE``, ``VLLM_CPU_OMP_THREADS_BIND`` at start), or use
     :func:`probe_in_subprocess`. ``max_num_batched_tokens`` / ``max_num_seqs``: give the
     server's (vLLM's defaults differ between its offline ``LLM`` and its API server).
     """
+    if clock not in CLOCKS:
+        raise ValidationError(f"clock {clock!r}: use one of {sorted(CLOCKS)}")
+    tick = CLOCKS[clock]
     why = engine_installed()
     if why is not None:
         raise ToolUnavailable(why)
@@ -126,7 +137,8 @@ def probe_vllm_steps(model_dir: str | Path, *, batch_sizes: Sequence[int] = DEFA
            "torch_version": torch.__version__, "torch_cuda_version": torch.version.cuda,
            "gpu_name": None, "driver_version": None, "cuda_driver_version": None,
            "date": datetime.now(UTC).isoformat(timespec="seconds"),
-           "command": f"engine={engine_version()} LLMEngine.step, max_num_batched_tokens="
+           "command": f"engine={engine_version()} LLMEngine.step ({clock} clock), "
+                      f"max_num_batched_tokens="
                       f"{budget}, prefix caching {'on' if prefix_caching else 'off'}: "
                       f"{command or ' '.join(shlex.quote(a) for a in sys.argv)}"}
     rng = np.random.default_rng(seed)
@@ -149,13 +161,13 @@ def probe_vllm_steps(model_dir: str | Path, *, batch_sizes: Sequence[int] = DEFA
             times = []
             for r in range(warmup + repeats):
                 add(p.batch_size, p.context_len, 1)
-                t = sum(_step_until_done(eng, timed=True))
+                t = sum(_step_until_done(eng, timed=True, clock=tick))
                 if r >= warmup:
                     times.append(t)
         else:
             add(p.batch_size, p.context_len, 1 + warmup + repeats)
             eng.step()  # the prefill (one iteration: within the budget)
-            steps = _step_until_done(eng, timed=True)
+            steps = _step_until_done(eng, timed=True, clock=tick)
             times = steps[warmup:warmup + repeats]
             p = StepPoint(p.phase, p.batch_size,
                           int(p.context_len + 1 + warmup + statistics.median(range(repeats))))
@@ -168,12 +180,14 @@ def probe_in_subprocess(model_dir: str | Path, out: str | Path, *,
                         context_lens: Sequence[int] = DEFAULT_CONTEXTS, warmup: int = 2,
                         repeats: int = 5, max_num_batched_tokens: int | None = None,
                         max_num_seqs: int | None = None, cpu_cores: str | None = None,
-                        pin: bool = False, env: Mapping[str, str] | None = None,
+                        pin: bool = False, clock: str = "wall",
+                        env: Mapping[str, str] | None = None,
                         timeout_s: float = 900.0) -> pd.DataFrame:
     """Run the vLLM probe in a child process with the CPU server's environment; read its table.
 
-    ``pin`` runs the child on ``cpu_cores`` only (``sched_setaffinity``), the cores a server
-    split with ``vllm_spec(frontend_cores=...)`` gives its engine core.
+    ``clock``: see :func:`probe_vllm_steps`. ``pin`` runs the child on ``cpu_cores`` only
+    (``sched_setaffinity``), the cores a server split with ``vllm_spec(frontend_cores=...)``
+    gives its engine core.
 
     A child that fails raises :class:`ToolUnavailable` quoting its last log lines.
     """
@@ -181,7 +195,7 @@ def probe_in_subprocess(model_dir: str | Path, out: str | Path, *,
     argv = [sys.executable, "-m", "profiling", "steps", "--engine", "vllm", "--config",
             str(Path(model_dir) / "config.json"), "--batch", *map(str, batch_sizes),
             "--context", *map(str, context_lens), "--warmup", str(warmup), "--repeats",
-            str(repeats), "--out", str(out)]
+            str(repeats), "--clock", clock, "--out", str(out)]
     for flag, v in (("--max-num-batched-tokens", max_num_batched_tokens),
                     ("--max-num-seqs", max_num_seqs)):
         if v is not None:

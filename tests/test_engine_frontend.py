@@ -2,6 +2,7 @@
 engine core on separate CPU cores (``vllm_spec(frontend_cores=..., cpu_cores=...)``), the
 launcher's CPU affinity for the server and its child processes, and the load generator's."""
 
+import math
 import os
 from pathlib import Path
 
@@ -113,3 +114,92 @@ def test_the_step_probe_pins_only_with_cores(tmp_path):
     from profiling.engine_steps import probe_in_subprocess
     with pytest.raises(ValidationError, match="pin=True needs cpu_cores"):
         probe_in_subprocess(tmp_path, tmp_path / "steps.csv", pin=True)
+
+
+# ---------------------------------------------------------------------------------------------
+# The step probe's clock and the engine's measured CPU share
+
+
+class _SleepingEngine:
+    """An engine whose every iteration waits (no CPU work) for ``wait_s``."""
+
+    def __init__(self, steps: int, wait_s: float):
+        self.left, self.wait_s = steps, wait_s
+
+    def has_unfinished_requests(self) -> bool:
+        return self.left > 0
+
+    def step(self) -> None:
+        import time
+        time.sleep(self.wait_s)
+        self.left -= 1
+
+
+def test_the_cpu_clock_counts_work_not_waiting():
+    from profiling.engine_steps import CLOCKS, _step_until_done
+    wall = _step_until_done(_SleepingEngine(3, 0.03), timed=True, clock=CLOCKS["wall"])
+    cpu = _step_until_done(_SleepingEngine(3, 0.03), timed=True, clock=CLOCKS["cpu"])
+    assert len(wall) == len(cpu) == 3
+    assert min(wall) >= 30.0  # a sleep lasts at least as long as asked
+    assert sum(cpu) < sum(wall) / 2  # sleeping costs (almost) no CPU time
+
+
+def test_the_probe_refuses_an_unknown_clock_and_passes_its_clock_on(tmp_path, monkeypatch):
+    import subprocess
+
+    from profiling import engine_steps
+    from profiling.errors import ToolUnavailable
+    with pytest.raises(ValidationError, match="clock 'gpu'"):
+        engine_steps.probe_vllm_steps(tmp_path, clock="gpu")
+    seen = {}
+
+    def fake_run(argv, **kw):
+        seen.update(argv=argv, **kw)
+        return subprocess.CompletedProcess(argv, 1)
+
+    monkeypatch.setattr(engine_steps.subprocess, "run", fake_run)
+    with pytest.raises(ToolUnavailable, match="the step probe failed"):
+        engine_steps.probe_in_subprocess(tmp_path, tmp_path / "s.csv", clock="cpu",
+                                         cpu_cores="1", pin=True)
+    argv = seen["argv"]
+    assert argv[argv.index("--clock") + 1] == "cpu"
+    assert seen["preexec_fn"] is not None and seen["env"]["VLLM_CPU_OMP_THREADS_BIND"] == "1"
+    with pytest.raises(ToolUnavailable):
+        engine_steps.probe_in_subprocess(tmp_path, tmp_path / "s.csv")
+    assert seen["preexec_fn"] is None and seen["argv"][seen["argv"].index("--clock") + 1] == \
+        "wall"
+
+
+def test_steps_cli_takes_the_clock(tmp_path):
+    from profiling.__main__ import build_parser
+    a = build_parser().parse_args(["steps", "--engine", "vllm", "--config",
+                                   str(tmp_path / "config.json"), "--clock", "cpu", "--out",
+                                   str(tmp_path / "s.csv")])
+    assert a.clock == "cpu"
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["steps", "--config", "c.json", "--clock", "gpu", "--out",
+                                   "s.csv"])
+
+
+def test_cpu_share_from_known_scheduler_readings():
+    from profiling.engine_check import cpu_share
+    assert cpu_share((1.0, 2.0), (4.0, 3.0)) == pytest.approx(0.75)  # ran 3 s, waited 1 s
+    assert cpu_share((1.0, 2.0), (2.0, 2.0)) == 1.0  # never waited: an idle machine
+    assert math.isnan(cpu_share((1.0, 2.0), (1.0, 2.0)))  # no time passed: unknown
+    with pytest.raises(ValidationError, match="went backwards"):
+        cpu_share((5.0, 2.0), (4.0, 3.0))
+
+
+def test_sched_totals_count_this_process_running():
+    if not Path("/proc/self/task").is_dir():
+        pytest.skip("needs Linux /proc")
+    import time
+
+    from profiling.engine_check import sched_totals
+    before = sched_totals(os.getpid())
+    t = time.process_time()
+    while time.process_time() - t < 0.05:  # 50 ms of CPU work
+        pass
+    after = sched_totals(os.getpid())
+    assert after[0] - before[0] >= 0.045  # the kernel saw it run at least that long
+    assert after[1] >= before[1] >= 0.0
