@@ -4,12 +4,14 @@
         [--repeats 3] [--requests 100]
 
 Per tiny model (profiling.tiny_models): probe the engine's step costs (profiling.engine_steps,
-the engine's own iterations, each timed by the CPU time it used: on a shared machine the wall
-clock measured the share of a core the probe got, 0.26 of one in a run at load average 10,
-making decode steps 4-7x the server's), start one server, sweep the rates of RATES from light load to
-past saturation (each repeated --repeats times, round-robin), each point --requests Poisson
-requests of 128 prompt and 32 output tokens, then calibrate the vllm-v1 profile's overheads on
-the lowest 2 rates only and predict every other rate with the kit's serving model
+the engine's own iterations: their engine-core part only, as the server's engine-core process
+runs them, the output processing being the API server's; each timed by the CPU time it used:
+on a shared machine the wall clock measured the share of a core the probe got, 0.26 of one in
+a run at load average 10, making decode steps 4-7x the server's), start one server, sweep the
+rates of RATES from light load to past saturation (each repeated --repeats times,
+round-robin), each point --requests Poisson requests of 128 prompt and 32 output tokens,
+then calibrate the vllm-v1 profile's overheads on the lowest 2 rates only and predict every
+other rate with the kit's serving model
 (routerwise.serving.engine.simulate_engine on the measured step table); see
 profiling.engine_check. Prints the keys below, with and without calibration, and the per-rate
 table. Targets: mean TTFT and mean TPOT within 10%, p99 TTFT within 25%, saturation rate

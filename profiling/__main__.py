@@ -123,6 +123,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="--engine vllm: time each iteration on the wall clock, or by the CPU "
                         "time the probe used (the CPU build on a shared machine: the cost of "
                         "the work itself, whatever share of a core the probe got)")
+    p.add_argument("--scope", choices=("step", "engine-core"), default="step",
+                   help="--engine vllm: time the whole LLMEngine.step, or only its engine-core "
+                        "part (what a served engine's core process does per iteration; the "
+                        "API server does the output processing)")
     p.add_argument("--out", required=True, type=Path)
     return ap
 
@@ -285,7 +289,7 @@ def _steps(a) -> int:
                               phases=a.phase, warmup=a.warmup, repeats=a.repeats,
                               max_num_batched_tokens=a.max_num_batched_tokens,
                               max_num_seqs=a.max_num_seqs, command=command,
-                              clock=a.clock)
+                              clock=a.clock, scope=a.scope)
         write_steps(df, a.out)
         failed = int((df["error"].fillna("") != "").sum())
         print(f"{len(df)} engine step rows ({failed} with errors) -> {a.out}")

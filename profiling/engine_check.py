@@ -239,8 +239,9 @@ def measure_model(model: str, results: str | Path, rates: Sequence[float], *, re
                   frontend_cores: str | None = None, warmup_requests: int = 40, seed: int = 0,
                   log=print) -> tuple[list[Point], pd.DataFrame, dict]:
     """Measure ``model`` (a name of :data:`profiling.tiny_models.TINY_MODELS`): its step table
-    (``<results>/<model>/steps-cpu-clock.csv``: each iteration timed by the CPU time it used,
-    the cost of the work at a full core) and every (rate, repeat) point not yet in ``results``
+    (``<results>/<model>/steps-engine-core-cpu.csv``: each iteration's engine-core part, what
+    the server's engine-core process does, timed by the CPU time it used: the cost of the work
+    at a full core) and every (rate, repeat) point not yet in ``results``
     (one CSV per point: the request table plus the 1-minute load average before and after it
     and ``engine_cpu_share``, the share of its runnable time the engine core ran during the
     point, from the kernel's ``schedstat``: how much other processes took its core).
@@ -265,11 +266,12 @@ def measure_model(model: str, results: str | Path, rates: Sequence[float], *, re
 
     results = Path(results)
     folder = build_tiny_model(results / "models" / model, model, seed=seed)
-    steps_csv = results / model / "steps-cpu-clock.csv"
+    steps_csv = results / model / "steps-engine-core-cpu.csv"
     if not steps_csv.is_file():
         log(f"{model}: probing the engine's step costs")
         probe_in_subprocess(folder, steps_csv, cpu_cores=cpu_cores, clock="cpu",
-                            pin=frontend_cores is not None, **SERVER_LIMITS)
+                            scope="engine-core", pin=frontend_cores is not None,
+                            **SERVER_LIMITS)
     steps = read_steps(steps_csv)
     todo = [(k, r) for k in range(repeats) for r in rates
             if not point_path(results, model, r, k).is_file()]
@@ -277,7 +279,7 @@ def measure_model(model: str, results: str | Path, rates: Sequence[float], *, re
             "prompt_tokens": PROMPT_WORDS + 1, "output_tokens": MAX_TOKENS,
             "num_requests": num_requests, "repeats": repeats,
             "engine_cores": cpu_cores, "frontend_cores": frontend_cores,
-            "step_clock": "cpu"}
+            "step_clock": "cpu", "step_scope": "engine-core"}
     if todo:
         spec = vllm_spec(folder, cpu_cores=cpu_cores, frontend_cores=frontend_cores,
                          extra_args=SERVER_ARGS)

@@ -162,7 +162,7 @@ def test_the_probe_refuses_an_unknown_clock_and_passes_its_clock_on(tmp_path, mo
         engine_steps.probe_in_subprocess(tmp_path, tmp_path / "s.csv", clock="cpu",
                                          cpu_cores="1", pin=True)
     argv = seen["argv"]
-    assert argv[argv.index("--clock") + 1] == "cpu"
+    assert argv[argv.index("--clock") + 1] == "cpu" and argv[argv.index("--scope") + 1] == "step"
     assert seen["preexec_fn"] is not None and seen["env"]["VLLM_CPU_OMP_THREADS_BIND"] == "1"
     with pytest.raises(ToolUnavailable):
         engine_steps.probe_in_subprocess(tmp_path, tmp_path / "s.csv")
@@ -203,3 +203,51 @@ def test_sched_totals_count_this_process_running():
     after = sched_totals(os.getpid())
     assert after[0] - before[0] >= 0.045  # the kernel saw it run at least that long
     assert after[1] >= before[1] >= 0.0
+
+
+class _TwoPartEngine:
+    """An in-process engine whose step is the engine core's part (``core_s``) followed by
+    output processing (``output_s``), as vLLM's LLMEngine.step with an in-process core."""
+
+    def __init__(self, steps: int, core_s: float, output_s: float):
+        import time
+        self.left = steps
+
+        class _Core:
+            def get_output(inner):
+                time.sleep(core_s)
+                return "outputs"
+
+        self.engine_core, self.output_s = _Core(), output_s
+
+    def has_unfinished_requests(self) -> bool:
+        return self.left > 0
+
+    def step(self) -> None:
+        import time
+        assert self.engine_core.get_output() == "outputs"  # the wrapper returns what it wraps
+        time.sleep(self.output_s)
+        self.left -= 1
+
+
+def test_the_engine_core_scope_times_only_the_core_part_of_each_step():
+    from profiling.engine_steps import CLOCKS, _CoreTimer, _step_until_done
+    whole = _step_until_done(_TwoPartEngine(2, 0.01, 0.04), timed=True, clock=CLOCKS["wall"])
+    eng = _TwoPartEngine(2, 0.01, 0.04)
+    core = _step_until_done(eng, timed=True, clock=CLOCKS["wall"],
+                            core=_CoreTimer(eng, CLOCKS["wall"]))
+    assert len(whole) == len(core) == 2
+    assert min(whole) >= 50.0  # both parts
+    assert min(core) >= 10.0 and max(core) < min(whole)  # the core part, without the other
+
+
+def test_steps_cli_takes_the_scope(tmp_path):
+    from profiling.__main__ import build_parser
+    from profiling.engine_steps import probe_vllm_steps
+    a = build_parser().parse_args(["steps", "--engine", "vllm", "--config", "c.json",
+                                   "--scope", "engine-core", "--out", "s.csv"])
+    assert a.scope == "engine-core"
+    assert build_parser().parse_args(["steps", "--config", "c.json", "--out", "s.csv"]).scope \
+        == "step"
+    with pytest.raises(ValidationError, match="scope 'core'"):
+        probe_vllm_steps(tmp_path, scope="core")
