@@ -49,7 +49,7 @@ from routerwise.errors import ValidationError
 
 from .errors import ToolUnavailable
 from .gpu_steps import PHASES, StepPoint, plan, read_shape, read_steps, step_row, steps_frame
-from .launcher import engine_version, tail
+from .launcher import _die_with_parent, engine_version, tail
 from .vllm_server import CPU_ENGINE_ARGS, CPU_ENGINE_ENV, GPU_ENGINE_ARGS, engine_installed, parse_cores
 
 __all__ = ["DEFAULT_BATCHES", "DEFAULT_CONTEXTS", "engine_kwargs", "probe_vllm_steps",
@@ -220,7 +220,8 @@ def probe_in_subprocess(model_dir: str | Path, out: str | Path, *,
                         timeout_s: float = 900.0) -> pd.DataFrame:
     """Run the vLLM probe in a child process with the CPU server's environment; read its table.
 
-    ``clock``, ``scope``: see :func:`probe_vllm_steps`. ``pin`` runs the child on ``cpu_cores`` only
+    The child dies with this process (as a launched server does). ``clock``, ``scope``: see
+    :func:`probe_vllm_steps`. ``pin`` runs the child on ``cpu_cores`` only
     (``sched_setaffinity``), the cores a server split with ``vllm_spec(frontend_cores=...)``
     gives its engine core.
 
@@ -250,8 +251,8 @@ def probe_in_subprocess(model_dir: str | Path, out: str | Path, *,
             rc = subprocess.run(argv, env=child_env, stdout=f, stderr=subprocess.STDOUT,
                                 stdin=subprocess.DEVNULL, timeout=timeout_s,
                                 start_new_session=True,
-                                preexec_fn=None if cores is None else (
-                                    lambda: os.sched_setaffinity(0, cores))).returncode
+                                preexec_fn=_die_with_parent(tuple(sorted(cores or ())))
+                                ).returncode
         except subprocess.TimeoutExpired:
             rc = f"timeout after {timeout_s:g} s"
     if rc != 0 or not out.is_file():
