@@ -119,6 +119,14 @@ def build_parser() -> argparse.ArgumentParser:
                    help="--engine vllm: the server's batched-token budget")
     p.add_argument("--max-num-seqs", type=int, default=None,
                    help="--engine vllm: the server's running-request limit")
+    p.add_argument("--clock", choices=("wall", "cpu"), default="wall",
+                   help="--engine vllm: time each iteration on the wall clock, or by the CPU "
+                        "time the probe used (the CPU build on a shared machine: the cost of "
+                        "the work itself, whatever share of a core the probe got)")
+    p.add_argument("--scope", choices=("step", "engine-core"), default="step",
+                   help="--engine vllm: time the whole LLMEngine.step, or only its engine-core "
+                        "part (what a served engine's core process does per iteration; the "
+                        "API server does the output processing)")
     p.add_argument("--out", required=True, type=Path)
     return ap
 
@@ -280,7 +288,8 @@ def _steps(a) -> int:
         df = probe_vllm_steps(a.config.parent, batch_sizes=a.batch, context_lens=a.context,
                               phases=a.phase, warmup=a.warmup, repeats=a.repeats,
                               max_num_batched_tokens=a.max_num_batched_tokens,
-                              max_num_seqs=a.max_num_seqs, command=command)
+                              max_num_seqs=a.max_num_seqs, command=command,
+                              clock=a.clock, scope=a.scope)
         write_steps(df, a.out)
         failed = int((df["error"].fillna("") != "").sum())
         print(f"{len(df)} engine step rows ({failed} with errors) -> {a.out}")

@@ -25,7 +25,9 @@ either side.
 
 from __future__ import annotations
 
+import contextlib
 import math
+import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,8 +42,9 @@ from routerwise.serving.latency_validation import saturation_rate
 from routerwise.serving.simulator import Requests
 from routerwise.serving.stepcost import StepTimes, measured_step_times
 
-__all__ = ["Point", "ModelSetup", "CALIBRATED_KEYS", "default_overheads", "sim_requests", "measured_stats",
-           "simulate_point", "calibrate", "level_table", "summary"]
+__all__ = ["Point", "ModelSetup", "CALIBRATED_KEYS", "default_overheads", "sim_requests",
+           "measured_stats", "simulate_point", "calibrate", "level_table", "summary",
+           "sched_totals", "cpu_share"]
 
 PROFILE = "vllm-v1"
 CALIBRATED_KEYS = ("request_overhead_ms", "iteration_overhead_ms")
@@ -233,18 +236,25 @@ def read_point(path: Path, model: str, rate: float, repeat: int) -> Point:
 
 def measure_model(model: str, results: str | Path, rates: Sequence[float], *, repeats: int = 3,
                   num_requests: int = 100, cpu_cores: str | None = None,
-                  warmup_requests: int = 40, seed: int = 0,
+                  frontend_cores: str | None = None, warmup_requests: int = 40, seed: int = 0,
                   log=print) -> tuple[list[Point], pd.DataFrame, dict]:
     """Measure ``model`` (a name of :data:`profiling.tiny_models.TINY_MODELS`): its step table
-    (``<results>/<model>/steps.csv``) and every (rate, repeat) point not yet in ``results``
-    (one CSV per point: the request table plus the 1-minute load average before and after it).
+    (``<results>/<model>/steps-engine-core-cpu.csv``: each iteration's engine-core part, what
+    the server's engine-core process does, timed by the CPU time it used: the cost of the work
+    at a full core) and every (rate, repeat) point not yet in ``results``
+    (one CSV per point: the request table plus the 1-minute load average before and after it
+    and ``engine_cpu_share``, the share of its runnable time the engine core ran during the
+    point, from the kernel's ``schedstat``: how much other processes took its core).
 
     One server for the model's missing points, started with :data:`SERVER_ARGS` and stopped
     before returning; repeats run round-robin over the rates (machine load drifts spread over
     every rate). Returns the points, the step table and provenance.
-    """
-    import os
 
+    With ``frontend_cores`` (and ``cpu_cores``) the deployment is split as a real one would be
+    (:func:`profiling.vllm_server.vllm_spec`): the engine core and the step probe on
+    ``cpu_cores``, the API server and this process (the load generator) on
+    ``frontend_cores``, so that front-end work does not take the engine's CPU.
+    """
     from routerwise.io import atomic_write_with
 
     from .engine_steps import probe_in_subprocess
@@ -252,24 +262,31 @@ def measure_model(model: str, results: str | Path, rates: Sequence[float], *, re
     from .launcher import engine_version, launch
     from .loadgen import Endpoint, poisson_schedule, run_load, synthetic_prompts
     from .tiny_models import build_tiny_model
-    from .vllm_server import vllm_spec
+    from .vllm_server import ENGINE_CORE_PROCESS, vllm_spec
 
     results = Path(results)
     folder = build_tiny_model(results / "models" / model, model, seed=seed)
-    steps_csv = results / model / "steps.csv"
+    steps_csv = results / model / "steps-engine-core-cpu.csv"
     if not steps_csv.is_file():
         log(f"{model}: probing the engine's step costs")
-        probe_in_subprocess(folder, steps_csv, cpu_cores=cpu_cores, **SERVER_LIMITS)
+        probe_in_subprocess(folder, steps_csv, cpu_cores=cpu_cores, clock="cpu",
+                            scope="engine-core", pin=frontend_cores is not None,
+                            **SERVER_LIMITS)
     steps = read_steps(steps_csv)
     todo = [(k, r) for k in range(repeats) for r in rates
             if not point_path(results, model, r, k).is_file()]
     prov = {"engine_version": engine_version(), "server_args": list(SERVER_ARGS),
             "prompt_tokens": PROMPT_WORDS + 1, "output_tokens": MAX_TOKENS,
-            "num_requests": num_requests, "repeats": repeats}
+            "num_requests": num_requests, "repeats": repeats,
+            "engine_cores": cpu_cores, "frontend_cores": frontend_cores,
+            "step_clock": "cpu", "step_scope": "engine-core"}
     if todo:
-        spec = vllm_spec(folder, cpu_cores=cpu_cores, extra_args=SERVER_ARGS)
-        with launch(spec, log_path=results / model / "engine.log") as eng:
+        spec = vllm_spec(folder, cpu_cores=cpu_cores, frontend_cores=frontend_cores,
+                         extra_args=SERVER_ARGS)
+        with launch(spec, log_path=results / model / "engine.log") as eng, \
+                _on_cores(spec.cpu_affinity):
             prov["engine_startup_s"] = eng.provenance().get("engine_startup_s")
+            prov["engine_processes"] = eng.processes()
             # token ids in every chunk: a random model's tokens may detokenize to nothing
             ep = Endpoint(eng.base_url, spec.served_model_name, exact_length=True,
                           extra_body={"return_token_ids": True}, request_timeout_s=300.0)
@@ -278,22 +295,63 @@ def measure_model(model: str, results: str | Path, rates: Sequence[float], *, re
                                       num_requests=warmup_requests, seed=10**6),
                      synthetic_prompts(warmup_requests, prompt_words=PROMPT_WORDS,
                                        max_tokens=MAX_TOKENS, seed=10**6), ep, progress=False)
+            core = [p["pid"] for p in eng.processes() if p["pid"] != eng.process.pid
+                    and p["name"].startswith(ENGINE_CORE_PROCESS)]
             for k, r in todo:
                 s = 1000 * k + int(round(r * 10))  # fresh arrivals and prompts per point
                 load0 = os.getloadavg()[0]
+                sched0 = sched_totals(core[0]) if core else None
                 res = run_load(poisson_schedule(r, num_requests=num_requests, seed=s),
                                synthetic_prompts(num_requests, prompt_words=PROMPT_WORDS,
                                                  max_tokens=MAX_TOKENS, seed=s), ep,
                                progress=False)
+                share = cpu_share(sched0, sched_totals(core[0])) if core else math.nan
                 df = res.requests.assign(loadavg_1m_start=load0,
-                                         loadavg_1m_end=os.getloadavg()[0])
+                                         loadavg_1m_end=os.getloadavg()[0],
+                                         engine_cpu_share=share)
                 path = point_path(results, model, r, k)
                 atomic_write_with(path, lambda tmp, df=df: df.to_csv(tmp, index=False))
                 log(f"{model} {r:g} rps repeat {k}: {int(df['ok'].sum())}/{len(df)} ok, "
-                    f"mean TTFT {df['ttft_ms'].mean():.1f} ms, load average {load0:.2f}")
+                    f"mean TTFT {df['ttft_ms'].mean():.1f} ms, load average {load0:.2f}, "
+                    f"engine CPU share {share:.2f}")
     points = [read_point(point_path(results, model, r, k), model, r, k)
               for k in range(repeats) for r in rates]
     return points, steps, prov
+
+
+def sched_totals(pid: int) -> tuple[float, float]:
+    """Seconds process ``pid`` has run on a CPU and waited, runnable, for one, summed over its
+    threads (Linux ``/proc/<pid>/task/*/schedstat``; threads that ended are not counted)."""
+    run = wait = 0
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        with contextlib.suppress(OSError):
+            r, w, _ = Path(f"/proc/{pid}/task/{tid}/schedstat").read_text().split()[:3]
+            run, wait = run + int(r), wait + int(w)
+    return run / 1e9, wait / 1e9
+
+
+def cpu_share(before: tuple[float, float], after: tuple[float, float]) -> float:
+    """The share of its runnable time a process ran, between two :func:`sched_totals`
+    readings: 1 on an idle machine, lower when other processes take its cores."""
+    run, wait = after[0] - before[0], after[1] - before[1]
+    if run < 0 or wait < 0:
+        raise ValidationError(f"sched_totals went backwards ({before} -> {after}): the two "
+                              f"readings are not of one process")
+    return run / (run + wait) if run + wait > 0 else math.nan
+
+
+@contextlib.contextmanager
+def _on_cores(cores: Sequence[int]):
+    """Run this process (the load generator) on ``cores`` for the block; nothing if empty."""
+    if not cores:
+        yield
+        return
+    before = os.sched_getaffinity(0)
+    os.sched_setaffinity(0, set(cores))
+    try:
+        yield
+    finally:
+        os.sched_setaffinity(0, before)
 
 
 def kv_capacity_tokens(arch: Architecture, kv_cache_gb: float = 1.0) -> int:

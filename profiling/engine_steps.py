@@ -49,8 +49,8 @@ from routerwise.errors import ValidationError
 
 from .errors import ToolUnavailable
 from .gpu_steps import PHASES, StepPoint, plan, read_shape, read_steps, step_row, steps_frame
-from .launcher import engine_version, tail
-from .vllm_server import CPU_ENGINE_ARGS, CPU_ENGINE_ENV, GPU_ENGINE_ARGS, engine_installed
+from .launcher import _die_with_parent, engine_version, tail
+from .vllm_server import CPU_ENGINE_ARGS, CPU_ENGINE_ENV, GPU_ENGINE_ARGS, engine_installed, parse_cores
 
 __all__ = ["DEFAULT_BATCHES", "DEFAULT_CONTEXTS", "engine_kwargs", "probe_vllm_steps",
            "probe_in_subprocess"]
@@ -78,13 +78,44 @@ def engine_kwargs(cpu: bool = True, *, prefix_caching: bool = False) -> dict[str
     return out
 
 
-def _step_until_done(eng, timed: bool) -> list[float]:
+CLOCKS = {"wall": time.perf_counter, "cpu": time.process_time}
+# What an iteration's time covers: the whole LLMEngine.step, or only its engine-core part
+# (scheduling and the model's forward), without the output processing that a served engine
+# does in its API-server process, not in the engine core (vLLM V1).
+SCOPES = ("step", "engine-core")
+
+
+class _CoreTimer:
+    """Wraps ``eng.engine_core.get_output`` (the engine core's iteration when it runs in this
+    process) and keeps the duration of its last call on ``clock``."""
+
+    def __init__(self, eng, clock):
+        core = eng.engine_core
+        inner = core.get_output
+        self.last_ms: float | None = None
+
+        def get_output(*args, **kwargs):
+            t0 = clock()
+            try:
+                return inner(*args, **kwargs)
+            finally:
+                self.last_ms = 1000.0 * (clock() - t0)
+
+        core.get_output = get_output
+
+
+def _step_until_done(eng, timed: bool, clock=time.perf_counter,
+                     core: _CoreTimer | None = None) -> list[float]:
+    """Step until every request is done; each iteration's time (of ``core``'s part if given)."""
     times = []
     while eng.has_unfinished_requests():
-        t0 = time.perf_counter()
+        if core is not None:
+            core.last_ms = None
+        t0 = clock()
         eng.step()
         if timed:
-            times.append(1000.0 * (time.perf_counter() - t0))
+            whole = 1000.0 * (clock() - t0)
+            times.append(whole if core is None or core.last_ms is None else core.last_ms)
     return times
 
 
@@ -93,14 +124,27 @@ def probe_vllm_steps(model_dir: str | Path, *, batch_sizes: Sequence[int] = DEFA
                      phases: Sequence[str] = PHASES, warmup: int = 2, repeats: int = 5,
                      seed: int = 0, cpu: bool | None = None, prefix_caching: bool = False,
                      max_num_batched_tokens: int | None = None, max_num_seqs: int | None = None,
-                     command: str | None = None) -> pd.DataFrame:
+                     command: str | None = None, clock: str = "wall",
+                     scope: str = "step") -> pd.DataFrame:
     """Time the engine's prefill and decode iterations over the grid (see the module notes).
+
+    ``clock="cpu"`` times each iteration by the CPU time this process used
+    (``time.process_time``) instead of the wall clock: on the CPU build, the cost of the
+    iteration's work, not of the share of a core a shared machine left the probe (on a GPU it
+    would miss the device's time: keep ``"wall"`` there). ``scope="engine-core"`` times only
+    the engine core's part of each step (:data:`SCOPES`): what a served engine's core process
+    does per iteration, its output processing being done by the API server.
 
     Runs vLLM in this process: set the server's environment first (the CPU build reads
     ``VLLM_CPU_KVCACHE_SPACE``, ``VLLM_CPU_OMP_THREADS_BIND`` at start), or use
     :func:`probe_in_subprocess`. ``max_num_batched_tokens`` / ``max_num_seqs``: give the
     server's (vLLM's defaults differ between its offline ``LLM`` and its API server).
     """
+    if clock not in CLOCKS:
+        raise ValidationError(f"clock {clock!r}: use one of {sorted(CLOCKS)}")
+    tick = CLOCKS[clock]
+    if scope not in SCOPES:
+        raise ValidationError(f"scope {scope!r}: use one of {list(SCOPES)}")
     why = engine_installed()
     if why is not None:
         raise ToolUnavailable(why)
@@ -126,9 +170,12 @@ def probe_vllm_steps(model_dir: str | Path, *, batch_sizes: Sequence[int] = DEFA
            "torch_version": torch.__version__, "torch_cuda_version": torch.version.cuda,
            "gpu_name": None, "driver_version": None, "cuda_driver_version": None,
            "date": datetime.now(UTC).isoformat(timespec="seconds"),
-           "command": f"engine={engine_version()} LLMEngine.step, max_num_batched_tokens="
+           "command": f"engine={engine_version()} LLMEngine.step ({clock} clock, "
+                      f"{'engine core only' if scope == 'engine-core' else 'whole step'}), "
+                      f"max_num_batched_tokens="
                       f"{budget}, prefix caching {'on' if prefix_caching else 'off'}: "
                       f"{command or ' '.join(shlex.quote(a) for a in sys.argv)}"}
+    core = _CoreTimer(eng, tick) if scope == "engine-core" else None
     rng = np.random.default_rng(seed)
     counter = iter(range(10**9))
 
@@ -149,13 +196,13 @@ def probe_vllm_steps(model_dir: str | Path, *, batch_sizes: Sequence[int] = DEFA
             times = []
             for r in range(warmup + repeats):
                 add(p.batch_size, p.context_len, 1)
-                t = sum(_step_until_done(eng, timed=True))
+                t = sum(_step_until_done(eng, timed=True, clock=tick, core=core))
                 if r >= warmup:
                     times.append(t)
         else:
             add(p.batch_size, p.context_len, 1 + warmup + repeats)
             eng.step()  # the prefill (one iteration: within the budget)
-            steps = _step_until_done(eng, timed=True)
+            steps = _step_until_done(eng, timed=True, clock=tick, core=core)
             times = steps[warmup:warmup + repeats]
             p = StepPoint(p.phase, p.batch_size,
                           int(p.context_len + 1 + warmup + statistics.median(range(repeats))))
@@ -168,9 +215,15 @@ def probe_in_subprocess(model_dir: str | Path, out: str | Path, *,
                         context_lens: Sequence[int] = DEFAULT_CONTEXTS, warmup: int = 2,
                         repeats: int = 5, max_num_batched_tokens: int | None = None,
                         max_num_seqs: int | None = None, cpu_cores: str | None = None,
+                        pin: bool = False, clock: str = "wall", scope: str = "step",
                         env: Mapping[str, str] | None = None,
                         timeout_s: float = 900.0) -> pd.DataFrame:
     """Run the vLLM probe in a child process with the CPU server's environment; read its table.
+
+    The child dies with this process (as a launched server does). ``clock``, ``scope``: see
+    :func:`probe_vllm_steps`. ``pin`` runs the child on ``cpu_cores`` only
+    (``sched_setaffinity``), the cores a server split with ``vllm_spec(frontend_cores=...)``
+    gives its engine core.
 
     A child that fails raises :class:`ToolUnavailable` quoting its last log lines.
     """
@@ -178,7 +231,7 @@ def probe_in_subprocess(model_dir: str | Path, out: str | Path, *,
     argv = [sys.executable, "-m", "profiling", "steps", "--engine", "vllm", "--config",
             str(Path(model_dir) / "config.json"), "--batch", *map(str, batch_sizes),
             "--context", *map(str, context_lens), "--warmup", str(warmup), "--repeats",
-            str(repeats), "--out", str(out)]
+            str(repeats), "--clock", clock, "--scope", scope, "--out", str(out)]
     for flag, v in (("--max-num-batched-tokens", max_num_batched_tokens),
                     ("--max-num-seqs", max_num_seqs)):
         if v is not None:
@@ -186,13 +239,20 @@ def probe_in_subprocess(model_dir: str | Path, out: str | Path, *,
     child_env = {**os.environ, **CPU_ENGINE_ENV, **(env or {})}
     if cpu_cores is not None:
         child_env["VLLM_CPU_OMP_THREADS_BIND"] = str(cpu_cores)
+    cores = None
+    if pin:
+        if cpu_cores is None:
+            raise ValidationError("pin=True needs cpu_cores (the cores to run the probe on)")
+        cores = parse_cores(cpu_cores)
     log = out.with_suffix(".log")
     out.parent.mkdir(parents=True, exist_ok=True)
     with open(log, "wb") as f:
         try:
             rc = subprocess.run(argv, env=child_env, stdout=f, stderr=subprocess.STDOUT,
                                 stdin=subprocess.DEVNULL, timeout=timeout_s,
-                                start_new_session=True).returncode
+                                start_new_session=True,
+                                preexec_fn=_die_with_parent(tuple(sorted(cores or ())))
+                                ).returncode
         except subprocess.TimeoutExpired:
             rc = f"timeout after {timeout_s:g} s"
     if rc != 0 or not out.is_file():

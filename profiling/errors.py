@@ -18,7 +18,8 @@ class EngineStartError(ProfilingError, RuntimeError):
     """A serving engine exited or never became healthy; the message carries its log tail.
 
     ``kind`` says why, when known: ``"port_busy"``, ``"bad_model"``, ``"out_of_memory"``,
-    ``"timeout"`` or ``"exited"`` (any other exit)."""
+    ``"timeout"``, ``"affinity"`` (a process to pin to CPU cores was not found) or
+    ``"exited"`` (any other exit)."""
 
     def __init__(self, message: str, kind: str = "exited"):
         super().__init__(message)

