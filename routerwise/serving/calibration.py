@@ -45,7 +45,8 @@ them). The result names what was fitted and what was kept.
 
 Saturation (measured and predicted, one rule): a level is saturated when its achieved rate is
 below :data:`ACHIEVED_FRACTION` of what a run keeping up would achieve (``n`` requests at the
-offered rate plus the last one's mean latency: ``n / ((n - 1) / rate + mean E2E)``), or its
+rate they were sent plus the last one's mean latency: ``n / ((n - 1) / rate + mean E2E)``; the
+sent rate is read from the recorded arrivals where the tool kept them, else the offered one), or its
 offered rate is at or above 90% of the knee of
 :func:`routerwise.serving.latency_validation.saturation_rate` (mean TTFT crossing 3x its
 lightest-load value).
@@ -375,6 +376,22 @@ def _effective_rate(lv: pd.DataFrame) -> np.ndarray:
     return np.where(np.isfinite(r), r, lv["achieved_rps"].to_numpy(float))
 
 
+def _sent_rate(report: Report, lv: pd.DataFrame, rate: np.ndarray) -> np.ndarray:
+    """The rate requests were actually sent at, where the tool recorded their arrivals:
+    ``(n - 1) / span`` of a level's arrivals. A short Poisson level's arrivals can span much
+    longer than ``n / rate`` (10 requests at 2 req/s: often 1.2-1.4 req/s sent), which the
+    offered rate would read as the engine falling behind. Else the (effective) offered rate."""
+    out = rate.astype(float).copy()
+    if report.requests is None:
+        return out
+    for i, level in enumerate(lv["level"].to_numpy()):
+        t = report.requests.loc[report.requests["segment"] == level, "arrival_s"].to_numpy(float)
+        t = t[np.isfinite(t)]
+        if t.size >= 3 and t.max() > t.min():
+            out[i] = (t.size - 1) / (t.max() - t.min())
+    return out
+
+
 def _knee(rate: np.ndarray, ttft: np.ndarray, requests: np.ndarray) -> tuple[float, str]:
     from .latency_validation import saturation_rate
     t = pd.DataFrame({"rate_rps": rate, "requests": requests, "x_ttft_mean_ms": ttft,
@@ -571,13 +588,14 @@ def calibrate(report: Report, deployment: Deployment, fit_levels: int = 2, *,
     achieved = lv["achieved_rps"].to_numpy(float)
     knee_m, rule = _knee(rate, lv["ttft_mean_ms"].to_numpy(float), lv["requests_ok"].to_numpy())
     n_ok = lv["requests_ok"].to_numpy(float)
-    sat_m = _saturated(rate, achieved, n_ok, _e2e_ms(lv), knee_m)
+    sent = _sent_rate(report, lv, rate)
+    sat_m = _saturated(sent, achieved, n_ok, _e2e_ms(lv), knee_m)
     order = np.argsort(rate, kind="stable")
     unsat = [int(i) for i in order if not sat_m[i]]
     if not unsat:
         raise CalibrationInputError(
             f"every level of the report is saturated (achieved rate below "
-            f"{ACHIEVED_FRACTION:g} x offered, or at or past the TTFT knee {knee_m:.3g} req/s): "
+            f"{ACHIEVED_FRACTION:g} x the rate sent, or at or past the TTFT knee {knee_m:.3g} req/s): "
             f"nothing to fit on; measure lighter loads too")
     fit_idx = unsat[:fit_levels]
     if len(fit_idx) < fit_levels:
@@ -650,7 +668,7 @@ def calibrate(report: Report, deployment: Deployment, fit_levels: int = 2, *,
                       lv["requests_ok"].to_numpy())
     knee_u, _ = _knee(rate, np.array([u["ttft_mean_ms"] for u in unc_all]),
                       lv["requests_ok"].to_numpy())
-    sat_p = _saturated(rate, np.array([p["achieved_rps"] for p in pred_all]), n_ok,
+    sat_p = _saturated(sent, np.array([p["achieved_rps"] for p in pred_all]), n_ok,
                        np.array([p["e2e_mean_ms"] for p in pred_all]), knee_p)
     levels = []
     for i in order:
