@@ -55,8 +55,11 @@ lock:  ## re-resolve requirements-lock.txt from pyproject.toml in a scratch venv
 	  .cache/lock-venv/bin/python -m pip freeze --exclude-editable | grep -iv '^routerwise'; } > requirements-lock.txt.tmp
 	mv requirements-lock.txt.tmp requirements-lock.txt
 
+# Notebooks run at once by `make reproduce` (each in its own process; same outputs as one at a time).
+JOBS ?= 2
+
 reproduce: install  ## the main job: run every notebook into results/ (summary.md: each one's wall time)
-	$(BIN)/python -m routerwise.paper.reproduce --out results
+	$(BIN)/python -m routerwise.paper.reproduce --out results --jobs $(JOBS)
 
 outputs: install  ## re-run every notebook and store its outputs as the committed ones (nbval)
 	rm -rf .cache/outputs
