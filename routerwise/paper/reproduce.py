@@ -234,6 +234,16 @@ def _move_previous(out: Path, name: str) -> Path | None:
     return dest if moved else None
 
 
+def _cpu_s() -> float:
+    """CPU seconds (user + system) of this process and of its children reaped so far (the
+    kernel, and the processes it started and reaped): a notebook's CPU is the difference
+    around its run."""
+    import resource
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    kids = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
+
+
 def _machine() -> dict:
     """What a measured wall time depends on: the cores and the load while the notebook ran."""
     try:
@@ -311,28 +321,30 @@ def _written_log(out: Path, name: str) -> Path:
     return out / "notebooks" / f"{name}.written"
 
 
-def _execute(task) -> tuple[float, str | None]:
-    """Run one notebook in this (worker) process: (wall s, its failure line or None).
+def _execute(task) -> tuple[float, float, str | None]:
+    """Run one notebook in this (worker) process: (wall s, CPU s, its failure line or None).
     Module level: pickles by reference for spawned workers."""
     name, src, dst, cwd, params, env = task
     os.environ.update(env)
     import papermill as pm
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), _cpu_s()
+    line = None
     try:
         pm.execute_notebook(src, dst, parameters=params, cwd=cwd, progress_bar=False,
                             kernel_name="python3", extra_arguments=KERNEL_ARGUMENTS)
     except Exception as e:       # noqa: BLE001 - reported to the parent as one line
-        return time.perf_counter() - t0, _failure_line(e)
-    return time.perf_counter() - t0, None
+        line = _failure_line(e)
+    return time.perf_counter() - t0, _cpu_s() - c0, line
 
 
-def _record_run(out: Path, name: str, wall_s: float, written, error_line: str | None) -> None:
+def _record_run(out: Path, name: str, wall_s: float, cpu_s: float, written,
+                error_line: str | None) -> None:
     write_json(out / "notebooks" / RUN_RECORD.format(name),
                {"notebook": name, "status": "ok" if error_line is None else "failed",
                 "files": sorted(written),
                 "error": None if error_line is None else error_line.lstrip(" :"),
                 "finished": time.strftime("%Y-%m-%d %H:%M:%S"),
-                "wall_s": round(wall_s, 1), **_machine()})
+                "wall_s": round(wall_s, 1), "cpu_s": round(cpu_s, 1), **_machine()})
 
 
 def _run_parallel(out: Path, names: list[str], parameters: dict, bar, jobs: int) -> list[Path]:
@@ -366,13 +378,13 @@ def _run_parallel(out: Path, names: list[str], parameters: dict, bar, jobs: int)
             name = futures[fut]
             if fut.cancelled():
                 continue
-            wall_s, line = fut.result()
+            wall_s, cpu_s, line = fut.result()
             log = _written_log(out, name)
             written = set(log.read_text(encoding="utf-8").split()) if log.is_file() else set()
             log.unlink(missing_ok=True)
             written.add(f"notebooks/{name}.ipynb")
             written = {rel for rel in written if (out / rel).is_file()}
-            _record_run(out, name, wall_s, written, line)
+            _record_run(out, name, wall_s, cpu_s, written, line)
             bar.update(1)
             if line is None:
                 if previous[name] is not None:
@@ -427,6 +439,17 @@ def run(out: Path, only=None, parameters: dict | None = None, progress: bool = T
     if not isinstance(jobs, int) or isinstance(jobs, bool) or jobs < 1:
         raise ValidationError(f"jobs must be a whole number >= 1 (notebooks run at once), "
                               f"got {jobs!r}")
+    from .experiments import SHARE_PANELS_ENV
+    before = os.environ.get(SHARE_PANELS_ENV)
+    os.environ.setdefault(SHARE_PANELS_ENV, "1")   # panels solved once (see the module notes)
+    try:
+        return _run(out, only, parameters, progress, jobs)
+    finally:     # the kernels had it; this process's own later calls keep their setting
+        if before is None:
+            os.environ.pop(SHARE_PANELS_ENV, None)
+
+
+def _run(out: Path, only, parameters: dict | None, progress: bool, jobs: int) -> list[Path]:
     require_paper_extra()
     import papermill as pm
 
@@ -443,8 +466,6 @@ def run(out: Path, only=None, parameters: dict | None = None, progress: bool = T
     bar = progress_bar(names, desc="notebooks", unit="nb", disable=not progress)
     # no bars inside the stored notebooks (their timings differ between runs)
     os.environ.setdefault("ROUTERWISE_PROGRESS", "off")
-    from .experiments import SHARE_PANELS_ENV
-    os.environ.setdefault(SHARE_PANELS_ENV, "1")   # panels solved once (see the module notes)
     if jobs > 1 and len(names) > 1:
         try:
             return _run_parallel(out, names, parameters or {}, bar, jobs)
@@ -460,7 +481,7 @@ def run(out: Path, only=None, parameters: dict | None = None, progress: bool = T
             own = notebook_parameters(name)
             previous = _move_previous(out, name)
             before = _snapshot(out)
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), _cpu_s()
             error = None
             try:
                 pm.execute_notebook(str(src), str(dst),
@@ -470,10 +491,10 @@ def run(out: Path, only=None, parameters: dict | None = None, progress: bool = T
                                     extra_arguments=KERNEL_ARGUMENTS)
             except BaseException as e:       # noqa: BLE001 - recorded, then raised again below
                 error = e
-            wall_s = time.perf_counter() - t0
+            wall_s, cpu_s = time.perf_counter() - t0, _cpu_s() - c0
             after = _snapshot(out)
             written = sorted(rel for rel, t in after.items() if before.get(rel) != t)
-            _record_run(out, name, wall_s, written,
+            _record_run(out, name, wall_s, cpu_s, written,
                         None if error is None else _failure_line(error))
             if error is None:
                 if previous is not None:

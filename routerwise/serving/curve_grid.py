@@ -58,7 +58,7 @@ import json
 import math
 import warnings
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -188,13 +188,16 @@ CURVES_DIR = "curves"   # <cache>/curves/: curves built one by one (``only=``), 
 
 def _curve_hash(c: _Curve, arch, spec, lengths: LengthSample, opts, params, share,
                 measured) -> str:
-    """The cache key of one curve: every input of :func:`_build_curve`, nothing of the grid
-    or problem it was asked for."""
+    """The cache key of one curve: every input of :func:`_build_curve` (the architecture less
+    its ``source`` and ``notes`` texts), nothing of the grid or problem it was asked for."""
     described = {} if is_catalogued(spec) else {"gpu_spec": repr(spec)}
     blob = json.dumps({
         **described,
         "version": GRID_VERSION, "model": c.model, "gpu": spec.name, "tp": c.tp,
-        "tenths": c.tenths, "architecture": repr(arch), "lengths": lengths.digest(),
+        # the architecture's figures, not where they were read from (a config.json's path
+        # differs between problem folders that hold the same model)
+        "tenths": c.tenths, "architecture": repr(replace(arch, source="", notes="")),
+        "lengths": lengths.digest(),
         "opts": asdict(opts), "params": params.to_json(),
         "share": [share.rho_bw, share.table, share.source], "fractions": LOAD_FRACTIONS,
         "engine": get_profile(opts.engine_profile).label(), "margin": _margin_key(opts),
