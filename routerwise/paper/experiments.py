@@ -30,6 +30,7 @@ from ..parallel import map_tasks
 from ..planning.online_router import OnlineRouter
 from ..planning.solve import solve
 from ..problem import Problem, SetupSpace
+from ..settings import SHARE_PANELS_ENV
 from .instances import default_problem, paper_load
 
 __all__ = ["PAPER", "SPACES", "RATE_FACTORS", "setup_counts", "setup_space_counts", "score_variation", "panels",
@@ -45,10 +46,6 @@ PAPER = {  # the paper's reported figures (arXiv:2604.10907), for side-by-side t
 }
 # enters every panel's checkpoint key: bump it when score_variation's results change
 PANEL_CHECKPOINT_SALT = "score_variation-v1"
-# set (to 1) by `routerwise reproduce` for its notebooks: panels() then shares its results
-# through the cache (shared_panel_checkpoint), so a panel two notebooks (or two runs of the
-# same code) solve is solved once
-SHARE_PANELS_ENV = "ROUTERWISE_SHARE_PANELS"
 SPACES = {
     "paper": SetupSpace(check_compute=False),   # utilization + memory (the paper's checks)
     "ours": SetupSpace(),                       # + compute shares placed exactly

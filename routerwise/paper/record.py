@@ -28,6 +28,7 @@ import pandas as pd
 
 from ..errors import ValidationError
 from ..io import atomic_path, atomic_write_with, write_json
+from ..settings import WRITTEN_LOG_ENV
 
 __all__ = ["FIGURE_FORMATS", "WRITTEN_LOG_ENV", "results_dir", "record", "load", "load_record", "save_figure",
            "save_table"]
@@ -36,10 +37,6 @@ FIGURE_FORMATS = ("pdf", "png")   # vector for the paper, raster for the noteboo
 _STARTED = time.time()            # this process's start: older files come from another run
 
 
-# set by `routerwise reproduce --jobs N` for each notebook it runs beside others: every file
-# written here is listed in that file (one path a line, relative to the results folder), so
-# the run record names what this notebook wrote and nothing of the notebooks beside it
-WRITTEN_LOG_ENV = "ROUTERWISE_WRITTEN_LOG"
 
 
 def _note_written(path: Path) -> None:

@@ -352,7 +352,7 @@ def _run_parallel(out: Path, names: list[str], parameters: dict, bar, jobs: int)
     import concurrent.futures as cf
     import multiprocessing as mp
 
-    from .record import WRITTEN_LOG_ENV
+    from ..settings import WRITTEN_LOG_ENV
 
     def expected(name):
         rec = _run_record(out, name) or {}
@@ -439,7 +439,7 @@ def run(out: Path, only=None, parameters: dict | None = None, progress: bool = T
     if not isinstance(jobs, int) or isinstance(jobs, bool) or jobs < 1:
         raise ValidationError(f"jobs must be a whole number >= 1 (notebooks run at once), "
                               f"got {jobs!r}")
-    from .experiments import SHARE_PANELS_ENV
+    from ..settings import SHARE_PANELS_ENV
     before = os.environ.get(SHARE_PANELS_ENV)
     os.environ.setdefault(SHARE_PANELS_ENV, "1")   # panels solved once (see the module notes)
     try:
