@@ -222,3 +222,18 @@ def test_install_stamp_is_keyed_on_the_lock_and_pyproject_contents(tmp_path):
         fh.write("# changed\n")
     changed = _make(tmp_path, "install")
     assert "pip install" in changed and stamp not in changed
+
+
+def test_a_notebook_failing_in_a_parallel_run_is_named_and_the_others_are_recorded(tmp_path,
+                                                                                  monkeypatch):
+    monkeypatch.setenv("ROUTERWISE_PROGRESS", "off")
+    out = tmp_path / "R"
+    with pytest.raises(reproduce.NotebookFailed, match="notebook 00_bring_your_own failed") as e:
+        reproduce.run(out, FAST, {"problem_file": str(tmp_path / "missing.toml")},
+                      progress=False, jobs=2)
+    assert e.value.notebook == "00_bring_your_own" and e.value.not_run == ()
+    bad = json.loads((out / "notebooks" / "00_bring_your_own.run.json").read_text())
+    ok = json.loads((out / "notebooks" / "06_gpu_inventory.run.json").read_text())
+    assert bad["status"] == "failed" and "missing.toml" in bad["error"]
+    assert ok["status"] == "ok" and "numbers/06_gpu_inventory.json" in ok["files"]
+    assert "**FAILED: 00_bring_your_own**" in (out / "summary.md").read_text()
