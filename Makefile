@@ -64,9 +64,11 @@ lock:  ## re-resolve requirements-lock.txt from pyproject.toml in a scratch venv
 
 # Notebooks run at once by `make reproduce` (each in its own process; same outputs as one at a time).
 JOBS ?= 2
+# More reproduce options, e.g. REPRODUCE_ARGS="-p mode simulated" (notebook 07 off a real engine).
+REPRODUCE_ARGS ?=
 
 reproduce: install  ## the main job: run every notebook into results/ (summary.md: each one's wall time)
-	$(BIN)/python -m routerwise.paper.reproduce --out results --jobs $(JOBS)
+	$(BIN)/python -m routerwise.paper.reproduce --out results --jobs $(JOBS) $(REPRODUCE_ARGS)
 
 outputs: install  ## re-run every notebook and store its outputs as the committed ones (nbval)
 	rm -rf .cache/outputs
