@@ -19,14 +19,21 @@ help:  ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
 
 # The pinned versions the committed outputs were made with, then the kit itself (no deps).
-$(BIN)/.installed: pyproject.toml requirements-lock.txt
+# The stamp is named by the contents of pyproject.toml and requirements-lock.txt (not their
+# times): a checkout, pull or touch that leaves them as they were installs nothing again.
+INSTALL_KEY := $(shell cat pyproject.toml requirements-lock.txt 2>/dev/null | $(PYTHON) -c \
+  "import hashlib, sys; print(hashlib.sha256(sys.stdin.buffer.read()).hexdigest()[:16])")
+INSTALLED := $(BIN)/.installed-$(INSTALL_KEY)
+
+$(INSTALLED):
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -r requirements-lock.txt
-	$(BIN)/python -m pip install -q --no-deps -e .
+	$(BIN)/python -m pip install -q --disable-pip-version-check --upgrade pip
+	$(BIN)/python -m pip install -q --disable-pip-version-check -r requirements-lock.txt
+	$(BIN)/python -m pip install -q --disable-pip-version-check --no-deps -e .
+	rm -f $(BIN)/.installed $(BIN)/.installed-*
 	touch $@
 
-install: $(BIN)/.installed  ## create .venv: pinned dependencies (requirements-lock.txt) and the kit
+install: $(INSTALLED)  ## create .venv: pinned dependencies (requirements-lock.txt) and the kit
 
 # The serving engine (vLLM) in .venv, for real-engine sweeps and tests (profiling.vllm_server).
 # ENGINE=cpu (default without nvidia-smi): vLLM's CPU build with every package pinned in
@@ -35,7 +42,7 @@ install: $(BIN)/.installed  ## create .venv: pinned dependencies (requirements-l
 # $(VLLM_GPU_SPEC), resolved by pip over the kit's pins (not locked yet).
 ENGINE ?= $(if $(shell command -v nvidia-smi 2>/dev/null),gpu,cpu)
 VLLM_GPU_SPEC ?= vllm
-$(BIN)/.engine-$(ENGINE): $(BIN)/.installed engine-lock.txt
+$(BIN)/.engine-$(ENGINE): $(INSTALLED) engine-lock.txt
 ifeq ($(ENGINE),cpu)
 	$(BIN)/python -m pip install -q --no-deps -r engine-lock.txt
 else
@@ -67,8 +74,13 @@ lock:  ## re-resolve requirements-lock.txt from pyproject.toml in a scratch venv
 	  .cache/lock-venv/bin/python -m pip freeze --exclude-editable | grep -iv '^routerwise'; } > requirements-lock.txt.tmp
 	mv requirements-lock.txt.tmp requirements-lock.txt
 
+# Notebooks run at once by `make reproduce` (each in its own process; same outputs as one at a time).
+JOBS ?= 2
+# More reproduce options, e.g. REPRODUCE_ARGS="-p mode simulated" (notebook 07 off a real engine).
+REPRODUCE_ARGS ?=
+
 reproduce: install  ## the main job: run every notebook into results/ (summary.md: each one's wall time)
-	$(BIN)/python -m routerwise.paper.reproduce --out results
+	$(BIN)/python -m routerwise.paper.reproduce --out results --jobs $(JOBS) $(REPRODUCE_ARGS)
 
 outputs: install  ## re-run every notebook and store its outputs as the committed ones (nbval)
 	rm -rf .cache/outputs

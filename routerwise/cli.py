@@ -146,7 +146,8 @@ def _solve(args) -> int:
     qm = archs = p99 = None
     if args.problem:
         from .planning.problem_file import read_problem_file
-        inputs = read_problem_file(args.problem, progress=True)
+        # only the curves a deployable setup of this cluster uses: the same plan, fewer curves
+        inputs = read_problem_file(args.problem, progress=True, usable_curves_only=True)
         p, qm, archs = inputs.problem, inputs.scores, inputs.architectures
     else:
         p = _default_problem(args)

@@ -34,7 +34,8 @@ import sys
 from pathlib import Path
 
 __all__ = ["CONFIG_KEYS", "config_path", "config", "data_mirror", "data_mirror_origin",
-           "mirror_hint", "cache_dir", "TRUE_WORDS", "FALSE_WORDS", "offline", "PROGRESS_MODES",
+           "mirror_hint", "cache_dir", "SHARE_PANELS_ENV", "WRITTEN_LOG_ENV",
+           "TRUE_WORDS", "FALSE_WORDS", "offline", "PROGRESS_MODES",
            "progress_mode", "progress_bar"]
 
 
@@ -112,6 +113,14 @@ def cache_dir() -> Path:
     base = os.environ.get("XDG_CACHE_HOME", "").strip() or str(Path.home() / ".cache")
     return Path(base).expanduser().resolve() / "routerwise"
 
+
+# set (to 1) by `routerwise reproduce` for its notebooks: experiment panels are then shared
+# through the cache (routerwise.paper.experiments.shared_panel_checkpoint)
+SHARE_PANELS_ENV = "ROUTERWISE_SHARE_PANELS"
+# set by `routerwise reproduce --jobs N` for each notebook it runs beside others: every file
+# routerwise.paper.record writes is listed in that file (one path a line, relative to the
+# results folder), so the run record names what this notebook wrote and nothing else
+WRITTEN_LOG_ENV = "ROUTERWISE_WRITTEN_LOG"
 
 TRUE_WORDS = ("1", "true", "yes", "on", "y", "t")
 FALSE_WORDS = ("", "0", "false", "no", "off", "n", "f")

@@ -9,9 +9,13 @@ and record key numbers. Every function takes plain parameters and returns DataFr
 
 from __future__ import annotations
 
+import functools
+import hashlib
+import os
 import re
 import time
 from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -26,12 +30,14 @@ from ..parallel import map_tasks
 from ..planning.online_router import OnlineRouter
 from ..planning.solve import solve
 from ..problem import Problem, SetupSpace
+from ..settings import SHARE_PANELS_ENV
 from .instances import default_problem, paper_load
 
 __all__ = ["PAPER", "SPACES", "RATE_FACTORS", "setup_counts", "setup_space_counts", "score_variation", "panels",
            "solver_comparison", "realized_scores", "rate_sensitivity", "mix_shift",
            "summarize_shifts", "tail_slo_variant", "notebook_panels", "panel_problem",
-           "check_plans", "headroom_frontier", "PANEL_CHECKPOINT_SALT"]
+           "check_plans", "headroom_frontier", "PANEL_CHECKPOINT_SALT", "SHARE_PANELS_ENV",
+           "shared_panel_checkpoint"]
 
 PAPER = {  # the paper's reported figures (arXiv:2604.10907), for side-by-side tables
     "score_min": 0.30, "score_max": 0.56, "variation_pct": 87.0,
@@ -106,6 +112,38 @@ def _panel(task) -> dict:
     return score_variation(problem, workers=workers)
 
 
+@functools.cache
+def _kit_source_digest() -> str:
+    """sha256 of every source file of the installed kit (path and bytes): results cached
+    under it are never reused by other code."""
+    root = Path(__file__).resolve().parents[1]
+    h = hashlib.sha256()
+    for f in sorted(root.rglob("*.py")):
+        h.update(f.relative_to(root).as_posix().encode() + b"\0" + f.read_bytes() + b"\0")
+    return h.hexdigest()[:16]
+
+
+def shared_panel_checkpoint() -> tuple[Path, str] | None:
+    """(folder, salt) of the panel results shared through the cache, when
+    ``ROUTERWISE_SHARE_PANELS`` is on and the cache folder takes files; else None.
+
+    The folder is ``<cache>/panels``; the salt names :data:`PANEL_CHECKPOINT_SALT` and a
+    digest of the kit's source, so a panel is reused only by the same code on the same
+    problem (its content: models, scores, curves, cluster, load, SLO, space). Files are
+    HMAC-checked pickles (:mod:`routerwise.parallel`)."""
+    from ..settings import TRUE_WORDS, cache_dir
+    if os.environ.get(SHARE_PANELS_ENV, "").strip().lower() not in TRUE_WORDS:
+        return None
+    folder = cache_dir() / "panels"
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError:
+        return None
+    if not os.access(folder, os.W_OK | os.X_OK):
+        return None    # silently computed: a cache only saves time
+    return folder, f"{PANEL_CHECKPOINT_SALT}:{_kit_source_digest()}"
+
+
 def panels(problem: Problem, num_gpus, loads, slos, space: SetupSpace | None = None, *,
            workers: int = 2, executor=None, checkpoint=None, progress: bool = False):
     """score_variation of ``problem`` at every (G, load, SLO); yields (problem, result).
@@ -120,8 +158,15 @@ def panels(problem: Problem, num_gpus, loads, slos, space: SetupSpace | None = N
     instead). Results come in panel order and are the same whatever runs them.
     ``checkpoint`` (a folder) keeps each finished panel, keyed by its problem's content and
     :data:`PANEL_CHECKPOINT_SALT`: after a failure (:class:`~routerwise.errors.SweepFailed`)
-    the same call computes only the missing panels.
+    the same call computes only the missing panels. Without one, with
+    ``ROUTERWISE_SHARE_PANELS=1`` (as ``routerwise reproduce`` runs the notebooks), the
+    panels are shared through the cache: :func:`shared_panel_checkpoint`.
     """
+    salt = PANEL_CHECKPOINT_SALT
+    if checkpoint is None:
+        shared = shared_panel_checkpoint()
+        if shared is not None:
+            checkpoint, salt = shared
     base = problem if space is None else problem.with_space(space)
     stem = re.sub(r"-G\d+$", "", base.name)
     probs = [replace(base.with_cluster(G).with_rate(lam).with_slo(tau), name=f"{stem}-G{G}")
@@ -130,7 +175,7 @@ def panels(problem: Problem, num_gpus, loads, slos, space: SetupSpace | None = N
     results = map_tasks(_panel, [(p, 1 if across else workers) for p in probs],
                         executor=executor, workers=workers if across else 1,
                         start_method="spawn", checkpoint=checkpoint,
-                        salt=PANEL_CHECKPOINT_SALT, key_of=lambda t: t[0],
+                        salt=salt, key_of=lambda t: t[0],
                         progress=progress, desc="panels")
     yield from zip(probs, results)
 

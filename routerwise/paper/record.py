@@ -28,12 +28,26 @@ import pandas as pd
 
 from ..errors import ValidationError
 from ..io import atomic_path, atomic_write_with, write_json
+from ..settings import WRITTEN_LOG_ENV
 
-__all__ = ["FIGURE_FORMATS", "results_dir", "record", "load", "load_record", "save_figure",
+__all__ = ["FIGURE_FORMATS", "WRITTEN_LOG_ENV", "results_dir", "record", "load", "load_record", "save_figure",
            "save_table"]
 
 FIGURE_FORMATS = ("pdf", "png")   # vector for the paper, raster for the notebook and README
 _STARTED = time.time()            # this process's start: older files come from another run
+
+
+
+
+def _note_written(path: Path) -> None:
+    log = os.environ.get(WRITTEN_LOG_ENV)
+    if log:
+        try:
+            rel = path.resolve().relative_to(results_dir()).as_posix()
+        except ValueError:
+            rel = str(path.resolve())
+        with open(log, "a", encoding="utf-8") as fh:
+            fh.write(rel + "\n")
 
 
 def results_dir() -> Path:
@@ -75,6 +89,7 @@ def record(name: str, numbers: dict, *, labels: dict | None = None,
     write_json(path, {"notebook": name, "numbers": clean, "labels": kinds,
                       "parameters": parameters, "non_default_parameters": changed,
                       "provenance": provenance(problem, assumptions=assumptions)})
+    _note_written(path)
     return pd.DataFrame({"value": pd.Series(clean, dtype=object),
                          "kind": pd.Series(kinds, dtype=object)}).fillna("")
 
@@ -150,6 +165,7 @@ def save_figure(fig, name: str, formats=FIGURE_FORMATS) -> Path:
             fig.savefig(tmp, format=fmt, dpi=PNG_DPI, bbox_inches="tight",
                         metadata={"Creator": "routerwise"} if fmt in ("pdf", "png") else None)
         paths[fmt] = path
+        _note_written(path)
     return paths.get("png", paths[formats[0]])
 
 
@@ -166,4 +182,6 @@ def save_table(df: pd.DataFrame, name: str) -> Path:
     another run prints a ``replaced`` line, as :func:`save_figure` does."""
     path = results_dir() / "tables" / f"{name}.csv"
     _say_if_replacing(path)
-    return atomic_write_with(path, lambda tmp: df.to_csv(tmp, index=False))
+    written = atomic_write_with(path, lambda tmp: df.to_csv(tmp, index=False))
+    _note_written(path)
+    return written

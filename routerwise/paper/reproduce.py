@@ -12,6 +12,13 @@ current: before a notebook runs, the outputs of its previous run (executed noteb
 and the figures and tables that run wrote, listed in ``<out>/notebooks/<name>.run.json``) move
 to ``<out>/previous/<name>/``; a success deletes them, a failure keeps them there and
 ``summary.md`` shows the notebook as FAILED until it succeeds.
+``--jobs N`` runs up to N notebooks at once, each in its own process and kernel (they write
+disjoint files; each run record lists the files its notebook wrote, as every write goes
+through :mod:`routerwise.paper.record`), longest first by the last run's wall time; the
+outputs are the same as one at a time. The notebooks share solved panels through the cache
+(``ROUTERWISE_SHARE_PANELS=1``, :func:`routerwise.paper.experiments.shared_panel_checkpoint`:
+keyed on the problem and the kit's source, so only the same code reuses a result; set it to
+0 to solve every panel again).
 The request is checked before any notebook runs (:func:`check_request`): unknown notebooks, an
 empty ``--only``, a parameter no selected notebook has, a value that is not a literal of the
 default's type, or one the notebook's own ``params.check`` refuses (its type and range) are
@@ -228,6 +235,16 @@ def _move_previous(out: Path, name: str) -> Path | None:
     return dest if moved else None
 
 
+def _cpu_s() -> float:
+    """CPU seconds (user + system) of this process and of its children reaped so far (the
+    kernel, and the processes it started and reaped): a notebook's CPU is the difference
+    around its run."""
+    import resource
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    kids = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
+
+
 def _machine() -> dict:
     """What a measured wall time depends on: the cores and the load while the notebook ran."""
     try:
@@ -293,13 +310,147 @@ def require_paper_extra() -> None:
             f"(or `make install` for the pinned versions)")
 
 
-def run(out: Path, only=None, parameters: dict | None = None, progress: bool = True) -> list[Path]:
+# Typical wall seconds per notebook (measured 2026-12-02, idle 2-core machine, warm caches):
+# the order of a parallel run when no earlier run recorded its own times (longest first).
+TYPICAL_WALL_S = {"00_bring_your_own": 4, "01_setup_space": 11, "02_latency_profiles": 4,
+                  "03_score_variation": 45, "04_exact_vs_dual": 32, "05_beyond_the_paper": 16,
+                  "06_gpu_inventory": 2, "07_measure_latencies": 3, "08_latency_validation": 25,
+                  "09_headline_explained": 49, "10_scale": 14, "11_cost_frontier": 7}
+
+
+def _written_log(out: Path, name: str) -> Path:
+    return out / "notebooks" / f"{name}.written"
+
+
+def _execute(task) -> tuple[float, float, str | None]:
+    """Run one notebook in this (worker) process: (wall s, CPU s, its failure line or None).
+    Module level: pickles by reference for spawned workers."""
+    name, src, dst, cwd, params, env = task
+    os.environ.update(env)
+    import papermill as pm
+    t0, c0 = time.perf_counter(), _cpu_s()
+    line = None
+    try:
+        pm.execute_notebook(src, dst, parameters=params, cwd=cwd, progress_bar=False,
+                            kernel_name="python3", extra_arguments=KERNEL_ARGUMENTS)
+    except Exception as e:       # noqa: BLE001 - reported to the parent as one line
+        line = _failure_line(e)
+    return time.perf_counter() - t0, _cpu_s() - c0, line
+
+
+def _record_run(out: Path, name: str, wall_s: float, cpu_s: float, written,
+                error_line: str | None) -> None:
+    write_json(out / "notebooks" / RUN_RECORD.format(name),
+               {"notebook": name, "status": "ok" if error_line is None else "failed",
+                "files": sorted(written),
+                "error": None if error_line is None else error_line.lstrip(" :"),
+                "finished": time.strftime("%Y-%m-%d %H:%M:%S"),
+                "wall_s": round(wall_s, 1), "cpu_s": round(cpu_s, 1), **_machine()})
+
+
+def _run_parallel(out: Path, names: list[str], parameters: dict, bar, jobs: int) -> list[Path]:
+    """Run ``names`` on ``jobs`` worker processes (see the module notes)."""
+    import concurrent.futures as cf
+    import multiprocessing as mp
+
+    from ..settings import WRITTEN_LOG_ENV
+
+    def expected(name):
+        rec = _run_record(out, name) or {}
+        return rec.get("wall_s") or TYPICAL_WALL_S.get(name, 0)
+
+    order = sorted(names, key=lambda n: -expected(n))
+    done, failed, previous = {}, {}, {}
+    pool = cf.ProcessPoolExecutor(max_workers=jobs, mp_context=mp.get_context("spawn"))
+    futures = {}
+    try:
+        for name in order:
+            dst = out / "notebooks" / f"{name}.ipynb"
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            previous[name] = _move_previous(out, name)
+            log = _written_log(out, name)
+            log.unlink(missing_ok=True)
+            own = notebook_parameters(name)
+            task = (name, str(notebooks_dir() / f"{name}.ipynb"), str(dst), str(out),
+                    {k: v for k, v in parameters.items() if k in own},
+                    {WRITTEN_LOG_ENV: str(log)})
+            futures[pool.submit(_execute, task)] = name
+        for fut in cf.as_completed(futures):
+            name = futures[fut]
+            if fut.cancelled():
+                continue
+            wall_s, cpu_s, line = fut.result()
+            log = _written_log(out, name)
+            written = set(log.read_text(encoding="utf-8").split()) if log.is_file() else set()
+            log.unlink(missing_ok=True)
+            written.add(f"notebooks/{name}.ipynb")
+            written = {rel for rel in written if (out / rel).is_file()}
+            _record_run(out, name, wall_s, cpu_s, written, line)
+            bar.update(1)
+            if line is None:
+                if previous[name] is not None:
+                    shutil.rmtree(previous[name])
+                bar.write(f"{name}: {wall_s:.0f} s -> {out / 'notebooks' / f'{name}.ipynb'}")
+                done[name] = out / "notebooks" / f"{name}.ipynb"
+            else:
+                failed[name] = line
+                for other in futures:        # the ones not started yet are not run
+                    other.cancel()
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+    if failed:
+        write_summary(out)
+        name = next(n for n in order if n in failed)
+        rest = [n for n in names if n not in done and n not in failed]
+        for n in rest:                       # never started: put their previous outputs back
+            if previous[n] is not None:
+                _restore_previous(out, n, previous[n])
+        dst = out / "notebooks" / f"{name}.ipynb"
+        raise NotebookFailed(
+            f"notebook {name} failed{failed[name]}. The executed notebook with the traceback: "
+            f"{dst}" + (f"; the outputs of its previous run were moved to {previous[name]}"
+                        if previous[name] else "")
+            + "; summary.md marks it FAILED"
+            + (f"; also failed: {', '.join(n for n in failed if n != name)}"
+               if len(failed) > 1 else "")
+            + (f"; not run: {', '.join(rest)}" if rest else ""),
+            notebook=name, executed=dst, previous=previous[name], not_run=rest)
+    write_summary(out)
+    return [done[n] for n in names if n in done]
+
+
+def _restore_previous(out: Path, name: str, folder: Path) -> None:
+    """Move the outputs :func:`_move_previous` set aside back (a notebook that never ran)."""
+    for src in sorted(p for p in folder.rglob("*") if p.is_file()):
+        dest = out / src.relative_to(folder)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(src, dest)
+    shutil.rmtree(folder)
+
+
+def run(out: Path, only=None, parameters: dict | None = None, progress: bool = True,
+        jobs: int = 1) -> list[Path]:
     """Run the notebooks ``only`` (default: all) into ``out``; see :func:`check_request`.
 
     A notebook that raises stops the run: :class:`NotebookFailed` (one line: the notebook, its
     error, the executed notebook with the traceback), after ``summary.md`` is rewritten with
-    the notebook marked FAILED.
+    the notebook marked FAILED. ``jobs``: notebooks run at once (see the module notes); with
+    more than one, the notebooks already running when one fails finish and are recorded.
     """
+    if not isinstance(jobs, int) or isinstance(jobs, bool) or jobs < 1:
+        raise ValidationError(f"jobs must be a whole number >= 1 (notebooks run at once), "
+                              f"got {jobs!r}")
+    from ..settings import SHARE_PANELS_ENV
+    before = os.environ.get(SHARE_PANELS_ENV)
+    os.environ.setdefault(SHARE_PANELS_ENV, "1")   # panels solved once (see the module notes)
+    try:
+        return _run(out, only, parameters, progress, jobs)
+    finally:     # the kernels had it; this process's own later calls keep their setting
+        if before is None:
+            os.environ.pop(SHARE_PANELS_ENV, None)
+
+
+def _run(out: Path, only, parameters: dict | None, progress: bool, jobs: int) -> list[Path]:
     require_paper_extra()
     import papermill as pm
 
@@ -316,6 +467,11 @@ def run(out: Path, only=None, parameters: dict | None = None, progress: bool = T
     bar = progress_bar(names, desc="notebooks", unit="nb", disable=not progress)
     # no bars inside the stored notebooks (their timings differ between runs)
     os.environ.setdefault("ROUTERWISE_PROGRESS", "off")
+    if jobs > 1 and len(names) > 1:
+        try:
+            return _run_parallel(out, names, parameters or {}, bar, jobs)
+        finally:
+            bar.close()
     done = []
     try:
         for idx, name in enumerate(bar):
@@ -326,7 +482,7 @@ def run(out: Path, only=None, parameters: dict | None = None, progress: bool = T
             own = notebook_parameters(name)
             previous = _move_previous(out, name)
             before = _snapshot(out)
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), _cpu_s()
             error = None
             try:
                 pm.execute_notebook(str(src), str(dst),
@@ -336,15 +492,11 @@ def run(out: Path, only=None, parameters: dict | None = None, progress: bool = T
                                     extra_arguments=KERNEL_ARGUMENTS)
             except BaseException as e:       # noqa: BLE001 - recorded, then raised again below
                 error = e
-            wall_s = time.perf_counter() - t0
+            wall_s, cpu_s = time.perf_counter() - t0, _cpu_s() - c0
             after = _snapshot(out)
             written = sorted(rel for rel, t in after.items() if before.get(rel) != t)
-            status = "ok" if error is None else "failed"
-            write_json(out / "notebooks" / RUN_RECORD.format(name),
-                       {"notebook": name, "status": status, "files": written,
-                        "error": None if error is None else _failure_line(error).lstrip(" :"),
-                        "finished": time.strftime("%Y-%m-%d %H:%M:%S"),
-                        "wall_s": round(wall_s, 1), **_machine()})
+            _record_run(out, name, wall_s, cpu_s, written,
+                        None if error is None else _failure_line(error))
             if error is None:
                 if previous is not None:
                     shutil.rmtree(previous)
@@ -521,6 +673,9 @@ def add_arguments(ap: argparse.ArgumentParser) -> argparse.ArgumentParser:
                     help="results folder (default: ./results)")
     ap.add_argument("--only", nargs="*", default=None, metavar="NOTEBOOK",
                     help=f"run only these notebooks (of {', '.join(NOTEBOOKS)})")
+    ap.add_argument("--jobs", "-j", type=int, default=1, metavar="N",
+                    help="notebooks run at once, each in its own process (default 1; "
+                         "`make reproduce` uses 2)")
     ap.add_argument("-p", nargs=2, action="append", metavar=("NAME", "VALUE"), default=[],
                     help="override a parameter in every notebook that has it (Python literal; "
                          "a bare word for a string parameter)")
@@ -532,7 +687,9 @@ def run_from_args(args) -> int:
     require_paper_extra()    # checking -p values imports the notebooks' modules (matplotlib)
     names, params = check_request(args.only, args.p)
     t0 = time.perf_counter()
-    run(Path(args.out), names, params)
+    jobs = getattr(args, "jobs", 1)
+    # jobs passed only when asked for: run's signature without it stays a valid stand-in
+    run(Path(args.out), names, params, **({"jobs": jobs} if jobs != 1 else {}))
     print(f"done in {time.perf_counter() - t0:.0f} s; see {Path(args.out).resolve() / 'summary.md'}",
           file=sys.stderr)
     return 0

@@ -66,7 +66,18 @@ from pathlib import Path
 from ..data import latency_table
 from ..data.scores import QualityMatrix, load_score_table
 from ..errors import DataError, ValidationError
-from ..problem import SLO, Cluster, GPUType, LatencyProfiles, ModelSpec, Problem, SetupSpace, Workload, check_model_name
+from ..problem import (
+    SLO,
+    Cluster,
+    GPUType,
+    LatencyCurve,
+    LatencyProfiles,
+    ModelSpec,
+    Problem,
+    SetupSpace,
+    Workload,
+    check_model_name,
+)
 from ..serving import architectures, memory
 from ..serving.hardware import GPUS, SIMULATION_FIGURES, described_gpu, is_catalogued, register_gpu
 from .cost import GpuPrices, cluster_pools
@@ -158,14 +169,26 @@ def load_problem(path: str | Path) -> Problem:
 
 # Whether simulating curves (simulate = true) shows a bar: set for one read_problem_file call.
 _PROGRESS = contextvars.ContextVar("routerwise_problem_file_progress", default=False)
+# Whether simulate = true builds only the curves some deployable setup uses: one call.
+_USABLE_ONLY = contextvars.ContextVar("routerwise_problem_file_usable_only", default=False)
 
 
-def read_problem_file(path: str | Path, *, progress: bool = False) -> ProblemInputs:
+def read_problem_file(path: str | Path, *, progress: bool = False,
+                      usable_curves_only: bool = False) -> ProblemInputs:
     """The problem of a problem file with its score matrix and architectures.
 
     ``progress``: show a bar while ``simulate = true`` simulates curves (minutes on the first
     read; cached after) as ``ROUTERWISE_PROGRESS`` allows (``routerwise solve`` and ``cost``
-    do; off by default, so notebooks stay quiet)."""
+    do; off by default, so notebooks stay quiet).
+
+    ``usable_curves_only``: with ``simulate = true``, simulate only the curves of the
+    (model, tp, compute share) options that some setup of the file's space can deploy on its
+    cluster (:func:`usable_curves`; the others cannot be in any plan for this cluster, so a
+    solve of this problem finds the same plan), each cached for reuse by other problems
+    (``routerwise solve`` does this; ``routerwise cost``, which tries other cluster sizes,
+    does not). The problem then holds only those curves, so counts of candidate setups
+    (the auto solver's note, an infeasibility diagnosis) count only setups of usable
+    options."""
     path = Path(path)
     try:
         doc = tomllib.loads(path.read_text())
@@ -174,10 +197,39 @@ def read_problem_file(path: str | Path, *, progress: bool = False) -> ProblemInp
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
         raise DataError(f"{path}: not valid TOML ({e})") from e
     token = _PROGRESS.set(progress)
+    usable = _USABLE_ONLY.set(usable_curves_only)
     try:
         return _inputs_from_dict(doc, base_dir=path.parent, origin=str(path))
     finally:
+        _USABLE_ONLY.reset(usable)
         _PROGRESS.reset(token)
+
+
+def usable_curves(models, cluster: Cluster, workload: Workload, slo: SLO,
+                  space: SetupSpace) -> set[tuple[str, int, int, str]] | None:
+    """(model, tp, compute tenths, GPU type) of every option that some setup of ``space``
+    retains on ``cluster`` (utilization window, memory and compute placement:
+    :func:`routerwise.optimize.setup_space.enumerate_setups`); the GPU type is "" on a
+    homogeneous cluster. None when no setup is retained or a model has no option (then
+    every curve is built, so the error or diagnosis reads as without pruning). The setups do
+    not depend on the curves' values, so this runs on placeholder curves."""
+    from ..optimize.setup_space import enumerate_setups
+    gpus = [t.name for t in cluster.gpu_types] if cluster.is_mixed else [""]
+    placeholders = LatencyProfiles(tuple(
+        LatencyCurve(m.name, tp, r, (1.0, 2.0), (1.0, 1.0), slo.metric, "synthetic",
+                     "placeholder: which setups the space retains", g)
+        for m in models for tp in space.tp_degrees for r in space.compute_tenths
+        for g in gpus), slo.metric)
+    try:
+        probe = Problem(tuple(models), cluster, workload, placeholders, slo, space)
+        retained = enumerate_setups(probe)
+    except ValidationError:
+        return None
+    if not len(retained):
+        return None
+    return {(m.name, o.tp, o.compute_tenths, o.gpu)
+            for s in range(len(retained))
+            for m, o in zip(models, retained.setup(s).per_model)}
 
 
 def _check_keys(where: str, d, origin: str) -> dict:
@@ -305,14 +357,17 @@ def _inputs_from_dict(doc: dict, *, base_dir: str | Path, origin: str) -> Proble
         raise ValidationError(f"{origin}: [slo] metric {slo_d['metric']!r} differs from [latency] "
                               f"metric {metric!r}")
     slo = SLO(slo_d["latency_ms"], metric, slo_d.get("aggregate", "mean"))
+    needed = None
+    if _USABLE_ONLY.get() and lat.get("simulate", False) is True:
+        needed = usable_curves(models, cluster, workload, slo, space)
     if cluster.is_mixed:
         profiles, curve_note = _mixed_profiles(lat, archs, names, cluster, space, qm, base_dir,
-                                               origin, metric, specs)
+                                               origin, metric, specs, needed)
         gpu_note = "GPUs: " + ", ".join(f"{n} x {t.name} ({t.mem_gb:.1f} GB each)"
                                         for t, n in cluster.pools)
     else:
         profiles, curve_note = _profiles(lat, archs, names, gpu_name, space, qm, base_dir,
-                                         origin, metric, specs)
+                                         origin, metric, specs, needed)
         gpu_note = f"GPU: {gpu.name}, {gpu.mem_gb:.1f} GB per GPU"
     gpu_note += "".join(f"; {s.name}: {s.source}" for s in specs.values())
 
@@ -463,7 +518,7 @@ def _calibration(lat: dict, base_dir: Path, origin: str):
 
 def _mixed_profiles(lat: dict, archs, names, cluster: Cluster, space: SetupSpace,
                     qm: QualityMatrix, base_dir: Path, origin: str,
-                    metric: str, specs: dict) -> tuple[LatencyProfiles, str]:
+                    metric: str, specs: dict, needed=None) -> tuple[LatencyProfiles, str]:
     """Curves naming their GPU type, for every type of a mixed cluster."""
     types = [t.name for t in cluster.gpu_types]
     _check_latency_choice(lat, origin)
@@ -476,7 +531,8 @@ def _mixed_profiles(lat: dict, archs, names, cluster: Cluster, space: SetupSpace
                       f"(source: {', '.join(kinds)})")
     curves, notes = [], []
     for t in types:
-        prof, note = _profiles(lat, archs, names, t, space, qm, base_dir, origin, metric, specs)
+        prof, note = _profiles(lat, archs, names, t, space, qm, base_dir, origin, metric, specs,
+                               needed, gpu_key=t)
         curves += [replace(c, gpu=t) for c in prof.curves]
         notes.append(note)
     return LatencyProfiles(tuple(curves), metric), "; ".join(notes)
@@ -484,7 +540,9 @@ def _mixed_profiles(lat: dict, archs, names, cluster: Cluster, space: SetupSpace
 
 def _profiles(lat: dict, archs, names, gpu_name: str, space: SetupSpace, qm: QualityMatrix,
               base_dir: Path, origin: str, metric: str,
-              specs: dict) -> tuple[LatencyProfiles, str]:
+              specs: dict, needed=None, gpu_key: str = "") -> tuple[LatencyProfiles, str]:
+    """The curves of one GPU type; ``needed``: the (model, tp, tenths, GPU type) to simulate
+    (None: all of the space; see :func:`usable_curves`), ``gpu_key`` this type's name there."""
     _check_latency_choice(lat, origin)
     if "table" in lat:
         p = _path(base_dir, lat["table"], "latency.table", origin)
@@ -520,14 +578,18 @@ def _profiles(lat: dict, archs, names, gpu_name: str, space: SetupSpace, qm: Qua
                                   **({} if cal is None else {
                                       "calibration": cal,
                                       "engine_profile": cal.deployment.engine}))
+    only = None if needed is None else sorted(
+        (m, tp, r) for m, tp, r, g in needed if g == gpu_key)
     table = curve_grid.build_profile_table(
         archs, gpu, space.tp_degrees, space.compute_tenths, lengths, options=opts,
-        progress=_PROGRESS.get())
+        progress=_PROGRESS.get(), only=only)
     prof = latency_table.to_profiles(table, metric, gpu=gpu_name, monotone="envelope")
     if cal is None:
         from ..serving.latency_validation import margin_label
         how = f"uncalibrated; {margin_label(opts.engine_profile)}"
     else:
         how = f"{cal.label()}; {cal.margin_label()}"
+    built = ("" if only is None else
+             f"; only the {len(only)} curves some deployable setup uses were simulated")
     return prof, (f"latency: {metric} curves simulated from fitted step costs for each model's "
-                  f"architecture on {gpu_name} (modelled; {how})")
+                  f"architecture on {gpu_name} (modelled; {how}){built}")

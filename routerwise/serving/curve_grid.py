@@ -31,6 +31,13 @@ keeps every finished curve (:class:`~routerwise.errors.SweepFailed`; rerun to fi
 Setups whose shard does not fit one GPU are skipped and listed in the manifest (and in
 ``df.attrs["skipped"]``).
 
+A build of some curves only (``only=``: e.g. the ones a problem's setup space can use,
+:func:`routerwise.planning.problem_file.read_problem_file`) caches each curve on its own under
+``<cache>/curves/``, keyed on that curve's inputs alone (model architecture, GPU, tp, compute
+share, the model's length sample, options, step-cost fit, compute-share model): another
+problem with the same model, GPU and lengths reuses it whatever its other models or space.
+A curve is the same whichever build simulates it.
+
 Integrity: the manifest records the sha256 and row count of ``table.csv``, and every chunk has
 a ``<chunk>.sha256`` beside it. A cached table whose manifest is unreadable, of another
 version or key, or whose bytes or row count differ (a flipped bit, a table cut at a row
@@ -51,7 +58,7 @@ import json
 import math
 import warnings
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -196,6 +203,29 @@ def _opts_key(opts: GridOptions) -> dict:
     return d
 
 
+CURVES_DIR = "curves"   # <cache>/curves/: curves built one by one (``only=``), shared by problems
+
+
+def _curve_hash(c: _Curve, arch, spec, lengths: LengthSample, opts, params, share,
+                measured) -> str:
+    """The cache key of one curve: every input of :func:`_build_curve` (the architecture less
+    its ``source`` and ``notes`` texts), nothing of the grid or problem it was asked for."""
+    described = {} if is_catalogued(spec) else {"gpu_spec": repr(spec)}
+    blob = json.dumps({
+        **described,
+        "version": GRID_VERSION, "model": c.model, "gpu": spec.name, "tp": c.tp,
+        # the architecture's figures, not where they were read from (a config.json's path
+        # differs between problem folders that hold the same model)
+        "tenths": c.tenths, "architecture": repr(replace(arch, source="", notes="")),
+        "lengths": lengths.digest(),
+        "opts": _opts_key(opts), "params": params.to_json(),
+        "share": [share.rho_bw, share.table, share.source], "fractions": LOAD_FRACTIONS,
+        "engine": get_profile(opts.engine_profile).label(), "margin": _margin_key(opts),
+        "measured": None if measured is None else hashlib.sha256(
+            measured.to_csv(index=False).encode()).hexdigest()}, sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
 def _margin_key(opts: GridOptions) -> str:
     from .latency_validation import margin_label
     if not opts.planning_margin:
@@ -259,12 +289,22 @@ def grid_setup(step: StepTimes, model: str | architectures.Architecture, gpu: st
                      kv_capacity_tokens=kv, arch=arch, **overheads)
 
 
-def _saturation_load(step, lengths, cfg, opts) -> float:
+def _simulate_at(step, lengths, cfg, opts, rate: float, runs: dict | None = None):
+    """The curve's run at ``rate`` (seed and length as every point of the curve); ``runs``
+    keeps each result by rate, so a load simulated twice is simulated once."""
+    if runs is not None and rate in runs:
+        return runs[rate]
+    req = poisson_requests(rate, opts.num_requests, lengths.prompt_tokens,
+                           lengths.output_tokens, opts.seed)
+    res = simulate_engine(step, req, cfg, warmup_fraction=opts.warmup_fraction, load_rps=rate)
+    if runs is not None:
+        runs[rate] = res
+    return res
+
+
+def _saturation_load(step, lengths, cfg, opts, runs: dict | None = None) -> float:
     def sat(rate):
-        req = poisson_requests(rate, opts.num_requests, lengths.prompt_tokens,
-                               lengths.output_tokens, opts.seed)
-        return simulate_engine(step, req, cfg, warmup_fraction=opts.warmup_fraction,
-                               load_rps=rate).saturated
+        return _simulate_at(step, lengths, cfg, opts, rate, runs).saturated
 
     mu0 = _capacity_guess_rps(step, lengths, cfg.kv_capacity_tokens, cfg.max_num_seqs)
     lo, hi = 0.25 * mu0, 2.0 * mu0
@@ -302,15 +342,10 @@ def _build_curve(task) -> pd.DataFrame:
         step = scale_step_times(step, scale)
         provenance = f"{provenance}; {note}"
     cfg = grid_setup(step, arch, gpu, curve.tp, curve.tenths / 10, opts, measured is not None)
-    lam = _saturation_load(step, lengths, cfg, opts)
-    rows = []
-    for frac in LOAD_FRACTIONS:
-        rate = lam * frac
-        req = poisson_requests(rate, opts.num_requests, lengths.prompt_tokens,
-                               lengths.output_tokens, opts.seed)
-        res = simulate_engine(step, req, cfg, warmup_fraction=opts.warmup_fraction,
-                              load_rps=rate)
-        rows.append(res.row())
+    runs: dict = {}     # the load lambda* itself was run by the search: not run again
+    lam = _saturation_load(step, lengths, cfg, opts, runs)
+    rows = [_simulate_at(step, lengths, cfg, opts, lam * frac, runs).row()
+            for frac in LOAD_FRACTIONS]
     df = pd.DataFrame(rows)
     df.insert(0, "compute_share", curve.tenths / 10)
     df.insert(0, "tp", curve.tp)
@@ -446,7 +481,7 @@ def build_profile_table(models: Sequence = DEFAULT_MODELS, gpu: str | GPUSpec = 
                         share_model: ComputeShareModel = DEFAULT_SHARE,
                         measured_steps: pd.DataFrame | None = None, workers: int = 2,
                         progress: bool = True, cache_dir: Path | None = None,
-                        executor=None) -> pd.DataFrame:
+                        executor=None, only=None) -> pd.DataFrame:
     """Simulate (or resume) the profile table of every (model, tp, compute share).
 
     ``lengths`` maps each model to its :class:`LengthSample` (one sample for all models is
@@ -466,6 +501,10 @@ def build_profile_table(models: Sequence = DEFAULT_MODELS, gpu: str | GPUSpec = 
     ``workers > 1`` uses a local process pool. The table is the same whatever runs it. A
     failed curve raises :class:`~routerwise.errors.SweepFailed` after every finished curve
     has been written as a chunk: the next call simulates only the missing ones.
+
+    ``only``: (model name, tp, compute tenths) triples: build just these curves of the grid
+    (the others are neither simulated nor returned), each cached on its own under
+    ``<cache>/curves/`` so that any later build needing it reuses it (see the module notes).
     """
     if not tuple(models):
         raise ValidationError("build_profile_table needs at least one model")
@@ -492,6 +531,13 @@ def build_profile_table(models: Sequence = DEFAULT_MODELS, gpu: str | GPUSpec = 
     root = cache / "profiles" / key
     table_path, manifest_path = root / "table.csv", root / "manifest.json"
     curves, skipped = plan_curves(tuple(archs.values()), spec, tps, tenths, options.memory)
+    if only is not None:
+        want = {(str(m), int(tp), int(r)) for m, tp, r in only}
+        curves = [c for c in curves if (c.model, c.tp, c.tenths) in want]
+        df = _build_some(curves, archs, spec, lengths, options, params, share_model,
+                         measured_steps, workers, progress, cache, executor)
+        df.attrs["skipped"] = skipped
+        return df
     cached = _cached(root, key)
     if cached is not None:
         return cached
@@ -530,6 +576,32 @@ def build_profile_table(models: Sequence = DEFAULT_MODELS, gpu: str | GPUSpec = 
         cache_write(cache, save)
     df.attrs["skipped"] = skipped
     return df
+
+
+def _build_some(curves, archs, spec, lengths, options, params, share_model, measured_steps,
+                workers, progress, cache: Path, executor) -> pd.DataFrame:
+    """The rows of ``curves``, each read from or simulated into ``<cache>/curves/``."""
+    root = cache / CURVES_DIR
+    pj = params.to_json()
+    with _locked(root, cache):
+        paths, tasks = [], []
+        for c in curves:
+            measured = _measured_rows(measured_steps, c)
+            chunk = root / (c.chunk_name[:-len(".csv")] + "__" + _curve_hash(
+                c, archs[c.model], spec, lengths[c.model], options, params, share_model,
+                measured) + ".csv")
+            paths.append(chunk)
+            if not _chunk_ok(chunk, cache):
+                tasks.append((c, spec, lengths[c.model], options, pj, share_model, measured,
+                              _provenance(c, lengths[c.model], options, params, share_model,
+                                          measured), chunk, archs[c.model]))
+        unwritten = _run(tasks, workers, progress, total=len(curves),
+                         done=len(curves) - len(tasks), executor=executor, cache=cache)
+        parts = [pd.read_csv(io.StringIO(unwritten[p]) if p in unwritten else p) for p in paths]
+    if not parts:
+        raise ValidationError("no curve to build: every (model, tp, compute share) asked for "
+                              "is outside the grid or does not fit one GPU")
+    return normalize(pd.concat(parts, ignore_index=True))
 
 
 def load_or_build(models: Sequence[str] = DEFAULT_MODELS, gpu: str = "A100-80GB",

@@ -498,7 +498,8 @@ def simulate_engine(step: StepTimes, requests: Requests, setup: EngineSetup, *,
                 else:
                     start_decoding(i)
             prefilling[:] = still
-            done += finish_due(S, t)
+            if heap and heap[0][0] <= S:    # (finish_due finds nothing otherwise)
+                done += finish_due(S, t)
             continue
         if B:
             # ---- decode-only steps, skipped ahead -------------------------------------------
@@ -524,7 +525,8 @@ def simulate_engine(step: StepTimes, requests: Requests, setup: EngineSetup, *,
             held = K + B * S + held_pf
             if held > peak_kv:
                 peak_kv = held
-            done += finish_due(S, t)
+            if heap[0][0] <= S:    # the heap's top is live here (cleaned above)
+                done += finish_due(S, t)
             continue
         if waiting and not prefilling:
             raise ValidationError(f"request {waiting[0]} can never be admitted (KV capacity "

@@ -230,6 +230,14 @@ class Passes:
             st["B"] = np.array([g.hbm_gbs for g in self.gpu]) * 1e6  # bytes per ms
             st["fams"] = [g.family for g in self.gpu]
             st["keys"] = list(zip(self.engine, st["fams"]))
+            # each distinct family / (engine, family) once, and which one each pass has: the
+            # parameters are looked up per distinct key, then gathered (the fit calls
+            # forward_ms hundreds of times over thousands of passes)
+            st["fam_list"] = list(dict.fromkeys(st["fams"]))
+            st["fam_of"] = np.array([st["fam_list"].index(f) for f in st["fams"]], dtype=np.intp)
+            st["key_list"] = list(dict.fromkeys(st["keys"]))
+            pos = {k: i for i, k in enumerate(st["key_list"])}
+            st["key_of"] = np.array([pos[k] for k in st["keys"]], dtype=np.intp)
             full = ~self.layer_only
             st["ar_groups"] = [(f, int(t), np.flatnonzero(
                 np.array([x == f for x in st["fams"]]) & (self.tp == t) & full))
@@ -276,9 +284,11 @@ def forward_ms(params: StepCostParams, p: Passes) -> np.ndarray:
     """Predicted time (ms) of every pass in ``p``."""
     a = st = p.static()
     F, B = st["F"], st["B"]
-    fp = {k: np.array([params.family[f][k] for f in st["fams"]]) for k in _FAMILY_KEYS}
+    fp = {k: np.array([params.family[f][k] for f in st["fam_list"]], dtype=float)[st["fam_of"]]
+          for k in _FAMILY_KEYS}
     ep = {k: np.array([params.engine[e][f].get(k, 1.0 if k == "ar_x" else 0.0)
-                       for e, f in st["keys"]]) for k in _ENGINE_KEYS}
+                       for e, f in st["key_list"]], dtype=float)[st["key_of"]]
+          for k in _ENGINE_KEYS}
     q = params.q
     tp = p.tp.astype(float)
     n, sq, ctx, m = p.n_tok, p.sq, p.ctx, p.m
@@ -430,11 +440,16 @@ def _sw_rows() -> list[dict]:
     return pd.concat([pre, out[out["kind"] == "decode"]]).to_dict("records")
 
 
+_VIDUR_COLUMNS = frozenset({"num_tokens", "num_tensor_parallel_workers",
+                            *(f"time_stats.{o}.median" for o in VIDUR_OPS)})
+
+
 def _vidur_rows() -> list[dict]:
     rows = []
     for key in sorted(k for k in DATA_REGISTRY if k.startswith("vidur.mlp.")):
         _, _, gpu, model = key.split(".", 3)
-        df = pd.read_csv(fetch(key))
+        # only the columns used below: the files hold hundreds of statistics per operation
+        df = pd.read_csv(fetch(key), usecols=lambda c: c in _VIDUR_COLUMNS)
         cols = [f"time_stats.{o}.median" for o in VIDUR_OPS if f"time_stats.{o}.median" in df]
         df["t"] = df[cols].fillna(0.0).sum(axis=1)
         excluded = "" if gpu in VIDUR_GPU else f"{gpu}: not a target GPU type (no datasheet entry)"
