@@ -49,7 +49,7 @@ engine: $(BIN)/.engine-$(ENGINE)  ## install the serving engine (vLLM; CPU build
 lock:  ## re-resolve requirements-lock.txt from pyproject.toml in a scratch venv
 	rm -rf .cache/lock-venv && $(PYTHON) -m venv .cache/lock-venv
 	.cache/lock-venv/bin/python -m pip install -q --upgrade pip
-	.cache/lock-venv/bin/python -m pip install -q ".[paper,profiling,test]"
+	.cache/lock-venv/bin/python -m pip install -q ".[paper,profiling,test,live]"
 	{ echo "# Pinned versions for reproducing the committed outputs (make install). Regenerate: make lock"; \
 	  echo "# Resolved with Python $$(.cache/lock-venv/bin/python -c 'import platform; print(platform.python_version())') on $$(uname -m)"; \
 	  .cache/lock-venv/bin/python -m pip freeze --exclude-editable | grep -iv '^routerwise'; } > requirements-lock.txt.tmp

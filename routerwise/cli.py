@@ -1,4 +1,4 @@
-"""Command line: ``routerwise reproduce | solve | cost | profiles``.
+"""Command line: ``routerwise reproduce | solve | cost | profiles | serve``.
 
     routerwise reproduce [--out results] [--only NB ...] [-p NAME VALUE]   notebooks -> results
     routerwise solve problem.toml [--json plan.json]  your problem file (routerwise.planning.problem_file)
@@ -13,6 +13,8 @@
     routerwise profiles list | show KEY | export KEY OUT.csv   the cached curves
     routerwise live-check PLAN.json --endpoint MODEL=URL ... [--rate R] [--duration S]
                     [--json OUT]   the plan's workload through its router to live engines
+    routerwise serve plan.json --endpoint MODEL=URL [--endpoint ...] [--port 8000]
+                     [--decision-log PATH]    an OpenAI-compatible router serving the plan
 """
 
 from __future__ import annotations
@@ -111,6 +113,21 @@ def _check_json_path(path: str) -> None:
                               f"({e.strerror or e}); give a path in a writable folder") from e
 
 
+def _score_source(problem_file: str | None) -> dict:
+    """Where the scores the plan routes on come from, for ``routerwise serve`` to route live
+    prompts: the problem file and its score table (absolute paths), or the default instance's
+    dataset."""
+    import tomllib
+    from pathlib import Path
+    if not problem_file:
+        return {"problem_file": None, "score_table": {"path": None, "dataset": "routeprofile"}}
+    path = Path(problem_file).expanduser().resolve()
+    scores = tomllib.loads(path.read_text())["scores"]      # read_problem_file checked it
+    return {"problem_file": str(path),
+            "score_table": {"path": str((path.parent / scores["table"]).resolve()),
+                            "dataset": None, "kind": scores.get("kind", "measured")}}
+
+
 def _solve(args) -> int:
     from .io import json_safe
     from .optimize.headroom import with_headroom
@@ -158,6 +175,7 @@ def _solve(args) -> int:
     if args.json:
         out = plan_record(p, sol)
         out["slo"].update(latency_ms=slo_ms, planning_target_ms=p.slo.latency_ms)
+        out.update(_score_source(args.problem))
         if sol.feasible and not args.no_replay:
             if record is None and replay_error is None:
                 if qm is None:
@@ -189,6 +207,39 @@ def _solve(args) -> int:
     print("  placement (GPUs per model):", sol.setup.placement)
     for n in sol.notes:
         print("  -", n)
+    return 0
+
+
+def parse_endpoints(items) -> dict[str, list[str]]:
+    """``--endpoint MODEL=URL`` options as model -> URLs (a model may repeat)."""
+    out: dict[str, list[str]] = {}
+    for item in items:
+        model, sep, url = item.partition("=")
+        if not sep or not model.strip() or not url.strip():
+            raise ValidationError(f"--endpoint {item!r}: write MODEL=URL, e.g. "
+                                  f"chat-8b=http://127.0.0.1:8001")
+        out.setdefault(model.strip(), []).append(url.strip())
+    return out
+
+
+def _serve(args) -> int:
+    from pathlib import Path
+
+    from .live import require_live_extra
+    require_live_extra()
+    from .live.app import create_app
+    from .live.plan import LivePlan
+    from .live.server import serve_forever
+    plan = LivePlan.from_json(args.plan)
+    if not args.endpoint:
+        raise ValidationError(f"give --endpoint MODEL=URL for each of the plan's models "
+                              f"{list(plan.model_names)}")
+    app = create_app(plan, parse_endpoints(args.endpoint),
+                     decision_log=Path(args.decision_log) if args.decision_log else None,
+                     log_prompts=args.log_prompts, upstream_timeout_s=args.upstream_timeout_s)
+    print(f"serving plan {plan.problem!r} ({args.plan}): "
+          + ", ".join(f"{m} {w:.3f}" for m, w in plan.planned_fractions.items()), flush=True)
+    serve_forever(app, args.host, args.port)
     return 0
 
 
@@ -392,23 +443,13 @@ def add_live_check_parser(sub) -> None:
                     "requests as PATH with .requests.csv) here")
 
 
-def _endpoint_map(items) -> dict[str, list[str]]:
-    out: dict[str, list[str]] = {}
-    for item in items:
-        model, sep, url = item.partition("=")
-        if not sep or not model or not url.startswith(("http://", "https://")):
-            raise ValidationError(f"--endpoint {item!r}: give MODEL=URL, e.g. "
-                                  f"small=http://127.0.0.1:8000")
-        out.setdefault(model, []).append(url.rstrip("/"))
-    return out
-
-
 def live_check_from_args(args) -> int:
     """``routerwise live-check``: see :mod:`routerwise.live.check`."""
     import json
     from contextlib import nullcontext
 
     from .data.scores import load_score_table
+    from .live import require_live_extra
     from .live.check import (
         live_workload,
         measured_record,
@@ -418,6 +459,7 @@ def live_check_from_args(args) -> int:
         send_workload,
     )
     from .live.plan import LivePlan
+    require_live_extra()
     if args.json:
         _check_json_path(args.json)
     try:
@@ -432,7 +474,7 @@ def live_check_from_args(args) -> int:
         raise ValidationError(f"{args.plan} routes on the {live.score_dataset} dataset; a live "
                               f"check draws its prompts from a score table: plan a problem "
                               f"file (routerwise solve problem.toml --json PLAN)")
-    endpoints = _endpoint_map(args.endpoint)
+    endpoints = parse_endpoints(args.endpoint)
     if args.router is None and not endpoints:
         raise ValidationError("give --endpoint MODEL=URL for each model the plan routes to, or "
                               "--router URL of a running router")
@@ -569,9 +611,28 @@ def main(argv=None) -> int:
     pe.add_argument("key", help="a grid's key from `routerwise profiles list` (a unique prefix)")
     pe.add_argument("out", help="the CSV file to write")
     pe.add_argument("--model", action="append", help="only this model (repeatable)")
+    sv = sub.add_parser("serve", help="serve a plan: an OpenAI-compatible router in front of "
+                                      "the plan's model servers (routerwise.live)")
+    sv.add_argument("plan", help="a plan written by `routerwise solve ... --json PLAN.json`")
+    sv.add_argument("--endpoint", action="append", default=[], metavar="MODEL=URL",
+                    help="a server of MODEL (serving it under that name), e.g. "
+                         "chat-8b=http://127.0.0.1:8001; repeat for each model, and for "
+                         "several servers of one model (least outstanding requests)")
+    sv.add_argument("--host", default="127.0.0.1", help="address to listen on (default "
+                                                         "127.0.0.1)")
+    sv.add_argument("--port", type=int, default=8000, help="port (default 8000; 0: any free)")
+    sv.add_argument("--decision-log", metavar="PATH",
+                    help="append one JSON line per routed request (time, prompt SHA-256, "
+                         "chosen model, scores, prices) to PATH")
+    sv.add_argument("--log-prompts", action="store_true",
+                    help="also write each prompt's text to the decision log")
+    sv.add_argument("--upstream-timeout-s", type=float, default=300.0,
+                    help="give up on a model server silent for this long: 504 (default 300)")
     add_live_check_parser(sub)
     args = ap.parse_args(argv)
     try:
+        if args.cmd == "serve":
+            return _serve(args)
         if args.cmd == "reproduce":
             from .paper.reproduce import run_from_args
             return run_from_args(args)

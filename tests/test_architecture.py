@@ -10,6 +10,7 @@ Layers, lowest first. A module may import from its own layer or lower ones, neve
     facade       routerwise.planning.*   problem files, solve, router, replay, consistency, cost;
                  and the package __init__
     paper        routerwise.paper.*       the paper's instances, experiments, plots, reproduction
+    live         routerwise.live.*        serving a plan: the router app, its server, live checks
     front door   cli, __main__
 """
 
@@ -30,6 +31,7 @@ LAYERS = [
     ("optimize", {"routerwise.optimize"}),
     ("facade", {"routerwise", "routerwise.planning"}),
     ("paper", {"routerwise.paper"}),
+    ("live", {"routerwise.live"}),
     ("front door", {"routerwise.cli", "routerwise.__main__"}),
 ]
 

@@ -12,7 +12,7 @@ from packaging.utils import canonicalize_name
 
 REPO = Path(__file__).resolve().parents[1]
 PYPROJECT = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
-LOCKED_EXTRAS = ("paper", "profiling", "test")   # what `make install` installs from the lock
+LOCKED_EXTRAS = ("paper", "profiling", "test", "live")   # what `make install` installs from the lock
 
 
 def _split(req: str) -> tuple[str, str]:
