@@ -448,7 +448,6 @@ def live_check_from_args(args) -> int:
     import json
     from contextlib import nullcontext
 
-    from .data.scores import load_score_table
     from .live import require_live_extra
     from .live.check import (
         live_workload,
@@ -479,7 +478,7 @@ def live_check_from_args(args) -> int:
         raise ValidationError("give --endpoint MODEL=URL for each model the plan routes to, or "
                               "--router URL of a running router")
     rate = float(plan["arrival_rate_rps"]) if args.rate is None else args.rate
-    work = live_workload(prompts_from_matrix(load_score_table(live.score_table)), rate,
+    work = live_workload(prompts_from_matrix(live.scores()), rate,
                          args.duration, seed=args.seed)
     if args.router:
         server = nullcontext(args.router)

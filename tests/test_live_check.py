@@ -20,6 +20,7 @@ from routerwise.live.check import (
     direct_resolver,
     live_workload,
     measured_record,
+    prompts_from_matrix,
     read_plan_record,
     router_overhead,
     router_resolver,
@@ -190,3 +191,74 @@ def test_plan_file_checks(tmp_path):
     (tmp_path / "x.json").write_text("{not json")
     with pytest.raises(ValidationError, match="not JSON"):
         read_plan_record(tmp_path / "x.json")
+
+
+def _routed_plan(tmp_path):
+    """A plan file over a 12-prompt score table with texts: m-a wins prompts 0-5, m-b 6-11
+    (after the plan's prices), so every prompt's route is known."""
+    words = ["alpha", "beta", "gamma", "delta", "omega", "sigma"]
+    rows, want = [], {}
+    for j in range(12):
+        text = f"{words[j % 6]} {words[(j + 1) % 6]} question {j} about {words[(j + 2) % 6]}"
+        a, b = (0.9, 0.2) if j < 6 else (0.2, 0.9)
+        want[text] = "m-a" if j < 6 else "m-b"
+        rows += [{"prompt_id": f"q{j}", "model": "m-a", "score": a, "prompt_tokens": 8,
+                  "output_tokens": 3, "prompt": text},
+                 {"prompt_id": f"q{j}", "model": "m-b", "score": b, "prompt_tokens": 8,
+                  "output_tokens": 3, "prompt": text}]
+    pd.DataFrame(rows).to_csv(tmp_path / "scores.csv", index=False)
+    plan = {**PLAN, "models": [{**m, "fraction": 0.5, "price": 0.0} for m in PLAN["models"]],
+            "problem_file": None, "score_table": {"path": str(tmp_path / "scores.csv")},
+            "replay": {"replayed_ms": 33.0, "replayed_mean_ms": 33.0, "replayed_p99_ms": 60.0,
+                       "slo_met": True, "kind": "simulated",
+                       "per_model": [{"model": "m-a", "replayed_ms": 20.0},
+                                     {"model": "m-b", "replayed_ms": 46.0}]}}
+    (tmp_path / "plan.json").write_text(json.dumps(plan))
+    return tmp_path / "plan.json", want
+
+
+def test_cli_live_check_through_the_router_counts_each_route(tmp_path, capsys):
+    from routerwise.cli import main
+    from routerwise.live.fake_upstream import FakeUpstream
+    from routerwise.live.server import RouterServer
+    plan, want = _routed_plan(tmp_path)
+    out = tmp_path / "live.json"
+    fa, fb = FakeUpstream("m-a"), FakeUpstream("m-b")
+    with RouterServer(fa) as ua, RouterServer(fb) as ub:
+        rc = main(["live-check", str(plan), "--endpoint", f"m-a={ua.url}", "--endpoint",
+                   f"m-b={ub.url}", "--rate", "30", "--duration", "1.5", "--seed", "4",
+                   "--json", str(out)])
+    assert rc == 0
+    rec = json.loads(out.read_text())
+    df = pd.read_csv(str(out) + ".requests.csv")
+    texts = {p.prompt_id: p.text for p in prompts_from_matrix(_qm(tmp_path / "scores.csv"))}
+    expected = df["prompt_id"].map(lambda pid: want[texts[pid]])
+    assert list(df["model"]) == list(expected)                   # every route as the table says
+    assert set(df["routed_by"]) == {"header"}
+    counts = {r["model"]: r["requests"] for r in rec["per_model"]}
+    assert counts == expected.value_counts().to_dict()
+    assert len(fa.requests) == counts.get("m-a", 0) and len(fb.requests) == counts.get("m-b", 0)
+    assert rec["requests_failed"] == 0 and rec["source"] == "measured"
+    assert rec["kit_replay"]["replayed_ms"] == 33.0
+    assert rec["per_model"][1]["kit_replayed_ms"] == 46.0
+    assert "live" in capsys.readouterr().out
+
+
+def _qm(path):
+    from routerwise.data.scores import load_score_table
+    return load_score_table(path)
+
+
+def test_cli_live_check_refuses_missing_endpoints(tmp_path, capsys):
+    from routerwise.cli import main
+    plan, _ = _routed_plan(tmp_path)
+    assert main(["live-check", str(plan), "--duration", "1"]) == 2
+    assert "--endpoint" in capsys.readouterr().err
+
+
+def test_prompts_from_a_table_without_texts_are_filler_of_the_token_count():
+    from routerwise.data.scores import load_score_table
+    df = pd.DataFrame([{"prompt_id": "x1", "model": "m", "score": 0.5, "prompt_tokens": 5,
+                        "output_tokens": 7}])
+    (p,) = prompts_from_matrix(load_score_table(df))
+    assert (p.prompt_id, p.text, p.max_tokens) == ("x1", "word word word word word", 7)

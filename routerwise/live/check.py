@@ -77,7 +77,7 @@ class LiveRequest:
 def prompts_from_matrix(qm, *, filler: str = "word") -> tuple[LivePrompt, ...]:
     """The workload's prompts from a score table (:class:`routerwise.data.scores.QualityMatrix`).
 
-    A prompt's text is the table's ``prompt`` when it has one, else ``filler`` repeated to the
+    A prompt's text is the table's ``prompt`` when it has one (not just its id), else ``filler`` repeated to the
     prompt's token count (the mean over models of ``prompt_tokens``; random-weight models care
     only about lengths); its ``max_tokens`` is the mean over models of ``output_tokens``
     (rounded, at least 1).
@@ -90,7 +90,7 @@ def prompts_from_matrix(qm, *, filler: str = "word") -> tuple[LivePrompt, ...]:
     out = []
     for j, pid in enumerate(qm.prompt_ids):
         text = texts[j] if j < len(texts) else ""
-        if not text:
+        if not text or text == pid:   # a table without a prompt column names prompts by id
             if qm.prompt_tokens is None:
                 raise ValidationError(f"prompt {pid!r} has no text and the table no "
                                       f"prompt_tokens: give a prompt column or token counts")
