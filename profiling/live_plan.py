@@ -72,16 +72,17 @@ def measure_models(out: str | Path, *, rates: Mapping[str, Sequence[float]] = RA
 
 
 def write_problem(out: str | Path, curves: pd.DataFrame, *, rate_rps: float, slo_ms: float,
-                  num_prompts: int = 40, seed: int = 0) -> Path:
+                  num_prompts: int = 40, seed: int = 0, configs: Mapping[str, Path] | None = None
+                  ) -> Path:
     """Write ``out/problem/problem.toml`` with its score table and the measured curves.
 
     Scores are **assumed** (seeded): tiny-llama-s draws U(0.40, 0.70) per prompt and
     tiny-llama-m scores 0.05-0.25 higher on 70% of the prompts, 0-0.10 lower on the rest.
     Prompts are distinct synthetic texts of the sweep's lengths (128 tokens in, 32 out), so
-    the curves apply to them unchanged."""
+    the curves apply to them unchanged. ``configs``: each model's config.json (default: a
+    nominal footprint, for fake upstreams)."""
     from .engine_check import MAX_TOKENS, PROMPT_WORDS
     from .loadgen import synthetic_prompts
-    from .tiny_models import build_tiny_model
     folder = Path(out) / "problem"
     rng = np.random.default_rng(seed)
     small = rng.uniform(0.40, 0.70, num_prompts)
@@ -99,9 +100,12 @@ def write_problem(out: str | Path, curves: pd.DataFrame, *, rate_rps: float, slo
     scores = pd.DataFrame(rows)
     atomic_write_with(folder / "scores.csv", lambda t: scores.to_csv(t, index=False))
     atomic_write_with(folder / "curves.csv", lambda t: curves.to_csv(t, index=False))
-    configs = {m: build_tiny_model(_model_dir(out, m), m, seed=0).resolve() / "config.json"
-               for m in MODELS}
-    models = "".join(f'\n[[models]]\nname = "{m}"\nconfig = "{c}"\n' for m, c in configs.items())
+    if configs:
+        models = "".join(f'\n[[models]]\nname = "{m}"\nconfig = "{c}"\n'
+                         for m, c in configs.items())
+    else:   # fake upstreams: nothing to load, a nominal footprint
+        models = "".join(f'\n[[models]]\nname = "{m}"\nparams_b = 0.01\n'
+                         f'shard_mem_gb = {{1 = 0.1}}\n' for m in MODELS)
     atomic_write(folder / "problem.toml", f"""# Two tiny random-weight models, one vLLM (CPU build)
 # server on one core each.
 # Latency curves: measured live sweeps. Scores: assumed (seeded), not measured.
@@ -217,13 +221,61 @@ def _warm(url: str, model: str, n: int = 24) -> None:
                   body_extra={**BODY, "min_tokens": MAX_TOKENS})
 
 
+FAKE_TTFT_S = {"tiny-llama-s": 0.02, "tiny-llama-m": 0.05}
+
+
+def fake_curves(loads_rps: Sequence[float] = (1.0, 10.0, 40.0, 80.0)) -> pd.DataFrame:
+    """Flat TTFT curves of the fake upstreams (their first token comes after
+    :data:`FAKE_TTFT_S` whatever the load): **synthetic**, for the quick path."""
+    from routerwise.data.latency_table import normalize
+    rows = [{"model": m, "gpu": "cpu", "tp": 1, "compute_share": 1.0, "load_rps": float(x),
+             "num_requests": 0, "duration_s": 0.0, "ttft_mean_ms": 1000 * t,
+             "ttft_p99_ms": 1000 * t, "saturated": False, "source": "synthetic",
+             "provenance": "fake upstream (routerwise.live.fake_upstream), fixed first-token "
+                           "delay"} for m, t in FAKE_TTFT_S.items() for x in loads_rps]
+    return normalize(pd.DataFrame(rows))
+
+
+def _process(*args: str):
+    """A spec for a Python program that serves HTTP on ``--host``/``--port`` with ``/health``
+    (the router, a fake upstream), run in its own process like a deployment would."""
+    from .launcher import EngineSpec, free_port
+    return EngineSpec(model=args[1], port=free_port(), command=("{python}", *args, "--host",
+                                                                "{host}", "--port", "{port}"),
+                      health_paths=("/health",), startup_timeout_s=120.0, grace_s=5.0)
+
+
+def _engines(stack: ExitStack, out: Path, mode: str) -> dict[str, str]:
+    """Start the upstreams (vLLM on one core each, or fake ones); model -> base URL."""
+    from .launcher import launch
+    urls = {}
+    if mode == "fake":
+        for model in MODELS:
+            spec = _process("-m", "routerwise.live.fake_upstream", "--model", model,
+                            "--ttft-ms", f"{1000 * FAKE_TTFT_S[model]:g}")
+            urls[model] = stack.enter_context(launch(spec, log_path=out / "live" /
+                                                     f"{model}.log")).base_url
+        return urls
+    from .engine_check import SERVER_ARGS
+    from .vllm_server import vllm_spec
+    for model in MODELS:
+        spec = vllm_spec(_model_dir(out, model), cpu_cores=CORES[model], extra_args=SERVER_ARGS,
+                         served_model_name=model)
+        urls[model] = stack.enter_context(launch(spec, log_path=out / "live" /
+                                                 f"{model}.log")).base_url
+    for model, url in urls.items():
+        _warm(url, model)
+    return urls
+
+
 def live_run(out: str | Path, plan_json: str | Path, *, duration_s: float = 60.0,
-             seed: int = 0, log=print) -> tuple[dict, pd.DataFrame, pd.DataFrame]:
-    """Serve both models (one core each), put the plan's router in front and send the plan's
-    workload through it, then the same schedule straight to the engines. Returns (plan,
-    requests through the router, requests direct), both **measured**."""
-    from routerwise.data.scores import load_score_table
-    from routerwise.live.app import create_app
+             seed: int = 0, mode: str = "live", log=print
+             ) -> tuple[dict, pd.DataFrame, pd.DataFrame]:
+    """Serve both models (``mode="live"``: vLLM, one core each; ``"fake"``: fake upstreams),
+    put the plan's router (``routerwise serve``, its own process) in front, warm it up (10
+    requests, not counted) and send the plan's workload through it, then the same schedule
+    straight to the upstreams. Returns (plan, requests through the router, requests
+    direct), both **measured**."""
     from routerwise.live.check import (
         direct_resolver,
         live_workload,
@@ -233,63 +285,75 @@ def live_run(out: str | Path, plan_json: str | Path, *, duration_s: float = 60.0
         send_workload,
     )
     from routerwise.live.plan import LivePlan
-    from routerwise.live.server import RouterServer
 
-    from .engine_check import MAX_TOKENS, SERVER_ARGS
+    from .engine_check import MAX_TOKENS
     from .launcher import launch
-    from .vllm_server import vllm_spec
     out = Path(out)
     plan = read_plan_record(plan_json)
     live = LivePlan.from_json(plan_json)
-    qm = load_score_table(out / "problem" / "scores.csv")
-    work = live_workload(prompts_from_matrix(qm), float(plan["arrival_rate_rps"]), duration_s,
-                         seed=seed)
+    work = live_workload(prompts_from_matrix(live.scores()), float(plan["arrival_rate_rps"]),
+                         duration_s, seed=seed)
     body = {**BODY, "min_tokens": MAX_TOKENS}
+    (out / "live").mkdir(parents=True, exist_ok=True)
     with ExitStack() as stack:
-        urls = {}
-        for model in MODELS:
-            spec = vllm_spec(_model_dir(out, model), cpu_cores=CORES[model], extra_args=SERVER_ARGS,
-                             served_model_name=model)
-            eng = stack.enter_context(launch(spec, log_path=out / "live" / f"{model}.log"))
-            urls[model] = eng.base_url
-        for model, url in urls.items():
-            _warm(url, model)
-        log(f"engines up: {urls}; sending {len(work)} requests through the router")
-        app = create_app(live, {m: [u] for m, u in urls.items()},
-                         decision_log=out / "live" / "decisions.jsonl")
-        with RouterServer(app) as server:
-            through = send_workload(work, router_resolver(server.url), body_extra=body)
-        log("same schedule straight to the engines")
+        urls = _engines(stack, out, mode)
+        eps = {m: [u] for m, u in urls.items()}
+        log(f"{mode} upstreams up; {len(work)} requests through the router, then direct")
+        spec = _process("-m", "routerwise", "serve", str(Path(plan_json).resolve()),
+                        *(a for m, u in urls.items() for a in ("--endpoint", f"{m}={u}")),
+                        "--decision-log", str((out / "live" / "decisions.jsonl").resolve()))
+        with launch(spec, log_path=out / "live" / "router.log") as router_proc:
+            send_workload(work[:10], router_resolver(router_proc.base_url), body_extra=body)
+            through = send_workload(work, router_resolver(router_proc.base_url),
+                                    body_extra=body)
         router = live.router()
-        direct = send_workload(work, direct_resolver(lambda t: router.choose(t).model,
-                                                      {m: [u] for m, u in urls.items()}),
+        direct = send_workload(work, direct_resolver(lambda t: router.choose(t).model, eps),
                                body_extra=body)
     for name, df in (("through_router", through), ("direct", direct)):
         atomic_write_with(out / "live" / f"{name}.csv", lambda t, df=df: df.to_csv(t, index=False))
     return plan, through, direct
 
 
-def run(out: str | Path = ".cache/live_plan", *, rate_rps: float = 24.0, slo_ms: float = 60.0,
-        duration_s: float = 60.0, num_requests: int = 80, seed: int = 0, log=print) -> LiveRun:
-    """Every step, resumable measurements under ``out``; the summary has the benchmark's keys."""
+def run(out: str | Path = ".cache/live_plan", *, mode: str = "live", rate_rps: float = 24.0,
+        slo_ms: float = 60.0, duration_s: float = 60.0, num_requests: int = 80, seed: int = 0,
+        log=print) -> LiveRun:
+    """Every step; the live measurements are resumable under ``out``. ``mode="fake"``: fake
+    upstreams with fixed first-token delays and their flat (synthetic) curves, no engine and
+    no replay (seconds, for quick runs). The summary has the benchmark's keys."""
+    from routerwise.errors import ValidationError
     from routerwise.live.check import measured_record, router_overhead
+    if mode not in ("live", "fake"):
+        raise ValidationError(f"mode {mode!r}: 'live' (vLLM) or 'fake' (fake upstreams)")
     out = Path(out)
-    curves, points, steps = measure_models(out, num_requests=num_requests, log=log)
-    toml = write_problem(out, curves, rate_rps=rate_rps, slo_ms=slo_ms, seed=seed)
+    if mode == "live":
+        from .tiny_models import build_tiny_model
+        from .vllm_server import require_engine
+        require_engine()
+        curves, points, steps = measure_models(out, num_requests=num_requests, log=log)
+        configs = {m: build_tiny_model(_model_dir(out, m), m, seed=0).resolve() / "config.json"
+                   for m in MODELS}
+    else:
+        curves, configs = fake_curves(), None
+    toml = write_problem(out, curves, rate_rps=rate_rps, slo_ms=slo_ms, seed=seed,
+                         configs=configs)
     plan = solve_plan(toml, out / "plan.json")
-    setups, overheads = _setups(out, points, steps)
-    replay = engine_replay(plan, setups, overheads, duration_s=max(duration_s, 120.0), seed=seed)
+    replay = None
+    if mode == "live":
+        setups, overheads = _setups(out, points, steps)
+        replay = engine_replay(plan, setups, overheads, duration_s=max(duration_s, 120.0),
+                               seed=seed)
     plan, through, direct = live_run(out, out / "plan.json", duration_s=duration_s, seed=seed,
-                                     log=log)
+                                     mode=mode, log=log)
     rec = measured_record(plan, through, duration_s=duration_s, seed=seed, replay=replay)
     drec = measured_record(plan, direct, duration_s=duration_s, seed=seed, replay=replay)
     over = router_overhead(through, direct)
-    summary = {"predicted_ttft_mean_ms": rec["predicted_ms"],
-               "replayed_ttft_mean_ms": replay["replayed_ms"],
+    replayed = replay["replayed_ms"] if replay else None
+    summary = {"mode": mode, "predicted_ttft_mean_ms": rec["predicted_ms"],
+               "replayed_ttft_mean_ms": replayed,
                "live_ttft_mean_ms": rec["replayed_ms"],
                "rel_gap_pct": rec["rel_gap_pct"],
-               "replay_rel_gap_pct": 100.0 * (rec["predicted_ms"] - replay["replayed_ms"])
-               / replay["replayed_ms"],
+               "replay_rel_gap_pct": (100.0 * (rec["predicted_ms"] - replayed) / replayed
+                                      if replayed else None),
                "slo_ms": rec["slo_ms"], "slo_met": rec["slo_met"],
                "routed_fraction_max_abs_err": rec["routed_fraction_max_abs_err"],
                "router_overhead_ms_p50": over["router_overhead_ms_p50"],
@@ -302,11 +366,13 @@ def run(out: str | Path = ".cache/live_plan", *, rate_rps: float = 24.0, slo_ms:
                                                 "predicted_ms", "kit_replayed_ms", "replayed_ms",
                                                 "replayed_p99_ms", "saturated", "requests")}
                              for r in rec["per_model"]],
-               "overheads_calibrated": overheads,
-               "kinds": {"predicted": "modelled (plan's measured curves, interpolated)",
-                         "replayed": replay["kind"], "live": "measured",
+               "kinds": {"predicted": "modelled (the plan's curves, interpolated; curves "
+                                      + ("measured" if mode == "live" else "synthetic") + ")",
+                         "replayed": replay["kind"] if replay else None, "live": "measured",
                          "scores": "assumed (seeded table), not measured"},
                "loadavg_1m_end": os.getloadavg()[0]}
+    if replay:
+        summary["overheads_calibrated"] = overheads
     write_json(out / "live" / "record.json", {"through_router": rec, "direct": drec,
                                               "replay": replay, "summary": summary})
     return LiveRun(plan, rec, drec, replay, summary, through, curves)
