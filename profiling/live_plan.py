@@ -35,8 +35,9 @@ import pandas as pd
 
 from routerwise.io import atomic_write, atomic_write_with, write_json
 
-__all__ = ["MODELS", "CORES", "RATES", "BODY", "measure_models", "write_problem",
-           "engine_replay", "live_run", "LiveRun", "run"]
+__all__ = ["MODELS", "CORES", "RATES", "BODY", "FAKE_TTFT_S", "measure_models", "fake_curves",
+           "write_problem", "solve_plan", "engine_replay", "live_run", "LiveRun", "run",
+           "comparison_table", "comparison_figure"]
 
 MODELS = ("tiny-llama-s", "tiny-llama-m")
 CORES = {"tiny-llama-s": "0", "tiny-llama-m": "1"}
@@ -138,10 +139,17 @@ compute_tenths = [10]
     return folder / "problem.toml"
 
 
-def solve_plan(problem_toml: str | Path, plan_json: str | Path) -> dict:
-    """``routerwise solve PROBLEM --json PLAN --no-replay`` (default headroom); the plan."""
+def solve_plan(problem_toml: str | Path, plan_json: str | Path, *, log=print) -> dict:
+    """``routerwise solve PROBLEM --json PLAN --no-replay`` (default headroom); the plan. What
+    the command prints goes to ``log``."""
+    import contextlib
+    import io
+
     from routerwise.cli import main
-    rc = main(["solve", str(problem_toml), "--json", str(plan_json), "--no-replay"])
+    text = io.StringIO()
+    with contextlib.redirect_stdout(text):
+        rc = main(["solve", str(problem_toml), "--json", str(plan_json), "--no-replay"])
+    log(text.getvalue().rstrip())
     if rc != 0:
         from routerwise.errors import InfeasibleSLO
         raise InfeasibleSLO(f"`routerwise solve {problem_toml}` found no plan (exit {rc}); "
@@ -336,7 +344,7 @@ def run(out: str | Path = ".cache/live_plan", *, mode: str = "live", rate_rps: f
         curves, configs = fake_curves(), None
     toml = write_problem(out, curves, rate_rps=rate_rps, slo_ms=slo_ms, seed=seed,
                          configs=configs)
-    plan = solve_plan(toml, out / "plan.json")
+    plan = solve_plan(toml, out / "plan.json", log=log)
     replay = None
     if mode == "live":
         setups, overheads = _setups(out, points, steps)
@@ -376,6 +384,46 @@ def run(out: str | Path = ".cache/live_plan", *, mode: str = "live", rate_rps: f
     write_json(out / "live" / "record.json", {"through_router": rec, "direct": drec,
                                               "replay": replay, "summary": summary})
     return LiveRun(plan, rec, drec, replay, summary, through, curves)
+
+
+
+def comparison_table(res: LiveRun) -> pd.DataFrame:
+    """Per routed model and for the system: planned and live fraction, predicted (modelled),
+    replayed (simulated; None without a replay) and live (measured) mean TTFT and live p99."""
+    rows = [{"model": r["model"], "planned_fraction": r["fraction"],
+             "live_fraction": r["live_fraction"], "predicted_ms": r["predicted_ms"],
+             "replayed_ms": r["kit_replayed_ms"], "live_ms": r["replayed_ms"],
+             "live_p99_ms": r["replayed_p99_ms"], "live_requests": r["requests"]}
+            for r in res.record["per_model"]]
+    rows.append({"model": "system", "planned_fraction": 1.0,
+                 "live_fraction": 1.0, "predicted_ms": res.record["predicted_ms"],
+                 "replayed_ms": res.replay["replayed_ms"] if res.replay else None,
+                 "live_ms": res.record["replayed_ms"], "live_p99_ms": res.record["replayed_p99_ms"],
+                 "live_requests": res.record["requests_sent"]})
+    return pd.DataFrame(rows)
+
+
+def comparison_figure(res: LiveRun):
+    """Mean TTFT per model and for the system: predicted (the plan's curves), replayed (the
+    kit's serving model) and live (measured), with the SLO; column width."""
+    from routerwise.paper import style
+    t = comparison_table(res)
+    fig, axes = style.figure(1, 1, height_in=2.6)
+    ax = axes[0, 0]
+    x = np.arange(len(t))
+    for k, (col, label) in enumerate((("predicted_ms", "predicted (modelled)"),
+                                      ("replayed_ms", "replayed (simulated)"),
+                                      ("live_ms", "live (measured)"))):
+        v = pd.to_numeric(t[col], errors="coerce").to_numpy(float)
+        ax.bar(x + (k - 1) * 0.27, np.nan_to_num(v), 0.27, label=label)
+    ax.axhline(res.record["slo_ms"], color="0.3", ls="--", lw=0.8, label="SLO (system mean)")
+    ax.set_xticks(x, t["model"])
+    ax.set_ylabel("mean TTFT (ms)")
+    top = np.nanmax(pd.to_numeric(t[["predicted_ms", "replayed_ms", "live_ms"]].stack(),
+                                  errors="coerce").to_numpy(float))
+    ax.set_ylim(0, 1.45 * max(top, res.record["slo_ms"]))
+    ax.legend(loc="upper left", ncol=2, frameon=False)
+    return fig
 
 
 if __name__ == "__main__":  # measure only (for a first, resumable run)

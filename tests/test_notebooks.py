@@ -38,6 +38,8 @@ SMALL = {
                               "spread_factors": [1.0, 4.0], "workers": 1},
     "10_scale": {"max_models": 6},
     "11_cost_frontier": {"max_gpus": 6},
+    # fake upstreams: the router, the live check and the record in seconds, no engine
+    "13_live_check": {"mode": "fake", "duration_s": 3.0},
 }
 
 

@@ -294,7 +294,14 @@ def send_workload(workload: Sequence[LiveRequest], resolve: Resolver, *, api: st
                 _one(client, req, resolve, row, t0, api=api, body_extra=dict(body_extra or {}),
                      headers=dict(headers or {}), timeout_s=timeout_s)
                 for req, row in zip(workload, rows)))
-    asyncio.run(run())
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        asyncio.run(run())
+    else:   # called from a running loop (a notebook): run in a thread of its own
+        import concurrent.futures
+        with concurrent.futures.ThreadPoolExecutor(1) as pool:
+            pool.submit(asyncio.run, run()).result()
     return pd.DataFrame(rows, columns=list(REQUEST_COLUMNS))
 
 
