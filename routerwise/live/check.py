@@ -6,7 +6,7 @@ A plan (``routerwise solve --json``) predicts each routed model's latency at its
 (``latency_ms``); the kit's replay (the plan's ``replay`` record,
 :func:`routerwise.planning.consistency.replay_record`) simulates it. This module measures it:
 
-* :func:`live_workload`: the plan's workload, the problem's prompts drawn uniformly (seeded)
+* :func:`live_workload`: the plan's workload, the problem's prompts in shuffled rounds (seeded)
   at Poisson arrivals of the planned rate (or another), for ``duration_s`` seconds;
 * :func:`send_workload`: an open-loop streaming client (httpx, one task per request, each
   sent at its scheduled time whatever earlier ones are doing) that records per request the
@@ -103,9 +103,11 @@ def prompts_from_matrix(qm, *, filler: str = "word") -> tuple[LivePrompt, ...]:
 
 def live_workload(prompts: Sequence[LivePrompt], rate_rps: float, duration_s: float, *,
                   seed: int = 0) -> list[LiveRequest]:
-    """Poisson arrivals at ``rate_rps`` during ``duration_s`` seconds, each with a prompt drawn
-    uniformly (with replacement) from ``prompts``: the plan's workload, whose scores are the
-    uniform mix of the problem's prompts. Seeded: the same arguments give the same requests."""
+    """Poisson arrivals at ``rate_rps`` during ``duration_s`` seconds carrying the plan's
+    workload, the uniform mix of the problem's prompts: the prompts in rounds, each round a
+    fresh random order of all of them, so every prompt is sent equally often (to within one)
+    and the routed fractions can match the plan's without sampling noise. Seeded: the same
+    arguments give the same requests."""
     if not (isinstance(rate_rps, (int, float)) and math.isfinite(rate_rps) and rate_rps > 0):
         raise ValidationError(f"rate must be a positive number of requests/s, got {rate_rps!r}")
     if not (isinstance(duration_s, (int, float)) and math.isfinite(duration_s)
@@ -121,7 +123,8 @@ def live_workload(prompts: Sequence[LivePrompt], rate_rps: float, duration_s: fl
         times = np.concatenate([times, times[-1] + np.cumsum(rng.exponential(1.0 / rate_rps,
                                                                              size=100))])
     times = times[times <= duration_s]
-    picks = rng.integers(0, len(prompts), size=times.size)
+    rounds = -(-times.size // len(prompts))
+    picks = np.concatenate([rng.permutation(len(prompts)) for _ in range(rounds)])[:times.size]
     return [LiveRequest(k, float(t), prompts[int(j)]) for k, (t, j) in enumerate(zip(times, picks))]
 
 
