@@ -362,6 +362,7 @@ class _Stream:
     def __init__(self, resp: httpx.Response, model: str, routed, metrics: _Metrics, done, t0):
         self.resp, self.model, self.routed = resp, model, routed
         self.metrics, self.done, self.t0 = metrics, done, t0
+        self._accounted = False
 
     async def __call__(self, scope, receive, send) -> None:
         kind = None
@@ -398,6 +399,9 @@ class _Stream:
                     await send({"type": "http.response.body", "more_body": True,
                                 "body": f"data: {json.dumps(err)}\n\n".encode()})
                 finished = True
+                # accounted before the last bytes go out: a client that sends its next request
+                # on seeing them finds this endpoint's outstanding count already lowered
+                self._account(kind)
                 await send({"type": "http.response.body", "body": b"", "more_body": False})
                 tg.cancel_scope.cancel()
         except OSError:                 # the client's socket failed while we wrote to it
@@ -405,6 +409,12 @@ class _Stream:
         finally:
             with anyio.CancelScope(shield=True):
                 await self.resp.aclose()
-            if kind is None:
-                self.metrics.latency.labels(self.model).observe(time.perf_counter() - self.t0)
-            self.done(kind)
+            self._account(kind)
+
+    def _account(self, kind: str | None) -> None:
+        if self._accounted:
+            return
+        self._accounted = True
+        if kind is None:
+            self.metrics.latency.labels(self.model).observe(time.perf_counter() - self.t0)
+        self.done(kind)

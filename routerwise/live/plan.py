@@ -186,17 +186,22 @@ class LivePlan:
                             f"(the text of each prompt) and solve again")
         return qm
 
+    def _source_key(self) -> tuple:
+        if self.score_table is None:
+            return (self.score_dataset, self.model_names)
+        st = self.score_table.stat() if self.score_table.is_file() else None
+        return (str(self.score_table), st and (st.st_mtime_ns, st.st_size), self.model_names)
+
     def router(self, *, tie_tol: float = 1e-9) -> PlanRouter:
-        """A fresh :class:`PlanRouter` (fits the score predictor on the plan's score table)."""
-        from ..data.score_predictor import build_pipeline, stable_scores
+        """A fresh :class:`PlanRouter`: fresh tie-rule counts; the score predictor is fitted on
+        the plan's score table once per process (and again when the table file changes)."""
+        from ..data.score_predictor import stable_scores
         from ..planning.online_router import OnlineRouter
-        qm = self.scores()
-        try:
-            pipe = build_pipeline("ridge").fit(np.array(qm.prompts, dtype=object), qm.scores)
-        except ValueError as e:
-            raise ValidationError(f"the score predictor could not be fitted on "
-                                  f"{qm.num_prompts} prompts ({e}); the table needs enough "
-                                  f"prompts to build a vocabulary (terms in >= 2 prompts)") from e
+        key = self._source_key()
+        if key not in _FITTED:
+            _FITTED.clear()         # one table at a time: a server serves one plan
+            _FITTED[key] = _fit(self.scores())
+        qm, pipe = _FITTED[key]
         # a model the plan sends nothing to (it may have no server) is never chosen
         fractions = np.array(self.fractions)
         online = OnlineRouter(self.model_names, np.where(fractions > 0, self.prices, np.inf),
@@ -206,6 +211,20 @@ class LivePlan:
             table.setdefault(text, row)          # a repeated text keeps its first row
         return PlanRouter(self.model_names, dict(zip(self.model_names, self.prices)), online,
                           table, lambda text: stable_scores(pipe.predict([text]))[0])
+
+
+_FITTED: dict[tuple, tuple] = {}
+
+
+def _fit(qm):
+    from ..data.score_predictor import build_pipeline
+    try:
+        pipe = build_pipeline("ridge").fit(np.array(qm.prompts, dtype=object), qm.scores)
+    except ValueError as e:
+        raise ValidationError(f"the score predictor could not be fitted on {qm.num_prompts} "
+                              f"prompts ({e}); the table needs enough prompts to build a "
+                              f"vocabulary (terms in >= 2 prompts)") from e
+    return qm, pipe
 
 
 def _score_table_of(problem_file: Path) -> Path:
