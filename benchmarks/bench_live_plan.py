@@ -70,17 +70,20 @@ def main(argv=None) -> int:
     for k in ("predicted_ttft_mean_ms", "replayed_ttft_mean_ms", "live_ttft_mean_ms",
               "direct_ttft_mean_ms", "rel_gap_pct", "replay_rel_gap_pct", "slo_met",
               "routed_fraction_max_abs_err", "router_overhead_ms_p50",
-              "router_overhead_ms_p99", "requests_failed", "achieved_rate_rps"):
+              "router_overhead_ms_p99", "requests_failed", "achieved_rate_rps",
+              "gap_engines_vs_curves_ms", "gap_router_ms", "client_send_lag_ms_p99"):
         v = s[k]
         shown = f"{v:.3f}" if isinstance(v, float) else str(v)
         mark = (" (target met)" if _met(k, v) else " (target MISSED)") if k in TARGETS else ""
         print(f"  {k:30s} {shown}{mark}")
-    print("  per model: planned vs live fraction, predicted / replayed / live mean TTFT (ms)")
+    print("  per model: planned vs live fraction; mean TTFT (ms) predicted / replayed / direct /"
+          " through the router")
     for r in s["per_model"]:
         rep = r["kit_replayed_ms"]
         print(f"    {r['model']:14s} {r['fraction']:.3f} vs {r['live_fraction']:.3f}   "
               f"{r['predicted_ms']:.1f} / {'-' if rep is None else f'{rep:.1f}'} / "
-              f"{r['replayed_ms']:.1f}  (p99 live {r['replayed_p99_ms']:.1f})")
+              f"{r['direct_ms']:.1f} / {r['replayed_ms']:.1f}  (p99 live "
+              f"{r['replayed_p99_ms']:.1f})")
     print(f"  kinds: {json.dumps(s['kinds'])}")
     print(f"  machine 1-min load average at the end: {s['loadavg_1m_end']:.2f}")
     if a.json:

@@ -372,10 +372,19 @@ def run(out: str | Path = ".cache/live_plan", *, mode: str = "live", rate_rps: f
                "requests_sent": rec["requests_sent"], "duration_s": duration_s,
                "rate_rps": rec["offered_rate_rps"], "achieved_rate_rps": rec["achieved_rate_rps"],
                "direct_ttft_mean_ms": drec["replayed_ms"],
-               "per_model": [{k: r[k] for k in ("model", "fraction", "live_fraction",
-                                                "predicted_ms", "kit_replayed_ms", "replayed_ms",
-                                                "replayed_p99_ms", "saturated", "requests")}
-                             for r in rec["per_model"]],
+               # where the live gap comes from (measured - modelled, ms): the engines under the
+               # live run's conditions (both engines, client and router sharing the machine)
+               # against the curves measured one engine at a time; then the router's share
+               "gap_engines_vs_curves_ms": drec["replayed_ms"] - rec["predicted_ms"],
+               "gap_router_ms": rec["replayed_ms"] - drec["replayed_ms"],
+               "client_send_lag_ms_p99": max(rec["client_send_lag_ms_p99"],
+                                             drec["client_send_lag_ms_p99"]),
+               "per_model": [{**{k: r[k] for k in ("model", "fraction", "live_fraction",
+                                                   "predicted_ms", "kit_replayed_ms",
+                                                   "replayed_ms", "replayed_p99_ms", "saturated",
+                                                   "requests")},
+                              "direct_ms": d["replayed_ms"]}
+                             for r, d in zip(rec["per_model"], drec["per_model"])],
                "kinds": {"predicted": "modelled (the plan's curves, interpolated; curves "
                                       + ("measured" if mode == "live" else "synthetic") + ")",
                          "replayed": replay["kind"] if replay else None, "live": "measured",

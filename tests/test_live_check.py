@@ -85,6 +85,7 @@ def test_record_has_the_replay_record_keys_and_known_values():
     assert rec["requests_sent"] == 6 and rec["requests_ok"] == 5 and rec["requests_failed"] == 1
     assert rec["errors"] == {"http_status": 1}
     assert rec["achieved_rate_rps"] == pytest.approx(2.5)
+    assert rec["client_send_lag_ms_p50"] == pytest.approx(0.0)   # sent as scheduled
     assert rec["slo_met"] is False                               # a request failed
     a, b = rec["per_model"]
     assert (a["model"], a["requests"], a["failed"]) == ("m-a", 4, 0)

@@ -361,7 +361,8 @@ def measured_record(plan: Mapping, requests: pd.DataFrame, *, duration_s: float,
     and for the system, over the requests that finished), ``predicted_*`` the plan's.
 
     Added: ``source`` ("measured"), ``offered_rate_rps`` / ``achieved_rate_rps`` (requests
-    sent / finished per second of the run), ``requests_sent``, ``requests_ok``,
+    sent / finished per second of the run), ``client_send_lag_ms_p50`` / ``_p99`` (how late
+    the client sent requests after their schedule), ``requests_sent``, ``requests_ok``,
     ``requests_failed``, ``errors`` (count per error kind), ``routed_fraction_max_abs_err``
     (planned vs live fractions over the requests whose model is known), per model
     ``live_fraction``, ``live_load_rps``, ``requests``, ``failed``, ``kit_replayed_ms``, and
@@ -435,11 +436,19 @@ def measured_record(plan: Mapping, requests: pd.DataFrame, *, duration_s: float,
            "achieved_rate_rps": len(ok) / duration_s, "requests_sent": sent,
            "requests_ok": int(len(ok)), "requests_failed": failed, "errors": errors,
            "routed_fraction_max_abs_err": frac_err,
+           "client_send_lag_ms_p50": _lag(df, 50), "client_send_lag_ms_p99": _lag(df, 99),
            "routed_by": sorted(str(x) for x in known["routed_by"].unique())}
     if replay is not None:
         rec["kit_replay"] = {k: replay.get(k) for k in ("replayed_ms", "replayed_mean_ms",
                                                         "replayed_p99_ms", "slo_met", "kind")}
     return rec
+
+
+def _lag(df: pd.DataFrame, q: float) -> float:
+    """A quantile of how late the client sent requests after their scheduled time (ms): a
+    client that falls behind offers less load than planned and delays what it measures."""
+    lag = 1000 * (df["send_s"] - df["scheduled_s"]).dropna().to_numpy(dtype=float)
+    return float(np.percentile(lag, q)) if lag.size else float("nan")
 
 
 def _setup_label(m: Mapping) -> str:
