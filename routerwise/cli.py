@@ -425,7 +425,9 @@ def _profiles(args) -> int:
 def add_live_check_parser(sub) -> None:
     """The ``live-check`` subcommand's arguments (:func:`live_check_from_args` runs it)."""
     lc = sub.add_parser("live-check", help="send a plan's workload through its router to live "
-                                           "engines; measured vs predicted vs replayed")
+                                           "engines; measured vs predicted vs replayed",
+                        epilog="exit codes: 0 every request answered; 1 some failed (counted "
+                               "by kind in the record); 2 an input error")
     lc.add_argument("plan", help="the plan `routerwise solve --json` wrote")
     lc.add_argument("--endpoint", action="append", default=[], metavar="MODEL=URL",
                     help="an engine serving MODEL (repeatable; several per model are balanced)")
