@@ -42,7 +42,7 @@ TARGETS = {"rel_gap_pct": ("abs <=", 15.0), "slo_met": ("is", True),
            "routed_fraction_max_abs_err": ("<=", 0.02), "router_overhead_ms_p50": ("<=", 2.0),
            "requests_failed": ("<=", 0)}
 # rate and SLO where routing matters on one shared core per model (see the module notes)
-DEFAULT_RATE_RPS, DEFAULT_SLO_MS = 10.0, 120.0
+DEFAULT_RATE_RPS, DEFAULT_SLO_MS = 8.0, 100.0
 
 
 def _met(key: str, value) -> bool:

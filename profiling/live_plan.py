@@ -27,7 +27,7 @@ import json
 import os
 from collections.abc import Mapping, Sequence
 from contextlib import ExitStack
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -162,15 +162,15 @@ def solve_plan(problem_toml: str | Path, plan_json: str | Path, *, log=print) ->
 def _setups(out: Path, points, steps):
     from .engine_check import SERVER_LIMITS, ModelSetup, calibrate, kv_capacity_tokens
     from .tiny_models import register_tiny_model
-    out, overheads = {}, {}
+    setups, overheads = {}, {}
     for model in MODELS:
         arch = register_tiny_model(_model_dir(out, model))
         setup = ModelSetup.from_table(steps[model], model, arch=arch,
                                       kv_capacity_tokens=kv_capacity_tokens(arch),
                                       **SERVER_LIMITS)
         lightest = sorted(points[model], key=lambda p: p.rate_rps)[:2]
-        out[model], overheads[model] = setup, calibrate(setup, lightest)
-    return out, overheads
+        setups[model], overheads[model] = setup, calibrate(setup, lightest)
+    return setups, overheads
 
 
 def _model_dir(out: Path, model: str) -> Path:
@@ -279,12 +279,13 @@ def _engines(stack: ExitStack, out: Path, mode: str) -> dict[str, str]:
 
 
 def live_run(out: str | Path, plan_json: str | Path, *, duration_s: float = 60.0,
-             seed: int = 0, mode: str = "live", log=print
+             seed: int = 0, mode: str = "live", block_s: float = 10.0, log=print
              ) -> tuple[dict, pd.DataFrame, pd.DataFrame]:
     """Serve both models (``mode="live"``: vLLM, one core each; ``"fake"``: fake upstreams),
     put the plan's router (``routerwise serve``, its own process) in front, warm it up (10
-    requests, not counted) and send the plan's workload through it, then the same schedule
-    straight to the upstreams. Returns (plan, requests through the router, requests
+    requests, not counted) and send the plan's workload in blocks of ``block_s`` seconds, each
+    block through the router and then, the same arrivals again, straight to the upstreams
+    (each block starts on idle engines in both runs). Returns (plan, requests through the router, requests
     direct), both **measured**."""
     from routerwise.live.check import (
         direct_resolver,
@@ -312,20 +313,30 @@ def live_run(out: str | Path, plan_json: str | Path, *, duration_s: float = 60.0
         spec = _process("-m", "routerwise", "serve", str(Path(plan_json).resolve()),
                         *(a for m, u in urls.items() for a in ("--endpoint", f"{m}={u}")),
                         "--decision-log", str((out / "live" / "decisions.jsonl").resolve()))
-        with launch(spec, log_path=out / "live" / "router.log") as router_proc:
-            send_workload(work[:10], router_resolver(router_proc.base_url), body_extra=body)
-            through = send_workload(work, router_resolver(router_proc.base_url),
-                                    body_extra=body)
         router = live.router()
-        direct = send_workload(work, direct_resolver(lambda t: router.choose(t).model, eps),
-                               body_extra=body)
+        via = {"direct": direct_resolver(lambda t: router.choose(t).model, eps)}
+        parts: dict[str, list[pd.DataFrame]] = {"router": [], "direct": []}
+        with launch(spec, log_path=out / "live" / "router.log") as router_proc:
+            via["router"] = router_resolver(router_proc.base_url)
+            send_workload(work[:10], via["router"], body_extra=body)
+            # block by block, each block's arrivals sent through the router and then direct:
+            # the machine's load drifts over minutes, and both see the same drift
+            for start in np.arange(0.0, duration_s, block_s):
+                block = [replace(r, scheduled_s=r.scheduled_s - start) for r in work
+                         if start <= r.scheduled_s < start + block_s]
+                for name in ("router", "direct"):
+                    if block:
+                        df = send_workload(block, via[name], body_extra=body)
+                        parts[name].append(df.assign(**{c: df[c] + start for c in (
+                            "scheduled_s", "send_s", "first_token_s", "end_s")}))
+        through, direct = (pd.concat(parts[k], ignore_index=True) for k in ("router", "direct"))
     for name, df in (("through_router", through), ("direct", direct)):
         atomic_write_with(out / "live" / f"{name}.csv", lambda t, df=df: df.to_csv(t, index=False))
     return plan, through, direct
 
 
-def run(out: str | Path = ".cache/live_plan", *, mode: str = "live", rate_rps: float = 24.0,
-        slo_ms: float = 60.0, duration_s: float = 60.0, num_requests: int = 80, seed: int = 0,
+def run(out: str | Path = ".cache/live_plan", *, mode: str = "live", rate_rps: float = 8.0,
+        slo_ms: float = 100.0, duration_s: float = 60.0, num_requests: int = 80, seed: int = 0,
         log=print) -> LiveRun:
     """Every step; the live measurements are resumable under ``out``. ``mode="fake"``: fake
     upstreams with fixed first-token delays and their flat (synthetic) curves, no engine and
