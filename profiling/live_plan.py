@@ -414,42 +414,47 @@ def run(out: str | Path = ".cache/live_plan", *, mode: str = "live", rate_rps: f
 
 def comparison_table(res: LiveRun) -> pd.DataFrame:
     """Per routed model and for the system: planned and live fraction, predicted (modelled),
-    replayed (simulated; None without a replay) and live (measured) mean TTFT and live p99."""
+    replayed (simulated; None without a replay), direct and live (through the router; both
+    measured) mean TTFT and live p99."""
     rows = [{"model": r["model"], "planned_fraction": r["fraction"],
              "live_fraction": r["live_fraction"], "predicted_ms": r["predicted_ms"],
-             "replayed_ms": r["kit_replayed_ms"], "live_ms": r["replayed_ms"],
-             "live_p99_ms": r["replayed_p99_ms"], "live_requests": r["requests"]}
-            for r in res.record["per_model"]]
+             "replayed_ms": r["kit_replayed_ms"], "direct_ms": d["replayed_ms"],
+             "live_ms": r["replayed_ms"], "live_p99_ms": r["replayed_p99_ms"],
+             "live_requests": r["requests"]}
+            for r, d in zip(res.record["per_model"], res.direct["per_model"])]
     rows.append({"model": "system", "planned_fraction": 1.0,
                  "live_fraction": 1.0, "predicted_ms": res.record["predicted_ms"],
                  "replayed_ms": res.replay["replayed_ms"] if res.replay else None,
-                 "live_ms": res.record["replayed_ms"], "live_p99_ms": res.record["replayed_p99_ms"],
+                 "direct_ms": res.direct["replayed_ms"], "live_ms": res.record["replayed_ms"],
+                 "live_p99_ms": res.record["replayed_p99_ms"],
                  "live_requests": res.record["requests_sent"]})
     return pd.DataFrame(rows)
 
 
 def comparison_figure(res: LiveRun):
     """Mean TTFT per model and for the system: predicted (the plan's curves), replayed (the
-    kit's serving model) and live (measured), with the SLO; column width."""
+    kit's serving model), direct to the engines and through the router (both measured), with
+    the SLO; column width."""
     from routerwise.paper import style
+    return style.styled(_draw_comparison)(res, style)
+
+
+def _draw_comparison(res: LiveRun, style):
     t = comparison_table(res)
-    fig, axes = style.figure(1, 1, height_in=2.6)
+    fig, axes = style.figure(1, 1, height_in=2.8)
     ax = axes[0, 0]
     x = np.arange(len(t))
-    for k, (col, label) in enumerate((("predicted_ms", "predicted (modelled)"),
-                                      ("replayed_ms", "replayed (simulated)"),
-                                      ("live_ms", "live (measured)"))):
+    bars = (("predicted_ms", "predicted (modelled)"), ("replayed_ms", "replayed (simulated)"),
+            ("direct_ms", "direct to engines (measured)"),
+            ("live_ms", "through the router (measured)"))
+    for k, (col, label) in enumerate(bars):
         v = pd.to_numeric(t[col], errors="coerce").to_numpy(float)
-        ax.bar(x + (k - 1) * 0.27, np.nan_to_num(v), 0.27, label=label)
+        ax.bar(x + (k - 1.5) * 0.2, np.nan_to_num(v), 0.2, label=label, color=style.color(k))
     ax.axhline(res.record["slo_ms"], color="0.3", ls="--", lw=0.8, label="SLO (system mean)")
     ax.set_xticks(x, t["model"])
     ax.set_ylabel("mean TTFT (ms)")
-    top = np.nanmax(pd.to_numeric(t[["predicted_ms", "replayed_ms", "live_ms"]].stack(),
-                                  errors="coerce").to_numpy(float))
-    ax.set_ylim(0, 1.45 * max(top, res.record["slo_ms"]))
-    ax.legend(loc="upper left", ncol=2, frameon=False)
+    style.legend_below(fig, ncol=2)
     return fig
-
 
 if __name__ == "__main__":  # measure only (for a first, resumable run)
     import sys
