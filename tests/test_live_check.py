@@ -282,3 +282,23 @@ def test_notebook_13_runs_on_fake_upstreams(tmp_path):
     assert "replayed_ttft_mean_ms" not in n                     # nothing to replay for fakes
     assert n["requests_sent"] == 24                              # the seeded 3 s schedule
     assert (tmp_path / "figures" / "live_check.png").stat().st_size > 5_000
+
+
+def test_cli_live_check_through_a_running_router(tmp_path):
+    from routerwise.cli import main
+    from routerwise.live.app import create_app
+    from routerwise.live.fake_upstream import FakeUpstream
+    from routerwise.live.plan import LivePlan
+    from routerwise.live.server import RouterServer
+    plan, want = _routed_plan(tmp_path)
+    out = tmp_path / "live.json"
+    fa, fb = FakeUpstream("m-a"), FakeUpstream("m-b")
+    with RouterServer(fa) as ua, RouterServer(fb) as ub:
+        app = create_app(LivePlan.from_json(plan), {"m-a": [ua.url], "m-b": [ub.url]})
+        with RouterServer(app) as router:
+            rc = main(["live-check", str(plan), "--router", router.url, "--duration", "1",
+                       "--rate", "20", "--json", str(out)])
+    assert rc == 0
+    rec = json.loads(out.read_text())
+    assert rec["requests_sent"] == len(fa.requests) + len(fb.requests) > 0
+    assert rec["routed_by"] == ["header"] and rec["requests_failed"] == 0
