@@ -239,7 +239,7 @@ def _serve(args) -> int:
                      log_prompts=args.log_prompts, upstream_timeout_s=args.upstream_timeout_s)
     print(f"serving plan {plan.problem!r} ({args.plan}): "
           + ", ".join(f"{m} {w:.3f}" for m, w in plan.planned_fractions.items()), flush=True)
-    serve_forever(app, args.host, args.port)
+    serve_forever(app, args.host, args.port, access_log=not args.no_access_log)
     return 0
 
 
@@ -627,6 +627,8 @@ def main(argv=None) -> int:
                          "chosen model, scores, prices) to PATH")
     sv.add_argument("--log-prompts", action="store_true",
                     help="also write each prompt's text to the decision log")
+    sv.add_argument("--no-access-log", action="store_true",
+                    help="do not print a line per request (method, path, status)")
     sv.add_argument("--upstream-timeout-s", type=float, default=300.0,
                     help="give up on a model server silent for this long: 504 (default 300)")
     add_live_check_parser(sub)

@@ -358,8 +358,8 @@ def test_client_disconnect_cancels_the_upstream_request(plan, table):
                 time.sleep(0.05)
             assert slow.completed == 0
             m = _metrics(c)
-    assert m[("routerwise_router_errors_total",
-              (("kind", "client_disconnect"), ("model", model)))] == 1
+    assert m[("routerwise_router_client_disconnects_total", (("model", model),))] == 1
+    assert not any(k[0] == "routerwise_router_errors_total" and v for k, v in m.items())
     assert m[("routerwise_router_outstanding_requests", (("endpoint", urls[model][0]),
                                                          ("model", model)))] == 0
 
@@ -446,3 +446,74 @@ def test_least_outstanding_requests_balances_one_models_endpoints(plan, table):
             for _ in range(4):                                      # both idle: in turn
                 c.post("/v1/completions", json=body)
     assert (len(a.requests), len(b.requests)) == (3, 5)
+
+
+# ---------------------------------------------------------------------------------------------
+# Router overhead helpers (profiling.router_overhead): known values
+
+
+def test_overhead_is_the_difference_of_quantiles():
+    from profiling.router_overhead import overhead_summary
+    direct = np.arange(1.0, 101.0)                 # 1..100 ms
+    routed = direct + 2.0                          # the router adds 2 ms to every request
+    s = overhead_summary(direct, np.append(routed, np.nan))     # a failed request: left out
+    assert s["direct_ttft_p50_ms"] == pytest.approx(50.5)
+    assert s["routed_ttft_p99_ms"] == pytest.approx(np.percentile(routed, 99))
+    for q in ("p50", "p99", "mean"):
+        assert s[f"router_overhead_ms_{q}"] == pytest.approx(2.0)
+    with pytest.raises(ValidationError):
+        overhead_summary([np.nan], [1.0])
+
+
+def test_paired_overhead_is_per_request():
+    from profiling.router_overhead import overhead_summary, paired_overhead
+    rng = np.random.default_rng(0)
+    direct = rng.exponential(20.0, 1000)          # a noisy machine: large shared stalls
+    routed = direct + 1.5                         # each request 1.5 ms later via the router
+    routed[0] = np.nan                            # a failed request: its pair is left out
+    s = paired_overhead(direct, routed)
+    assert s["pairs"] == 999
+    assert s["paired_overhead_ms_p50"] == pytest.approx(1.5)
+    assert s["paired_overhead_ms_p99"] == pytest.approx(1.5)
+    shuffled = overhead_summary(direct, rng.permutation(routed))   # unpaired: same quantiles
+    assert shuffled["router_overhead_ms_p50"] == pytest.approx(1.5, abs=0.1)
+    with pytest.raises(ValidationError, match="one of each"):
+        paired_overhead(direct, routed[:10])
+
+
+def test_highest_sustained_rate_stops_at_the_first_failing_point():
+    from profiling.router_overhead import highest_sustained_rate
+
+    def point(rate, p99, failed=0, achieved=None):
+        return {"rate_rps": rate, "offered_rps": rate, "router_overhead_ms_p99": p99,
+                "routed_requests_failed": failed, "direct_requests_failed": 0,
+                "routed_achieved_rps": rate if achieved is None else achieved}
+
+    pts = [point(400, 3.0), point(100, 1.0), point(200, 2.0), point(800, 30.0), point(1600, 1.0)]
+    assert highest_sustained_rate(pts) == 400           # 1600 passes, but after a failure
+    assert highest_sustained_rate([point(100, 1.0), point(200, 2.0, failed=1)]) == 100
+    assert highest_sustained_rate([point(100, 1.0), point(200, 2.0, achieved=150)]) == 100
+    assert highest_sustained_rate([point(100, 11.0)]) is None
+    assert highest_sustained_rate([point(100, 11.0)], max_p99_overhead_ms=20) == 100
+
+
+def test_routerwise_serve_runs_the_plan_as_a_process_and_stops_cleanly(plan_path, plan, table,
+                                                                      tmp_path):
+    """The front door: `routerwise serve` started and stopped by the kit's launcher."""
+    from profiling.launcher import EngineSpec, free_port, launch, port_in_use
+    model = plan.model_names[2]
+    with RouterServer(FakeUpstream(model)) as up:
+        url = up.url
+        ends = [x for m in plan.model_names for x in ("--endpoint", f"{m}={url}")]
+        spec = EngineSpec("router", port=free_port(), startup_timeout_s=120.0, grace_s=10.0,
+                          command=("{python}", "-m", "routerwise", "serve", str(plan_path),
+                                   *ends, "--port", "{port}", "--decision-log",
+                                   str(tmp_path / "d.jsonl")))
+        with launch(spec, log_path=tmp_path / "router.log") as router:
+            r = httpx.post(router.base_url + "/v1/completions", timeout=30.0,
+                           json={"prompt": _prompt_for(table, model), "max_tokens": 2})
+            assert r.status_code == 200 and r.json()["model"] == model
+        assert not port_in_use(spec.host, spec.port)
+    (rec,) = [json.loads(x) for x in (tmp_path / "d.jsonl").read_text().splitlines()]
+    assert rec["model"] == model and rec["endpoint"] == url
+    assert "serving plan 'example-three-models'" in (tmp_path / "router.log").read_text()

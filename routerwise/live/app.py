@@ -20,8 +20,10 @@ answers 5xx gives an OpenAI-style error body with status 502, one that exceeds
 ``upstream_timeout_s`` (connect, or between two reads) 504; a stream that breaks after it
 started ends with a ``data: {"error": ...}`` event. An upstream 4xx (the request's own fault,
 e.g. too many tokens) is passed through as it came. A client that disconnects cancels its
-upstream request (the upstream connection is closed). A body that is not a JSON object, or
-without a prompt text to route on, gets 400. Headers are passed on (``Authorization``
+upstream request (the upstream connection is closed); that is counted in
+``routerwise_router_client_disconnects_total``, not as an error, and not at all when the client
+left after ``data: [DONE]``. A body that is not a JSON object, or without a prompt text to
+route on, gets 400. Headers are passed on (``Authorization``
 included) except hop-by-hop ones; none is logged or exported.
 
 The router's TTFT (``routerwise_router_ttft_seconds``) is **measured** from the request's
@@ -140,6 +142,9 @@ class _Metrics:
                                 ["model", "api"], registry=r)
         self.errors = Counter("routerwise_router_errors", "failed requests, by model ('' before "
                               "routing) and kind", ["model", "kind"], registry=r)
+        self.disconnects = Counter("routerwise_router_client_disconnects", "requests whose client "
+                                   "left before the answer ended (the upstream request is "
+                                   "cancelled); not errors", ["model"], registry=r)
         self.decisions = Counter("routerwise_router_decisions", "routing decisions, by model and "
                                  "score source (table or predictor)", ["model", "source"],
                                  registry=r)
@@ -267,7 +272,9 @@ def create_app(plan: LivePlan, endpoints: Mapping[str, Sequence[str]], *,
         def done(kind: str | None) -> None:
             up.outstanding -= 1
             gauge.dec()
-            if kind is not None:
+            if kind == "client_disconnect":
+                metrics.disconnects.labels(model).inc()
+            elif kind is not None:
                 metrics.errors.labels(model, kind).inc()
 
         try:
@@ -366,7 +373,7 @@ class _Stream:
 
     async def __call__(self, scope, receive, send) -> None:
         kind = None
-        first, finished = True, False
+        first, finished, done_seen = True, False, False
         try:
             async with anyio.create_task_group() as tg:
                 async def watch():
@@ -374,7 +381,8 @@ class _Stream:
                     while (await receive())["type"] != "http.disconnect":
                         pass
                     if not finished:       # after the last byte, the server reports it too
-                        kind = "client_disconnect"
+                        # a client that leaves once it read `data: [DONE]` had the whole answer
+                        kind = None if done_seen else "client_disconnect"
                         tg.cancel_scope.cancel()
 
                 tg.start_soon(watch)
@@ -390,6 +398,7 @@ class _Stream:
                                 time.perf_counter() - self.t0)
                         await send({"type": "http.response.body", "body": chunk,
                                     "more_body": True})
+                        done_seen = chunk.rstrip().endswith(b"data: [DONE]")
                 except httpx.HTTPError as e:
                     kind = "timeout" if isinstance(e, httpx.TimeoutException) else "upstream_broken"
                     err = {"error": {"message": f"model {self.model!r} broke off the stream "
