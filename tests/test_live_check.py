@@ -280,7 +280,9 @@ def test_notebook_13_runs_on_fake_upstreams(tmp_path):
     # fake upstreams: flat curves of 20 and 50 ms, so the plan predicts between them
     assert 20.0 <= n["predicted_ttft_mean_ms"] <= 50.0
     assert "replayed_ttft_mean_ms" not in n                     # nothing to replay for fakes
-    assert n["requests_sent"] == 24                              # the seeded 3 s schedule
+    # the seeded schedule of the notebook's rate and duration (seed 0), every request sent
+    want = live_workload([LivePrompt("p", "x", 1)], n["rate_rps"], n["duration_s"], seed=0)
+    assert n["requests_sent"] == len(want) > 0
     assert (tmp_path / "figures" / "live_check.png").stat().st_size > 5_000
 
 
