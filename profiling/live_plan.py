@@ -382,6 +382,8 @@ def run(out: str | Path = ".cache/live_plan", *, mode: str = "live", rate_rps: f
                "routed_fraction_max_abs_err": rec["routed_fraction_max_abs_err"],
                "router_overhead_ms_p50": over["router_overhead_ms_p50"],
                "router_overhead_ms_p99": over["router_overhead_ms_p99"],
+               **{k: over[k] for k in ("router_ttft_ms_p50", "direct_ttft_ms_p50",
+                                       "router_ttft_ms_p99", "direct_ttft_ms_p99")},
                "requests_failed": rec["requests_failed"] + drec["requests_failed"],
                "requests_sent": rec["requests_sent"], "duration_s": duration_s,
                "rate_rps": rec["offered_rate_rps"], "achieved_rate_rps": rec["achieved_rate_rps"],

@@ -469,4 +469,6 @@ def router_overhead(through_router: pd.DataFrame, direct: pd.DataFrame) -> dict:
             "router_overhead_ms_p99": float(np.percentile(a, 99) - np.percentile(b, 99)),
             "router_ttft_ms_p50": float(np.percentile(a, 50)),
             "direct_ttft_ms_p50": float(np.percentile(b, 50)),
+            "router_ttft_ms_p99": float(np.percentile(a, 99)),
+            "direct_ttft_ms_p99": float(np.percentile(b, 99)),
             "kind": "measured"}
