@@ -11,6 +11,8 @@
                                                   and the floor; --frontier: quality vs GPUs
     routerwise profiles [--gpu A100-80GB]           build (or find) the simulated profile grid
     routerwise profiles list | show KEY | export KEY OUT.csv   the cached curves
+    routerwise live-check PLAN.json --endpoint MODEL=URL ... [--rate R] [--duration S]
+                    [--json OUT]   the plan's workload through its router to live engines
     routerwise serve plan.json --endpoint MODEL=URL [--endpoint ...] [--port 8000]
                      [--decision-log PATH]    an OpenAI-compatible router serving the plan
     routerwise calibrate RUN [RUN ...] --format {vllm-bench,guidellm,inference-perf,genai-perf,kit}
@@ -425,6 +427,99 @@ def _profiles(args) -> int:
     return 0
 
 
+def add_live_check_parser(sub) -> None:
+    """The ``live-check`` subcommand's arguments (:func:`live_check_from_args` runs it)."""
+    lc = sub.add_parser("live-check", help="send a plan's workload through its router to live "
+                                           "engines; measured vs predicted vs replayed",
+                        epilog="exit codes: 0 every request answered; 1 some failed (counted "
+                               "by kind in the record); 2 an input error")
+    lc.add_argument("plan", help="the plan `routerwise solve --json` wrote")
+    lc.add_argument("--endpoint", action="append", default=[], metavar="MODEL=URL",
+                    help="an engine serving MODEL (repeatable; several per model are balanced)")
+    lc.add_argument("--router", metavar="URL", help="a running `routerwise serve` to send "
+                    "through (default: start one here on the endpoints)")
+    lc.add_argument("--rate", type=float, help="arrival rate, req/s (default: the plan's)")
+    lc.add_argument("--duration", type=float, default=60.0, help="seconds of arrivals "
+                    "(default 60)")
+    lc.add_argument("--seed", type=int, default=0, help="arrivals and prompt draws (default 0)")
+    lc.add_argument("--api", default="completions", choices=("completions", "chat"))
+    lc.add_argument("--body", default="{}", metavar="JSON", help="extra fields for every "
+                    "request body, e.g. '{\"ignore_eos\": true}' for random-weight models")
+    lc.add_argument("--timeout", type=float, default=120.0, help="seconds per request")
+    lc.add_argument("--json", metavar="PATH", help="write the measured record (and the "
+                    "requests as PATH with .requests.csv) here")
+
+
+def live_check_from_args(args) -> int:
+    """``routerwise live-check``: see :mod:`routerwise.live.check`."""
+    import json
+    from contextlib import nullcontext
+
+    from .live import require_live_extra
+    from .live.check import (
+        live_workload,
+        measured_record,
+        prompts_from_matrix,
+        read_plan_record,
+        router_resolver,
+        send_workload,
+    )
+    from .live.plan import LivePlan
+    require_live_extra()
+    if args.json:
+        _check_json_path(args.json)
+    try:
+        body = json.loads(args.body)
+    except ValueError as e:
+        raise ValidationError(f"--body is not JSON: {e}") from None
+    if not isinstance(body, dict):
+        raise ValidationError("--body must be a JSON object")
+    plan = read_plan_record(args.plan)
+    live = LivePlan.from_json(args.plan)
+    if live.score_table is None:
+        raise ValidationError(f"{args.plan} routes on the {live.score_dataset} dataset; a live "
+                              f"check draws its prompts from a score table: plan a problem "
+                              f"file (routerwise solve problem.toml --json PLAN)")
+    endpoints = parse_endpoints(args.endpoint)
+    if args.router is None and not endpoints:
+        raise ValidationError("give --endpoint MODEL=URL for each model the plan routes to, or "
+                              "--router URL of a running router")
+    rate = float(plan["arrival_rate_rps"]) if args.rate is None else args.rate
+    work = live_workload(prompts_from_matrix(live.scores()), rate,
+                         args.duration, seed=args.seed)
+    if args.router:
+        server = nullcontext(args.router)
+    else:
+        from .live.app import create_app
+        from .live.server import RouterServer
+        server = RouterServer(create_app(live, endpoints))
+    with server as s:
+        url = s if isinstance(s, str) else s.url
+        print(f"live check: {len(work)} requests at {rate:g} req/s for {args.duration:g} s "
+              f"through {url}")
+        df = send_workload(work, router_resolver(url), api=args.api, body_extra=body,
+                           timeout_s=args.timeout)
+    replay = plan.get("replay") if isinstance(plan.get("replay"), dict) and \
+        "per_model" in plan["replay"] else None
+    rec = measured_record(plan, df, duration_s=args.duration, rate_rps=rate, seed=args.seed,
+                          replay=replay)
+    if args.json:
+        from .io import atomic_write_with, json_safe
+        write_json(args.json, json_safe(rec), allow_nan=False)
+        atomic_write_with(args.json + ".requests.csv", lambda t: df.to_csv(t, index=False))
+    print(f"  {rec['metric']}: predicted {rec['predicted_ms']:.1f} ms (modelled), "
+          + (f"replayed {replay['replayed_ms']:.1f} ms (simulated), " if replay else "")
+          + f"live {rec['replayed_ms']:.1f} ms (measured), gap {rec['rel_gap_pct']:+.1f}%; "
+          f"SLO {rec['slo_ms']:g} ms {'met' if rec['slo_met'] else 'NOT met'}")
+    print(f"  {rec['requests_ok']}/{rec['requests_sent']} ok, achieved "
+          f"{rec['achieved_rate_rps']:.2f} req/s, errors {rec['errors'] or 'none'}")
+    for r in rec["per_model"]:
+        print(f"  {r['model']:24s} planned {r['fraction']:.3f} live {r['live_fraction']:.3f}  "
+              f"predicted {r['predicted_ms'] or float('nan'):.1f} ms  live {r['replayed_ms']:.1f} ms"
+              f"  p99 {r['replayed_p99_ms']:.1f} ms")
+    return 0 if rec["requests_failed"] == 0 else 1
+
+
 def _version() -> str:
     from . import __version__
     return __version__
@@ -542,6 +637,7 @@ def main(argv=None) -> int:
     sv.add_argument("--upstream-timeout-s", type=float, default=300.0,
                     help="give up on a model server silent for this long: 504 (default 300)")
     _add_calibrate(sub)
+    add_live_check_parser(sub)
     args = ap.parse_args(argv)
     try:
         if args.cmd == "serve":
@@ -558,6 +654,8 @@ def main(argv=None) -> int:
                 args.headroom = DEFAULT_HEADROOM_LADDER if args.consistent else \
                     DEFAULT_LOAD_FRACTION
             return _solve(args)
+        if args.cmd == "live-check":
+            return live_check_from_args(args)
         if args.cmd == "cost":
             if args.headroom is None:
                 from .optimize.headroom import DEFAULT_LOAD_FRACTION

@@ -39,6 +39,8 @@ SMALL = {
     "10_scale": {"max_models": 6},
     "11_cost_frontier": {"max_gpus": 6},
     "12_calibrate": {"plan_num_requests": 60},
+    # fake upstreams: the router, the live check and the record in seconds, no engine
+    "13_live_check": {"mode": "fake", "duration_s": 3.0},
 }
 
 

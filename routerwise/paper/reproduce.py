@@ -48,7 +48,7 @@ __all__ = ["NOTEBOOKS", "NotebookFailed", "repo_root", "notebooks_dir", "noteboo
 NOTEBOOKS = ("00_bring_your_own", "01_setup_space", "02_latency_profiles", "03_score_variation", "04_exact_vs_dual",
              "05_beyond_the_paper", "06_gpu_inventory", "07_measure_latencies",
              "08_latency_validation", "09_headline_explained", "10_scale", "11_cost_frontier",
-             "12_calibrate")
+             "12_calibrate", "13_live_check")
 
 
 def repo_root() -> Path:
