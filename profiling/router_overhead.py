@@ -2,7 +2,7 @@
 
 :func:`measure_overhead` sends one Poisson schedule (same arrival times, same prompts) twice,
 straight to a model server and through the router in front of it, each run with
-:func:`profiling.loadgen.run_load`, and :func:`overhead_summary` compares the two TTFT
+:func:`profiling.loadgen.run_load`, and :func:`routerwise.live.check.overhead_summary` compares the two TTFT
 distributions. The overhead is a difference of quantiles (p50 via router minus p50 direct;
 p99 likewise), not a per-request difference: the two runs are separate draws of the same
 load, so a small or negative figure at light load is within their noise. With a fast fake
@@ -20,29 +20,11 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 
 from routerwise.errors import ValidationError
+from routerwise.live.check import overhead_summary
 
 from .loadgen import Endpoint, PromptSet, client_lag, poisson_schedule, run_load
 
 __all__ = ["overhead_summary", "paired_overhead", "measure_overhead", "highest_sustained_rate"]
-
-
-def overhead_summary(direct_ttft_ms: Sequence[float], routed_ttft_ms: Sequence[float]
-                     ) -> dict[str, float]:
-    """p50, p99 and mean of each side's TTFT (ms) and the router's overhead at each: routed
-    minus direct. NaN entries (failed requests) are left out; both sides need some."""
-    d = np.asarray(direct_ttft_ms, dtype=float)
-    r = np.asarray(routed_ttft_ms, dtype=float)
-    d, r = d[np.isfinite(d)], r[np.isfinite(r)]
-    if d.size == 0 or r.size == 0:
-        raise ValidationError("overhead_summary needs at least one measured TTFT on each side")
-    out = {}
-    for name, a in (("direct", d), ("routed", r)):
-        out[f"{name}_ttft_p50_ms"] = float(np.percentile(a, 50))
-        out[f"{name}_ttft_p99_ms"] = float(np.percentile(a, 99))
-        out[f"{name}_ttft_mean_ms"] = float(a.mean())
-    for q in ("p50", "p99", "mean"):
-        out[f"router_overhead_ms_{q}"] = out[f"routed_ttft_{q}_ms"] - out[f"direct_ttft_{q}_ms"]
-    return out
 
 
 def _point(res) -> dict:

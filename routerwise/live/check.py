@@ -40,7 +40,7 @@ from ..errors import ValidationError
 
 __all__ = ["LivePrompt", "LiveRequest", "ROUTED_MODEL_HEADER", "REQUEST_COLUMNS",
            "prompts_from_matrix", "live_workload", "send_workload", "router_resolver",
-           "direct_resolver", "measured_record", "router_overhead", "read_plan_record",
+           "direct_resolver", "measured_record", "overhead_summary", "router_overhead", "read_plan_record",
            "MEASURED_KIND"]
 
 # The response header a router may add to name the model it routed a request to.
@@ -457,18 +457,33 @@ def _setup_label(m: Mapping) -> str:
     return f"tp{m['tp']}/rho{float(m.get('compute_share', 1.0)):g}"
 
 
+def overhead_summary(direct_ttft_ms: Sequence[float], routed_ttft_ms: Sequence[float]
+                     ) -> dict[str, float]:
+    """p50, p99 and mean of each side's TTFT (ms) and the router's overhead at each: routed
+    minus direct. NaN entries (failed requests) are left out; both sides need some."""
+    d = np.asarray(direct_ttft_ms, dtype=float)
+    r = np.asarray(routed_ttft_ms, dtype=float)
+    d, r = d[np.isfinite(d)], r[np.isfinite(r)]
+    if d.size == 0 or r.size == 0:
+        raise ValidationError("overhead_summary needs at least one measured TTFT on each side")
+    out = {}
+    for name, a in (("direct", d), ("routed", r)):
+        out[f"{name}_ttft_p50_ms"] = float(np.percentile(a, 50))
+        out[f"{name}_ttft_p99_ms"] = float(np.percentile(a, 99))
+        out[f"{name}_ttft_mean_ms"] = float(a.mean())
+    for q in ("p50", "p99", "mean"):
+        out[f"router_overhead_ms_{q}"] = out[f"routed_ttft_{q}_ms"] - out[f"direct_ttft_{q}_ms"]
+    return out
+
+
 def router_overhead(through_router: pd.DataFrame, direct: pd.DataFrame) -> dict:
     """The router's added TTFT (ms, measured): p50 and p99 of TTFT through the router minus
     the same quantiles of direct calls at the same schedule (same load and prompts), over the
-    requests that finished in both runs."""
-    a = through_router.loc[through_router["ok"], "ttft_ms"].to_numpy(dtype=float)
-    b = direct.loc[direct["ok"], "ttft_ms"].to_numpy(dtype=float)
-    if a.size == 0 or b.size == 0:
-        raise ValidationError("router overhead needs finished requests in both runs")
-    return {"router_overhead_ms_p50": float(np.percentile(a, 50) - np.percentile(b, 50)),
-            "router_overhead_ms_p99": float(np.percentile(a, 99) - np.percentile(b, 99)),
-            "router_ttft_ms_p50": float(np.percentile(a, 50)),
-            "direct_ttft_ms_p50": float(np.percentile(b, 50)),
-            "router_ttft_ms_p99": float(np.percentile(a, 99)),
-            "direct_ttft_ms_p99": float(np.percentile(b, 99)),
+    requests that finished in each run (:func:`overhead_summary` of the two tables)."""
+    s = overhead_summary(direct.loc[direct["ok"], "ttft_ms"].to_numpy(dtype=float),
+                         through_router.loc[through_router["ok"], "ttft_ms"].to_numpy(dtype=float))
+    return {"router_overhead_ms_p50": s["router_overhead_ms_p50"],
+            "router_overhead_ms_p99": s["router_overhead_ms_p99"],
+            "router_ttft_ms_p50": s["routed_ttft_p50_ms"], "direct_ttft_ms_p50": s["direct_ttft_p50_ms"],
+            "router_ttft_ms_p99": s["routed_ttft_p99_ms"], "direct_ttft_ms_p99": s["direct_ttft_p99_ms"],
             "kind": "measured"}
