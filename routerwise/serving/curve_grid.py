@@ -173,16 +173,13 @@ class _Curve:
         return f"{safe_name(self.model)}__tp{self.tp}__r{self.tenths:02d}.csv"
 
 
-def _grid_hash(archs, spec, tps, tenths, lengths, opts, params, share, measured) -> str:
-    models = list(archs)
+def _key(spec, opts, params, share, measured, **what) -> str:
+    """A cache key: ``what`` (the grid's or the curve's own inputs) plus every input they share."""
     # a user-described GPU's figures enter the key (a catalogued one's keys stay as they were)
     described = {} if is_catalogued(spec) else {"gpu_spec": repr(spec)}
     blob = json.dumps({
-        **described,
-        "version": GRID_VERSION, "models": models, "gpu": spec.name, "tp": list(tps),
-        # the architectures themselves: a user's model may reuse a registered name
-        "architectures": {m: repr(archs[m]) for m in models},
-        "tenths": list(tenths), "lengths": {m: lengths[m].digest() for m in models},
+        **described, **what,
+        "version": GRID_VERSION, "gpu": spec.name,
         "opts": _opts_key(opts), "params": params.to_json(),
         "share": [share.rho_bw, share.table, share.source], "fractions": LOAD_FRACTIONS,
         # the engine profile's fitted overheads and the planning margin in force: a refit of
@@ -191,6 +188,14 @@ def _grid_hash(archs, spec, tps, tenths, lengths, opts, params, share, measured)
         "measured": None if measured is None else hashlib.sha256(
             measured.to_csv(index=False).encode()).hexdigest()}, sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def _grid_hash(archs, spec, tps, tenths, lengths, opts, params, share, measured) -> str:
+    models = list(archs)
+    # the architectures themselves: a user's model may reuse a registered name
+    return _key(spec, opts, params, share, measured, models=models, tp=list(tps),
+                architectures={m: repr(archs[m]) for m in models}, tenths=list(tenths),
+                lengths={m: lengths[m].digest() for m in models})
 
 
 def _opts_key(opts: GridOptions) -> dict:
@@ -210,20 +215,10 @@ def _curve_hash(c: _Curve, arch, spec, lengths: LengthSample, opts, params, shar
                 measured) -> str:
     """The cache key of one curve: every input of :func:`_build_curve` (the architecture less
     its ``source`` and ``notes`` texts), nothing of the grid or problem it was asked for."""
-    described = {} if is_catalogued(spec) else {"gpu_spec": repr(spec)}
-    blob = json.dumps({
-        **described,
-        "version": GRID_VERSION, "model": c.model, "gpu": spec.name, "tp": c.tp,
-        # the architecture's figures, not where they were read from (a config.json's path
-        # differs between problem folders that hold the same model)
-        "tenths": c.tenths, "architecture": repr(replace(arch, source="", notes="")),
-        "lengths": lengths.digest(),
-        "opts": _opts_key(opts), "params": params.to_json(),
-        "share": [share.rho_bw, share.table, share.source], "fractions": LOAD_FRACTIONS,
-        "engine": get_profile(opts.engine_profile).label(), "margin": _margin_key(opts),
-        "measured": None if measured is None else hashlib.sha256(
-            measured.to_csv(index=False).encode()).hexdigest()}, sort_keys=True, default=str)
-    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+    # the architecture's figures, not where they were read from (a config.json's path differs
+    # between problem folders that hold the same model)
+    return _key(spec, opts, params, share, measured, model=c.model, tp=c.tp, tenths=c.tenths,
+                architecture=repr(replace(arch, source="", notes="")), lengths=lengths.digest())
 
 
 def _margin_key(opts: GridOptions) -> str:
