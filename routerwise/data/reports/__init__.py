@@ -38,7 +38,7 @@ from ..measured_runs import REQUEST_COLUMNS
 
 __all__ = ["FORMATS", "LEVEL_COLUMNS", "ARRIVALS", "ReportSource", "Report", "ReportFormatError",
            "read_report", "check_levels", "levels_from_requests", "sniff", "file_source",
-           "load_json", "request_table", "one_model", "format_error"]
+           "load_json", "check_keys", "request_table", "one_model", "format_error"]
 
 #: ``--format`` name -> module of this package that reads it.
 FORMATS = {
@@ -182,6 +182,17 @@ def load_json(source: Path | bytes, expected: str, *, where: Path | None = None)
     except json.JSONDecodeError as e:
         raise ReportFormatError(f"{where}: expected {expected} (JSON), found a file that does "
                                 f"not parse as JSON ({e.msg} at line {e.lineno})") from None
+
+
+def check_keys(path: Path, data, expected: str, required: Sequence[str]) -> dict:
+    """``data`` (parsed from ``path``) as a JSON object holding every key of ``required``, else
+    a :class:`ReportFormatError` naming what was expected and what is missing."""
+    if not isinstance(data, dict):
+        raise format_error(path, expected, found=f"a JSON {type(data).__name__}")
+    missing = [k for k in required if k not in data]
+    if missing:
+        raise format_error(path, expected, missing)
+    return data
 
 
 def _sniff_json(obj) -> str | None:

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from . import LEVEL_COLUMNS, Report, file_source, format_error, load_json, one_model
+from . import LEVEL_COLUMNS, Report, check_keys, file_source, format_error, load_json, one_model
 
 __all__ = ["read", "TOOL", "TOKEN_COUNTING"]
 
@@ -49,12 +49,7 @@ def _load(path: Path) -> dict:
     if isinstance(data, dict) and "experiments" in data and "request_latency" not in data:
         raise format_error(path, _EXPECTED, found="perf_analyzer's raw profile export (no token "
                            "counts); give the *_genai_perf.json file beside it")
-    if not isinstance(data, dict):
-        raise format_error(path, _EXPECTED, found=f"a JSON {type(data).__name__}")
-    missing = [k for k in _REQUIRED if k not in data]
-    if missing:
-        raise format_error(path, _EXPECTED, missing)
-    return data
+    return check_keys(path, data, _EXPECTED, _REQUIRED)
 
 
 def _stat(d: dict, metric: str, key: str) -> float:

@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 
 from ...errors import DataError
-from . import LEVEL_COLUMNS, Report, file_source, format_error, load_json, one_model, request_table
+from . import LEVEL_COLUMNS, Report, check_keys, file_source, format_error, load_json, one_model, request_table
 
 __all__ = ["read", "TOOL", "TOKEN_COUNTING"]
 
@@ -43,12 +43,7 @@ def _load(path: Path) -> dict:
     if path.is_dir():
         raise format_error(path, _EXPECTED, found="a folder")
     data = load_json(path, _EXPECTED)
-    if not isinstance(data, dict):
-        raise format_error(path, _EXPECTED, found=f"a JSON {type(data).__name__}")
-    missing = [k for k in _REQUIRED if k not in data]
-    if missing:
-        raise format_error(path, _EXPECTED, missing)
-    return data
+    return check_keys(path, data, _EXPECTED, _REQUIRED)
 
 
 def _num(v) -> float:
