@@ -123,3 +123,20 @@ def test_lazy_decomposition_matches_the_milp_on_the_ladder():
     assert dec.bound >= mi.score - 1e-6
     assert dec.stats["envelope_rows_added"] > 0
     assert dec.stats["constraints"] < build_milp(p, placement="aggregate").lp.numConstraints()
+
+
+def test_the_round_cap_completes_the_envelopes_and_keeps_the_optimum(binding, monkeypatch):
+    import routerwise.optimize.decomposition as dec
+    from routerwise.optimize.milp import complete_mass_rows
+    full_rows = sum(sec.w.size - 1 for sec in build_milp(binding, placement="aggregate")
+                    .secants.values())
+    model = build_milp(binding, placement="aggregate", lazy_envelopes=True)
+    have = sum(map(len, model.mass_rows.values()))
+    assert complete_mass_rows(model) == full_rows - have
+    assert complete_mass_rows(model) == 0
+    ref = solve_decomposition(binding, lazy_envelopes=False)
+    monkeypatch.setattr(dec, "MAX_ENVELOPE_ROUNDS", 0)     # complete at the first violation
+    capped = dec.solve_decomposition(binding)
+    assert capped.status == "optimal" and capped.score == pytest.approx(ref.score, abs=1e-6)
+    assert int(capped.history["placeable"].isna().sum()) == 1      # one re-solve, then full
+    assert capped.stats["envelope_rows_added"] == full_rows - have

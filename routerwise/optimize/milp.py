@@ -106,6 +106,7 @@ from .solution import Solution
 
 __all__ = ["SOLVERS", "PLACEMENTS", "DFF_THRESHOLDS", "LAZY_START_PIECES", "MASS_ROW_TOL_MS",
            "MilpModel", "MilpRun", "aggregate_rows", "add_violated_mass_rows", "build_milp",
+           "complete_mass_rows",
            "write_lp", "run_milp", "solve_milp"]
 
 SOLVERS = ("HiGHS", "CBC")
@@ -387,6 +388,16 @@ def add_violated_mass_rows(model: MilpModel, tol_ms: float = MASS_ROW_TOL_MS) ->
             p = int(np.argmax(lines))
             if lines[p] > lines[have].max() + tol_ms:
                 added += _add_pieces(model, i, k, sec, np.array([p]))
+    return added
+
+
+def complete_mass_rows(model: MilpModel) -> int:
+    """Add every missing row (9): the model becomes the fully built one; how many were added."""
+    added = 0
+    for (i, k), sec in model.secants.items():
+        missing = set(range(sec.w.size - 1)) - model.mass_rows[i, k]
+        _add_mass_rows(model.lp, i, k, model.t, model.w, model.x, sec, missing, model.mass_rows)
+        added += len(missing)
     return added
 
 
