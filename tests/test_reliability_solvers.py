@@ -127,7 +127,10 @@ def test_decomposition_stops_the_placement_search_on_the_deadline(monkeypatch):
     pl._place_canonical.cache_clear()
     sol = solve_decomposition(p, time_limit_s=10.0, clock=clock)
     assert sol.status == "time_limit" and sol.setup is None and sol.bound is not None
-    assert sol.stats["masters"] == 1 and sol.stats["undecided_cuts"] == 0
+    # one master reached the placement check; any before it were latency-envelope re-solves
+    h = sol.history
+    assert sol.stats["masters"] == 1 + len(h) and (h.empty or h["placeable"].isna().all())
+    assert sol.stats["undecided_cuts"] == 0
 
 
 def test_exact_search_time_limit_reports_the_unsolved_setups_bound():

@@ -16,7 +16,8 @@ cuts), whose cost does not grow with the count. Measured (2 shared cores): the e
 solves the 4 x 4 synthetic ladder (11,076 candidates) in about 2.6 s; issue 12 measured it at
 58 s for 5 models on 8 GPUs and not within 600 s for 6 on 8, while the ladder counts 268,195
 and 8.3 million candidates there; the decomposition solved the 6 x 8 ladder in about 28 s
-(``benchmarks/bench_scale.py``). The threshold sits between. The choice and its reason are
+(``benchmarks/bench_scale.py``), and in 9.5 CPU-seconds with lazy envelope rows (issue 22).
+The threshold sits between. The choice and its reason are
 written into ``Solution.notes`` and ``Solution.stats["auto"]``.
 """
 

@@ -49,13 +49,13 @@ from .bounds import SearchContext, capped_bound
 from .diagnosis import infeasible_solution
 from .fixed_setup import evaluate_plan, mass_tol_ms
 from .highs import Deadline
-from .milp import _extract, _pulp, build_milp, run_milp
+from .milp import _extract, _pulp, add_violated_mass_rows, build_milp, complete_mass_rows, run_milp
 from .placement import PlacementUndecided, ShardDemand, place_pools, stop_when
 from .setup_space import candidate_setup_count
 from .solution import Infeasibility, Solution
 
-__all__ = ["DIAGNOSE_MAX_SETUPS", "MAX_DEAD_ENDS", "UNDECIDED", "place_setup", "unplaceable_core",
-           "solve_decomposition"]
+__all__ = ["DIAGNOSE_MAX_SETUPS", "MAX_DEAD_ENDS", "MAX_ENVELOPE_ROUNDS", "UNDECIDED",
+           "place_setup", "unplaceable_core", "solve_decomposition"]
 
 DIAGNOSE_MAX_SETUPS = 200_000   # enumerate for a full infeasibility diagnosis up to this many
 
@@ -66,6 +66,7 @@ def _demands(problem: Problem, per_model) -> list[ShardDemand]:
 
 
 UNDECIDED = "undecided"
+MAX_ENVELOPE_ROUNDS = 3    # envelope re-solves in a row before every missing row is added
 MAX_DEAD_ENDS = 20_000     # exact placement budget per check (memory stays small on 32 GPUs)
 
 
@@ -112,6 +113,8 @@ def solve_decomposition(problem: Problem, *, solver: str = "HiGHS",
                         time_limit_s: float | None = 600.0, gap_rel: float = 1e-6,
                         threads: int | None = None, tol_ms: float | None = None,
                         max_cuts: int = 10_000, first_gap_rel: float | None = 1e-2,
+                        lazy_envelopes: bool = True, warm_start: bool = True,
+                        final_presolve: bool = False,
                         msg: bool = False, clock=time.perf_counter) -> Solution:
     """Optimal plan by the cut loop above; status ``optimal`` or ``time_limit`` with the bound.
 
@@ -121,14 +124,31 @@ def solve_decomposition(problem: Problem, *, solver: str = "HiGHS",
     a proven gap of at most that is in hand early, then again to ``gap_rel`` (cuts are kept); a
     time limit in the second pass returns the better plan with the tightest proven bound.
     ``clock``: the time source of the limit.
+
+    ``lazy_envelopes``: the master starts with a few rows of each latency envelope and a master
+    solution that violates a missing one gets it added and is re-solved before its placement is
+    checked (``build_milp(lazy_envelopes=True)``): every master still relaxes the full one, and
+    the plans it accepts meet every envelope row, so the optimum is the same. After
+    :data:`MAX_ENVELOPE_ROUNDS` re-solves in a row every missing row is added (on large
+    ladders, 12 x 24, the masters otherwise keep moving to options whose rows are still
+    missing: 19 re-solves and no placement check in 106 CPU-seconds, measured). ``warm_start``:
+    each master gets the best placeable plan found so far as its MIP start (it stays feasible:
+    cuts remove only unplaceable setups, envelope rows only what it already meets).
+    ``final_presolve``: HiGHS presolve in the last (exact) pass; off by default: there the
+    master already has the envelope rows and a MIP start it needs, and presolve's reductions
+    and restarts cost more than they save (measured: the last pass of the 4 x 4 and 6 x 8
+    ladders took about a third of the CPU time without it). The first pass keeps it.
     """
     pulp = _pulp()
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     deadline = Deadline(time_limit_s, clock)
-    model = build_milp(problem, tol_ms=tol_ms, placement="aggregate")
+    model = build_milp(problem, tol_ms=tol_ms, placement="aggregate",
+                       lazy_envelopes=lazy_envelopes)
     build_s = time.perf_counter() - t0
     name = f"decomposition[{solver}]"
     bound, cuts, masters, solver_s, placement_s = None, 0, 0, 0.0, 0.0
+    envelope_rows, start = 0, None     # start: the best placeable plan's values (MIP start)
+    rounds = 0                         # envelope re-solves in a row
     core_sizes: list[int] = []
     history = []
     status, found = "time_limit", None     # found: (objective, setup, fractions)
@@ -141,7 +161,9 @@ def solve_decomposition(problem: Problem, *, solver: str = "HiGHS",
             if deadline.expired():
                 break
             run = run_milp(model, solver=solver, gap_rel=p_gap, threads=threads, msg=msg,
-                           deadline=deadline)
+                           deadline=deadline, start=start if warm_start else None,
+                           highs_options=None if final_presolve or p_gap != passes[-1]
+                           else {"presolve": "off"})
             masters += 1
             solver_s += run.solve_s
             if run.bound is not None:   # every master relaxes the problem: keep the tightest
@@ -151,6 +173,18 @@ def solve_decomposition(problem: Problem, *, solver: str = "HiGHS",
                 break
             if not run.has_solution:
                 break
+            added = add_violated_mass_rows(model)
+            if added and rounds >= MAX_ENVELOPE_ROUNDS:
+                added += complete_mass_rows(model)     # chasing options: stop, add them all
+            rounds = rounds + 1 if added else 0
+            if added:
+                # the solution cuts a corner of some envelope: add those rows, re-solve
+                envelope_rows += added
+                history.append({"master": masters, "gap_rel": p_gap,
+                                "time_s": time.perf_counter() - t0, "solve_s": run.solve_s,
+                                "cpu_s": time.process_time() - c0, "objective": run.objective,
+                                "bound": run.bound, "envelope_rows": added, "placeable": None})
+                continue
             chosen = [(i, opts[max(range(len(opts)),
                                    key=lambda k: pulp.value(model.x[i, k]) or 0)])
                       for i, opts in enumerate(model.options)]
@@ -162,8 +196,10 @@ def solve_decomposition(problem: Problem, *, solver: str = "HiGHS",
                 break               # stopped by the time limit, not by the search budget
             undecided = pl is UNDECIDED
             history.append({"master": masters, "gap_rel": p_gap,
-                            "time_s": time.perf_counter() - t0, "objective": run.objective,
-                            "bound": run.bound, "placeable": pl is not None and not undecided})
+                            "time_s": time.perf_counter() - t0, "solve_s": run.solve_s,
+                            "cpu_s": time.process_time() - c0, "objective": run.objective,
+                            "bound": run.bound, "envelope_rows": 0,
+                            "placeable": pl is not None and not undecided})
             if undecided:
                 # Cut this one setup without a proof that it cannot be placed: what it could
                 # score is at most this master's bound, which therefore stays a floor of the
@@ -179,6 +215,8 @@ def solve_decomposition(problem: Problem, *, solver: str = "HiGHS",
                 if found is None or run.objective > found[0]:
                     setup, w = _extract(problem, model)
                     found = (run.objective, SystemSetup(setup.per_model, pl), w)
+                    start = {v: v.varValue for v in model.lp.variables()
+                             if v.varValue is not None}
                 if p_gap == gap_rel:
                     status, done = ("optimal" if run.optimal else "time_limit"), True
                 break
@@ -205,10 +243,12 @@ def solve_decomposition(problem: Problem, *, solver: str = "HiGHS",
         bound = capped_bound(problem, bound) if np.isfinite(bound) else None
     stats = {"build_s": build_s, "solver_s": solver_s, "placement_s": placement_s,
              "masters": masters, "cuts": cuts, "core_sizes": core_sizes,
-             "undecided_cuts": n_undecided,
+             "undecided_cuts": n_undecided, "envelope_rows_added": envelope_rows,
              "variables": len(model.lp.variables()), "constraints": model.lp.numConstraints(),
              "nonconvex_envelopes": len(model.nonconvex)}
     hist = pd.DataFrame(history)
+    if len(hist):   # placeable: NA where the master's plan was re-solved, not placed
+        hist["placeable"] = hist["placeable"].astype("boolean")
     if status == "infeasible":
         # No setup meets the SLO (cuts == 0) or every one that does is unplaceable. The full
         # diagnosis enumerates the retained setups: affordable only on small setup spaces.

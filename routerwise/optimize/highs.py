@@ -90,18 +90,30 @@ def _deadline_highs_class():
         which HiGHS's own clock does not count)."""
 
         deadline: Deadline | None = None
+        start: dict | None = None     # PuLP variable -> value: a MIP start (warm start)
 
         def callSolver(self, lp):
             left = None if self.deadline is None else self.deadline.left()
             if left is not None:
                 lp.solverModel.setOptionValue("time_limit", max(0.0, left))
+            if self.start:
+                import numpy as np
+                idx = np.array([v.index for v in self.start], dtype=np.int32)
+                val = np.array([float(x) for x in self.start.values()], dtype=float)
+                lp.solverModel.setSolution(idx.size, idx, val)
             super().callSolver(lp)
 
     return DeadlineHiGHS
 
 
-def pulp_highs(deadline: Deadline | None = None, **options):
-    """A PuLP HiGHS solver (``options`` as for ``pulp.HiGHS``) stopped by ``deadline``."""
+def pulp_highs(deadline: Deadline | None = None, start: dict | None = None, **options):
+    """A PuLP HiGHS solver (``options`` as for ``pulp.HiGHS``) stopped by ``deadline``.
+
+    ``start`` ({PuLP variable: value}, a partial assignment is fine) is handed to HiGHS as a
+    MIP start (``Highs.setSolution``): HiGHS completes and checks it, and uses it as its first
+    incumbent when it is feasible (an infeasible start is ignored, never trusted).
+    """
     s = _deadline_highs_class()(**options)
     s.deadline = deadline
+    s.start = start
     return s

@@ -27,6 +27,9 @@ Variables
 
 Objective
     max  (1/N) sum_j sum_i s_ji z_ji
+    (the LP carries N times it, sum_j sum_i s_ji z_ji: coefficients in [0, 1], a value above 1,
+    so HiGHS's relative gap, relative to max(1, |objective|), is a relative one; ``run_milp``
+    divides the objective and the bound by N)
 
 Constraints (names in the LP file in brackets)
     (1)  [one_setup[i]]          sum_k x_ik = 1
@@ -69,8 +72,12 @@ that pool's G and Mem, names suffixed with the type (``agg_mem[H100-80GB]``).
 (9) is the perspective of the secant lines: with x_ik = 0 it reads t_ik >= 0 (w_ik = 0 by (8));
 with x_ik = 1 it is t_ik >= max_p line_p(w_ik) = phi_hat(w_ik), exact for a convex envelope.
 Because phi_hat >= phi (within eps), every MILP-feasible plan meets tau exactly; the MILP optimum
-lies between the true optima at tau - M eps and tau. Constraints (2)-(5), (13) are omitted when
-neither deployability check is on (then any tp <= G places trivially).
+lies between the true optima at tau - M eps and tau. With ``lazy_envelopes`` (the
+decomposition's master) only a few pieces p of each (9) start in the model and the rest are
+added when a solution violates them (:func:`add_violated_mass_rows`); the model with fewer
+rows is a relaxation, and a solution that violates none of them solves the full one.
+Constraints (2)-(5), (13) are omitted when neither deployability check is on (then any
+tp <= G places trivially).
 
 Build, solve, read out are separate: :func:`build_milp` is pure and returns the PuLP problem with
 a variable index; :func:`solve_milp` runs a named solver (HiGHS or CBC) with a time limit and
@@ -97,12 +104,16 @@ from .highs import Deadline, consume_banner, pulp_highs
 from .setup_space import model_options
 from .solution import Solution
 
-__all__ = ["SOLVERS", "PLACEMENTS", "DFF_THRESHOLDS", "MilpModel", "MilpRun", "aggregate_rows",
-           "build_milp", "write_lp", "run_milp", "solve_milp"]
+__all__ = ["SOLVERS", "PLACEMENTS", "DFF_THRESHOLDS", "LAZY_START_PIECES", "MASS_ROW_TOL_MS",
+           "MilpModel", "MilpRun", "aggregate_rows", "add_violated_mass_rows", "build_milp",
+           "complete_mass_rows",
+           "write_lp", "run_milp", "solve_milp"]
 
 SOLVERS = ("HiGHS", "CBC")
 PLACEMENTS = ("per_gpu", "aggregate")
 DFF_THRESHOLDS = (0.5, 0.4, 0.3, 0.2)   # e of the aggregate rows (A2)/(A3)
+LAZY_START_PIECES = 8     # rows (9) per convex envelope a lazy build starts with
+MASS_ROW_TOL_MS = 1e-7    # a missing row (9) violated by more than this is added [ms]
 
 
 @dataclass
@@ -118,6 +129,9 @@ class MilpModel:
     z: dict                  # (j, i) -> var
     groups: object
     nonconvex: list          # (i, k) built with binaries (9')
+    secants: dict            # (i, k) -> MassSecants of a convex envelope (9), all its pieces
+    mass_rows: dict          # (i, k) -> the pieces p whose row (9) is in the model
+    objective_scale: float   # the LP's objective is N times the mean score (see build_milp)
 
 
 def _pulp():
@@ -199,14 +213,19 @@ def _lonely(problem: Problem, ik: list, mem: float) -> dict:
 
 def build_milp(problem: Problem, *, tol_ms: float | None = None,
                symmetry_breaking: bool = True, fix_setup: SystemSetup | None = None,
-               placement: str = "per_gpu") -> MilpModel:
+               placement: str = "per_gpu", lazy_envelopes: bool = False) -> MilpModel:
     """Build the MILP above for ``problem`` (pure: solves nothing).
 
     ``fix_setup`` fixes x to one system setup (its (tp, rho) per model), leaving placement and
     routing free: the MILP then solves the routing problem of that setup. ``placement``:
     ``"per_gpu"`` (default) places every shard with y and rows (2)-(5), (13); ``"aggregate"``
     drops y for the aggregate rows (A1)-(A4), a relaxation whose chosen setup still has to be
-    placed (``routerwise.optimize.decomposition``).
+    placed (``routerwise.optimize.decomposition``). ``lazy_envelopes``: a convex envelope
+    starts with :data:`LAZY_START_PIECES` of its rows (9) (first, last, evenly spaced between);
+    :func:`add_violated_mass_rows` adds the others when a solution violates them. Fewer rows
+    relax the model (its bound stays valid); a solution that violates none of the missing rows
+    is a solution of the full model, so a loop that adds them until none is violated ends at
+    the full model's optimum.
     """
     pulp = _pulp()
     if placement not in PLACEMENTS:
@@ -237,7 +256,10 @@ def build_milp(problem: Problem, *, tol_ms: float | None = None,
         for i in range(M):
             z[j, i] = lp.add_variable(f"z[{j},{i}]", lowBound=0)
 
-    lp += pulp.lpSum(float(groups.scores[j, i]) / N * z[j, i] for j in range(J) for i in range(M))
+    # The LP's objective is the total score of the N prompts (the mean times N): coefficients
+    # in [0, 1] on z in prompts, and a value above 1, so HiGHS's relative gap (relative to
+    # max(1, |objective|)) is relative. run_milp divides by N.
+    lp += pulp.lpSum(float(groups.scores[j, i]) * z[j, i] for j in range(J) for i in range(M))
 
     for i, opts in enumerate(options):                                             # (1)
         lp += pulp.lpSum(x[i, k] for k in range(len(opts))) == 1, f"one_setup[{i}]"
@@ -290,14 +312,17 @@ def build_milp(problem: Problem, *, tol_ms: float | None = None,
                 lp += (pulp.lpSum(o.compute_units_tenths * x[i, k] for i, k, o in on_t)
                        <= 10 * n, f"utilization_hi[{gtype.name}]")
     lp += pulp.lpSum(w.values()) == 1, "route_simplex"                                  # (7)
-    nonconvex = []
+    nonconvex, secants, mass_rows = [], {}, {}
     for (i, k), (wtop, sec) in limits.items():
         lp += w[i, k] <= float(wtop) * x[i, k], f"load_range[{i},{k}]"                  # (8)
         if not mean or sec is None or sec.w.size < 2:
             continue
         if sec.convex:                                                                  # (9)
-            for p, (sl, ic) in enumerate(zip(sec.slopes, sec.intercepts)):
-                lp += t[i, k] >= float(sl) * w[i, k] + float(ic) * x[i, k], f"mass[{i},{k},{p}]"
+            secants[i, k], mass_rows[i, k] = sec, set()
+            n = sec.w.size - 1
+            first = (np.linspace(0, n - 1, min(n, LAZY_START_PIECES)).round().astype(int)
+                     if lazy_envelopes else range(n))
+            _add_mass_rows(lp, i, k, t, w, x, sec, set(first), mass_rows)
         else:                                                                           # (9')
             nonconvex.append((i, k))
             dw, dphi = np.diff(sec.w), np.diff(sec.phi)
@@ -318,7 +343,71 @@ def build_milp(problem: Problem, *, tol_ms: float | None = None,
     for i, opts in enumerate(options):                                                  # (12)
         lp += (pulp.lpSum(z[j, i] for j in range(J))
                == N * pulp.lpSum(w[i, k] for k in range(len(opts))), f"count[{i}]")
-    return MilpModel(lp, options, x, y, w, t, z, groups, nonconvex)
+    return MilpModel(lp, options, x, y, w, t, z, groups, nonconvex, secants, mass_rows,
+                     float(N))
+
+
+def _add_mass_rows(lp, i, k, t, w, x, sec, pieces, mass_rows) -> None:
+    slopes, intercepts = sec.slopes, sec.intercepts
+    for p in sorted(set(int(q) for q in pieces) - mass_rows[i, k]):
+        lp += (t[i, k] >= float(slopes[p]) * w[i, k] + float(intercepts[p]) * x[i, k],
+               f"mass[{i},{k},{p}]")
+        mass_rows[i, k].add(p)
+
+
+def add_violated_mass_rows(model: MilpModel, tol_ms: float = MASS_ROW_TOL_MS) -> int:
+    """Add the missing rows (9) that the model's current solution violates by more than
+    ``tol_ms``; returns how many were added (0: the solution meets every envelope).
+
+    For each option every violated missing piece is added, with one neighbour on each side of
+    them (a re-solve tends to move w a little). The other options of a model with a violated
+    option are tightened at the same fraction w: the piece that is highest there is added, with
+    its neighbours, where the rows in the model fall short of it by more than ``tol_ms`` (else
+    the next master picks a sibling option for its still coarse envelope). Needs a solved
+    ``model``; on one built without ``lazy_envelopes`` nothing is missing and it returns 0.
+    """
+    pulp = _pulp()
+    added, at_w = 0, {}
+    for (i, k), sec in model.secants.items():
+        have = model.mass_rows[i, k]
+        if len(have) == sec.w.size - 1:
+            continue
+        xv = pulp.value(model.x[i, k]) or 0.0
+        wv = pulp.value(model.w[i, k]) or 0.0
+        tv = pulp.value(model.t[i, k]) or 0.0
+        viol = sec.slopes * wv + sec.intercepts * xv - tv
+        viol[sorted(have)] = -np.inf
+        bad = np.flatnonzero(viol > tol_ms)
+        if bad.size:
+            at_w.setdefault(i, []).append(wv / max(xv, 1e-12))
+            added += _add_pieces(model, i, k, sec, bad)
+    for (i, k), sec in model.secants.items():
+        for wv in at_w.get(i, ()):
+            lines = sec.slopes * min(wv, sec.w[-1]) + sec.intercepts
+            have = sorted(model.mass_rows[i, k])
+            p = int(np.argmax(lines))
+            if lines[p] > lines[have].max() + tol_ms:
+                added += _add_pieces(model, i, k, sec, np.array([p]))
+    return added
+
+
+def complete_mass_rows(model: MilpModel) -> int:
+    """Add every missing row (9): the model becomes the fully built one; how many were added."""
+    added = 0
+    for (i, k), sec in model.secants.items():
+        missing = set(range(sec.w.size - 1)) - model.mass_rows[i, k]
+        _add_mass_rows(model.lp, i, k, model.t, model.w, model.x, sec, missing, model.mass_rows)
+        added += len(missing)
+    return added
+
+
+def _add_pieces(model: MilpModel, i: int, k: int, sec, pieces: np.ndarray) -> int:
+    """Add rows (9) for ``pieces`` and their neighbours; how many were new."""
+    n = sec.w.size - 1
+    new = {int(q) for q in np.concatenate([pieces - 1, pieces, pieces + 1]) if 0 <= q < n}
+    new -= model.mass_rows[i, k]
+    _add_mass_rows(model.lp, i, k, model.t, model.w, model.x, sec, new, model.mass_rows)
+    return len(new)
 
 
 def write_lp(model: MilpModel, path: str | Path) -> Path:
@@ -329,10 +418,11 @@ def write_lp(model: MilpModel, path: str | Path) -> Path:
     return path
 
 
-def _solver(name: str, deadline: Deadline, gap_rel, threads, msg):
+def _solver(name: str, deadline: Deadline, gap_rel, threads, msg, start=None, options=None):
     pulp = _pulp()
     if name == "HiGHS":       # its time limit is set when HiGHS starts (pulp_highs)
-        s = pulp_highs(deadline, msg=msg, gapRel=gap_rel, threads=threads)
+        s = pulp_highs(deadline, start, msg=msg, gapRel=gap_rel, threads=threads,
+                       **(options or {}))
     elif name == "CBC":
         left = deadline.left()
         # CBC reads its limit as given when it starts; 0 might read as "none", so a sliver
@@ -369,17 +459,21 @@ class MilpRun:
 
 def run_milp(model: MilpModel, *, solver: str = "HiGHS", time_limit_s: float | None = 120.0,
              gap_rel: float = 1e-6, threads: int | None = None, msg: bool = False,
-             deadline: Deadline | None = None) -> MilpRun:
+             deadline: Deadline | None = None, start: dict | None = None,
+             highs_options: dict | None = None) -> MilpRun:
     """Solve a built model with a named solver and read its status and proven bound.
 
     Can be called again after rows are added to ``model.lp`` (a cut loop re-solves this way).
     ``deadline`` (:class:`~routerwise.optimize.highs.Deadline`) replaces ``time_limit_s``: the
     solver gets what it leaves when it starts, so a caller passes one for its whole run.
+    ``start`` ({variable: value}): a MIP start for HiGHS (see
+    :func:`~routerwise.optimize.highs.pulp_highs`; CBC ignores it). ``highs_options``: HiGHS
+    option values by name (``{"presolve": "off"}``); CBC ignores them.
     """
     pulp = _pulp()
     if deadline is None:
         deadline = Deadline(time_limit_s)
-    s = _solver(solver, deadline, gap_rel, threads, msg)
+    s = _solver(solver, deadline, gap_rel, threads, msg, start, highs_options)
     if solver == "HiGHS" and not msg:
         consume_banner()
     t1 = time.perf_counter()
@@ -393,7 +487,8 @@ def run_milp(model: MilpModel, *, solver: str = "HiGHS", time_limit_s: float | N
         hstatus = h.getModelStatus()
         # PuLP hands HiGHS a maximization as the minimization of -objective: flip the bound.
         sign = -1.0 if model.lp.sense == pulp.LpMaximize else 1.0
-        bound = sign * float(info.mip_dual_bound) if np.isfinite(info.mip_dual_bound) else None
+        bound = (sign * float(info.mip_dual_bound) / model.objective_scale
+                 if np.isfinite(info.mip_dual_bound) else None)
         nodes = int(info.mip_node_count)
         infeasible = hstatus in (highspy.HighsModelStatus.kInfeasible,
                                  highspy.HighsModelStatus.kUnboundedOrInfeasible)
@@ -402,7 +497,8 @@ def run_milp(model: MilpModel, *, solver: str = "HiGHS", time_limit_s: float | N
         infeasible = model.lp.status == pulp.LpStatusInfeasible
         optimal = model.lp.sol_status == pulp.LpSolutionOptimal
     has_solution = model.lp.sol_status in (pulp.LpSolutionOptimal, pulp.LpSolutionIntegerFeasible)
-    objective = float(pulp.value(model.lp.objective)) if has_solution else None
+    objective = (float(pulp.value(model.lp.objective)) / model.objective_scale if has_solution
+                 else None)
     if bound is None and optimal and objective is not None:
         bound = objective
     return MilpRun(solver, solve_s, infeasible, optimal, has_solution and not infeasible, bound,
