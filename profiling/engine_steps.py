@@ -143,6 +143,12 @@ def probe_vllm_steps(model_dir: str | Path, *, batch_sizes: Sequence[int] = DEFA
     if clock not in CLOCKS:
         raise ValidationError(f"clock {clock!r}: use one of {sorted(CLOCKS)}")
     tick = CLOCKS[clock]
+    if clock == "cpu" and os.environ.get("VLLM_ENABLE_V1_MULTIPROCESSING") != "0":
+        # with the engine core in its own process, this process's CPU time misses the work
+        # (iterations of 0.2 ms were read that way): the CPU clock needs it in this process
+        raise ValidationError("clock='cpu' needs the engine core in this process: set "
+                              "VLLM_ENABLE_V1_MULTIPROCESSING=0 (probe_in_subprocess and the "
+                              "server's CPU environment do), or use clock='wall'")
     if scope not in SCOPES:
         raise ValidationError(f"scope {scope!r}: use one of {list(SCOPES)}")
     why = engine_installed()

@@ -200,7 +200,7 @@ def test_cli_writes_the_keys_the_issue_names(tmp_path, capsys):
         report.levels["ttft_mean_ms"].tolist())
     # K = 1: two numbers, two fitted terms: the fit level is matched
     fit_level = next(x for x in lv if x["used_for_fit"])
-    assert fit_level["rate_rps"] == 2.0
+    assert fit_level["rate_rps"] == report.levels["rate_rps"].min()  # the lightest level
     assert abs(fit_level["errors_pct"]["signed_err_pct_ttft_mean"]) < 1.0
     assert abs(fit_level["errors_pct"]["signed_err_pct_tpot_mean"]) < 1.0
     for x in lv:

@@ -260,3 +260,16 @@ def test_steps_cli_takes_the_scope(tmp_path):
         == "step"
     with pytest.raises(ValidationError, match="scope 'core'"):
         probe_vllm_steps(tmp_path, scope="core")
+
+
+def test_the_cpu_clock_is_refused_when_the_engine_core_runs_in_another_process(tmp_path,
+                                                                              monkeypatch):
+    # With vLLM's engine core in its own process the probe's CPU time misses the work
+    # (iterations of 0.2 ms were read that way): the probe must refuse, not mismeasure.
+    from profiling import engine_steps
+    monkeypatch.delenv("VLLM_ENABLE_V1_MULTIPROCESSING", raising=False)
+    with pytest.raises(ValidationError, match="VLLM_ENABLE_V1_MULTIPROCESSING=0"):
+        engine_steps.probe_vllm_steps(tmp_path, clock="cpu")
+    monkeypatch.setenv("VLLM_ENABLE_V1_MULTIPROCESSING", "1")
+    with pytest.raises(ValidationError, match="VLLM_ENABLE_V1_MULTIPROCESSING=0"):
+        engine_steps.probe_vllm_steps(tmp_path, clock="cpu")
