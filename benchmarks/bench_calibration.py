@@ -142,12 +142,14 @@ def main(argv=None) -> int:
         cases[f"{d} (kit sweep)"] = ([Path(d)], "kit", {**CASES[next(iter(CASES))][2],
                                                         "step_table": steps})
     for d in a.engine_check:
-        for m in sorted(p.parent.name for p in d.glob("*/steps.csv")):
-            cases[f"{d}/{m} (bench_real_engine)"] = (
+        # bench_real_engine writes a layout folder (e.g. frontend0-engine1/) holding one folder
+        # per model with its step table (steps.csv, or steps-<scope>-<clock>.csv)
+        for table in sorted(d.glob("*/steps*.csv")):
+            m = table.parent.name
+            cases[f"{d}/{m} (bench_real_engine, {table.name})"] = (
                 engine_check_report(d, m), "engine-check",
                 dict(arch=str(d / "models" / m / "config.json"), gpu="cpu", tp=1,
-                     max_num_seqs=128, max_num_batched_tokens=2048,
-                     step_table=str(d / m / "steps.csv")))
+                     max_num_seqs=128, max_num_batched_tokens=2048, step_table=str(table)))
     rows = []
     for name, (paths, fmt, dep) in cases.items():
         rows += _case(name, paths, fmt, dep, a.fit_levels)
