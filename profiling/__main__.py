@@ -111,12 +111,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--gpu-index", type=int, default=0, help="CUDA device for --shares")
     p.add_argument("--compute-share", type=float, default=1.0,
                    help="label rows with this share (set by the parent under --shares)")
-    p.add_argument("--engine", choices=("torch", "vllm", "auto"), default="torch",
+    p.add_argument("--engine", choices=("torch", "vllm", "served", "auto"), default="torch",
                    help="torch: a plain PyTorch forward of the shape (GPU machines without "
-                        "vLLM); vllm: the serving engine's own iterations for the model folder "
-                        "of --config (profiling.engine_steps); auto: vllm when installed")
+                        "vLLM); vllm: the offline engine's iterations for the model folder "
+                        "of --config (profiling.engine_steps); served: the iterations of the "
+                        "running server at --endpoint, timed by its /metrics "
+                        "(profiling.served_steps; what a sweep against it meets); auto: vllm "
+                        "when installed")
+    p.add_argument("--endpoint", default=None,
+                   help="--engine served: the server's base URL (e.g. http://127.0.0.1:8000)")
+    p.add_argument("--served-model-name", default=None,
+                   help="--engine served: the model name the server expects (default: the "
+                        "--config folder's name)")
     p.add_argument("--max-num-batched-tokens", type=int, default=None,
-                   help="--engine vllm: the server's batched-token budget")
+                   help="--engine vllm or served: the server's batched-token budget")
     p.add_argument("--max-num-seqs", type=int, default=None,
                    help="--engine vllm: the server's running-request limit")
     p.add_argument("--clock", choices=("wall", "cpu"), default="wall",
@@ -280,6 +288,19 @@ def _steps(a) -> int:
     engine = a.engine
     if engine == "auto":
         engine = "vllm" if a.config and engine_installed() is None else "torch"
+    if engine == "served":
+        from .served_steps import probe_served_steps
+        if not a.config or not a.endpoint:
+            raise ValidationError("--engine served probes a running server: give --endpoint "
+                                  "URL and --config <model folder>/config.json")
+        df = probe_served_steps(a.endpoint, a.served_model_name or a.config.parent.name,
+                                a.config, batch_sizes=a.batch, context_lens=a.context,
+                                warmup=a.warmup, repeats=a.repeats,
+                                max_num_batched_tokens=a.max_num_batched_tokens or 2048,
+                                command=command)
+        write_steps(df, a.out)
+        print(f"{len(df)} served step rows -> {a.out}")
+        return 0
     if engine == "vllm":
         from .engine_steps import probe_vllm_steps
         if not a.config or a.shares:

@@ -2,15 +2,15 @@
 
 Input: per load point (model, rate, repeat) the client's request table
 (:mod:`profiling.loadgen` columns) and, per model, the engine's measured step table
-(:mod:`profiling.engine_steps`). Each point is replayed request by request with
-:func:`routerwise.serving.engine.simulate_engine` (profile ``vllm-v1``: vLLM's V1 scheduler,
-chunked prefill, paged KV) on :func:`routerwise.serving.stepcost.measured_step_times` of that
-table, with the measured send times and token counts; nothing is dropped as warm-up on
-either side.
+(:mod:`profiling.served_steps`: iterations of the served engine, timed by its metrics). Each
+point is replayed request by request with :func:`routerwise.serving.engine.simulate_engine`
+(profile ``vllm-v1``: vLLM's V1 scheduler, chunked prefill, paged KV) on
+:func:`routerwise.serving.stepcost.measured_step_times` of that table, with the measured send
+times and token counts; nothing is dropped as warm-up on either side.
 
-* :func:`calibrate` fits the profile's request and iteration overheads on the given points
-  (the lowest rates) by least squares on ``log(sim / meas)`` of mean TTFT and mean TPOT. The
-  per-sequence and per-layer terms are 0: the probe timed whole engine iterations at every
+* :func:`calibrate` fits the request and iteration overheads and a step-time factor on the
+  given points (the lowest rates) by least squares on ``log(sim / meas)`` of mean TTFT and mean TPOT. The
+  per-sequence and per-layer terms are 0: the probe timed whole served iterations at every
   batch size (per-sequence host costs are in the step table), one model's depth is fixed (a
   per-layer term is the iteration term), and light load (batches of 1-3) cannot tell a
   per-sequence cost from a per-iteration one anyway.
@@ -28,6 +28,7 @@ from __future__ import annotations
 import contextlib
 import math
 import os
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,6 +38,7 @@ import pandas as pd
 
 from routerwise.errors import DataError, ValidationError
 from routerwise.serving.architectures import Architecture
+from routerwise.serving.calibration import SCALE_PRIOR_WEIGHT, scale_step_times
 from routerwise.serving.engine import PROFILES, setup_for, simulate_engine
 from routerwise.serving.latency_validation import saturation_rate
 from routerwise.serving.simulator import Requests
@@ -44,10 +46,13 @@ from routerwise.serving.stepcost import StepTimes, measured_step_times
 
 __all__ = ["Point", "ModelSetup", "CALIBRATED_KEYS", "default_overheads", "sim_requests",
            "measured_stats", "simulate_point", "calibrate", "level_table", "summary",
-           "sched_totals", "cpu_share"]
+           "sched_totals", "cpu_share", "point_requests", "measure_model", "STEPS_FILE",
+           "STRUCTURE_KEYS", "linear_step_times", "structure_check", "FRONT_END_COLUMNS",
+           "front_end_check"]
 
 PROFILE = "vllm-v1"
-CALIBRATED_KEYS = ("request_overhead_ms", "iteration_overhead_ms")
+CALIBRATED_KEYS = ("request_overhead_ms", "iteration_overhead_ms", "step_scale")
+_LOG_SCALE = (math.log(0.5), math.log(2.0))  # the step factor's search range
 STATS = ("ttft_mean", "ttft_p99", "tpot_mean")
 
 
@@ -127,36 +132,64 @@ class ModelSetup:
         return cls(step, arch, max_num_batched_tokens, max_num_seqs, kv_capacity_tokens)
 
     def simulate(self, df: pd.DataFrame, overheads: Mapping[str, float]) -> dict[str, float]:
-        return simulate_point(self.step, df, overheads, arch=self.arch,
+        """Statistics of ``df``'s requests replayed under ``overheads`` (the profile's overhead
+        terms; ``step_scale``, when given, multiplies every step time)."""
+        over = dict(overheads)
+        step = scale_step_times(self.step, float(over.pop("step_scale", 1.0)))
+        return simulate_point(step, df, over, arch=self.arch,
                               max_num_batched_tokens=self.max_num_batched_tokens,
                               max_num_seqs=self.max_num_seqs,
                               kv_capacity_tokens=self.kv_capacity_tokens)
 
 
 def calibrate(setup: ModelSetup, points: Sequence[Point]) -> dict[str, float]:
-    """Overheads (:data:`CALIBRATED_KEYS`; per-sequence and per-layer terms 0) that fit mean
-    TTFT and mean TPOT of ``points`` best (robust least squares on the log ratio)."""
-    from scipy.optimize import least_squares
+    """The terms of :data:`CALIBRATED_KEYS` (per-sequence and per-layer terms 0) that fit mean
+    TTFT and mean TPOT of ``points`` best (least squares on the log ratio).
+
+    The terms are those :func:`routerwise.serving.calibration.calibrate` fits on two or more
+    levels, searched the same way: the request overhead adds a constant to every TTFT, so it is
+    profiled out (at given other terms, the mean measured - simulated TTFT gap, at least 0);
+    the iteration overhead and ``log(step_scale)`` are searched without derivatives (a coarse
+    grid, then Nelder-Mead: simulated statistics move in small jumps), with the weak prior
+    pulling ``log(step_scale)`` to 0. The factor matters on a machine whose speed drifts: the
+    step probe and the sweep run minutes apart (on the kit's shared 2-core machine the same
+    probe read tiny-llama-m's batch-4 decode at 5.9-6.7 ms in one run and 10.9-12.1 ms in
+    another), and an added overhead can only lengthen steps, never shorten them.
+    """
+    from scipy.optimize import minimize
 
     if not points:
         raise ValidationError("calibrate needs at least one load point")
     meas = [measured_stats(p.requests) for p in points]
 
-    def unpack(x):
-        return {**dict(zip(CALIBRATED_KEYS, map(float, x))), "seq_overhead_us": 0.0,
+    def terms(io: float, log_scale: float, ro: float = 0.0) -> dict[str, float]:
+        return {"request_overhead_ms": float(ro), "iteration_overhead_ms": float(io),
+                "step_scale": float(math.exp(log_scale)), "seq_overhead_us": 0.0,
                 "layer_overhead_us": 0.0}
 
-    def resid(x):
-        out = []
-        for p, m in zip(points, meas, strict=True):
-            s = setup.simulate(p.requests, unpack(x))
-            out += [math.log(max(s[k], 1e-6) / m[k]) for k in ("ttft_mean", "tpot_mean")]
-        return np.array(out)
+    def fit(x) -> tuple[float, float]:
+        io, log_scale = float(np.clip(x[0], 0.0, 100.0)), float(np.clip(x[1], *_LOG_SCALE))
+        sims = [setup.simulate(p.requests, terms(io, log_scale)) for p in points]
+        ro = max(0.0, float(np.mean([m["ttft_mean"] - s["ttft_mean"]
+                                     for s, m in zip(sims, meas, strict=True)])))
+        r = [math.log(max(s["ttft_mean"] + ro, 1e-6) / m["ttft_mean"]) for s, m in
+             zip(sims, meas, strict=True)]
+        r += [math.log(max(s["tpot_mean"], 1e-6) / m["tpot_mean"]) for s, m in
+              zip(sims, meas, strict=True)]
+        return float(np.sum(np.square(r)) + (SCALE_PRIOR_WEIGHT * log_scale) ** 2), ro
 
-    x0 = np.array([5.0, 1.0])
-    sol = least_squares(resid, x0, bounds=(np.zeros(2), np.array([500.0, 100.0])),
-                        loss="soft_l1", f_scale=0.1, x_scale=x0, diff_step=0.05, max_nfev=60)
-    return unpack(sol.x)
+    # a grid fine enough that light levels, which barely tell the two apart, keep the factor
+    # at 1 where it fits as well (the grid holds log 1 = 0; ties go to the first, smaller io)
+    grid = [(io, ls) for ls in sorted(np.linspace(*_LOG_SCALE, 17), key=abs)
+            for io in np.arange(0.0, 4.01, 0.25)]
+    x0 = min(grid, key=lambda x: fit(x)[0])
+    res = minimize(lambda x: fit(x)[0], np.array(x0), method="Nelder-Mead",
+                   options={"xatol": 1e-3, "fatol": 1e-7, "maxfev": 120,
+                            "initial_simplex": np.array([x0, (x0[0] + 0.25, x0[1]),
+                                                         (x0[0], x0[1] + 0.05)])})
+    best = res.x if res.fun <= fit(x0)[0] else np.array(x0)
+    io, log_scale = float(np.clip(best[0], 0.0, 100.0)), float(np.clip(best[1], *_LOG_SCALE))
+    return terms(io, log_scale, fit((io, log_scale))[1])
 
 
 def level_table(points: Sequence[Point], setups: Mapping[str, ModelSetup],
@@ -220,6 +253,7 @@ PROMPT_WORDS, MAX_TOKENS = 127, 32  # 128-token prompts (BOS included), 32 outpu
 # The server's limits, set explicitly on server and probe alike: vLLM's defaults differ
 # between its API server (2048 tokens, 128 sequences on CPU) and its offline LLM class.
 SERVER_LIMITS = {"max_num_batched_tokens": 2048, "max_num_seqs": 128}
+STEPS_FILE = "steps-served.csv"  # the step table measure_model probes on the served engine
 SERVER_ARGS = ("--no-enable-prefix-caching",  # the simulator does not model prefix hits
                "--max-num-batched-tokens", str(SERVER_LIMITS["max_num_batched_tokens"]),
                "--max-num-seqs", str(SERVER_LIMITS["max_num_seqs"]))
@@ -234,19 +268,27 @@ def read_point(path: Path, model: str, rate: float, repeat: int) -> Point:
     return Point(model, float(rate), int(repeat), read_requests(path))
 
 
+def point_requests(rate_rps: float, num_requests: int, min_duration_s: float) -> int:
+    """Requests of a point at ``rate_rps``: ``num_requests``, or more to last ``min_duration_s``
+    of arrivals (100 requests at 80 req/s are a 1.3 s transient from an empty engine; the
+    repeats of such points spread 50-120%)."""
+    return max(int(num_requests), int(math.ceil(rate_rps * min_duration_s)))
+
+
 def measure_model(model: str, results: str | Path, rates: Sequence[float], *, repeats: int = 3,
-                  num_requests: int = 100, cpu_cores: str | None = None,
+                  num_requests: int = 100, min_duration_s: float = 0.0,
+                  cpu_cores: str | None = None,
                   frontend_cores: str | None = None, warmup_requests: int = 40, seed: int = 0,
                   log=print) -> tuple[list[Point], pd.DataFrame, dict]:
     """Measure ``model`` (a name of :data:`profiling.tiny_models.TINY_MODELS`): its step table
-    (``<results>/<model>/steps-engine-core-cpu.csv``: each iteration's engine-core part, what
-    the server's engine-core process does, timed by the CPU time it used: the cost of the work
-    at a full core) and every (rate, repeat) point not yet in ``results``
-    (one CSV per point: the request table plus the 1-minute load average before and after it
-    and ``engine_cpu_share``, the share of its runnable time the engine core ran during the
-    point, from the kernel's ``schedstat``: how much other processes took its core).
+    (``<results>/<model>/steps-served.csv``: the served engine's iterations, probed through
+    the server by :func:`profiling.served_steps.probe_served_steps` after the warm-up, before
+    any point) and every (rate, repeat) point not yet in ``results`` (one CSV per point of
+    :func:`point_requests` requests: the request table plus the 1-minute load average before
+    and after it and ``engine_cpu_share``, the share of its runnable time the engine core ran
+    during the point, from the kernel's ``schedstat``: how much other processes took its core).
 
-    One server for the model's missing points, started with :data:`SERVER_ARGS` and stopped
+    One server for what is missing, started with :data:`SERVER_ARGS` and stopped
     before returning; repeats run round-robin over the rates (machine load drifts spread over
     every rate). Returns the points, the step table and provenance.
 
@@ -257,30 +299,25 @@ def measure_model(model: str, results: str | Path, rates: Sequence[float], *, re
     """
     from routerwise.io import atomic_write_with
 
-    from .engine_steps import probe_in_subprocess
-    from .gpu_steps import read_steps
+    from .gpu_steps import read_steps, write_steps
     from .launcher import engine_version, launch
     from .loadgen import Endpoint, poisson_schedule, run_load, synthetic_prompts
+    from .served_steps import probe_served_steps
     from .tiny_models import build_tiny_model
     from .vllm_server import ENGINE_CORE_PROCESS, vllm_spec
 
     results = Path(results)
     folder = build_tiny_model(results / "models" / model, model, seed=seed)
-    steps_csv = results / model / "steps-engine-core-cpu.csv"
-    if not steps_csv.is_file():
-        log(f"{model}: probing the engine's step costs")
-        probe_in_subprocess(folder, steps_csv, cpu_cores=cpu_cores, clock="cpu",
-                            scope="engine-core", pin=frontend_cores is not None,
-                            **SERVER_LIMITS)
-    steps = read_steps(steps_csv)
+    steps_csv = results / model / STEPS_FILE
     todo = [(k, r) for k in range(repeats) for r in rates
             if not point_path(results, model, r, k).is_file()]
     prov = {"engine_version": engine_version(), "server_args": list(SERVER_ARGS),
             "prompt_tokens": PROMPT_WORDS + 1, "output_tokens": MAX_TOKENS,
-            "num_requests": num_requests, "repeats": repeats,
+            "num_requests": {f"{r:g}": point_requests(r, num_requests, min_duration_s)
+                             for r in rates}, "repeats": repeats,
             "engine_cores": cpu_cores, "frontend_cores": frontend_cores,
-            "step_clock": "cpu", "step_scope": "engine-core"}
-    if todo:
+            "steps": "served engine, its /metrics (profiling.served_steps)"}
+    if todo or not steps_csv.is_file():
         spec = vllm_spec(folder, cpu_cores=cpu_cores, frontend_cores=frontend_cores,
                          extra_args=SERVER_ARGS)
         with launch(spec, log_path=results / model / "engine.log") as eng, \
@@ -295,20 +332,34 @@ def measure_model(model: str, results: str | Path, rates: Sequence[float], *, re
                                       num_requests=warmup_requests, seed=10**6),
                      synthetic_prompts(warmup_requests, prompt_words=PROMPT_WORDS,
                                        max_tokens=MAX_TOKENS, seed=10**6), ep, progress=False)
+            if not steps_csv.is_file():
+                log(f"{model}: probing the served engine's step costs")
+                write_steps(probe_served_steps(
+                    eng.base_url, spec.served_model_name, folder / "config.json",
+                    max_num_batched_tokens=SERVER_LIMITS["max_num_batched_tokens"],
+                    engine=engine_version(), seed=seed), steps_csv)
             core = [p["pid"] for p in eng.processes() if p["pid"] != eng.process.pid
                     and p["name"].startswith(ENGINE_CORE_PROCESS)]
             for k, r in todo:
                 s = 1000 * k + int(round(r * 10))  # fresh arrivals and prompts per point
                 load0 = os.getloadavg()[0]
                 sched0 = sched_totals(core[0]) if core else None
-                res = run_load(poisson_schedule(r, num_requests=num_requests, seed=s),
-                               synthetic_prompts(num_requests, prompt_words=PROMPT_WORDS,
+                api0, gen0, t0 = sched_totals(eng.process.pid), time.process_time(), \
+                    time.perf_counter()
+                n = point_requests(r, num_requests, min_duration_s)
+                res = run_load(poisson_schedule(r, num_requests=n, seed=s),
+                               synthetic_prompts(n, prompt_words=PROMPT_WORDS,
                                                  max_tokens=MAX_TOKENS, seed=s), ep,
                                progress=False)
+                wall = time.perf_counter() - t0
                 share = cpu_share(sched0, sched_totals(core[0])) if core else math.nan
-                df = res.requests.assign(loadavg_1m_start=load0,
-                                         loadavg_1m_end=os.getloadavg()[0],
-                                         engine_cpu_share=share)
+                # the front end's busy shares (API server, this load generator): on a
+                # shared core they delay every request's first token as they near 1
+                df = res.requests.assign(
+                    loadavg_1m_start=load0, loadavg_1m_end=os.getloadavg()[0],
+                    engine_cpu_share=share,
+                    api_server_busy=(sched_totals(eng.process.pid)[0] - api0[0]) / wall,
+                    loadgen_busy=(time.process_time() - gen0) / wall)
                 path = point_path(results, model, r, k)
                 atomic_write_with(path, lambda tmp, df=df: df.to_csv(tmp, index=False))
                 log(f"{model} {r:g} rps repeat {k}: {int(df['ok'].sum())}/{len(df)} ok, "
@@ -316,7 +367,7 @@ def measure_model(model: str, results: str | Path, rates: Sequence[float], *, re
                     f"engine CPU share {share:.2f}")
     points = [read_point(point_path(results, model, r, k), model, r, k)
               for k in range(repeats) for r in rates]
-    return points, steps, prov
+    return points, read_steps(steps_csv), prov
 
 
 def sched_totals(pid: int) -> tuple[float, float]:
@@ -357,6 +408,112 @@ def _on_cores(cores: Sequence[int]):
 def kv_capacity_tokens(arch: Architecture, kv_cache_gb: float = 1.0) -> int:
     """Tokens the CPU build's KV space (``VLLM_CPU_KVCACHE_SPACE`` GiB) holds for ``arch``."""
     return int(kv_cache_gb * 2**30 // arch.kv_bytes_per_token(2))
+
+
+STRUCTURE_KEYS = ("decode_base_ms", "decode_ms_per_seq", "prefill_base_ms",
+                  "prefill_ms_per_token", "request_overhead_ms")
+
+
+def linear_step_times(decode_base_ms: float, decode_ms_per_seq: float, prefill_base_ms: float,
+                      prefill_ms_per_token: float, *, max_tokens: int = 4096,
+                      max_seqs: int = 256) -> StepTimes:
+    """Step times linear in the batch (decode) and in the batched tokens (prefill), no context
+    term: the fewest numbers that describe an engine's iterations (modelled)."""
+    pre = prefill_base_ms + prefill_ms_per_token * np.arange(max_tokens + 1.0)
+    dec = decode_base_ms + decode_ms_per_seq * np.arange(max_seqs + 1.0)
+    pre[0] = dec[0] = 0.0
+    return StepTimes(pre, 0.0, 0.0, dec, 0.0, label="linear step times (structure check)",
+                     source="fitted")
+
+
+def structure_check(setup: ModelSetup, points: Sequence[Point]) -> dict:
+    """Can the kit's scheduler model reproduce *every* measured rate with *some* step costs?
+
+    Fits :data:`STRUCTURE_KEYS` (linear step times and the request overhead) on all ``points``
+    at once (in-sample, least squares on ``log(sim / meas)`` of mean TTFT and mean TPOT) and
+    returns the fitted values and the per-rate errors left. Small errors at every rate say the
+    scheduler model is right and only the step costs (the probe) or overheads were off; errors
+    that no step costs remove point at the scheduler (or at something outside the engine, such
+    as a saturated front end). A diagnostic, not a prediction: nothing is held out.
+    """
+    from scipy.optimize import least_squares
+
+    rates = sorted({p.rate_rps for p in points})
+    meas = {r: {k: float(np.mean([measured_stats(p.requests)[k] for p in points
+                                  if p.rate_rps == r])) for k in STATS} for r in rates}
+
+    def sim(x, r):
+        step = linear_step_times(*x[:4], max_tokens=max(setup.max_num_batched_tokens, 4096),
+                                 max_seqs=max(setup.max_num_seqs, 256))
+        over = {"request_overhead_ms": x[4], "iteration_overhead_ms": 0.0,
+                "seq_overhead_us": 0.0, "layer_overhead_us": 0.0}
+        out = [simulate_point(step, p.requests, over, arch=setup.arch,
+                              max_num_batched_tokens=setup.max_num_batched_tokens,
+                              max_num_seqs=setup.max_num_seqs,
+                              kv_capacity_tokens=setup.kv_capacity_tokens)
+               for p in points if p.rate_rps == r]
+        return {k: float(np.mean([o[k] for o in out])) for k in STATS}
+
+    def resid(x):
+        return np.array([math.log(max(sim(x, r)[k], 1e-6) / meas[r][k]) for r in rates
+                         for k in ("ttft_mean", "tpot_mean")])
+
+    # start from the probed table's decode and prefill lines and the lightest rate's TTFT gap
+    st = setup.step
+    x0 = np.array([max(st.decode_base_ms[1], 0.1), max(st.decode_base_ms[2]
+                   - st.decode_base_ms[1], 0.01), max(st.prefill_by_tokens_ms[1], 0.1),
+                   max(st.prefill_by_tokens_ms[2] - st.prefill_by_tokens_ms[1], 1e-3), 5.0])
+    sol = least_squares(resid, x0, bounds=(np.zeros(5), np.array([500.0, 50.0, 500.0, 10.0,
+                                                                 1000.0])),
+                        x_scale=x0, diff_step=0.05, max_nfev=80)
+    rows = []
+    for r in rates:
+        s = sim(sol.x, r)
+        rows.append({"rate_rps": r, **{f"meas_{k}_ms": meas[r][k] for k in STATS},
+                     **{f"sim_{k}_ms": s[k] for k in STATS},
+                     **{f"signed_err_pct_{k}": 100.0 * (s[k] - meas[r][k]) / meas[r][k]
+                        for k in STATS}})
+    return {"fitted": dict(zip(STRUCTURE_KEYS, map(float, sol.x))), "levels": rows}
+
+
+FRONT_END_COLUMNS = ("api_server_busy", "loadgen_busy")
+
+
+def front_end_check(levels: pd.DataFrame, points: Sequence[Point],
+                    overheads: Mapping[str, Mapping[str, float]],
+                    calibration_rates: Mapping[str, Sequence[float]]) -> pd.DataFrame:
+    """Mean TTFT with the front end modelled as one M/M/1 server, at each level's **measured**
+    busy share: a diagnostic of what the constant request overhead misses, not a prediction.
+
+    The kit adds a constant request overhead to every TTFT. The API server is one Python
+    process; in the benchmark's layout it shares a core with the load generator, whose busy
+    shares (``api_server_busy + loadgen_busy`` = ``u``, recorded per point) grow with the rate.
+    A single-server queue stretches a service time ``S`` to ``S / (1 - u)``; ``S`` is the
+    calibrated overhead times ``1 - u`` at the calibration rates. Returns per (model, rate)
+    ``front_end_busy``, ``front_end_extra_ms`` (added to the calibrated simulation's TTFT) and
+    ``signed_err_pct_ttft_mean_front_end``. Levels whose points lack the columns get NaN.
+    """
+    rows = []
+    for p in points:
+        df = p.requests
+        u = (float(sum(df[c].iloc[0] for c in FRONT_END_COLUMNS))
+             if all(c in df.columns for c in FRONT_END_COLUMNS) else math.nan)
+        rows.append({"model": p.model, "rate_rps": p.rate_rps, "front_end_busy": u})
+    busy = pd.DataFrame(rows).groupby(["model", "rate_rps"], as_index=False).mean()
+    out = levels[["model", "rate_rps", "meas_ttft_mean_ms", "sim_ttft_mean_ms"]].merge(
+        busy, on=["model", "rate_rps"], how="left")
+    extra = []
+    for _, r in out.iterrows():
+        cal = busy[(busy["model"] == r["model"])
+                   & busy["rate_rps"].isin(calibration_rates[r["model"]])]["front_end_busy"]
+        service = overheads[r["model"]]["request_overhead_ms"] * (1.0 - float(cal.mean()))
+        u = min(float(r["front_end_busy"]), 0.99)
+        extra.append(service / (1.0 - u) - overheads[r["model"]]["request_overhead_ms"])
+    out["front_end_extra_ms"] = extra
+    out["signed_err_pct_ttft_mean_front_end"] = 100.0 * (
+        out["sim_ttft_mean_ms"] + out["front_end_extra_ms"] - out["meas_ttft_mean_ms"]) \
+        / out["meas_ttft_mean_ms"]
+    return out
 
 
 def evaluate(points: Sequence[Point], setups: Mapping[str, ModelSetup], *,
