@@ -139,3 +139,23 @@ def test_prefill_lengths_leave_room_for_the_output_within_the_models_context(mon
     with pytest.raises(ValidationError, match="exceed the model's 1024-token context"):
         _probe(monkeypatch, config, FakeServedEngine(), batch_sizes=(1,),
                context_lens=(1000,), warmup=0, repeats=1)
+
+
+def test_the_steps_command_probes_a_served_engine(monkeypatch, config, tmp_path, capsys):
+    from profiling.__main__ import main
+    from profiling.gpu_steps import read_steps
+
+    engine = FakeServedEngine()
+    monkeypatch.setattr(served_steps, "_batch", engine.batch)
+    monkeypatch.setattr(server_metrics, "scrape", engine.scrape)
+    out = tmp_path / "steps.csv"
+    assert main(["steps", "--engine", "served", "--endpoint", "http://127.0.0.1:1",
+                 "--served-model-name", MODEL, "--config", str(config), "--batch", "1", "4",
+                 "--context", "64", "--warmup", "0", "--repeats", "1", "--out", str(out)]) == 0
+    df = read_steps(out)
+    assert set(df["phase"]) == {"prefill", "decode"}
+    assert "served engine" in df["command"].iloc[0]
+    # without an endpoint the command says what it needs
+    assert main(["steps", "--engine", "served", "--config", str(config), "--out",
+                 str(tmp_path / "x.csv")]) == 2
+    assert "--endpoint" in capsys.readouterr().err
