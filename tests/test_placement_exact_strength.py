@@ -33,12 +33,7 @@ def _brute_force(demands, num_gpus, mem_gb, check_compute=True, check_memory=Tru
     pruning, no memo): independent of the search under test."""
     choices = [list(itertools.combinations(range(num_gpus), d.tp)) for d in demands]
     for pick in itertools.product(*choices):
-        comp = [0] * num_gpus
-        mem = [0.0] * num_gpus
-        for d, gpus in zip(demands, pick):
-            for g in gpus:
-                comp[g] += d.compute_tenths
-                mem[g] += d.mem_gb
+        comp, mem, _ = pl.gpu_usage(demands, pick, num_gpus)  # a tally, not the search
         if (not check_compute or max(comp) <= 10) and \
                 (not check_memory or max(mem) <= mem_gb + 1e-9):
             return True
