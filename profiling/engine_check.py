@@ -182,13 +182,15 @@ def calibrate(setup: ModelSetup, points: Sequence[Point]) -> dict[str, float]:
     # at 1 where it fits as well (the grid holds log 1 = 0; ties go to the first, smaller io)
     grid = [(io, ls) for ls in sorted(np.linspace(*_LOG_SCALE, 17), key=abs)
             for io in np.arange(0.0, 4.01, 0.25)]
-    x0 = min(grid, key=lambda x: fit(x)[0])
+    scored = [(fit(x), x) for x in grid]
+    (cost0, ro0), x0 = min(scored, key=lambda t: t[0][0])
     res = minimize(lambda x: fit(x)[0], np.array(x0), method="Nelder-Mead",
                    options={"xatol": 1e-3, "fatol": 1e-7, "maxfev": 120,
                             "initial_simplex": np.array([x0, (x0[0] + 0.25, x0[1]),
                                                          (x0[0], x0[1] + 0.05)])})
-    best = res.x if res.fun <= fit(x0)[0] else np.array(x0)
-    io, log_scale = float(np.clip(best[0], 0.0, 100.0)), float(np.clip(best[1], *_LOG_SCALE))
+    if res.fun > cost0:
+        return terms(x0[0], x0[1], ro0)
+    io, log_scale = float(np.clip(res.x[0], 0.0, 100.0)), float(np.clip(res.x[1], *_LOG_SCALE))
     return terms(io, log_scale, fit((io, log_scale))[1])
 
 
@@ -455,7 +457,8 @@ def structure_check(setup: ModelSetup, points: Sequence[Point]) -> dict:
         return {k: float(np.mean([o[k] for o in out])) for k in STATS}
 
     def resid(x):
-        return np.array([math.log(max(sim(x, r)[k], 1e-6) / meas[r][k]) for r in rates
+        sims = {r: sim(x, r) for r in rates}  # one simulation per rate, both statistics
+        return np.array([math.log(max(sims[r][k], 1e-6) / meas[r][k]) for r in rates
                          for k in ("ttft_mean", "tpot_mean")])
 
     # start from the probed table's decode and prefill lines and the lightest rate's TTFT gap
