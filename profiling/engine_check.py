@@ -17,6 +17,11 @@ times and token counts; nothing is dropped as warm-up on either side.
 * :func:`level_table` gives per (model, rate) the measured and simulated mean / p99 TTFT and
   mean TPOT, averaged over the repeats, their errors, and the repeats' spread (the noise floor:
   ``100 (max - min) / mean`` of a statistic over the repeats).
+* :class:`FrontEnd` models what the constant request overhead misses where the API server
+  shares a core (here with the load generator): a processor-sharing CPU whose work per request
+  and per engine iteration :func:`probe_front_end` measures, and whose busy share at a rate
+  follows from the simulated engine's iteration count at that rate; :func:`evaluate` uses it
+  when each model has a probe and its points recorded the front end's busy shares.
 * :func:`summary` gives the benchmark's keys: median absolute errors over the rates not used
   by the calibration, the signed saturation-rate error (the rule of
   :func:`routerwise.serving.latency_validation.saturation_rate`: mean TTFT crossing 3x its
@@ -30,7 +35,7 @@ import math
 import os
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -41,13 +46,15 @@ from routerwise.serving.architectures import Architecture
 from routerwise.serving.calibration import SCALE_PRIOR_WEIGHT, scale_step_times
 from routerwise.serving.engine import PROFILES, setup_for, simulate_engine
 from routerwise.serving.latency_validation import saturation_rate
-from routerwise.serving.simulator import Requests
+from routerwise.serving.simulator import Requests, SimResult
 from routerwise.serving.stepcost import StepTimes, measured_step_times
 
 __all__ = ["Point", "ModelSetup", "CALIBRATED_KEYS", "default_overheads", "sim_requests",
            "measured_stats", "simulate_point", "calibrate", "level_table", "summary",
            "sched_totals", "cpu_share", "point_requests", "measure_model", "STEPS_FILE",
            "STRUCTURE_KEYS", "linear_step_times", "structure_check", "FRONT_END_COLUMNS",
+           "FrontEnd", "FRONT_END_FILE", "FRONT_END_BURSTS", "FRONT_END_TOKENS", "point_busy", "front_end_costs",
+           "fit_front_end", "probe_front_end", "read_front_end", "run_point",
            "front_end_check"]
 
 PROFILE = "vllm-v1"
@@ -102,15 +109,116 @@ def measured_stats(df: pd.DataFrame) -> dict[str, float]:
     return _stats(ok["ttft_ms"].to_numpy(float), ok["tpot_ms"].to_numpy(float))
 
 
+def run_point(step: StepTimes, df: pd.DataFrame, overheads: Mapping[str, float], *,
+              arch: Architecture, max_num_batched_tokens: int, max_num_seqs: int,
+              kv_capacity_tokens: int) -> SimResult:
+    """The simulated engine's run of one point's requests under ``overheads``."""
+    setup = setup_for(PROFILE, step, arch=arch, max_num_seqs=max_num_seqs,
+                      max_num_batched_tokens=max_num_batched_tokens,
+                      kv_capacity_tokens=kv_capacity_tokens, **dict(overheads))
+    return simulate_engine(step, sim_requests(df), setup, warmup_fraction=0.0)
+
+
 def simulate_point(step: StepTimes, df: pd.DataFrame, overheads: Mapping[str, float], *,
                    arch: Architecture, max_num_batched_tokens: int, max_num_seqs: int,
                    kv_capacity_tokens: int) -> dict[str, float]:
     """Simulated statistics of one point's requests under ``overheads``."""
-    setup = setup_for(PROFILE, step, arch=arch, max_num_seqs=max_num_seqs,
-                      max_num_batched_tokens=max_num_batched_tokens,
-                      kv_capacity_tokens=kv_capacity_tokens, **dict(overheads))
-    res = simulate_engine(step, sim_requests(df), setup, warmup_fraction=0.0)
+    res = run_point(step, df, overheads, arch=arch, max_num_batched_tokens=max_num_batched_tokens,
+                    max_num_seqs=max_num_seqs, kv_capacity_tokens=kv_capacity_tokens)
     return _stats(res.ttft_ms, res.tpot_ms)
+
+
+FRONT_END_COLUMNS = ("api_server_busy", "loadgen_busy")
+FRONT_END_MAX_BUSY = 0.99  # the processor-sharing stretch is capped here; past 1, a backlog
+
+
+@dataclass(frozen=True)
+class FrontEnd:
+    """The request path outside the engine core as one processor-sharing CPU (modelled).
+
+    The kit's engine profiles add a constant request overhead to every TTFT. A served engine's
+    API server is one Python process; on a core it shares (here with the load generator) its
+    busy share ``u`` grows with the load, and every request's own front-end time to its first
+    token, ``path_ms`` when the core is free, stretches to ``path_ms / (1 - u)`` (processor
+    sharing: every runnable task gets ``1 - u`` of the core that others leave). Past ``u = 1``
+    the core falls behind: a request arriving ``t`` s into the point also waits the backlog
+    ``(u - 1) t`` (fluid).
+
+    The core's work is ``cpu_ms_per_request`` per request (HTTP, tokenizing, the response),
+    ``cpu_ms_per_token`` per streamed output token (detokenizing, one SSE chunk out and
+    parsed) and ``cpu_ms_per_iteration`` per engine iteration (each iteration's outputs are one
+    message the API server unpacks for every running request: under load one message serves
+    more requests, which is why the measured busy share grows slower than the rate). ``u`` =
+    that work over the simulated point's duration, from the simulated engine's own iteration
+    count: predicted from the rate, not measured at it.
+    """
+
+    cpu_ms_per_request: float
+    cpu_ms_per_token: float
+    cpu_ms_per_iteration: float
+    path_ms: float
+    request_overhead_ms: float  # the calibrated constant the stretched path replaces
+
+    def busy(self, res: SimResult, requests: Requests) -> float:
+        """The front end's busy share over the simulated run ``res`` of ``requests``."""
+        work_ms = (self.cpu_ms_per_request * len(requests)
+                   + self.cpu_ms_per_token * float(np.sum(requests.output_tokens))
+                   + self.cpu_ms_per_iteration * res.iterations)
+        return work_ms / (1e3 * res.duration_s) if res.duration_s > 0 else 0.0
+
+    def extra_ms(self, res: SimResult, requests: Requests) -> np.ndarray:
+        """Per request: the front end's delay beyond the constant request overhead."""
+        u = self.busy(res, requests)
+        stretch = self.path_ms / (1.0 - min(u, FRONT_END_MAX_BUSY)) - self.request_overhead_ms
+        t = np.asarray(requests.arrival_s, float)
+        return stretch + max(u - 1.0, 0.0) * 1e3 * (t - t.min())
+
+
+def point_busy(df: pd.DataFrame) -> float:
+    """The front end's measured busy share at a point (API server + load generator; NaN when
+    the point did not record them)."""
+    if not all(c in df.columns for c in FRONT_END_COLUMNS):
+        return math.nan
+    return float(sum(float(df[c].iloc[0]) for c in FRONT_END_COLUMNS))
+
+
+FRONT_END_FILE = "front-end.csv"  # the front-end probe's bursts (measure_model)
+FRONT_END_BURSTS = (1, 16, 64)  # concurrent requests per burst
+FRONT_END_TOKENS = (8, 32)  # output tokens per request of a burst
+
+
+def front_end_costs(probe: pd.DataFrame) -> tuple[float, float, float]:
+    """CPU ms per request, per output token and per engine iteration of the front end, fitted
+    by non-negative least squares to the front-end probe's bursts (:func:`probe_front_end`):
+    each burst's front-end CPU time (API server + load generator) against its requests, output
+    tokens and iterations, plus a constant per burst (the load generator's own set-up per run,
+    which a sweep's point pays once: not carried into the model)."""
+    from scipy.optimize import nnls
+
+    need = {"requests", "tokens", "iterations", "api_server_cpu_s", "loadgen_cpu_s"}
+    if probe.empty or not need <= set(probe.columns):
+        raise DataError(f"a front-end probe needs rows with columns {sorted(need)}; got "
+                        f"{sorted(probe.columns)} ({len(probe)} rows)")
+    a = np.column_stack([np.ones(len(probe)),
+                         probe[["requests", "tokens", "iterations"]].to_numpy(float)])
+    cpu_ms = 1e3 * (probe["api_server_cpu_s"] + probe["loadgen_cpu_s"]).to_numpy(float)
+    (_, per_request, per_token, per_iteration), _ = nnls(a, cpu_ms)
+    return float(per_request), float(per_token), float(per_iteration)
+
+
+def fit_front_end(probe: pd.DataFrame | None, points: Sequence[Point],
+                  overheads: Mapping[str, float]) -> FrontEnd | None:
+    """The :class:`FrontEnd` of a model: its work terms from the front-end ``probe``
+    (:func:`front_end_costs`), its unloaded path from the calibration ``points``: the calibrated
+    request overhead with their mean stretch taken out (``request_overhead_ms * (1 - u)``, ``u``
+    their mean measured busy share). None without a probe or without measured busy shares."""
+    busy = np.array([point_busy(p.requests) for p in points])
+    if probe is None or not points or not np.all(np.isfinite(busy)):
+        return None
+    per_request, per_token, per_iteration = front_end_costs(probe)
+    ro = float(overheads["request_overhead_ms"])
+    return FrontEnd(per_request, per_token, per_iteration,
+                    ro * (1.0 - min(float(np.mean(busy)), 0.9)), ro)
 
 
 @dataclass(frozen=True)
@@ -131,15 +239,24 @@ class ModelSetup:
             max_num_batched_tokens, 4096), max_seqs=max(max_num_seqs, 256))
         return cls(step, arch, max_num_batched_tokens, max_num_seqs, kv_capacity_tokens)
 
-    def simulate(self, df: pd.DataFrame, overheads: Mapping[str, float]) -> dict[str, float]:
-        """Statistics of ``df``'s requests replayed under ``overheads`` (the profile's overhead
-        terms; ``step_scale``, when given, multiplies every step time)."""
+    def run(self, df: pd.DataFrame, overheads: Mapping[str, float]) -> SimResult:
+        """The simulated engine's run of ``df``'s requests under ``overheads`` (the profile's
+        overhead terms; ``step_scale``, when given, multiplies every step time)."""
         over = dict(overheads)
         step = scale_step_times(self.step, float(over.pop("step_scale", 1.0)))
-        return simulate_point(step, df, over, arch=self.arch,
-                              max_num_batched_tokens=self.max_num_batched_tokens,
-                              max_num_seqs=self.max_num_seqs,
-                              kv_capacity_tokens=self.kv_capacity_tokens)
+        return run_point(step, df, over, arch=self.arch,
+                         max_num_batched_tokens=self.max_num_batched_tokens,
+                         max_num_seqs=self.max_num_seqs, kv_capacity_tokens=self.kv_capacity_tokens)
+
+    def simulate(self, df: pd.DataFrame, overheads: Mapping[str, float],
+                 front_end: FrontEnd | None = None) -> dict[str, float]:
+        """Statistics of ``df``'s requests replayed under ``overheads``; with ``front_end``,
+        each TTFT also carries that front end's queueing delay at the point's load."""
+        res = self.run(df, overheads)
+        ttft = res.ttft_ms
+        if front_end is not None:
+            ttft = ttft + front_end.extra_ms(res, sim_requests(df))
+        return _stats(ttft, res.tpot_ms)
 
 
 def calibrate(setup: ModelSetup, points: Sequence[Point]) -> dict[str, float]:
@@ -195,13 +312,16 @@ def calibrate(setup: ModelSetup, points: Sequence[Point]) -> dict[str, float]:
 
 
 def level_table(points: Sequence[Point], setups: Mapping[str, ModelSetup],
-                overheads: Mapping[str, Mapping[str, float]], label: str) -> pd.DataFrame:
+                overheads: Mapping[str, Mapping[str, float]], label: str,
+                front_ends: Mapping[str, FrontEnd | None] | None = None) -> pd.DataFrame:
     """Per (model, rate): measured and simulated statistics (means over the repeats), signed
-    and absolute errors in %, and the repeats' spread; ``label`` names the overheads used."""
+    and absolute errors in %, and the repeats' spread; ``label`` names the overheads used
+    (and ``front_ends``, per model, the front end modelled: see :class:`FrontEnd`)."""
     rows = []
     for p in points:
         m = measured_stats(p.requests)
-        s = setups[p.model].simulate(p.requests, overheads[p.model])
+        s = setups[p.model].simulate(p.requests, overheads[p.model],
+                                     (front_ends or {}).get(p.model))
         ok = _ok(p.requests)
         span = ok["end_s"].max() - ok["send_s"].min()
         rows.append({"model": p.model, "rate_rps": p.rate_rps, "repeat": p.repeat,
@@ -281,6 +401,7 @@ def measure_model(model: str, results: str | Path, rates: Sequence[float], *, re
                   num_requests: int = 100, min_duration_s: float = 0.0,
                   cpu_cores: str | None = None,
                   frontend_cores: str | None = None, warmup_requests: int = 40, seed: int = 0,
+                  front_end_probe: bool = False,
                   log=print) -> tuple[list[Point], pd.DataFrame, dict]:
     """Measure ``model`` (a name of :data:`profiling.tiny_models.TINY_MODELS`): its step table
     (``<results>/<model>/steps-served.csv``: the served engine's iterations, probed through
@@ -298,6 +419,10 @@ def measure_model(model: str, results: str | Path, rates: Sequence[float], *, re
     (:func:`profiling.vllm_server.vllm_spec`): the engine core and the step probe on
     ``cpu_cores``, the API server and this process (the load generator) on
     ``frontend_cores``, so that front-end work does not take the engine's CPU.
+
+    ``front_end_probe``: also probe the front end's CPU costs once, after the step probe
+    (:func:`probe_front_end`; ``<results>/<model>/front-end.csv``, read by
+    :func:`read_front_end`).
     """
     from routerwise.io import atomic_write_with
 
@@ -319,7 +444,8 @@ def measure_model(model: str, results: str | Path, rates: Sequence[float], *, re
                              for r in rates}, "repeats": repeats,
             "engine_cores": cpu_cores, "frontend_cores": frontend_cores,
             "steps": "served engine, its /metrics (profiling.served_steps)"}
-    if todo or not steps_csv.is_file():
+    front_csv = results / model / FRONT_END_FILE
+    if todo or not steps_csv.is_file() or (front_end_probe and not front_csv.is_file()):
         spec = vllm_spec(folder, cpu_cores=cpu_cores, frontend_cores=frontend_cores,
                          extra_args=SERVER_ARGS)
         with launch(spec, log_path=results / model / "engine.log") as eng, \
@@ -340,6 +466,10 @@ def measure_model(model: str, results: str | Path, rates: Sequence[float], *, re
                     eng.base_url, spec.served_model_name, folder / "config.json",
                     max_num_batched_tokens=SERVER_LIMITS["max_num_batched_tokens"],
                     engine=engine_version(), seed=seed), steps_csv)
+            if front_end_probe and not front_csv.is_file():
+                log(f"{model}: probing the front end's CPU costs")
+                probe = probe_front_end(ep, eng.base_url, eng.process.pid, seed=seed)
+                atomic_write_with(front_csv, lambda tmp: probe.to_csv(tmp, index=False))
             core = [p["pid"] for p in eng.processes() if p["pid"] != eng.process.pid
                     and p["name"].startswith(ENGINE_CORE_PROCESS)]
             for k, r in todo:
@@ -370,6 +500,59 @@ def measure_model(model: str, results: str | Path, rates: Sequence[float], *, re
     points = [read_point(point_path(results, model, r, k), model, r, k)
               for k in range(repeats) for r in rates]
     return points, read_steps(steps_csv), prov
+
+
+def probe_front_end(ep, base_url: str, api_server_pid: int, *,
+                    bursts: Sequence[int] = FRONT_END_BURSTS,
+                    tokens: Sequence[int] = FRONT_END_TOKENS, repeats: int = 3,
+                    seed: int = 0) -> pd.DataFrame:
+    """The front end's CPU work per burst of concurrent streaming requests (measured).
+
+    Bursts of ``b`` requests of the sweep's prompts with ``n`` output tokens each, all sent at
+    once through the load generator's :class:`profiling.loadgen.Endpoint` ``ep``, one burst
+    at a time, every (``b``, ``n``) ``repeats`` times: per burst the API server's CPU seconds
+    (its threads' ``schedstat``, process ``api_server_pid``), the load generator's (this
+    process's CPU time), the requests, output tokens and the engine iterations the server
+    counted (``vllm:iteration_tokens_total``'s count). A burst of 1 runs one request's
+    iterations, a burst of 64 serves 64 requests in about as many, and 8 against 32 tokens
+    changes both tokens and iterations: the work terms of :class:`FrontEnd` separate
+    (:func:`front_end_costs`). Nothing else may use the server meanwhile.
+    """
+    from . import server_metrics
+    from .errors import ProfilingError
+    from .loadgen import run_load, synthetic_prompts, trace_schedule
+
+    rows = []
+    for k in range(repeats):
+        for b, n in ((b, n) for b in bursts for n in tokens):
+            s = 7 * 10**6 + 10**4 * k + 100 * n + b  # prompts apart from the points'
+            prompts = synthetic_prompts(b, prompt_words=PROMPT_WORDS, max_tokens=int(n),
+                                        seed=s)
+            before = server_metrics.scrape(base_url)
+            api0, gen0, t0 = sched_totals(api_server_pid)[0], time.process_time(), \
+                time.perf_counter()
+            res = run_load(trace_schedule([0.0] * b), prompts, ep, progress=False)
+            api1, gen1, t1 = sched_totals(api_server_pid)[0], time.process_time(), \
+                time.perf_counter()
+            d = server_metrics.delta(before, server_metrics.scrape(base_url), ep.model)
+            ok = int(res.requests["ok"].sum())
+            if ok != b or d.get("requests_ok") != b or not d.get("iterations"):
+                raise ProfilingError(
+                    f"front-end probe burst of {b}: {ok} requests ok, the server counted "
+                    f"{d.get('requests_ok')} and {d.get('iterations')} iterations: something "
+                    f"else is using the server, or it exports no vllm:iteration_tokens_total")
+            rows.append({"burst": b, "output_tokens": n, "repeat": k, "requests": b,
+                         "tokens": int(res.requests["completion_tokens"].sum()),
+                         "iterations": int(d["iterations"]),
+                         "api_server_cpu_s": api1 - api0, "loadgen_cpu_s": gen1 - gen0,
+                         "wall_s": t1 - t0})
+    return pd.DataFrame(rows)
+
+
+def read_front_end(results: str | Path, model: str) -> pd.DataFrame | None:
+    """The front-end probe of ``model`` under ``results`` (:func:`measure_model`), or None."""
+    path = Path(results) / model / FRONT_END_FILE
+    return pd.read_csv(path) if path.is_file() else None
 
 
 def sched_totals(pid: int) -> tuple[float, float]:
@@ -479,9 +662,6 @@ def structure_check(setup: ModelSetup, points: Sequence[Point]) -> dict:
     return {"fitted": dict(zip(STRUCTURE_KEYS, map(float, sol.x))), "levels": rows}
 
 
-FRONT_END_COLUMNS = ("api_server_busy", "loadgen_busy")
-
-
 def front_end_check(levels: pd.DataFrame, points: Sequence[Point],
                     overheads: Mapping[str, Mapping[str, float]],
                     calibration_rates: Mapping[str, Sequence[float]]) -> pd.DataFrame:
@@ -498,10 +678,8 @@ def front_end_check(levels: pd.DataFrame, points: Sequence[Point],
     """
     rows = []
     for p in points:
-        df = p.requests
-        u = (float(sum(df[c].iloc[0] for c in FRONT_END_COLUMNS))
-             if all(c in df.columns for c in FRONT_END_COLUMNS) else math.nan)
-        rows.append({"model": p.model, "rate_rps": p.rate_rps, "front_end_busy": u})
+        rows.append({"model": p.model, "rate_rps": p.rate_rps,
+                     "front_end_busy": point_busy(p.requests)})
     busy = pd.DataFrame(rows).groupby(["model", "rate_rps"], as_index=False).mean()
     out = levels[["model", "rate_rps", "meas_ttft_mean_ms", "sim_ttft_mean_ms"]].merge(
         busy, on=["model", "rate_rps"], how="left")
@@ -520,10 +698,16 @@ def front_end_check(levels: pd.DataFrame, points: Sequence[Point],
 
 
 def evaluate(points: Sequence[Point], setups: Mapping[str, ModelSetup], *,
-             calibration_count: int = 2) -> dict:
+             calibration_count: int = 2,
+             front_end_probes: Mapping[str, pd.DataFrame | None] | None = None) -> dict:
     """Calibrate each model's overheads on its ``calibration_count`` lowest rates, predict every
-    rate with and without that calibration; the level tables and the benchmark's keys."""
-    cal_rates, fitted, default = {}, {}, {}
+    rate with and without that calibration; the level tables and the benchmark's keys.
+
+    With a front-end probe per model (:func:`probe_front_end`) and points that recorded the
+    front end's busy shares, ``levels`` (and the keys) model the front end's queue
+    (:class:`FrontEnd`); ``levels_constant_overhead`` keeps the constant request overhead
+    alone, for comparison."""
+    cal_rates, fitted, default, fronts = {}, {}, {}, {}
     for model in setups:
         mine = [p for p in points if p.model == model]
         rates = sorted({p.rate_rps for p in mine})
@@ -531,16 +715,28 @@ def evaluate(points: Sequence[Point], setups: Mapping[str, ModelSetup], *,
             raise ValidationError(f"{model}: {len(rates)} rates; need more than the "
                                   f"{calibration_count} used for calibration")
         cal_rates[model] = rates[:calibration_count]
-        fitted[model] = calibrate(setups[model], [p for p in mine
-                                                  if p.rate_rps in cal_rates[model]])
+        cal_points = [p for p in mine if p.rate_rps in cal_rates[model]]
+        fitted[model] = calibrate(setups[model], cal_points)
+        fronts[model] = fit_front_end((front_end_probes or {}).get(model), cal_points,
+                                      fitted[model])
         default[model] = default_overheads()
-    cal = level_table(points, setups, fitted, "calibrated on the lowest rates")
+    engine_only = level_table(points, setups, fitted, "calibrated on the lowest rates")
+    if all(f is not None for f in fronts.values()):
+        cal = level_table(points, setups, fitted, "calibrated on the lowest rates, front end "
+                          "modelled", fronts)
+    else:  # points without the front end's busy shares: the constant overhead only
+        cal = engine_only
     unc = level_table(points, setups, default, "vllm-v1 profile defaults (GPU fit)")
     out = summary(cal, cal_rates)
     base = summary(unc, cal_rates)
+    alone = summary(engine_only, cal_rates)
     for k in (*(f"median_abs_err_pct_{s}" for s in STATS), "saturation_rate_err_pct"):
         out[f"{k}_uncalibrated"] = base[k]
+        out[f"{k}_constant_overhead"] = alone[k]
     out["per_model_uncalibrated"] = base["per_model"]
+    out["per_model_constant_overhead"] = alone["per_model"]
     out["calibration_rates_rps"] = cal_rates
     out["overheads"] = fitted
-    return {"summary": out, "levels": cal, "levels_uncalibrated": unc}
+    out["front_end"] = {m: (None if f is None else asdict(f)) for m, f in fronts.items()}
+    return {"summary": out, "levels": cal, "levels_constant_overhead": engine_only,
+            "levels_uncalibrated": unc}

@@ -360,6 +360,7 @@ def simulate_engine(step: StepTimes, requests: Requests, setup: EngineSetup, *,
     nxt = 0
     done = 0
     preemptions = 0
+    iterations = 0
 
     def start_decoding(i):
         nonlocal B, K
@@ -473,6 +474,7 @@ def simulate_engine(step: StepTimes, requests: Requests, setup: EngineSetup, *,
             dt = (dec_tab[n_dec] + pre_tab[tokens + n_dec] - pre_tab[n_dec] + c_sq * sq
                   + c_seq * m + b_ctx * C + t_it + t_sq * (n_dec + m))
             t += dt
+            iterations += 1
             # decoders advance one token
             if n_dec:
                 S += 1
@@ -522,6 +524,7 @@ def simulate_engine(step: StepTimes, requests: Requests, setup: EngineSetup, *,
                     k = k_arr
             t += k * a + b_ctx * (k * C + B * k * (k - 1) * 0.5)
             S += k
+            iterations += k
             held = K + B * S + held_pf
             if held > peak_kv:
                 peak_kv = held
@@ -540,4 +543,4 @@ def simulate_engine(step: StepTimes, requests: Requests, setup: EngineSetup, *,
         finish_a = finish_a + prof.request_overhead_ms
     res = _summarize(requests, first_a, finish_a, np.array(admit), peak_kv, warmup_fraction,
                      load_rps)
-    return replace(res, preemptions=preemptions)
+    return replace(res, preemptions=preemptions, iterations=iterations)

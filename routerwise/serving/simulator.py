@@ -107,6 +107,7 @@ class SimResult:
     tpot_ms: np.ndarray
     e2e_ms: np.ndarray
     preemptions: int = 0  # recompute preemptions (paged-KV engine profiles only)
+    iterations: int = 0  # engine iterations run (paged-KV engine profiles only; 0 otherwise)
 
     def row(self) -> dict:
         """The profile-table columns of this point (see routerwise.data.latency_table)."""
