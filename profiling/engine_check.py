@@ -18,10 +18,11 @@ times and token counts; nothing is dropped as warm-up on either side.
   mean TPOT, averaged over the repeats, their errors, and the repeats' spread (the noise floor:
   ``100 (max - min) / mean`` of a statistic over the repeats).
 * :class:`FrontEnd` models what the constant request overhead misses where the API server
-  shares a core (here with the load generator): a processor-sharing CPU whose work per request
-  and per engine iteration :func:`probe_front_end` measures, and whose busy share at a rate
-  follows from the simulated engine's iteration count at that rate; :func:`evaluate` uses it
-  when each model has a probe and its points recorded the front end's busy shares.
+  shares a core (here with the load generator): a processor-sharing CPU whose work per
+  request, per output token and per engine iteration :func:`probe_front_end` measures, and
+  whose busy share at a rate follows from the simulated engine's iteration count at that rate;
+  :func:`evaluate` uses it when each model has a probe and its points recorded the front end's
+  busy shares.
 * :func:`summary` gives the benchmark's keys: median absolute errors over the rates not used
   by the calibration, the signed saturation-rate error (the rule of
   :func:`routerwise.serving.latency_validation.saturation_rate`: mean TTFT crossing 3x its
