@@ -159,7 +159,9 @@ def main(argv=None) -> int:
         "repeat_noise_pct": s["repeat_noise_pct"], "requests_failed": failed,
         "engine_version": engine_version(),
         **{f"{k}_uncalibrated": s[f"{k}_uncalibrated"] for k in TARGETS},
-        **{f"{k}_constant_overhead": s[f"{k}_constant_overhead"] for k in TARGETS}}
+        **{f"{k}_constant_overhead": s[f"{k}_constant_overhead"] for k in TARGETS},
+        **{f"{k}_measured_drift": s[f"{k}_measured_drift"] for k in TARGETS
+           if f"{k}_measured_drift" in s}}
     pd.set_option("display.width", 200)
     cols = ["model", "rate_rps", "repeats", "requests", "meas_ttft_mean_ms", "sim_ttft_mean_ms",
             "meas_ttft_p99_ms", "sim_ttft_p99_ms", "meas_tpot_mean_ms", "sim_tpot_mean_ms",
@@ -205,7 +207,7 @@ def main(argv=None) -> int:
                        "loadavg_1m_end": float(p.requests["loadavg_1m_end"].iloc[0]),
                        **{c: float(p.requests[c].iloc[0]) if c in p.requests.columns else None
                           for c in ("engine_cpu_share", "api_server_busy", "loadgen_busy",
-                                    "speed_index_ms")},
+                                    "speed_index_ms", "decode_step_ms")},
                        "requests_failed": int((~p.requests["ok"].astype(bool)).sum())}
                       for p in points]
         write_json(a.json, {**keys, "targets": TARGETS, "summary": s,
@@ -213,6 +215,8 @@ def main(argv=None) -> int:
                             "levels_uncalibrated": res["levels_uncalibrated"].to_dict("records"),
                             "levels_constant_overhead":
                                 res["levels_constant_overhead"].to_dict("records"),
+                            "levels_measured_drift": res["levels_measured_drift"].to_dict(
+                                "records") if "levels_measured_drift" in res else None,
                             "front_end_probes": {m: None if p is None else p.to_dict("records")
                                                  for m, p in probes.items()},
                             "points": point_rows, "provenance": prov,

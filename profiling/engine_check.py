@@ -36,7 +36,7 @@ import math
 import os
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -56,7 +56,7 @@ __all__ = ["Point", "ModelSetup", "CALIBRATED_KEYS", "default_overheads", "sim_r
            "STRUCTURE_KEYS", "linear_step_times", "structure_check", "FRONT_END_COLUMNS",
            "FrontEnd", "FRONT_END_FILE", "FRONT_END_BURSTS", "FRONT_END_TOKENS", "point_busy", "front_end_costs",
            "fit_front_end", "probe_front_end", "read_front_end", "run_point", "speed_index_ms",
-           "SPEED_FILE",
+           "SPEED_FILE", "DRIFT_BATCH",
            "front_end_check"]
 
 PROFILE = "vllm-v1"
@@ -258,6 +258,9 @@ class ModelSetup:
     max_num_batched_tokens: int
     max_num_seqs: int
     kv_capacity_tokens: int
+    # scale each point's steps by its re-measured decode row (decode_step_ms column) over the
+    # step table's: the machine's drift measured on the served engine, not fitted
+    measured_drift: bool = False
 
     @classmethod
     def from_table(cls, steps: pd.DataFrame, model: str, *, arch: Architecture,
@@ -271,10 +274,22 @@ class ModelSetup:
         """The simulated engine's run of ``df``'s requests under ``overheads`` (the profile's
         overhead terms; ``step_scale``, when given, multiplies every step time)."""
         over = dict(overheads)
-        step = scale_step_times(self.step, float(over.pop("step_scale", 1.0)))
+        step = scale_step_times(self.step, float(over.pop("step_scale", 1.0))
+                                * self.drift_factor(df))
         return run_point(step, df, over, arch=self.arch,
                          max_num_batched_tokens=self.max_num_batched_tokens,
                          max_num_seqs=self.max_num_seqs, kv_capacity_tokens=self.kv_capacity_tokens)
+
+    def drift_factor(self, df: pd.DataFrame) -> float:
+        """The point's re-measured decode row over the step table's (1 unless
+        ``measured_drift`` and the point recorded ``decode_step_ms``)."""
+        if not self.measured_drift or "decode_step_ms" not in df.columns:
+            return 1.0
+        from .served_steps import DECODE_TOKENS
+        ref = self.step.decode_ms(DRIFT_BATCH, DRIFT_BATCH * (PROMPT_WORDS + 1
+                                                            + sum(DECODE_TOKENS) // 2))
+        now = float(df["decode_step_ms"].iloc[0])
+        return now / ref if now > 0 and ref > 0 else 1.0
 
     def simulate(self, df: pd.DataFrame, overheads: Mapping[str, float],
                  front_end: FrontEnd | None = None) -> dict[str, float]:
@@ -454,15 +469,16 @@ def measure_model(model: str, results: str | Path, rates: Sequence[float], *, re
     """
     from routerwise.io import atomic_write_with, write_json
 
-    from .gpu_steps import read_steps, write_steps
+    from .gpu_steps import read_shape, read_steps, write_steps
     from .launcher import engine_version, launch
     from .loadgen import Endpoint, poisson_schedule, run_load, synthetic_prompts
-    from .served_steps import probe_served_steps
+    from .served_steps import decode_step_ms, probe_served_steps
     from .tiny_models import build_tiny_model
     from .vllm_server import ENGINE_CORE_PROCESS, vllm_spec
 
     results = Path(results)
     folder = build_tiny_model(results / "models" / model, model, seed=seed)
+    vocab = read_shape(folder / "config.json").vocab_size
     steps_csv = results / model / STEPS_FILE
     todo = [(k, r) for k in range(repeats) for r in rates
             if not point_path(results, model, r, k).is_file()]
@@ -507,6 +523,10 @@ def measure_model(model: str, results: str | Path, rates: Sequence[float], *, re
             for k, r in todo:
                 s = 1000 * k + int(round(r * 10))  # fresh arrivals and prompts per point
                 speed = speed_index_ms(engine_cores)
+                # the served engine's own drift: one decode row of the step probe, now
+                drift = decode_step_ms(eng.base_url, spec.served_model_name, vocab,
+                                       batch_size=DRIFT_BATCH, prompt_len=PROMPT_WORDS + 1,
+                                       seed=s)
                 load0 = os.getloadavg()[0]
                 sched0 = sched_totals(core[0]) if core else None
                 api0, gen0, t0 = sched_totals(eng.process.pid), time.process_time(), \
@@ -522,7 +542,7 @@ def measure_model(model: str, results: str | Path, rates: Sequence[float], *, re
                 # shared core they delay every request's first token as they near 1
                 df = res.requests.assign(
                     loadavg_1m_start=load0, loadavg_1m_end=os.getloadavg()[0],
-                    engine_cpu_share=share, speed_index_ms=speed,
+                    engine_cpu_share=share, speed_index_ms=speed, decode_step_ms=drift,
                     api_server_busy=(sched_totals(eng.process.pid)[0] - api0[0]) / wall,
                     loadgen_busy=(time.process_time() - gen0) / wall)
                 path = point_path(results, model, r, k)
@@ -588,6 +608,7 @@ def read_front_end(results: str | Path, model: str) -> pd.DataFrame | None:
     return pd.read_csv(path) if path.is_file() else None
 
 
+DRIFT_BATCH = 4  # the decode row re-measured before every point (decode_step_ms column)
 SPEED_FILE = "speed-index.json"  # speed_index_ms on the engine's cores before the step probe
 
 
@@ -756,14 +777,17 @@ def front_end_check(levels: pd.DataFrame, points: Sequence[Point],
 
 def evaluate(points: Sequence[Point], setups: Mapping[str, ModelSetup], *,
              calibration_count: int = 2,
-             front_end_probes: Mapping[str, pd.DataFrame | None] | None = None) -> dict:
+             front_end_probes: Mapping[str, pd.DataFrame | None] | None = None,
+             measured_drift: bool = True) -> dict:
     """Calibrate each model's overheads on its ``calibration_count`` lowest rates, predict every
     rate with and without that calibration; the level tables and the benchmark's keys.
 
     With a front-end probe per model (:func:`probe_front_end`) and points that recorded the
     front end's busy shares, ``levels`` (and the keys) model the front end's queue
     (:class:`FrontEnd`); ``levels_constant_overhead`` keeps the constant request overhead
-    alone, for comparison."""
+    alone, for comparison. With ``measured_drift`` and points that re-measured a decode row
+    (``decode_step_ms``), the same again with each point's steps scaled by it
+    (:meth:`ModelSetup.drift_factor`): keys ``*_measured_drift``, ``levels_measured_drift``."""
     cal_rates, fitted, default, fronts = {}, {}, {}, {}
     for model in setups:
         mine = [p for p in points if p.model == model]
@@ -795,5 +819,16 @@ def evaluate(points: Sequence[Point], setups: Mapping[str, ModelSetup], *,
     out["calibration_rates_rps"] = cal_rates
     out["overheads"] = fitted
     out["front_end"] = {m: (None if f is None else asdict(f)) for m, f in fronts.items()}
-    return {"summary": out, "levels": cal, "levels_constant_overhead": engine_only,
-            "levels_uncalibrated": unc}
+    res = {"summary": out, "levels": cal, "levels_constant_overhead": engine_only,
+           "levels_uncalibrated": unc}
+    if measured_drift and all("decode_step_ms" in p.requests.columns for p in points):
+        drifted = evaluate(points, {m: replace(s, measured_drift=True) for m, s in
+                                    setups.items()}, calibration_count=calibration_count,
+                           front_end_probes=front_end_probes, measured_drift=False)
+        d = drifted["summary"]
+        for k in (*(f"median_abs_err_pct_{s}" for s in STATS), "saturation_rate_err_pct"):
+            out[f"{k}_measured_drift"] = d[k]
+        out["per_model_measured_drift"] = d["per_model"]
+        out["overheads_measured_drift"] = d["overheads"]
+        res["levels_measured_drift"] = drifted["levels"]
+    return res

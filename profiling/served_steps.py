@@ -50,7 +50,7 @@ from . import server_metrics
 from .errors import ProfilingError
 from .gpu_steps import StepPoint, read_shape, step_row, steps_frame
 
-__all__ = ["DECODE_TOKENS", "prefill_lengths", "probe_served_steps"]
+__all__ = ["DECODE_TOKENS", "prefill_lengths", "probe_served_steps", "decode_step_ms"]
 
 # Output tokens of the two decode batches whose difference times N2 - N1 decode iterations.
 DECODE_TOKENS = (8, 40)
@@ -166,11 +166,47 @@ def probe_served_steps(base_url: str, model: str, config: str | Path, *,
                                          times, env=env, warmup=warmup))
         return rows
 
+    return steps_frame(_run(run))
+
+
+def _run(coroutine_fn):
+    """``asyncio.run(coroutine_fn())``, on a private loop in a worker thread when this thread
+    already runs one (a notebook)."""
     try:
         asyncio.get_running_loop()
     except RuntimeError:
-        return steps_frame(asyncio.run(run()))
-    # inside a running loop (a notebook): run on a private loop in a worker thread
+        return asyncio.run(coroutine_fn())
     from concurrent.futures import ThreadPoolExecutor
     with ThreadPoolExecutor(1) as ex:
-        return steps_frame(ex.submit(asyncio.run, run()).result())
+        return ex.submit(asyncio.run, coroutine_fn()).result()
+
+
+def decode_step_ms(base_url: str, model: str, vocab_size: int, *, batch_size: int = 4,
+                   prompt_len: int = 128, repeats: int = 2, seed: int = 0,
+                   timeout_s: float = 120.0) -> float:
+    """One decode row of :func:`probe_served_steps`, now: the median over ``repeats`` of the
+    decode step at ``batch_size`` (``prompt_len``-token prompts, context ``prompt_len +
+    (N1 + N2) / 2``), measured the probe's way. A few seconds: cheap enough to repeat before
+    every load point and see how far the machine has drifted from the step table."""
+    if repeats < 1 or batch_size < 1:
+        raise ValidationError("repeats and batch_size must be >= 1")
+    n1, n2 = DECODE_TOKENS
+    rng = np.random.default_rng(seed)
+
+    async def run() -> list[float]:
+        out = []
+        async with httpx.AsyncClient(base_url=base_url, timeout=timeout_s,
+                                     trust_env=False) as c:
+            for _ in range(repeats):
+                means = []
+                for tokens in (n1, n2):
+                    prompts = [rng.integers(3, vocab_size, size=prompt_len).tolist()
+                               for _ in range(batch_size)]
+                    before = server_metrics.scrape(base_url)
+                    await _batch(c, model, prompts, tokens)
+                    means.append(_histogram_mean_ms(base_url, before, model, "decode",
+                                                    batch_size))
+                out.append((means[1] - means[0]) / (n2 - n1))
+        return out
+
+    return float(np.median(_run(run)))
