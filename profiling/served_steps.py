@@ -72,6 +72,19 @@ def prefill_lengths(context_lens: Sequence[int], budget: int) -> tuple[int, ...]
     return tuple(sorted(out))
 
 
+async def _decode_step(client: httpx.AsyncClient, base_url: str, model: str, prompts) -> float:
+    """One decode step at the batch ``prompts()`` makes: the difference of the mean
+    ``request_decode_time`` between an ``N2``- and an ``N1``-token batch, over ``N2 - N1``."""
+    n1, n2 = DECODE_TOKENS
+    means = []
+    for tokens in (n1, n2):
+        batch = prompts()
+        before = server_metrics.scrape(base_url)
+        await _batch(client, model, batch, tokens)
+        means.append(_histogram_mean_ms(base_url, before, model, "decode", len(batch)))
+    return (means[1] - means[0]) / (n2 - n1)
+
+
 async def _batch(client: httpx.AsyncClient, model: str, prompts: list[list[int]],
                  max_tokens: int) -> None:
     async def one(ids):
@@ -154,14 +167,10 @@ def probe_served_steps(base_url: str, model: str, config: str | Path, *,
                 for length in sorted(set(int(x) for x in context_lens)):
                     times = []
                     for r in range(warmup + repeats):
-                        means = []
-                        for tokens in (n1, n2):
-                            before = server_metrics.scrape(base_url)
-                            await _batch(c, model, prompts(b, length), tokens)
-                            means.append(_histogram_mean_ms(base_url, before, model,
-                                                            "decode", b))
+                        t = await _decode_step(c, base_url, model,
+                                               lambda b=b, n=length: prompts(b, n))
                         if r >= warmup:
-                            times.append((means[1] - means[0]) / (n2 - n1))
+                            times.append(t)
                     rows.append(step_row(shape, StepPoint("decode", b, length + (n1 + n2) // 2),
                                          times, env=env, warmup=warmup))
         return rows
@@ -190,23 +199,15 @@ def decode_step_ms(base_url: str, model: str, vocab_size: int, *, batch_size: in
     every load point and see how far the machine has drifted from the step table."""
     if repeats < 1 or batch_size < 1:
         raise ValidationError("repeats and batch_size must be >= 1")
-    n1, n2 = DECODE_TOKENS
     rng = np.random.default_rng(seed)
 
+    def prompts() -> list[list[int]]:
+        return [rng.integers(3, vocab_size, size=prompt_len).tolist()
+                for _ in range(batch_size)]
+
     async def run() -> list[float]:
-        out = []
         async with httpx.AsyncClient(base_url=base_url, timeout=timeout_s,
                                      trust_env=False) as c:
-            for _ in range(repeats):
-                means = []
-                for tokens in (n1, n2):
-                    prompts = [rng.integers(3, vocab_size, size=prompt_len).tolist()
-                               for _ in range(batch_size)]
-                    before = server_metrics.scrape(base_url)
-                    await _batch(c, model, prompts, tokens)
-                    means.append(_histogram_mean_ms(base_url, before, model, "decode",
-                                                    batch_size))
-                out.append((means[1] - means[0]) / (n2 - n1))
-        return out
+            return [await _decode_step(c, base_url, model, prompts) for _ in range(repeats)]
 
     return float(np.median(_run(run)))
