@@ -54,10 +54,10 @@ __all__ = ["Point", "ModelSetup", "CALIBRATED_KEYS", "default_overheads", "sim_r
            "measured_stats", "simulate_point", "calibrate", "level_table", "summary",
            "sched_totals", "cpu_share", "point_requests", "measure_model", "STEPS_FILE",
            "STRUCTURE_KEYS", "linear_step_times", "structure_check", "FRONT_END_COLUMNS",
-           "FrontEnd", "FRONT_END_FILE", "FRONT_END_BURSTS", "FRONT_END_TOKENS", "point_busy", "front_end_costs",
-           "fit_front_end", "probe_front_end", "read_front_end", "run_point", "speed_index_ms",
-           "SPEED_FILE", "DRIFT_BATCH",
-           "front_end_check"]
+           "front_end_check", "FrontEnd", "FRONT_END_FILE", "FRONT_END_BURSTS",
+           "FRONT_END_TOKENS", "point_busy", "front_end_costs", "fit_front_end",
+           "probe_front_end", "read_front_end", "run_point", "speed_index_ms", "SPEED_FILE",
+           "DRIFT_BATCH"]
 
 PROFILE = "vllm-v1"
 CALIBRATED_KEYS = ("request_overhead_ms", "iteration_overhead_ms", "step_scale")
@@ -285,9 +285,8 @@ class ModelSetup:
         ``measured_drift`` and the point recorded ``decode_step_ms``)."""
         if not self.measured_drift or "decode_step_ms" not in df.columns:
             return 1.0
-        from .served_steps import DECODE_TOKENS
-        ref = self.step.decode_ms(DRIFT_BATCH, DRIFT_BATCH * (PROMPT_WORDS + 1
-                                                            + sum(DECODE_TOKENS) // 2))
+        from .served_steps import decode_context_len
+        ref = self.step.decode_ms(DRIFT_BATCH, DRIFT_BATCH * decode_context_len(PROMPT_WORDS + 1))
         now = float(df["decode_step_ms"].iloc[0])
         return now / ref if now > 0 and ref > 0 else 1.0
 

@@ -50,7 +50,8 @@ from . import server_metrics
 from .errors import ProfilingError
 from .gpu_steps import StepPoint, read_shape, step_row, steps_frame
 
-__all__ = ["DECODE_TOKENS", "prefill_lengths", "probe_served_steps", "decode_step_ms"]
+__all__ = ["DECODE_TOKENS", "prefill_lengths", "probe_served_steps", "decode_step_ms",
+           "decode_context_len"]
 
 # Output tokens of the two decode batches whose difference times N2 - N1 decode iterations.
 DECODE_TOKENS = (8, 40)
@@ -70,6 +71,12 @@ def prefill_lengths(context_lens: Sequence[int], budget: int) -> tuple[int, ...]
         raise ValidationError(f"every context length {list(context_lens)} exceeds the "
                               f"batched-token budget {budget}")
     return tuple(sorted(out))
+
+
+def decode_context_len(prompt_len: int) -> int:
+    """The ``context_len`` of a decode row whose batch has ``prompt_len``-token prompts: the
+    middle of the timed tokens, ``prompt_len + (N1 + N2) / 2``."""
+    return int(prompt_len) + sum(DECODE_TOKENS) // 2
 
 
 async def _decode_step(client: httpx.AsyncClient, base_url: str, model: str, prompts) -> float:
@@ -171,7 +178,7 @@ def probe_served_steps(base_url: str, model: str, config: str | Path, *,
                                                lambda b=b, n=length: prompts(b, n))
                         if r >= warmup:
                             times.append(t)
-                    rows.append(step_row(shape, StepPoint("decode", b, length + (n1 + n2) // 2),
+                    rows.append(step_row(shape, StepPoint("decode", b, decode_context_len(length)),
                                          times, env=env, warmup=warmup))
         return rows
 
@@ -194,8 +201,8 @@ def decode_step_ms(base_url: str, model: str, vocab_size: int, *, batch_size: in
                    prompt_len: int = 128, repeats: int = 2, seed: int = 0,
                    timeout_s: float = 120.0) -> float:
     """One decode row of :func:`probe_served_steps`, now: the median over ``repeats`` of the
-    decode step at ``batch_size`` (``prompt_len``-token prompts, context ``prompt_len +
-    (N1 + N2) / 2``), measured the probe's way. A few seconds: cheap enough to repeat before
+    decode step at ``batch_size`` (``prompt_len``-token prompts, context
+    :func:`decode_context_len`), measured the probe's way. A few seconds: cheap enough to repeat before
     every load point and see how far the machine has drifted from the step table."""
     if repeats < 1 or batch_size < 1:
         raise ValidationError("repeats and batch_size must be >= 1")
