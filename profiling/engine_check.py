@@ -57,7 +57,7 @@ __all__ = ["Point", "ModelSetup", "CALIBRATED_KEYS", "default_overheads", "sim_r
            "front_end_check", "FrontEnd", "FRONT_END_FILE", "FRONT_END_BURSTS",
            "FRONT_END_TOKENS", "point_busy", "front_end_costs", "fit_front_end",
            "probe_front_end", "read_front_end", "run_point", "speed_index_ms", "SPEED_FILE",
-           "DRIFT_BATCH"]
+           "DRIFT_BATCH", "steps_path", "read_step_rounds", "steal_totals", "steal_share"]
 
 PROFILE = "vllm-v1"
 CALIBRATED_KEYS = ("request_overhead_ms", "iteration_overhead_ms", "step_scale")
@@ -423,6 +423,22 @@ SERVER_ARGS = ("--no-enable-prefix-caching",  # the simulator does not model pre
                "--max-num-seqs", str(SERVER_LIMITS["max_num_seqs"]))
 
 
+def steps_path(results: Path, model: str, probe_round: int = 0) -> Path:
+    """The step table of probe round ``probe_round`` (0: before any point)."""
+    name = STEPS_FILE if probe_round == 0 else STEPS_FILE.replace(".csv", f"-{probe_round}.csv")
+    return Path(results) / model / name
+
+
+def read_step_rounds(results: str | Path, model: str) -> list[pd.DataFrame]:
+    """Every probe round's step table of ``model`` under ``results``, in round order."""
+    from .gpu_steps import read_steps
+    out, k = [], 0
+    while steps_path(results, model, k).is_file():
+        out.append(read_steps(steps_path(results, model, k)))
+        k += 1
+    return out
+
+
 def point_path(results: Path, model: str, rate: float, repeat: int) -> Path:
     return Path(results) / model / f"rate-{rate:g}rps-rep{repeat}.csv"
 
@@ -443,15 +459,21 @@ def measure_model(model: str, results: str | Path, rates: Sequence[float], *, re
                   num_requests: int = 100, min_duration_s: float = 0.0,
                   cpu_cores: str | None = None,
                   frontend_cores: str | None = None, warmup_requests: int = 40, seed: int = 0,
-                  front_end_probe: bool = False,
+                  front_end_probe: bool = False, probe_rounds: int = 1,
                   log=print) -> tuple[list[Point], pd.DataFrame, dict]:
     """Measure ``model`` (a name of :data:`profiling.tiny_models.TINY_MODELS`): its step table
     (``<results>/<model>/steps-served.csv``: the served engine's iterations, probed through
     the server by :func:`profiling.served_steps.probe_served_steps` after the warm-up, before
-    any point) and every (rate, repeat) point not yet in ``results`` (one CSV per point of
+    any point; with ``probe_rounds`` > 1 again before the first point of each later repeat
+    cycle, ``steps-served-<k>.csv``, and the returned table is their point-wise median
+    (:func:`profiling.gpu_steps.median_steps`): a table that sees the machine as the points
+    did, where one probe at the start carries that moment's speed into every prediction) and
+    every (rate, repeat) point not yet in ``results`` (one CSV per point of
     :func:`point_requests` requests: the request table plus the 1-minute load average before
     and after it and ``engine_cpu_share``, the share of its runnable time the engine core ran
-    during the point, from the kernel's ``schedstat``: how much other processes took its core).
+    during the point, from the kernel's ``schedstat``: how much other processes took its core;
+    ``steal_share_engine`` and ``steal_share_frontend``, the share of the point the hypervisor
+    gave those cores to other guests, from ``/proc/stat``: a slowness no process here shows).
 
     One server for what is missing, started with :data:`SERVER_ARGS` and stopped
     before returning; repeats run round-robin over the rates (machine load drifts spread over
@@ -468,7 +490,7 @@ def measure_model(model: str, results: str | Path, rates: Sequence[float], *, re
     """
     from routerwise.io import atomic_write_with, write_json
 
-    from .gpu_steps import read_shape, read_steps, write_steps
+    from .gpu_steps import median_steps, read_shape, write_steps
     from .launcher import engine_version, launch
     from .loadgen import Endpoint, poisson_schedule, run_load, synthetic_prompts
     from .served_steps import decode_step_ms, probe_served_steps
@@ -478,7 +500,9 @@ def measure_model(model: str, results: str | Path, rates: Sequence[float], *, re
     results = Path(results)
     folder = build_tiny_model(results / "models" / model, model, seed=seed)
     vocab = read_shape(folder / "config.json").vocab_size
-    steps_csv = results / model / STEPS_FILE
+    if probe_rounds < 1:
+        raise ValidationError(f"probe_rounds must be >= 1, got {probe_rounds}")
+    rounds = [steps_path(results, model, k) for k in range(probe_rounds)]
     todo = [(k, r) for k in range(repeats) for r in rates
             if not point_path(results, model, r, k).is_file()]
     prov = {"engine_version": engine_version(), "server_args": list(SERVER_ARGS),
@@ -486,9 +510,10 @@ def measure_model(model: str, results: str | Path, rates: Sequence[float], *, re
             "num_requests": {f"{r:g}": point_requests(r, num_requests, min_duration_s)
                              for r in rates}, "repeats": repeats,
             "engine_cores": cpu_cores, "frontend_cores": frontend_cores,
-            "steps": "served engine, its /metrics (profiling.served_steps)"}
+            "steps": "served engine, its /metrics (profiling.served_steps)",
+            "step_probe_rounds": probe_rounds}
     front_csv = results / model / FRONT_END_FILE
-    if todo or not steps_csv.is_file() or (front_end_probe and not front_csv.is_file()):
+    if todo or not all(f.is_file() for f in rounds) or (front_end_probe and not front_csv.is_file()):
         spec = vllm_spec(folder, cpu_cores=cpu_cores, frontend_cores=frontend_cores,
                          extra_args=SERVER_ARGS)
         engine_cores = tuple(spec.child_cpu_affinity.get(ENGINE_CORE_PROCESS, ()))
@@ -504,15 +529,21 @@ def measure_model(model: str, results: str | Path, rates: Sequence[float], *, re
                                       num_requests=warmup_requests, seed=10**6),
                      synthetic_prompts(warmup_requests, prompt_words=PROMPT_WORDS,
                                        max_tokens=MAX_TOKENS, seed=10**6), ep, progress=False)
-            if not steps_csv.is_file():
-                log(f"{model}: probing the served engine's step costs")
-                write_json(results / model / SPEED_FILE,
-                           {"speed_index_ms": speed_index_ms(engine_cores),
-                            "when": "before the step probe"})
+
+            def probe_steps(k: int) -> None:
+                if rounds[k].is_file():
+                    return
+                log(f"{model}: probing the served engine's step costs (round {k})")
+                if k == 0:
+                    write_json(results / model / SPEED_FILE,
+                               {"speed_index_ms": speed_index_ms(engine_cores),
+                                "when": "before the step probe"})
                 write_steps(probe_served_steps(
                     eng.base_url, spec.served_model_name, folder / "config.json",
                     max_num_batched_tokens=SERVER_LIMITS["max_num_batched_tokens"],
-                    engine=engine_version(), seed=seed), steps_csv)
+                    engine=engine_version(), seed=seed + k), rounds[k])
+
+            probe_steps(0)
             if front_end_probe and not front_csv.is_file():
                 log(f"{model}: probing the front end's CPU costs")
                 probe = probe_front_end(ep, eng.base_url, eng.process.pid, seed=seed)
@@ -520,6 +551,8 @@ def measure_model(model: str, results: str | Path, rates: Sequence[float], *, re
             core = [p["pid"] for p in eng.processes() if p["pid"] != eng.process.pid
                     and p["name"].startswith(ENGINE_CORE_PROCESS)]
             for k, r in todo:
+                if k < probe_rounds:  # before this repeat cycle's first point
+                    probe_steps(k)
                 s = 1000 * k + int(round(r * 10))  # fresh arrivals and prompts per point
                 speed = speed_index_ms(engine_cores)
                 # the served engine's own drift: one decode row of the step probe, now
@@ -527,6 +560,8 @@ def measure_model(model: str, results: str | Path, rates: Sequence[float], *, re
                                        batch_size=DRIFT_BATCH, prompt_len=PROMPT_WORDS + 1,
                                        seed=s)
                 load0 = os.getloadavg()[0]
+                steal0 = {k: steal_totals(c) for k, c in (("engine", engine_cores),
+                                                          ("frontend", spec.cpu_affinity))}
                 sched0 = sched_totals(core[0]) if core else None
                 api0, gen0, t0 = sched_totals(eng.process.pid), time.process_time(), \
                     time.perf_counter()
@@ -542,6 +577,8 @@ def measure_model(model: str, results: str | Path, rates: Sequence[float], *, re
                 df = res.requests.assign(
                     loadavg_1m_start=load0, loadavg_1m_end=os.getloadavg()[0],
                     engine_cpu_share=share, speed_index_ms=speed, decode_step_ms=drift,
+                    **{f"steal_share_{k}": steal_share(v, steal_totals(c)) for (k, v), c in
+                       zip(steal0.items(), (engine_cores, spec.cpu_affinity), strict=True)},
                     api_server_busy=(sched_totals(eng.process.pid)[0] - api0[0]) / wall,
                     loadgen_busy=(time.process_time() - gen0) / wall)
                 path = point_path(results, model, r, k)
@@ -549,9 +586,11 @@ def measure_model(model: str, results: str | Path, rates: Sequence[float], *, re
                 log(f"{model} {r:g} rps repeat {k}: {int(df['ok'].sum())}/{len(df)} ok, "
                     f"mean TTFT {df['ttft_ms'].mean():.1f} ms, load average {load0:.2f}, "
                     f"engine CPU share {share:.2f}")
+            for k in range(probe_rounds):  # rounds whose points were all measured before
+                probe_steps(k)
     points = [read_point(point_path(results, model, r, k), model, r, k)
               for k in range(repeats) for r in rates]
-    return points, read_steps(steps_csv), prov
+    return points, median_steps(read_step_rounds(results, model)[:probe_rounds]), prov
 
 
 def probe_front_end(ep, base_url: str, api_server_pid: int, *,
@@ -641,6 +680,27 @@ def sched_totals(pid: int) -> tuple[float, float]:
             r, w, _ = Path(f"/proc/{pid}/task/{tid}/schedstat").read_text().split()[:3]
             run, wait = run + int(r), wait + int(w)
     return run / 1e9, wait / 1e9
+
+
+def steal_totals(cores: Sequence[int] = ()) -> tuple[int, int]:
+    """Clock ticks the hypervisor gave other guests (steal) and all ticks, summed over
+    ``cores`` (every core if empty), from Linux ``/proc/stat``; (0, 0) where it is missing."""
+    want = {f"cpu{c}" for c in (cores or ())} or {"cpu"}
+    steal = total = 0
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/stat").read_text().splitlines():
+            f = line.split()
+            if f and f[0] in want:
+                ticks = [int(x) for x in f[1:9]]  # user .. steal (guest time is in user)
+                steal, total = steal + ticks[7], total + sum(ticks)
+    return steal, total
+
+
+def steal_share(before: tuple[int, int], after: tuple[int, int]) -> float:
+    """The share of the time between two :func:`steal_totals` readings that the hypervisor
+    ran someone else on those cores (measured; 0 on a machine of one's own, NaN unreadable)."""
+    total = after[1] - before[1]
+    return (after[0] - before[0]) / total if total > 0 else math.nan
 
 
 def cpu_share(before: tuple[float, float], after: tuple[float, float]) -> float:

@@ -232,6 +232,34 @@ def read_steps(path: str | Path) -> pd.DataFrame:
     return read_csv_checked(path, STEP_COLUMNS, "step table")
 
 
+STEP_KEY = ("model", "phase", "batch_size", "context_len", "compute_share", "mps")
+
+
+def median_steps(tables: Sequence[pd.DataFrame]) -> pd.DataFrame:
+    """One step table from several probes of the same points (e.g. repeated through a run,
+    so the table sees the machine as the run's load points did): per point the median over
+    the probes of their medians and percentiles, their repeats summed; the first table's
+    other columns. Every table must have the same points."""
+    if not tables:
+        raise ValidationError("median_steps needs at least one step table")
+    key = list(STEP_KEY)
+    first = tables[0].set_index(key)
+    for i, t in enumerate(tables[1:], 1):
+        if set(t.set_index(key).index) != set(first.index):
+            raise ValidationError(f"step table {i} probes other points than table 0: the "
+                                  f"probes to combine must be of one model and grid")
+    if len(tables) == 1:
+        return tables[0].copy()
+    stacked = pd.concat([t.set_index(key) for t in tables])
+    out = first.copy()
+    grouped = stacked.groupby(level=key)
+    for c in ("step_ms_median", "step_ms_p10", "step_ms_p90"):
+        out[c] = grouped[c].median().reindex(out.index)
+    out["repeats"] = grouped["repeats"].sum().reindex(out.index).astype(int)
+    out["command"] = out["command"].astype(str) + f" [median of {len(tables)} probes]"
+    return out.reset_index()[list(STEP_COLUMNS)]
+
+
 # ---------------------------------------------------------------------------------------------
 # The torch part
 

@@ -83,13 +83,41 @@ async def _decode_step(client: httpx.AsyncClient, base_url: str, model: str, pro
     """One decode step at the batch ``prompts()`` makes: the difference of the mean
     ``request_decode_time`` between an ``N2``- and an ``N1``-token batch, over ``N2 - N1``."""
     n1, n2 = DECODE_TOKENS
-    means = []
-    for tokens in (n1, n2):
-        batch = prompts()
-        before = server_metrics.scrape(base_url)
-        await _batch(client, model, batch, tokens)
-        means.append(_histogram_mean_ms(base_url, before, model, "decode", len(batch)))
+    means = [await _timed_batch(client, base_url, model, prompts(), tokens, "decode")
+             for tokens in (n1, n2)]
     return (means[1] - means[0]) / (n2 - n1)
+
+
+TRANSPORT_RETRIES = 2  # a batch whose connection broke is run again, at most this often
+
+
+async def _timed_batch(client: httpx.AsyncClient, base_url: str, model: str,
+                       prompts: list[list[int]], max_tokens: int, name: str) -> float:
+    """The mean of histogram ``name`` over one batch, from the server's metrics before and
+    after it. A batch whose connection broke (seen once right after a saturated load point:
+    a pooled keep-alive connection reset) is run again whole, once the server is idle, with
+    fresh metrics; a request of it the server finished is then not counted twice."""
+    for attempt in range(TRANSPORT_RETRIES + 1):
+        before = server_metrics.scrape(base_url)
+        try:
+            await _batch(client, model, prompts, max_tokens)
+        except httpx.TransportError:
+            if attempt == TRANSPORT_RETRIES:
+                raise
+            await _idle(base_url)
+            continue
+        return _histogram_mean_ms(base_url, before, model, name, len(prompts))
+    raise AssertionError("unreachable")
+
+
+async def _idle(base_url: str, timeout_s: float = 60.0) -> None:
+    """Wait until the server runs and queues no request (its gauges), or ``timeout_s``."""
+    loop = asyncio.get_running_loop()
+    end = loop.time() + timeout_s
+    while loop.time() < end:
+        await asyncio.sleep(0.5)
+        if server_metrics.in_flight(base_url) == 0:
+            return
 
 
 async def _batch(client: httpx.AsyncClient, model: str, prompts: list[list[int]],
@@ -164,10 +192,9 @@ def probe_served_steps(base_url: str, model: str, config: str | Path, *,
             for n in prefill_lengths(context_lens, budget):
                 times = []
                 for r in range(warmup + repeats):
-                    before = server_metrics.scrape(base_url)
-                    await _batch(c, model, prompts(1, n), 1)
+                    t = await _timed_batch(c, base_url, model, prompts(1, n), 1, "prefill")
                     if r >= warmup:
-                        times.append(_histogram_mean_ms(base_url, before, model, "prefill", 1))
+                        times.append(t)
                 rows.append(step_row(shape, StepPoint("prefill", 1, n), times, env=env,
                                      warmup=warmup))
             for b in sorted(set(int(x) for x in batch_sizes)):

@@ -24,7 +24,8 @@ from routerwise.redact import redact_url
 
 from .errors import ProfilingError
 
-__all__ = ["HISTOGRAMS", "COUNTERS", "parse_prometheus", "scrape", "delta", "MetricsUnavailable"]
+__all__ = ["HISTOGRAMS", "COUNTERS", "IN_FLIGHT", "parse_prometheus", "scrape", "delta",
+           "in_flight", "MetricsUnavailable"]
 
 # Our short name -> vLLM's metric (v1 engine names; seconds).
 HISTOGRAMS = {
@@ -83,6 +84,16 @@ def scrape(base_url: str, *, timeout_s: float = 10.0) -> dict:
     if r.status_code != 200:
         raise MetricsUnavailable(f"{redact_url(url)} answered HTTP {r.status_code}")
     return parse_prometheus(r.text)
+
+
+# Gauges of the requests the engine holds now (running and queued).
+IN_FLIGHT = ("vllm:num_requests_running", "vllm:num_requests_waiting")
+
+
+def in_flight(base_url: str) -> float:
+    """Requests the engine runs or queues now (its gauges): 0 when it is idle."""
+    samples = scrape(base_url)
+    return sum(_sum(samples, name, None) for name in IN_FLIGHT)
 
 
 def _matches(labels, model: str | None) -> bool:

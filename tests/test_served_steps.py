@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import httpx
 import pytest
 
 from profiling import served_steps, server_metrics
@@ -159,3 +160,42 @@ def test_the_steps_command_probes_a_served_engine(monkeypatch, config, tmp_path,
     assert main(["steps", "--engine", "served", "--config", str(config), "--out",
                  str(tmp_path / "x.csv")]) == 2
     assert "--endpoint" in capsys.readouterr().err
+
+
+class BreakingServedEngine(FakeServedEngine):
+    """The fake engine whose ``breaks`` next batches lose their connection after the server
+    finished half of their requests (it counted them in its histograms)."""
+
+    def __init__(self, breaks: int):
+        super().__init__()
+        self.breaks = breaks
+
+    async def batch(self, client, model, prompts, max_tokens):
+        if self.breaks:
+            self.breaks -= 1
+            await super().batch(client, model, prompts[: max(1, len(prompts) // 2)], max_tokens)
+            raise httpx.ReadError("connection reset")
+        await super().batch(client, model, prompts, max_tokens)
+
+
+def test_a_batch_whose_connection_broke_is_run_again_and_not_counted_twice(monkeypatch,
+                                                                          config):
+    engine = BreakingServedEngine(breaks=2)
+    df = _probe(monkeypatch, config, engine, batch_sizes=(4,), context_lens=(64,), warmup=0,
+                repeats=1)
+    assert engine.breaks == 0
+    dec = df[df["phase"] == "decode"].iloc[0]
+    assert dec["step_ms_median"] == pytest.approx(DECODE_BASE_MS + 4 * DECODE_PER_SEQ_MS)
+    # a connection that keeps breaking is the error it is
+    with pytest.raises(httpx.ReadError):
+        _probe(monkeypatch, config, BreakingServedEngine(breaks=10), batch_sizes=(4,),
+               context_lens=(64,), warmup=0, repeats=1)
+
+
+def test_in_flight_adds_the_engines_running_and_waiting_gauges(monkeypatch):
+    text = ('vllm:num_requests_running{engine="0",model_name="m"} 2.0\n'
+            'vllm:num_requests_waiting{engine="0",model_name="m"} 1.0\n'
+            'vllm:request_success_total{engine="0",model_name="m"} 7.0\n')
+    monkeypatch.setattr(server_metrics, "scrape",
+                        lambda url, **k: server_metrics.parse_prometheus(text))
+    assert server_metrics.in_flight("http://127.0.0.1:1") == 3.0
