@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import shutil
 import sys
 import tempfile
 import time
@@ -145,8 +144,8 @@ def main(argv=None) -> int:
     for d, steps in a.kit_sweep:
         cases[f"{d} (kit sweep)"] = ([Path(d)], "kit", {**CASES[next(iter(CASES))][2],
                                                         "step_table": steps})
-    scratch = Path(tempfile.mkdtemp(prefix="bench_calibration-"))
-    try:
+    with tempfile.TemporaryDirectory(prefix="bench_calibration-") as tmp:
+        scratch = Path(tmp)
         for d in a.engine_check:
             # bench_real_engine writes a layout folder (e.g. frontend0-engine1/) holding one folder
             # per model with its step probes (steps-served.csv, steps-served-<k>.csv: the median of
@@ -194,8 +193,6 @@ def main(argv=None) -> int:
               f"{'met' if summary['target_k1_met'] else 'NOT met'}")
         if a.json:
             write_json(a.json, {"summary": summary, "cases": rows})
-    finally:
-        shutil.rmtree(scratch, ignore_errors=True)
     return 0
 
 

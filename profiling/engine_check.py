@@ -560,8 +560,8 @@ def measure_model(model: str, results: str | Path, rates: Sequence[float], *, re
                                        batch_size=DRIFT_BATCH, prompt_len=PROMPT_WORDS + 1,
                                        seed=s)
                 load0 = os.getloadavg()[0]
-                steal0 = {k: steal_totals(c) for k, c in (("engine", engine_cores),
-                                                          ("frontend", spec.cpu_affinity))}
+                steal_cores = {"engine": engine_cores, "frontend": spec.cpu_affinity}
+                steal0 = {name: steal_totals(c) for name, c in steal_cores.items()}
                 sched0 = sched_totals(core[0]) if core else None
                 api0, gen0, t0 = sched_totals(eng.process.pid), time.process_time(), \
                     time.perf_counter()
@@ -577,8 +577,8 @@ def measure_model(model: str, results: str | Path, rates: Sequence[float], *, re
                 df = res.requests.assign(
                     loadavg_1m_start=load0, loadavg_1m_end=os.getloadavg()[0],
                     engine_cpu_share=share, speed_index_ms=speed, decode_step_ms=drift,
-                    **{f"steal_share_{k}": steal_share(v, steal_totals(c)) for (k, v), c in
-                       zip(steal0.items(), (engine_cores, spec.cpu_affinity), strict=True)},
+                    **{f"steal_share_{name}": steal_share(steal0[name], steal_totals(c))
+                       for name, c in steal_cores.items()},
                     api_server_busy=(sched_totals(eng.process.pid)[0] - api0[0]) / wall,
                     loadgen_busy=(time.process_time() - gen0) / wall)
                 path = point_path(results, model, r, k)
