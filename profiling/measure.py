@@ -13,7 +13,11 @@ over tp degrees, compute shares and loads, and says which path produced it:
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import contextlib
+import logging
+import warnings
+from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
@@ -119,7 +123,9 @@ class LatencyRun:
     :data:`STATS` over the repeats with its repeats' ``_min``/``_max`` and ``_spread_pct``
     (``100 (max - min) / mean``, the repeat noise), in the profile schema so it plots like a
     profile (simulated: the simulated rows). ``model``/``tp_degrees``/``shares`` name the curves
-    drawn; ``provenance`` says what served them (engine version, hardware, model)."""
+    drawn; ``provenance`` says what served them (engine version, hardware, model); ``notes``:
+    the warnings the measurement raised (a load generator behind its schedule, a point without
+    server metrics), kept here instead of printed so that a notebook's output stays the same."""
 
     table: pd.DataFrame
     levels: pd.DataFrame
@@ -129,6 +135,34 @@ class LatencyRun:
     tp_degrees: tuple[int, ...]
     shares: tuple[float, ...]
     provenance: dict
+    notes: tuple[str, ...] = field(default=())
+
+
+class _NoteHandler(logging.Handler):
+    def __init__(self, notes: list[str]):
+        super().__init__(logging.WARNING)
+        self.notes = notes
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.notes.append(f"{record.levelname.lower()}: {record.getMessage()}")
+
+
+@contextlib.contextmanager
+def collect_notes() -> Iterator[list[str]]:
+    """Collect the Python warnings and the ``profiling`` loggers' warnings raised inside the
+    block into the list it yields, instead of printing them to stderr (where a notebook under
+    nbval would fail on an output field that a quiet run does not have). Callers report them."""
+    notes: list[str] = []
+    handler = _NoteHandler(notes)
+    logger = logging.getLogger("profiling")
+    logger.addHandler(handler)
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            yield notes
+    finally:
+        logger.removeHandler(handler)
+    notes.extend(f"warning: {w.message}" for w in caught)
 
 
 def repeat_levels(table: pd.DataFrame) -> pd.DataFrame:
@@ -262,15 +296,16 @@ def latency_run(mode: str = "auto", *, loads_rps=(4.0, 12.0, 24.0), repeats: int
         if why is not None:
             raise ToolUnavailable(f"mode='tiny' serves a tiny model with vLLM: {why}; or use "
                                   f"mode='simulated'")
-        table, prov = _tiny_run(tiny_model, loads, repeats, num_requests,
-                                Path(out_dir) / "tiny" / f"{tiny_model}-{stamp}",
-                                startup_timeout_s)
+        with collect_notes() as notes:
+            table, prov = _tiny_run(tiny_model, loads, repeats, num_requests,
+                                    Path(out_dir) / "tiny" / f"{tiny_model}-{stamp}",
+                                    startup_timeout_s)
         levels = repeat_levels(table)
         return LatencyRun(table, levels, "measured",
                           f"measured on {prov['engine_version']} ({prov['hardware']}) serving "
                           f"the random-weight {tiny_model} on 127.0.0.1: {len(loads)} loads x "
                           f"{repeats} repeats x {num_requests} requests",
-                          tiny_model, (1,), (1.0,), prov)
+                          tiny_model, (1,), (1.0,), prov, tuple(notes))
     if not endpoint:
         raise ValidationError("mode='endpoint' measures a running server: give endpoint= its "
                               "URL (e.g. http://127.0.0.1:8000)")
@@ -279,13 +314,15 @@ def latency_run(mode: str = "auto", *, loads_rps=(4.0, 12.0, 24.0), repeats: int
         return simulated(f"fell back to simulated profiles: {why}")
     shown = redact_url(endpoint.rstrip("/"))
     try:
-        table = _sweep_repeats(endpoint, served_model or model, model, loads, repeats,
-                               num_requests, Path(out_dir) / "endpoint" / stamp, gpu=gpu,
-                               exact_length=False, prompts=synthetic_prompts())
+        with collect_notes() as notes:
+            table = _sweep_repeats(endpoint, served_model or model, model, loads, repeats,
+                                   num_requests, Path(out_dir) / "endpoint" / stamp, gpu=gpu,
+                                   exact_length=False, prompts=synthetic_prompts())
     except PointFailed as e:  # answered /v1/models, but could not serve requests
         return simulated(redact_text(f"fell back to simulated profiles: the endpoint failed "
                                      f"its load points: {e}"))
     return LatencyRun(table, repeat_levels(table), "measured",
                       f"measured against {shown}: {len(loads)} loads x {repeats} repeats x "
                       f"{num_requests} requests", model, (1,), (1.0,),
-                      {"endpoint": shown, "hardware": gpu, "model": served_model or model})
+                      {"endpoint": shown, "hardware": gpu, "model": served_model or model},
+                      tuple(notes))

@@ -85,3 +85,25 @@ def test_repeat_levels_mean_range_and_noise():
     assert list(lv["saturated"]) == [False, True] and list(lv["num_requests"]) == [20, 20]
     assert measure.repeat_noise_pct(lv) == 35.0
     assert math.isnan(measure.repeat_noise_pct(lv.drop(columns=["ttft_mean_ms_spread_pct"])))
+
+
+def test_warnings_of_a_measurement_become_notes_not_stderr(monkeypatch, tmp_path, capfd):
+    """A late client or a point without server metrics is reported in ``notes``: a notebook
+    under nbval fails on a stderr output that a quiet run does not have."""
+    import profiling.loadgen as loadgen
+    monkeypatch.setattr(loadgen, "lag_warning", lambda lag, limit: "the load generator fell "
+                        "behind its schedule (test)")
+    with FakeEngine(ttft_s=0.005, tpot_s=0.001) as eng:
+        res = measure.latency_run("endpoint", endpoint=eng.url, served_model="fake-model",
+                                  model="fake-model", gpu="test-gpu", loads_rps=[4.0],
+                                  repeats=1, num_requests=4, out_dir=tmp_path)
+    assert res.mode == "measured"
+    assert "warning: the load generator fell behind its schedule (test)" in res.notes
+    # the fake engine has no /metrics: the sweep's logged warning is a note too
+    assert any(n.startswith("warning: no server metrics for this point") for n in res.notes)
+    with measure.collect_notes() as notes:
+        import logging
+        logging.getLogger("profiling.sweep").warning("no server metrics for this point: %s", "x")
+        logging.getLogger("profiling.sweep").info("measured")   # below WARNING: not a note
+    assert notes == ["warning: no server metrics for this point: x"]
+    assert capfd.readouterr().err == ""
