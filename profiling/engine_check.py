@@ -455,11 +455,84 @@ def point_requests(rate_rps: float, num_requests: int, min_duration_s: float) ->
     return max(int(num_requests), int(math.ceil(rate_rps * min_duration_s)))
 
 
-def measure_model(model: str, results: str | Path, rates: Sequence[float], *, repeats: int = 3,
-                  num_requests: int = 100, min_duration_s: float = 0.0,
+CAPACITY_FILE = "capacity.json"  # the closed-loop capacity probe (measure_model)
+
+
+def probe_capacity(ep, *, concurrency: int = SERVER_LIMITS["max_num_seqs"],
+                   waves: int = 4, seed: int = 0) -> dict:
+    """The served model's capacity in req/s (measured): ``waves * concurrency`` requests of the
+    sweep's shape, closed loop (``concurrency`` in flight; each completion sends the next),
+    through the load generator's :class:`profiling.loadgen.Endpoint` ``ep``. The rate is the
+    completions per second between the ``concurrency``-th completion and the
+    ``concurrency``-th before the last, where the batch stays full (the first wave arrives at
+    once, the last drains). At ``max_num_seqs`` in flight the engine runs its largest batches,
+    as it does once a Poisson queue backs up: the knee of a sweep lies just below this rate
+    (front end included, on this machine, now). Nothing else may use the server meanwhile.
+    """
+    from .errors import ProfilingError
+    from .loadgen import run_load, synthetic_prompts, trace_schedule
+
+    if not (isinstance(concurrency, int) and concurrency >= 1 and isinstance(waves, int)
+            and waves >= 3):
+        raise ValidationError(f"capacity probe: concurrency must be an integer >= 1 and waves "
+                              f">= 3, got {concurrency!r} and {waves!r}")
+    n = waves * concurrency
+    prompts = synthetic_prompts(n, prompt_words=PROMPT_WORDS, max_tokens=MAX_TOKENS,
+                                seed=9 * 10**6 + seed)
+    t0 = time.perf_counter()
+    res = run_load(trace_schedule([0.0] * n), prompts, replace(ep, max_concurrency=concurrency),
+                   progress=False)
+    wall = time.perf_counter() - t0
+    df = res.requests
+    ok = int(df["ok"].astype(bool).sum())
+    if ok != n:
+        raise ProfilingError(f"capacity probe: {n - ok} of {n} requests failed "
+                             f"({df.loc[~df['ok'].astype(bool), 'error_kind'].value_counts().to_dict()})")
+    return {"capacity_rps": capacity_rps(df["end_s"].to_numpy(float), concurrency),
+            "concurrency": concurrency, "requests": n, "wall_s": wall,
+            "prompt_tokens": PROMPT_WORDS + 1, "output_tokens": MAX_TOKENS,
+            "how": "closed loop at max_num_seqs in flight (profiling.engine_check.probe_capacity)"}
+
+
+def capacity_rps(end_s, concurrency: int) -> float:
+    """Completions per second of a closed-loop run between the ``concurrency``-th completion
+    and the ``concurrency``-th before the last (``end_s``: every request's completion time)."""
+    t = np.sort(np.asarray(end_s, dtype=float))
+    lo, hi = concurrency - 1, len(t) - 1 - concurrency
+    if hi <= lo or not t[hi] > t[lo]:
+        raise ValidationError(f"capacity: {len(t)} completions leave no steady window at "
+                              f"{concurrency} in flight (need more than {2 * concurrency})")
+    return float((hi - lo) / (t[hi] - t[lo]))
+
+
+def capacity_rates(capacity: float, fractions: Sequence[float]) -> tuple[float, ...]:
+    """A sweep's rates as ``fractions`` of a measured ``capacity`` (req/s), each to two
+    significant digits: a grid that stays light load to past the knee on a slower or faster
+    machine, where fixed rates land most points past the knee of a slow one."""
+    if not (math.isfinite(capacity) and capacity > 0):
+        raise ValidationError(f"capacity must be a positive req/s, got {capacity!r}")
+    if not fractions or any(not (math.isfinite(f) and f > 0) for f in fractions):
+        raise ValidationError(f"rate fractions must be positive numbers, got {fractions!r}")
+    rates = sorted({float(f"{f * capacity:.2g}") for f in fractions})
+    if len(rates) != len(fractions):
+        raise ValidationError(f"rate fractions {list(fractions)} of {capacity:.3g} req/s give "
+                              f"only {len(rates)} distinct rates at two significant digits")
+    return tuple(rates)
+
+
+def read_capacity(results: str | Path, model: str) -> dict | None:
+    """The capacity probe of ``model`` under ``results`` (:func:`measure_model`), or None."""
+    import json
+    path = Path(results) / model / CAPACITY_FILE
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def measure_model(model: str, results: str | Path, rates: Sequence[float] | None, *,
+                  repeats: int = 3, num_requests: int = 100, min_duration_s: float = 0.0,
                   cpu_cores: str | None = None,
                   frontend_cores: str | None = None, warmup_requests: int = 40, seed: int = 0,
                   front_end_probe: bool = False, probe_rounds: int = 1,
+                  rate_fractions: Sequence[float] | None = None,
                   log=print) -> tuple[list[Point], pd.DataFrame, dict]:
     """Measure ``model`` (a name of :data:`profiling.tiny_models.TINY_MODELS`): its step table
     (``<results>/<model>/steps-served.csv``: the served engine's iterations, probed through
@@ -487,6 +560,11 @@ def measure_model(model: str, results: str | Path, rates: Sequence[float], *, re
     ``front_end_probe``: also probe the front end's CPU costs once, after the step probe
     (:func:`probe_front_end`; ``<results>/<model>/front-end.csv``, read by
     :func:`read_front_end`).
+
+    ``rate_fractions`` (with ``rates=None``): the rates are these fractions of the model's
+    capacity, probed once after the warm-up (:func:`probe_capacity`;
+    ``<results>/<model>/capacity.json``, reused by a rerun) and set by
+    :func:`capacity_rates`; provenance gives the probe and the rates.
     """
     from routerwise.io import atomic_write_with, write_json
 
@@ -498,22 +576,39 @@ def measure_model(model: str, results: str | Path, rates: Sequence[float], *, re
     from .vllm_server import ENGINE_CORE_PROCESS, vllm_spec
 
     results = Path(results)
+    if (rates is None) == (rate_fractions is None):
+        raise ValidationError("measure_model: give either rates or rate_fractions (of the "
+                              "probed capacity), not both or neither")
     folder = build_tiny_model(results / "models" / model, model, seed=seed)
     vocab = read_shape(folder / "config.json").vocab_size
     if probe_rounds < 1:
         raise ValidationError(f"probe_rounds must be >= 1, got {probe_rounds}")
     rounds = [steps_path(results, model, k) for k in range(probe_rounds)]
-    todo = [(k, r) for k in range(repeats) for r in rates
-            if not point_path(results, model, r, k).is_file()]
     prov = {"engine_version": engine_version(), "server_args": list(SERVER_ARGS),
             "prompt_tokens": PROMPT_WORDS + 1, "output_tokens": MAX_TOKENS,
-            "num_requests": {f"{r:g}": point_requests(r, num_requests, min_duration_s)
-                             for r in rates}, "repeats": repeats,
-            "engine_cores": cpu_cores, "frontend_cores": frontend_cores,
+            "repeats": repeats, "engine_cores": cpu_cores, "frontend_cores": frontend_cores,
             "steps": "served engine, its /metrics (profiling.served_steps)",
             "step_probe_rounds": probe_rounds}
+
+    def set_rates(capacity: dict | None) -> None:
+        nonlocal rates, todo
+        if rate_fractions is not None and capacity is not None:
+            rates = capacity_rates(capacity["capacity_rps"], rate_fractions)
+            prov["capacity"] = capacity
+            prov["rate_fractions"] = [float(f) for f in rate_fractions]
+        if rates is not None:
+            rates = tuple(float(r) for r in rates)
+            todo = [(k, r) for k in range(repeats) for r in rates
+                    if not point_path(results, model, r, k).is_file()]
+            prov["rates_rps"] = list(rates)
+            prov["num_requests"] = {f"{r:g}": point_requests(r, num_requests, min_duration_s)
+                                    for r in rates}
+
+    todo: list = []
+    set_rates(read_capacity(results, model) if rate_fractions is not None else None)
     front_csv = results / model / FRONT_END_FILE
-    if todo or not all(f.is_file() for f in rounds) or (front_end_probe and not front_csv.is_file()):
+    if rates is None or todo or not all(f.is_file() for f in rounds) or (
+            front_end_probe and not front_csv.is_file()):
         spec = vllm_spec(folder, cpu_cores=cpu_cores, frontend_cores=frontend_cores,
                          extra_args=SERVER_ARGS)
         engine_cores = tuple(spec.child_cpu_affinity.get(ENGINE_CORE_PROCESS, ()))
@@ -525,10 +620,17 @@ def measure_model(model: str, results: str | Path, rates: Sequence[float], *, re
             ep = Endpoint(eng.base_url, spec.served_model_name, exact_length=True,
                           extra_body={"return_token_ids": True}, request_timeout_s=300.0)
             # untimed warm-up: the CPU build builds kernels for each new batch shape
-            run_load(poisson_schedule(max(rates[len(rates) // 2], 1.0),
+            run_load(poisson_schedule(max(rates[len(rates) // 2], 1.0) if rates else 8.0,
                                       num_requests=warmup_requests, seed=10**6),
                      synthetic_prompts(warmup_requests, prompt_words=PROMPT_WORDS,
                                        max_tokens=MAX_TOKENS, seed=10**6), ep, progress=False)
+            if rates is None:
+                log(f"{model}: probing its capacity (closed loop)")
+                capacity = probe_capacity(ep, seed=seed)
+                write_json(results / model / CAPACITY_FILE, capacity)
+                set_rates(capacity)
+                log(f"{model}: capacity {capacity['capacity_rps']:.1f} req/s; rates "
+                    f"{', '.join(f'{r:g}' for r in rates)} req/s")
 
             def probe_steps(k: int) -> None:
                 if rounds[k].is_file():

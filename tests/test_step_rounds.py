@@ -80,12 +80,17 @@ def fake_engine(monkeypatch, tmp_path):
 
     def run_load(schedule, prompts, ep, progress=False):
         n = len(schedule)
-        if n > 10:  # not the warm-up
-            events.append(f"point{schedule.times_s[0]:.6f}")
         send = np.asarray(schedule.times_s)
+        end = send + 0.1
+        if n > 10 and not send.any():  # the capacity probe: closed loop, 0.1 s per request
+            events.append("capacity")
+            send = (np.arange(n) // ep.max_concurrency) * 0.1
+            end = send + 0.1
+        elif n > 10:  # not the warm-up
+            events.append(f"point{schedule.times_s[0]:.6f}")
         return SimpleNamespace(requests=pd.DataFrame({
             "request_id": range(n), "prompt_id": range(n), "scheduled_s": send,
-            "send_s": send, "first_token_s": send + 0.01, "end_s": send + 0.1,
+            "send_s": send, "first_token_s": send + 0.01, "end_s": end,
             "send_lag_ms": 0.0, "ttft_ms": 10.0, "tpot_ms": 3.0, "e2e_ms": 100.0,
             "itl_max_ms": 4.0, "prompt_tokens": 128, "completion_tokens": 32,
             "tokens_from_usage": True, "num_chunks": 32, "http_status": 200, "ok": True,
@@ -150,3 +155,44 @@ def test_steal_share_is_the_stolen_share_of_the_ticks_between_two_readings():
         assert 0 <= steal <= total
         assert engine_check.steal_totals([0])[1] <= total
         assert engine_check.steal_totals(None)[1] > 0  # no cores given: the whole machine
+
+
+def test_capacity_is_the_closed_loop_rate_while_the_batch_stays_full():
+    # 4 in flight, 1 s each: waves end at 1, 2, 3, 4 s; the steady window holds 4 req/s
+    ends = np.repeat([1.0, 2.0, 3.0, 4.0], 4)
+    assert engine_check.capacity_rps(ends, 4) == pytest.approx(4.0)
+    # a slow first wave (kernels built on the fly) is outside the window
+    assert engine_check.capacity_rps(np.r_[[5.0] * 4, 6, 6, 6, 6, 7, 7, 7, 7, 8, 8, 8, 8], 4) \
+        == pytest.approx(4.0)
+    with pytest.raises(ValidationError, match="no steady window"):
+        engine_check.capacity_rps(np.ones(8), 4)
+
+
+def test_rates_are_fractions_of_the_capacity_to_two_digits():
+    assert engine_check.capacity_rates(30.3, (0.1, 0.3, 0.5, 0.7, 0.9, 1.25)) == (
+        3.0, 9.1, 15.0, 21.0, 27.0, 38.0)
+    with pytest.raises(ValidationError, match="distinct"):
+        engine_check.capacity_rates(10.0, (0.1, 0.101))
+    with pytest.raises(ValidationError, match="positive"):
+        engine_check.capacity_rates(0.0, (0.5,))
+    with pytest.raises(ValidationError, match="positive"):
+        engine_check.capacity_rates(10.0, (0.5, -1.0))
+
+
+def test_rate_fractions_probe_the_capacity_once_then_sweep_its_fractions(tmp_path, fake_engine):
+    results = tmp_path / "results"
+    run = dict(repeats=1, num_requests=20, warmup_requests=5, log=lambda *a: None)
+    points, _, prov = measure_model("m", results, None, rate_fractions=(0.1, 0.5), **run)
+    kinds = [e if not e.startswith("point") else "point" for e in fake_engine]
+    assert kinds == ["start", "capacity", "probe0", "point", "point", "stop"]
+    # 128 in flight (max_num_seqs), 0.1 s per request: 1280 req/s
+    assert prov["capacity"]["capacity_rps"] == pytest.approx(1280.0)
+    assert prov["rates_rps"] == [130.0, 640.0] and [p.rate_rps for p in points] == [130.0, 640.0]
+    assert engine_check.read_capacity(results, "m")["concurrency"] == 128
+    fake_engine.clear()  # a rerun reads the capacity and finds every point: nothing starts
+    again, _, prov2 = measure_model("m", results, None, rate_fractions=(0.1, 0.5), **run)
+    assert fake_engine == [] and prov2["rates_rps"] == [130.0, 640.0] and len(again) == 2
+    with pytest.raises(ValidationError, match="either rates or rate_fractions"):
+        measure_model("m", results, (4.0,), rate_fractions=(0.5,), **run)
+    with pytest.raises(ValidationError, match="either rates or rate_fractions"):
+        measure_model("m", results, None, **run)
