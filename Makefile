@@ -89,14 +89,21 @@ outputs: install  ## re-run every notebook and store its outputs as the committe
 
 test: unit notebooks  ## unit tests, notebook runs with small parameters, nbval of committed outputs
 
-unit: install  ## unit and notebook-parameter tests only
-	ROUTERWISE_CACHE_DIR=$(TEST_CACHE) $(BIN)/python -m pytest
+# Test processes for `make unit` and `make notebooks` (pytest-xdist; 0 runs them in one process).
+# --dist loadscope keeps a module's tests, and a notebook's cells, in one process, in order.
+# Tests that start a real engine and time it (marker `alone`) then run with nothing beside
+# them; exit status 5 (none collected: all deselected) is not a failure there.
+TEST_WORKERS ?= 2
+
+unit: install  ## unit and notebook-parameter tests: TEST_WORKERS at once, then the real-engine ones alone
+	ROUTERWISE_CACHE_DIR=$(TEST_CACHE) $(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadscope -m "not alone"
+	ROUTERWISE_CACHE_DIR=$(TEST_CACHE) $(BIN)/python -m pytest -m alone || [ $$? -eq 5 ]
 
 notebooks: install  ## nbval: re-run the committed notebooks and compare their outputs
 	rm -rf .cache/nbval-results  # a fresh folder: no "replaced <figure>" lines from the last run
 	ROUTERWISE_CACHE_DIR=$(TEST_CACHE) ROUTERWISE_RESULTS_DIR=$(CURDIR)/.cache/nbval-results ROUTERWISE_PROGRESS=off \
 	  $(BIN)/python -m pytest --nbval notebooks --nbval-sanitize-with notebooks/nbval_sanitize.cfg \
-	  --nbval-current-env -p no:cacheprovider -q
+	  --nbval-current-env -p no:cacheprovider -q -n $(TEST_WORKERS) --dist loadscope
 
 bench: install  ## print the benchmarks: solvers, scale, mixed GPUs, sweeps, routing, plans, latency validation, simulator, step costs, predictor
 	$(BIN)/python benchmarks/bench_solvers.py --quick

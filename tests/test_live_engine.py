@@ -23,6 +23,7 @@ def _router_metrics(text: str) -> dict:
             for fam in text_string_to_metric_families(text) for s in fam.samples}
 
 
+@pytest.mark.alone
 @pytest.mark.slow
 @pytest.mark.timeout(900)
 def test_router_streams_through_a_real_engine_with_exact_tokens_and_no_errors(tmp_path):

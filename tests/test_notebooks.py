@@ -238,6 +238,7 @@ def test_gpu_inventory_without_gpu(results):
         assert n["samples"] == 0
 
 
+@pytest.mark.alone
 def test_measure_latencies_on_the_engine_or_simulated(results):
     from profiling.vllm_server import engine_installed
     n = run("07_measure_latencies", results)

@@ -234,6 +234,7 @@ LIGHT_RPS, HEAVY_RPS, MAX_TOKENS, N = 2.0, 80.0, 32, 48
 MAX_SEQS = 2
 
 
+@pytest.mark.alone
 @pytest.mark.slow
 @pytest.mark.timeout(900)
 def test_sweep_against_real_vllm_on_a_tiny_model(tmp_path):

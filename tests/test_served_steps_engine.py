@@ -14,6 +14,7 @@ import pytest
 from test_real_engine import _need_engine
 
 
+@pytest.mark.alone
 @pytest.mark.slow
 @pytest.mark.timeout(900)
 def test_the_served_probe_times_a_real_engine(tmp_path):

@@ -805,7 +805,8 @@ def measured_step_times(table: pd.DataFrame, model: str, compute_share: float = 
     t = table[(table["model"] == model)
               & np.isclose(table["compute_share"].astype(float), compute_share)]
     if "error" in t.columns:
-        t = t[t["error"].fillna("").astype(str) == ""]
+        # an all-empty error column reads as float NaN: no error either way
+        t = t[t["error"].isna() | (t["error"].astype(str) == "")]
     if gpu_name is not None and "gpu_name" in t.columns:
         t = t[t["gpu_name"].astype(str).str.contains(gpu_name, regex=False)]
     if "tp" in t.columns:
