@@ -14,6 +14,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 from routerwise.errors import RouterWiseError, ValidationError
+from routerwise.io import blank
 
 from . import nvml
 
@@ -312,7 +313,7 @@ def _steps(a) -> int:
                               max_num_seqs=a.max_num_seqs, command=command,
                               clock=a.clock, scope=a.scope)
         write_steps(df, a.out)
-        failed = int((df["error"].fillna("") != "").sum())
+        failed = int((~blank(df["error"])).sum())
         print(f"{len(df)} engine step rows ({failed} with errors) -> {a.out}")
         return 0
     common = dict(batch_sizes=a.batch, context_lens=a.context, phases=a.phase, dtype=a.dtype,
@@ -323,7 +324,7 @@ def _steps(a) -> int:
         df = measure_steps(shape, device=a.device, compute_share=a.compute_share,
                            command=command, **common)
     write_steps(df, a.out)
-    failed = int((df["error"].fillna("") != "").sum())
+    failed = int((~blank(df["error"])).sum())
     print(f"{len(df)} step rows ({failed} with errors) -> {a.out}")
     return 0
 

@@ -20,7 +20,7 @@ import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-__all__ = ["atomic_path", "atomic_write", "atomic_write_with", "write_json", "sha256_file",
+__all__ = ["blank", "atomic_path", "atomic_write", "atomic_write_with", "write_json", "sha256_file",
            "read_csv_checked", "safe_name", "json_safe", "cache_write"]
 
 
@@ -144,6 +144,13 @@ def safe_name(text: str, *, key: str | None = None, digest_chars: int = 10,
     digest = hashlib.sha256((text if key is None else key).encode("utf-8",
                                                                   "surrogatepass")).hexdigest()
     return f"{slug}-{digest[:digest_chars]}"
+
+
+def blank(values):
+    """True where a text column (an error message, say) of a pandas table is empty. Read from
+    CSV, a column whose values are all empty is float NaN, so NaN counts as empty
+    (``fillna("")`` on a float column is deprecated in pandas)."""
+    return values.isna() | (values.astype(str) == "")
 
 
 def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:

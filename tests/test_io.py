@@ -34,3 +34,16 @@ def test_a_failed_write_keeps_the_previous_copy_and_leaves_no_temporary_file(tmp
         atomic_write_with(path, broken)
     assert path.read_text() == "old\n"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["t.csv"]
+
+
+def test_blank_counts_empty_and_missing_text_as_empty(tmp_path):
+    import pandas as pd
+
+    from routerwise.io import blank
+    mixed = pd.Series(["", None, "timeout", float("nan"), " "], dtype=object)
+    assert blank(mixed).tolist() == [True, True, False, True, False]
+    # a CSV column whose values are all empty reads back as float NaN: every row is blank
+    path = tmp_path / "t.csv"
+    pd.DataFrame({"x": [1, 2], "error": ["", ""]}).to_csv(path, index=False)
+    col = pd.read_csv(path)["error"]
+    assert col.dtype.kind == "f" and blank(col).tolist() == [True, True]

@@ -13,6 +13,8 @@ import math
 import pytest
 from test_real_engine import _need_engine
 
+from routerwise.io import blank
+
 
 @pytest.mark.alone
 @pytest.mark.slow
@@ -40,7 +42,7 @@ def test_the_served_probe_times_a_real_engine(tmp_path):
     assert list(pre["context_len"]) == [64, 128, 256, 512, 1024]
     assert sorted(zip(dec["batch_size"], dec["context_len"])) == [(1, 88), (1, 152), (4, 88),
                                                                    (4, 152)]
-    assert (df["repeats"] == 2).all() and (df["error"].fillna("") == "").all()
+    assert (df["repeats"] == 2).all() and blank(df["error"]).all()
     assert all(math.isfinite(v) and v > 0 for v in df["step_ms_median"])
     assert df["command"].str.contains("served engine").all()
     step = measured_step_times(df, "tiny-llama-s", max_batched_tokens=2048, max_seqs=64)

@@ -34,6 +34,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import DataError, ValidationError
+from ..io import blank
 
 __all__ = ["RHO_BW", "STEP_KINDS", "ComputeShareModel", "DEFAULT", "step_time_scale"]
 
@@ -112,7 +113,7 @@ class ComputeShareModel:
             raise DataError(f"step table lacks columns {sorted(need - set(steps.columns))}")
         df = steps
         if "error" in df.columns:
-            df = df[df["error"].fillna("").astype(str) == ""]
+            df = df[blank(df["error"])]
         key = ["model", "phase", "batch_size", "context_len"]
         full = df[np.isclose(df["compute_share"].astype(float), 1.0)].set_index(key)
         rows = []

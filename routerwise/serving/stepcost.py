@@ -85,7 +85,7 @@ from .. import settings
 from ..data.registry import REGISTRY as DATA_REGISTRY
 from ..data.registry import fetch, provenance, source
 from ..errors import DataError, ValidationError
-from ..io import cache_write, write_json
+from ..io import blank, cache_write, write_json
 from . import architectures
 from .architectures import Architecture
 from .compute_share import DEFAULT as DEFAULT_SHARE
@@ -805,8 +805,7 @@ def measured_step_times(table: pd.DataFrame, model: str, compute_share: float = 
     t = table[(table["model"] == model)
               & np.isclose(table["compute_share"].astype(float), compute_share)]
     if "error" in t.columns:
-        # an all-empty error column reads as float NaN: no error either way
-        t = t[t["error"].isna() | (t["error"].astype(str) == "")]
+        t = t[blank(t["error"])]
     if gpu_name is not None and "gpu_name" in t.columns:
         t = t[t["gpu_name"].astype(str).str.contains(gpu_name, regex=False)]
     if "tp" in t.columns:
