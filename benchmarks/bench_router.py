@@ -23,17 +23,27 @@ machine's cores: `client_send_lag_p99_ms` says how far the load generator itself
 own CPU time per request (measured; the machine's load delays the router but does not change
 it), and `router_capacity_rps_one_core_modelled` = 1000 / it, the rate one free core would carry.
 
-First run (2026-12-02, 2 cores shared with other work, load average 11-20): no rate met the
-target, and the figures measure the machine more than the router. At 10 req/s the paired
-overhead was p50 10.7 ms, p99 42.5 ms, with a zero-latency fake upstream answering in 19 ms
-p50 directly; from 50 req/s the load generator itself fell behind (client send lag p99 1.4 s,
-direct p50 2.3 s). The router's own CPU time, 3.3 ms per request (median over rates;
-measured), puts one free core at about 300 req/s (modelled). For scale, on the same machine a
-bare Starlette + httpx pass-through proxy spent 1.8-2.0 ms of CPU per request and the router
-2.6-2.9 ms (sequential requests, same fake upstream): most of the router's cost is the
-HTTP stack it is built on; routing a table prompt takes 0.007 ms, the score predictor on an
-unseen prompt 3.5-11 ms (TF-IDF with character n-grams), which would dominate a live overhead
-on prompts outside the plan's table. Rerun on an idle machine for the figure the issue asks.
+On 2026-12-03, the idle 2-core machine (load average 0.4-1.1), both upstream clients in one
+sitting, alternated (`--rates 25`, two runs each): with aiohttp (the router's client now) the
+router spent 3.2-3.35 ms of CPU per request and added p50 3.4-4.4 ms; with httpx (before)
+5.7-6.0 ms and 4.8-6.9 ms. CPU ratio 0.56, measured. From 5 to 25 req/s (aiohttp) the paired
+p50 stays at 2.7-6.2 ms and the p99 at 17-44 ms, not growing with the rate, while the load
+generator's own send lag p99 is 5-45 ms at the same points: the tail is three processes
+(client, router, fake server) sharing two cores, so no rate meets the 10-ms p99 limit on this
+machine, and the figure to expect elsewhere is 1000 / CPU time per request per free core
+(about 300 req/s, modelled). A sampling profile of the router at 20 req/s puts a third of its
+busy time in the socket write of each upstream request (on loopback the kernel does the
+receiver's work in the sender's time); the rest is spread over uvicorn, Starlette, aiohttp and
+the routing itself (the plan router's choice about 5%). A full garbage collection in the
+router walks the ~147k objects built at start-up for 60-90 ms; `routerwise serve` freezes
+them once started (gc.freeze). None fell inside a 40-s measurement, so that removes a rare
+stall, not the p99 above. Routing a table prompt takes 0.02 ms, the score predictor on an
+unseen prompt 3.7-4.6 ms (TF-IDF with character n-grams), which would dominate the overhead on
+prompts outside the plan's table.
+
+First run (2026-12-02, httpx, 2 cores shared with other work, load average 11-20): at 10
+req/s the paired overhead was p50 10.7 ms, p99 42.5 ms; from 50 req/s the load generator
+itself fell behind (client send lag p99 1.4 s).
 """
 
 from __future__ import annotations

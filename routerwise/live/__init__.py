@@ -3,8 +3,8 @@
 ``plan``: :class:`LivePlan` reads ``routerwise solve ... --json``; its router chooses a model per
 prompt. ``app``: :func:`create_app`, the Starlette router app. ``server``:
 :class:`RouterServer`, uvicorn in a background thread. ``fake_upstream``: a fast fake model
-server for tests and the router benchmark. Needs the ``live`` extra (starlette, uvicorn, httpx,
-prometheus-client): ``pip install -e ".[live]"``.
+server for tests and the router benchmark. Needs the ``live`` extra (starlette, uvicorn,
+aiohttp, httpx, prometheus-client): ``pip install -e ".[live]"``.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from .plan import Decision, LivePlan, PlanRouter, prompt_digest
 
 __all__ = ["Decision", "LivePlan", "PlanRouter", "prompt_digest", "require_live_extra"]
 
-_LIVE_PACKAGES = ("starlette", "uvicorn", "httpx", "prometheus_client")
+_LIVE_PACKAGES = ("starlette", "uvicorn", "aiohttp", "httpx", "prometheus_client")
 
 
 def require_live_extra() -> None:
