@@ -248,6 +248,23 @@ def test_stream_is_passed_through_and_only_the_model_is_rewritten(stack, plan, t
     assert seen[0]["headers"]["x-custom"] == "kept"
 
 
+def test_a_body_sent_without_a_content_type_reaches_the_upstream_as_json(stack, plan, table):
+    c, ups = stack["client"], stack["ups"]
+    model = plan.model_names[0]
+    before = len(ups[model][0].requests)
+    body = {"model": "x", "prompt": _prompt_for(table, model), "max_tokens": 2}
+    r = c.post("/v1/completions", content=json.dumps(body).encode())
+    assert r.status_code == 200 and r.json()["choices"][0]["text"] == " tok0 tok1"
+    (seen,) = ups[model][0].requests[before:]
+    assert seen["headers"]["content-type"] == "application/json"
+    # a content type the client gave is passed on as it came
+    r = c.post("/v1/completions", content=json.dumps(body).encode(),
+               headers={"Content-Type": "application/json; charset=utf-8"})
+    assert r.status_code == 200
+    assert ups[model][0].requests[-1]["headers"]["content-type"] == \
+        "application/json; charset=utf-8"
+
+
 def test_chat_and_non_streamed_answers_pass_through(stack, plan, table):
     c = stack["client"]
     model = plan.model_names[0]

@@ -273,6 +273,10 @@ def create_app(plan: LivePlan, endpoints: Mapping[str, Sequence[str]], *,
         log.write(text, decision, up.url, api)
         body["model"] = model
         headers = [(k, v) for k, v in request.headers.items() if k.lower() not in _DROP_REQUEST]
+        if "content-type" not in request.headers:
+            # the body is JSON (parsed above); left unnamed, aiohttp would call it
+            # application/octet-stream, which an OpenAI-compatible server refuses
+            headers.append(("Content-Type", "application/json"))
         routed = {"x-routerwise-model": model}
         client: aiohttp.ClientSession = state["client"]
         up.outstanding += 1
