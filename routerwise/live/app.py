@@ -367,9 +367,8 @@ async def _whole(resp, model, up, routed, metrics, done, t0, timeout_s) -> Respo
     if resp.status < 400:
         metrics.ttft.labels(model).observe(elapsed)
         metrics.latency.labels(model).observe(elapsed)
-    h = [(k, v) for k, v in _response_headers(resp, routed)]
     out = Response(content, status_code=resp.status)
-    for k, v in h:
+    for k, v in _response_headers(resp, routed):
         out.headers.append(k, v)
     return out
 
