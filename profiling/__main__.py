@@ -345,6 +345,8 @@ def main(argv=None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     for h in logging.getLogger().handlers:  # no credentials in logs (httpx logs request URLs)
         h.addFilter(_Redacting())
+    # httpx logs every request at INFO: thousands of lines per sweep, none of them news
+    logging.getLogger("httpx").setLevel(logging.WARNING)
     try:
         return {"inventory": _inventory, "sample": _sample, "sweep": _sweep,
                 "steps": _steps}[a.cmd](a)

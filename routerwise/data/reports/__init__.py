@@ -168,14 +168,19 @@ _LOOKS = {"vllm-bench": "a vllm bench serve result", "guidellm": "a GuideLLM rep
 
 
 def load_json(source: Path | bytes, expected: str, *, where: Path | None = None):
-    """Parse a JSON file (or its bytes, read from ``where``); one that does not parse is a
-    :class:`ReportFormatError` that shows none of its content."""
+    """Parse a JSON file (gzipped when its name ends in ``.gz``; or its bytes, read from
+    ``where``); one that does not parse is a :class:`ReportFormatError` that shows none of its
+    content."""
     where = where if where is not None else source
     try:
         if isinstance(source, bytes):
             return json.loads(source)
-        with open(source, "rb") as f:
+        opener = gzip.open if Path(source).name.lower().endswith(".gz") else open
+        with opener(source, "rb") as f:
             return json.load(f)
+    except (gzip.BadGzipFile, EOFError):
+        raise ReportFormatError(f"{where}: expected {expected} (gzipped JSON), found a .gz file "
+                                f"that does not decompress") from None
     except UnicodeDecodeError:
         raise ReportFormatError(f"{where}: expected {expected} (JSON), found a file that is not "
                                 f"UTF-8 text") from None

@@ -5,7 +5,7 @@ Give the folder (its ``local_storage.path``): one level per ``stage_<i>_lifecycl
 ``successes``: latencies in seconds, ``throughput.requests_per_sec``, ``prompt_tokens``,
 ``output_tokens``; ``failures.count``), the run's ``config.yaml`` (the served model, the load
 type: poisson, constant or concurrent) and, when the run set ``per_request: true``,
-``per_request_lifecycle_metrics.json`` (per request ``start_time``, ``end_time``,
+``per_request_lifecycle_metrics.json`` (or gzipped, ``.json.gz``; per request ``start_time``, ``end_time``,
 ``info.response_metrics.output_token_times``, ``server_usage`` and ``error``). Stages run one after
 another, so requests are assigned to stages in start order by each stage's ``count``.
 
@@ -39,7 +39,7 @@ TOKEN_COUNTING = ("prompt tokens: server usage where available, else the client'
                   "where missing); its time_per_output_token is per stream chunk, so TPOT = "
                   "(E2E - TTFT) / (output - 1) derived here from latency and output tokens")
 _EXPECTED = ("an inference-perf output folder (stage_<i>_lifecycle_metrics.json, config.yaml, "
-             "optionally per_request_lifecycle_metrics.json)")
+             "optionally per_request_lifecycle_metrics.json, gzipped or not)")
 _STAGE = re.compile(r"stage_(\d+)_lifecycle_metrics\.json$")
 _ARRIVALS = {"poisson": "poisson", "constant": "constant", "concurrent": "concurrency"}
 
@@ -152,7 +152,9 @@ def read(paths: list[Path]) -> Report:
     stage_cfgs = list(load.get("stages") or [])
     rows = [_level(i, d, load, stage_cfgs[i] if i < len(stage_cfgs) else {})
             for i, d in enumerate(stages)]
-    per_request = folder / "per_request_lifecycle_metrics.json"
+    per_request = next((f for f in (folder / "per_request_lifecycle_metrics.json",
+                                    folder / "per_request_lifecycle_metrics.json.gz")
+                        if f.is_file()), folder / "per_request_lifecycle_metrics.json")
     requests, notes = None, [f"{len(stages)} inference-perf stages, one level each"]
     files = [folder / "config.yaml", *stage_files]
     if per_request.is_file():

@@ -1,6 +1,7 @@
 """``vllm bench serve --save-result [--save-detailed]`` JSON files, read as a :class:`~.Report`.
 
-One file is one run at one ``--request-rate`` (one level); give the files of several rates.
+One file is one run at one ``--request-rate`` (one level); give the files of several rates
+(each as written or gzipped, ``.json.gz``).
 Level statistics are the tool's own fields (``completed``, ``failed``, ``duration``,
 ``request_throughput``, ``mean/median/p99_ttft_ms``, ``..._tpot_ms``; ``..._e2el_ms`` when
 ``--percentile-metrics`` asked for them). Without ``--save-detailed`` the file still keeps
