@@ -2,10 +2,11 @@
 
 The steps of notebook 13 and ``benchmarks/bench_live_plan.py``:
 
-1. :func:`measure_models`: per tiny model (:mod:`profiling.tiny_models`) one vLLM server on its
-   own CPU core: the engine's step costs (:mod:`profiling.engine_steps`) and a load sweep
-   (:func:`profiling.engine_check.measure_model`, resumable), summarized into **measured**
-   TTFT curves in the kit's latency-table schema;
+1. per tiny model (:mod:`profiling.tiny_models`) one vLLM server on its own CPU core: the
+   engine's step costs (:func:`step_tables`, resumable); then **measured** TTFT curves in the
+   kit's latency-table schema, by default co-located (:func:`measure_colocated`: both engines
+   serving, the planned rate split between them at several shares), else one engine at a time
+   (:func:`measure_models`: a load sweep per model, :func:`profiling.engine_check.measure_model`);
 2. :func:`write_problem`: a problem file on those curves, a cluster of one core per model
    (``gpu = "cpu"``: one tp-1 replica at full share each) and a score table of prompts whose
    scores are **assumed** (seeded, not measured: a random-weight model's quality means
@@ -109,7 +110,7 @@ def measure_colocated(out: str | Path, *, rate_rps: float, shares: Sequence[floa
     under ``out/measure/colocated-<rate>rps/`` (resumable). Returns {model: points}, a model's
     points at its nonzero loads. ``mode="fake"``: fake upstreams (:func:`live_run`'s)."""
     from routerwise.errors import ValidationError
-    from routerwise.live.check import LivePrompt, send_workload
+    from routerwise.live.check import LivePrompt, live_workload, send_workload
 
     from .engine_check import MAX_TOKENS, PROMPT_WORDS, Point
     from .loadgen import synthetic_prompts
@@ -118,7 +119,6 @@ def measure_colocated(out: str | Path, *, rate_rps: float, shares: Sequence[floa
     out = Path(out)
     todo = [f for f in shares if not _split_path(out, rate_rps, f).is_file()]
     if todo:
-        from routerwise.live.check import live_workload
         with ExitStack() as stack:
             urls = _engines(stack, out, mode)
             for f in todo:
@@ -494,7 +494,7 @@ def run(out: str | Path = ".cache/live_plan", *, mode: str = "live", rate_rps: f
                "curves": curves if mode == "live" else "synthetic",
                # where the live gap comes from (measured - modelled, ms): the engines under the
                # live run's conditions (both engines, client and router sharing the machine)
-               # against the curves (co-located or one engine at a time); then the router's
+               # against the curves (co-located or one engine at a time); then the router's share
                "gap_engines_vs_curves_ms": drec["replayed_ms"] - rec["predicted_ms"],
                "gap_router_ms": rec["replayed_ms"] - drec["replayed_ms"],
                "client_send_lag_ms_p99": max(rec["client_send_lag_ms_p99"],
