@@ -11,7 +11,7 @@ Poisson schedule per level, replayed request by request), read it with
 on the lowest K = 1 and K = 2 unsaturated levels and predict the others. Per case and K: the
 median absolute error of mean TTFT and mean TPOT over the held-out unsaturated levels, after
 calibration and with the engine profile's uncalibrated values, the fitted values and the
-measured vs predicted saturation rate. Printed medians are over the cases.
+measured vs predicted saturation rate. Printed medians are over the cases of a group (below).
 
 Cases come in two groups. **Sweeps**: load sweeps meant for calibration (several levels, tens to
 hundreds of requests each, 128-token prompts and 32 output tokens): the committed kit sweep,
@@ -23,15 +23,15 @@ tokens, measured on a busy machine, a step table borrowed from another day): the
 readers; their errors are printed, and kept out of the target's median.
 
 Target (issue 20): median held-out error of mean TTFT and TPOT at most 10% with K = 1 on sweeps
-below saturation (the median over the sweep cases). Measured 2026-12-03 (the committed cases): K
-= 1 16.5% over the 4 sweeps with held-out levels (49.2% uncalibrated), K = 2 19.9%; per tool K =
-1: inference-perf 4.2%, the tools folder's kit sweep 14.7%, the older kit sweep 18.3%, vllm
+below saturation (the median over the sweep cases). Measured 2026-12-03 (the committed cases):
+K = 1 16.5% over the 4 sweeps with held-out levels (49.2% uncalibrated), K = 2 19.9%; per tool
+K = 1: inference-perf 4.2%, the tools folder's kit sweep 14.7%, the older kit sweep 18.3%, vllm
 bench 38.6% (2 held-out levels); GuideLLM none held out (its client saturates from 8 req/s).
 TPOT errors are 3-11% on the tools folder (19.8% on the older kit sweep); TTFT errors grow with
 load (a front end shared with the load generator, which the constant request overhead cannot
 follow). The same campaign measured 15 minutes earlier gave 21.7%, with the per-tool order
-changed: run-to-run variation is of the size of the errors. Third-party published result folders
-are never used here: they are kept back to check the kit independently.
+changed: run-to-run variation is of the size of the errors. Third-party published result
+folders are never used here: they are kept back to check the kit independently.
 """
 
 from __future__ import annotations
@@ -58,7 +58,6 @@ from routerwise.io import sha256_file, write_json  # noqa: E402
 from routerwise.serving.calibration import Deployment, calibrate  # noqa: E402
 
 CPU = ROOT / "data" / "measured" / "cpu-tiny-llama-s"
-# name -> (paths, format, deployment): every committed measured sweep
 # name -> (paths, format, deployment, group): every committed measured sweep and fixture
 SWEEP, FIXTURE = "sweep", "reader fixture"
 CASES = {
@@ -73,8 +72,7 @@ if (TOOLS / "steps.csv").is_file():
                 max_num_batched_tokens=2048, step_table=str(TOOLS / "steps.csv"))
     for _tool, _paths, _fmt in (
             ("kit sweep", [TOOLS / "kit"], "kit"),
-            ("vllm bench serve", sorted((TOOLS / "vllm-bench").glob("detailed-*rps.json.gz"),
-                                        key=lambda f: float(f.name.split("-")[1][:-11])),
+            ("vllm bench serve", sorted((TOOLS / "vllm-bench").glob("detailed-*rps.json.gz")),
              "vllm-bench"),
             ("GuideLLM", sorted((TOOLS / "guidellm").glob("benchmarks-*rps.json.gz")),
              "guidellm"),
