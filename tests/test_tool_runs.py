@@ -51,3 +51,22 @@ def test_guidellm_scenario_is_the_one_the_fixture_run_recorded():
         limit = b["config"]["constraints"]["max_requests"]["args"]
         assert limit["count"] == built["constraints"][0]["count"] == 10
     assert built["data"] == [{"kind": "synthetic_text", "prompt_tokens": 24, "output_tokens": 8}]
+
+
+def test_gzip_file_replaces_a_file_by_its_gzipped_twin(tmp_path):
+    raw = tmp_path / "per_request_lifecycle_metrics.json"
+    raw.write_text('[{"start_time": 1.0}]')
+    packed = tool_runs.gzip_file(raw)
+    assert packed.name == "per_request_lifecycle_metrics.json.gz" and not raw.exists()
+    assert gzip.decompress(packed.read_bytes()) == b'[{"start_time": 1.0}]'
+    kept = tmp_path / "b.json"
+    kept.write_text("{}")
+    tool_runs.gzip_file(kept, remove=False)
+    assert kept.exists() and (tmp_path / "b.json.gz").exists()
+
+
+def test_package_version_reads_the_named_environment():
+    import sys
+    from importlib.metadata import version
+    assert tool_runs.package_version(sys.executable, "pyyaml") == version("pyyaml")
+    assert tool_runs.package_version(sys.executable, "no-such-package-here") == ""
