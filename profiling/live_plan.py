@@ -25,7 +25,9 @@ The steps of notebook 13 and ``benchmarks/bench_live_plan.py``:
 from __future__ import annotations
 
 import json
+import math
 import os
+import time
 import warnings
 from collections.abc import Mapping, Sequence
 from contextlib import ExitStack
@@ -39,7 +41,8 @@ from routerwise.io import atomic_write, atomic_write_with, write_json
 
 __all__ = ["MODELS", "CORES", "RATES", "BODY", "SHARES", "CURVES", "FAKE_TTFT_S", "measure_models",
            "step_tables", "measure_colocated", "colocated_curves", "fake_curves",
-           "write_problem", "solve_plan", "engine_replay", "live_run", "LiveRun", "run",
+           "write_problem", "solve_plan", "engine_replay", "live_run", "LiveRun", "run", "BLOCK_S",
+           "cpu_wait_shares", "curve_margin",
            "comparison_table", "comparison_figure"]
 
 MODELS = ("tiny-llama-s", "tiny-llama-m")
@@ -52,6 +55,8 @@ RATES = {"tiny-llama-s": (4.0, 6.0, 9.0, 12.0, 24.0), "tiny-llama-m": (2.0, 3.0,
 BODY = {"ignore_eos": True, "return_token_ids": True}
 # co-located curves (measure_colocated): shares of the planned rate sent to MODELS[0]
 SHARES = (0.0, 0.25, 0.5, 0.75, 1.0)
+# the live check alternates router and direct runs in blocks of this many seconds of arrivals
+BLOCK_S = 10.0
 CURVES = ("colocated", "solo")
 
 
@@ -110,7 +115,7 @@ def measure_colocated(out: str | Path, *, rate_rps: float, shares: Sequence[floa
     under ``out/measure/colocated-<rate>rps/`` (resumable). Returns {model: points}, a model's
     points at its nonzero loads. ``mode="fake"``: fake upstreams (:func:`live_run`'s)."""
     from routerwise.errors import ValidationError
-    from routerwise.live.check import LivePrompt, live_workload, send_workload
+    from routerwise.live.check import LivePrompt, live_workload
 
     from .engine_check import MAX_TOKENS, PROMPT_WORDS, Point
     from .loadgen import synthetic_prompts
@@ -120,7 +125,8 @@ def measure_colocated(out: str | Path, *, rate_rps: float, shares: Sequence[floa
     todo = [f for f in shares if not _split_path(out, rate_rps, f).is_file()]
     if todo:
         with ExitStack() as stack:
-            urls = _engines(stack, out, mode)
+            engines = _engines(stack, out, mode)
+            urls = {m: e.base_url for m, e in engines.items()}
             for f in todo:
                 k = list(shares).index(f)
                 texts = synthetic_prompts(64, prompt_words=PROMPT_WORDS, max_tokens=MAX_TOKENS,
@@ -136,7 +142,7 @@ def measure_colocated(out: str | Path, *, rate_rps: float, shares: Sequence[floa
                 def resolve(prompt):
                     m = prompt.prompt_id.split("|", 1)[0]
                     return urls[m], m, m
-                df = send_workload(work, resolve, body_extra={**BODY, "min_tokens": MAX_TOKENS})
+                df = _send_timed(engines, work, resolve, {**BODY, "min_tokens": MAX_TOKENS})
                 df = df.assign(waited_for_cap=False, share_to_first=f)
                 path = _split_path(out, rate_rps, f)
                 atomic_write_with(path, lambda t, df=df: df.to_csv(t, index=False))
@@ -167,17 +173,50 @@ def colocated_curves(points: Mapping[str, Sequence], rate_rps: float) -> pd.Data
     return pd.concat(rows, ignore_index=True)
 
 
+def curve_margin(points: Mapping[str, Sequence], *, block_s: float = BLOCK_S
+                 ) -> tuple[float, dict]:
+    """The planning margin the curves' own measurement noise calls for (measured).
+
+    Each curve point's requests are cut into ``block_s``-second blocks of their scheduled
+    times; the 95% half-width of the point's mean TTFT (Student's t over its block means) as
+    a share of that mean is how far the point may sit from the engines' true mean at that
+    load. The margin is 1 + the median share over the points with at least two blocks: a plan
+    that keeps its predicted latency within ``SLO / margin`` keeps a typical point's upper
+    bound within the SLO. Returns (margin, {per point: half-width %, points, block_s}); 1.0
+    when no point has two blocks."""
+    from scipy import stats
+
+    from routerwise.live.check import block_means
+    per = {}
+    for model, pts in points.items():
+        for p in pts:
+            b = block_means(p.requests.assign(ok=p.requests["ok"].astype(bool)), block_s)
+            if b.size >= 2 and b.mean() > 0:
+                half = stats.t.ppf(0.975, b.size - 1) * b.std(ddof=1) / np.sqrt(b.size)
+                per[f"{model}@{p.rate_rps:g}rps"] = float(100.0 * half / b.mean())
+    margin = 1.0 + float(np.median(list(per.values()))) / 100.0 if per else 1.0
+    return margin, {"half_width_pct": per, "block_s": float(block_s), "kind": "measured",
+                    "rule": "1 + median over the curve points of the 95% half-width of the "
+                            "mean TTFT (t over block means) / the mean"}
+
+
 def write_problem(out: str | Path, curves: pd.DataFrame, *, rate_rps: float, slo_ms: float,
-                  num_prompts: int = 40, seed: int = 0, configs: Mapping[str, Path] | None = None
-                  ) -> Path:
+                  num_prompts: int = 40, seed: int = 0, configs: Mapping[str, Path] | None = None,
+                  margin: float = 1.0) -> Path:
     """Write ``out/problem/problem.toml`` with its score table and the measured curves.
 
     Scores are **assumed** (seeded): tiny-llama-s draws U(0.40, 0.70) per prompt and
     tiny-llama-m scores 0.05-0.25 higher on 70% of the prompts, 0-0.10 lower on the rest.
     Prompts are distinct synthetic texts of the sweep's lengths (128 tokens in, 32 out), so
     the curves apply to them unchanged. ``configs``: each model's config.json (default: a
-    nominal footprint, for fake upstreams)."""
+    nominal footprint, for fake upstreams). ``margin``: the problem's SLO is ``slo_ms /
+    margin`` (the plan keeps its predicted latency that far under the SLO it must meet)."""
+    from routerwise.errors import ValidationError
+
     from .engine_check import MAX_TOKENS, PROMPT_WORDS
+    if not (math.isfinite(margin) and margin >= 1.0):
+        raise ValidationError(f"margin must be a number >= 1 (1: plan at the SLO itself), "
+                              f"got {margin!r}")
     from .loadgen import synthetic_prompts
     folder = Path(out) / "problem"
     rng = np.random.default_rng(seed)
@@ -224,7 +263,8 @@ metric = "ttft_mean"
 arrival_rate_rps = {float(rate_rps)!r}
 
 [slo]
-latency_ms = {float(slo_ms)!r}
+# the SLO to meet is {float(slo_ms):g} ms; planned at it / {margin:.3f} (planning margin)
+latency_ms = {float(slo_ms) / margin!r}
 aggregate = "mean"
 
 [space]
@@ -247,8 +287,9 @@ def solve_plan(problem_toml: str | Path, plan_json: str | Path, *, log=print) ->
     log(text.getvalue().rstrip())
     if rc != 0:
         from routerwise.errors import InfeasibleSLO
-        raise InfeasibleSLO(f"`routerwise solve {problem_toml}` found no plan (exit {rc}); "
-                            f"raise the SLO or lower the rate")
+        why = " ".join(line for line in text.getvalue().splitlines()
+                       if line.startswith("infeasible")) or "raise the SLO or lower the rate"
+        raise InfeasibleSLO(f"`routerwise solve {problem_toml}` found no plan (exit {rc}): {why}")
     return json.loads(Path(plan_json).read_text())
 
 
@@ -348,31 +389,78 @@ def _process(*args: str):
                       health_paths=("/health",), startup_timeout_s=120.0, grace_s=5.0)
 
 
-def _engines(stack: ExitStack, out: Path, mode: str) -> dict[str, str]:
-    """Start the upstreams (vLLM on one core each, or fake ones); model -> base URL."""
+def _engines(stack: ExitStack, out: Path, mode: str) -> dict:
+    """Start the upstreams (vLLM on one core each, or fake ones); model -> running
+    :class:`profiling.launcher.Engine`."""
     from .launcher import launch
-    urls = {}
+    engines = {}
     if mode == "fake":
         for model in MODELS:
             spec = _process("-m", "routerwise.live.fake_upstream", "--model", model,
                             "--ttft-ms", f"{1000 * FAKE_TTFT_S[model]:g}")
-            urls[model] = stack.enter_context(launch(spec, log_path=out / "live" /
-                                                     f"{model}.log")).base_url
-        return urls
+            engines[model] = stack.enter_context(launch(spec, log_path=out / "live" /
+                                                        f"{model}.log"))
+        return engines
     from .engine_check import SERVER_ARGS
     from .vllm_server import vllm_spec
     for model in MODELS:
         spec = vllm_spec(_model_dir(out, model), cpu_cores=CORES[model], extra_args=SERVER_ARGS,
                          served_model_name=model)
-        urls[model] = stack.enter_context(launch(spec, log_path=out / "live" /
-                                                 f"{model}.log")).base_url
-    for model, url in urls.items():
-        _warm(url, model)
-    return urls
+        engines[model] = stack.enter_context(launch(spec, log_path=out / "live" /
+                                                    f"{model}.log"))
+    for model, eng in engines.items():
+        _warm(eng.base_url, model)
+    return engines
+
+
+def _cpu_totals(engines: Mapping) -> dict[str, tuple[float, float]]:
+    """Seconds each upstream's processes have run on a CPU and waited, runnable, for one
+    (Linux schedstat), per ``<model>:<role>``: ``engine`` (vLLM's engine-core process) and
+    ``server`` (the rest of its process group: the API server; a fake upstream's process; the
+    router, given as ``"router"``)."""
+    from .engine_check import sched_totals
+    from .launcher import group_processes
+    from .vllm_server import ENGINE_CORE_PROCESS
+    out: dict[str, tuple[float, float]] = {}
+    for model, eng in engines.items():
+        for pid, name in group_processes(eng.process.pid):
+            role = "engine" if name.startswith(ENGINE_CORE_PROCESS) else "server"
+            try:
+                run, wait = sched_totals(pid)
+            except OSError:  # the process ended between listing and reading
+                continue
+            r0, w0 = out.get(f"{model}:{role}", (0.0, 0.0))
+            out[f"{model}:{role}"] = (r0 + run, w0 + wait)
+    return out
+
+
+def _send_timed(engines: Mapping, work, resolve, body: Mapping) -> pd.DataFrame:
+    """:func:`routerwise.live.check.send_workload`, with each upstream process's CPU over the
+    run as columns (measured): ``cpu_share_<model>:<role>`` (seconds on a CPU per second of
+    the run) and ``cpu_wait_share_<model>:<role>`` (seconds runnable but waiting for a core
+    per second: how much the machine held that process back)."""
+    from routerwise.live.check import send_workload
+    before, t0 = _cpu_totals(engines), time.perf_counter()
+    df = send_workload(work, resolve, body_extra=body)
+    after, wall = _cpu_totals(engines), time.perf_counter() - t0
+    cols = {}
+    for key, (run, wait) in after.items():
+        r0, w0 = before.get(key, (0.0, 0.0))
+        cols[f"cpu_share_{key}"] = (run - r0) / wall
+        cols[f"cpu_wait_share_{key}"] = (wait - w0) / wall
+    return df.assign(**cols)
+
+
+def cpu_wait_shares(df: pd.DataFrame) -> dict[str, float]:
+    """``{<model>:<role>: wait share}`` of a run's request table (:func:`_send_timed`'s
+    columns; empty for a table that did not record them). One run's columns hold one value;
+    a table joined from several runs (blocks) gives their mean."""
+    pre = "cpu_wait_share_"
+    return {c[len(pre):]: float(df[c].mean()) for c in df.columns if c.startswith(pre)}
 
 
 def live_run(out: str | Path, plan_json: str | Path, *, duration_s: float = 60.0,
-             seed: int = 0, mode: str = "live", block_s: float = 10.0, log=print
+             seed: int = 0, mode: str = "live", block_s: float = BLOCK_S, log=print
              ) -> tuple[dict, pd.DataFrame, pd.DataFrame]:
     """Serve both models (``mode="live"``: vLLM, one core each; ``"fake"``: fake upstreams),
     put the plan's router (``routerwise serve``, its own process) in front, warm it up (10
@@ -400,7 +488,8 @@ def live_run(out: str | Path, plan_json: str | Path, *, duration_s: float = 60.0
     body = {**BODY, "min_tokens": MAX_TOKENS}
     (out / "live").mkdir(parents=True, exist_ok=True)
     with ExitStack() as stack:
-        urls = _engines(stack, out, mode)
+        engines = _engines(stack, out, mode)
+        urls = {m: e.base_url for m, e in engines.items()}
         eps = {m: [u] for m, u in urls.items()}
         log(f"{mode} upstreams up; {len(work)} requests through the router, then direct")
         spec = _process("-m", "routerwise", "serve", str(Path(plan_json).resolve()),
@@ -418,8 +507,9 @@ def live_run(out: str | Path, plan_json: str | Path, *, duration_s: float = 60.0
                 block = [replace(r, scheduled_s=r.scheduled_s - start) for r in work
                          if start <= r.scheduled_s < start + block_s]
                 for name in ("router", "direct"):
-                    if block:
-                        df = send_workload(block, via[name], body_extra=body)
+                    if block:   # the router's process counted too (idle in direct runs)
+                        df = _send_timed({**engines, "router": router_proc}, block, via[name],
+                                         body)
                         parts[name].append(df.assign(**{c: df[c] + start for c in (
                             "scheduled_s", "send_s", "first_token_s", "end_s")}))
         through, direct = (pd.concat(parts[k], ignore_index=True) for k in ("router", "direct"))
@@ -430,7 +520,8 @@ def live_run(out: str | Path, plan_json: str | Path, *, duration_s: float = 60.0
 
 def run(out: str | Path = ".cache/live_plan", *, mode: str = "live", rate_rps: float = 8.0,
         slo_ms: float = 100.0, duration_s: float = 60.0, num_requests: int = 80, seed: int = 0,
-        curves: str = "colocated", share_duration_s: float = 40.0, log=print) -> LiveRun:
+        curves: str = "colocated", share_duration_s: float = 40.0,
+        margin: float | str = 1.0, log=print) -> LiveRun:
     """Every step; the live measurements are resumable under ``out``. ``mode="fake"``: fake
     upstreams with fixed first-token delays and their flat (synthetic) curves, no engine and
     no replay (seconds, for quick runs). The summary has the benchmark's keys.
@@ -438,9 +529,16 @@ def run(out: str | Path = ".cache/live_plan", *, mode: str = "live", rate_rps: f
     ``curves``: ``"colocated"`` (default) measures them with both engines serving the planned
     rate between them (:func:`measure_colocated`, ``share_duration_s`` seconds per share),
     ``"solo"`` sweeps one engine at a time (:func:`measure_models`, ``num_requests`` per
-    point): curves the live run's interference is missing from."""
+    point): curves the live run's interference is missing from.
+
+    ``margin``: the plan meets ``slo_ms / margin`` on its curves (default 1: at the SLO);
+    ``"measured"`` takes it from the curves' own noise (:func:`curve_margin`; 1 on fake
+    upstreams' synthetic curves). The live check is judged against ``slo_ms`` itself. The
+    summary always has the measured margin (``curve_margin_measured``) and the prediction's
+    upper bound with it (``predicted_upper_ms``): whether the live value fell inside the
+    prediction's noise."""
     from routerwise.errors import ValidationError
-    from routerwise.live.check import measured_record, router_overhead
+    from routerwise.live.check import gap_resolution, measured_record, router_overhead
     if mode not in ("live", "fake"):
         raise ValidationError(f"mode {mode!r}: 'live' (vLLM) or 'fake' (fake upstreams)")
     if curves not in CURVES:
@@ -460,9 +558,18 @@ def run(out: str | Path = ".cache/live_plan", *, mode: str = "live", rate_rps: f
         configs = {m: build_tiny_model(_model_dir(out, m), m, seed=0).resolve() / "config.json"
                    for m in MODELS}
     else:
-        table, configs = fake_curves(), None
+        table, configs, points = fake_curves(), None, {}
+    # the curves' own noise, reported whatever the plan was solved for (see curve_margin)
+    noise_margin, noise_detail = curve_margin(points)
+    if margin == "measured":
+        margin = noise_margin
+    elif isinstance(margin, str):
+        raise ValidationError(f"margin {margin!r}: 'measured' or a number >= 1")
+    margin = float(margin)
     toml = write_problem(out, table, rate_rps=rate_rps, slo_ms=slo_ms, seed=seed,
-                         configs=configs)
+                         configs=configs, margin=margin)
+    log(f"planning margin {margin:.3f}: planned for {slo_ms / margin:.1f} ms to meet "
+        f"{slo_ms:g} ms (the curves' noise calls for {noise_margin:.3f})")
     plan = solve_plan(toml, out / "plan.json", log=log)
     replay = None
     if mode == "live":
@@ -471,9 +578,17 @@ def run(out: str | Path = ".cache/live_plan", *, mode: str = "live", rate_rps: f
                                seed=seed)
     plan, through, direct = live_run(out, out / "plan.json", duration_s=duration_s, seed=seed,
                                      mode=mode, log=log)
-    rec = measured_record(plan, through, duration_s=duration_s, seed=seed, replay=replay)
-    drec = measured_record(plan, direct, duration_s=duration_s, seed=seed, replay=replay)
+    # judged against the SLO to meet, not the tightened one the plan was solved for
+    target = {**plan, "slo": {**plan["slo"], "latency_ms": float(slo_ms)}}
+    rec = measured_record(target, through, duration_s=duration_s, seed=seed, replay=replay)
+    drec = measured_record(target, direct, duration_s=duration_s, seed=seed, replay=replay)
     over = router_overhead(through, direct)
+    noise = gap_resolution(through, direct, block_s=BLOCK_S)
+    waits = {"router": cpu_wait_shares(through), "direct": cpu_wait_shares(direct)}
+    if mode == "live" and curves == "colocated":
+        shares = [cpu_wait_shares(pd.read_csv(_split_path(out, rate_rps, f))) for f in SHARES]
+        waits["curves"] = {k: float(np.mean([w[k] for w in shares if k in w]))
+                           for k in sorted(set().union(*shares))}
     replayed = replay["replayed_ms"] if replay else None
     summary = {"mode": mode, "predicted_ttft_mean_ms": rec["predicted_ms"],
                "replayed_ttft_mean_ms": replayed,
@@ -482,6 +597,10 @@ def run(out: str | Path = ".cache/live_plan", *, mode: str = "live", rate_rps: f
                "replay_rel_gap_pct": (100.0 * (rec["predicted_ms"] - replayed) / replayed
                                       if replayed else None),
                "slo_ms": rec["slo_ms"], "slo_met": rec["slo_met"],
+               "planning_margin": margin, "planned_slo_ms": float(plan["slo"]["latency_ms"]),
+               # the curves' 95% noise (measured) and the prediction's upper bound with it
+               "curve_margin_measured": noise_margin, "curve_margin_detail": noise_detail,
+               "predicted_upper_ms": rec["predicted_ms"] * noise_margin,
                "routed_fraction_max_abs_err": rec["routed_fraction_max_abs_err"],
                "router_overhead_ms_p50": over["router_overhead_ms_p50"],
                "router_overhead_ms_p99": over["router_overhead_ms_p99"],
@@ -499,6 +618,14 @@ def run(out: str | Path = ".cache/live_plan", *, mode: str = "live", rate_rps: f
                "gap_router_ms": rec["replayed_ms"] - drec["replayed_ms"],
                "client_send_lag_ms_p99": max(rec["client_send_lag_ms_p99"],
                                              drec["client_send_lag_ms_p99"]),
+               # how precisely this check measures the gap (see gap_resolution)
+               **{k: noise[k] for k in ("rel_gap_ci95_pct", "direct_block_spread_pct",
+                                        "live_block_ttft_mean_ms",
+                                        "direct_block_ttft_mean_ms")},
+               # seconds each upstream process waited, runnable, for a core per second of the
+               # run (schedstat; "<model>:engine" / "<model>:server"), while the curves were
+               # measured (mean over the shares) and in the live runs: what CPU contention took
+               "cpu_wait_share": waits,
                "per_model": [{**{k: r[k] for k in ("model", "fraction", "live_fraction",
                                                    "predicted_ms", "kit_replayed_ms",
                                                    "replayed_ms", "replayed_p99_ms", "saturated",

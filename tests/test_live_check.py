@@ -17,7 +17,9 @@ from routerwise.live.check import (
     MEASURED_KIND,
     REQUEST_COLUMNS,
     LivePrompt,
+    block_means,
     direct_resolver,
+    gap_resolution,
     live_workload,
     measured_record,
     prompts_from_matrix,
@@ -183,6 +185,27 @@ def test_router_overhead_is_the_quantile_difference():
     assert out["router_overhead_ms_p50"] == pytest.approx(3.0)
     assert out["router_overhead_ms_p99"] == pytest.approx(np.percentile([12, 14, 16], 99)
                                                            - np.percentile([10, 11, 12], 99))
+
+
+def test_block_means_and_the_gaps_interval_on_known_blocks():
+    # requests 0.1 s apart: blocks of 1 s hold requests 0-9, 10-19, 20-23
+    ttft = [10.0] * 10 + [20.0] * 10 + [30.0] * 4
+    live = _requests(["m-a"] * 24, ttft)
+    assert block_means(live, 1.0).tolist() == [10.0, 20.0, 30.0]
+    failed = _requests(["m-a"] * 24, ttft, ok=[True] * 20 + [False] * 4)
+    assert block_means(failed, 1.0).tolist() == [10.0, 20.0]  # no finished request: no block
+    direct = _requests(["m-a"] * 24, [8.0] * 10 + [12.0] * 14)
+    out = gap_resolution(live, direct, block_s=1.0)
+    half = 4.302652729911275 * 10.0 / np.sqrt(3)  # t(0.975, 2) x sd / sqrt(n), sd = 10
+    assert out["blocks"] == 3 and out["live_ttft_mean_ci95_ms"] == pytest.approx(half)
+    assert out["rel_gap_ci95_pct"] == pytest.approx(100 * half / 20.0)
+    assert out["direct_block_spread_pct"] == pytest.approx(100 * (12 - 8) / np.mean([8, 12, 12]))
+    steady = gap_resolution(_requests(["m-a"] * 24, [15.0] * 24), direct, block_s=1.0)
+    assert steady["rel_gap_ci95_pct"] == 0.0
+    one = gap_resolution(_requests(["m-a"] * 5, [15.0] * 5), direct, block_s=1.0)
+    assert one["blocks"] == 1 and np.isnan(one["rel_gap_ci95_pct"])
+    with pytest.raises(ValidationError, match="block_s"):
+        block_means(live, 0.0)
 
 
 def test_plan_file_checks(tmp_path):

@@ -41,7 +41,7 @@ from ..errors import ValidationError
 __all__ = ["LivePrompt", "LiveRequest", "ROUTED_MODEL_HEADER", "REQUEST_COLUMNS",
            "prompts_from_matrix", "live_workload", "send_workload", "router_resolver",
            "direct_resolver", "measured_record", "overhead_summary", "router_overhead", "read_plan_record",
-           "MEASURED_KIND"]
+           "MEASURED_KIND", "block_means", "gap_resolution"]
 
 # The response header a router may add to name the model it routed a request to.
 ROUTED_MODEL_HEADER = "x-routerwise-model"
@@ -474,6 +474,44 @@ def overhead_summary(direct_ttft_ms: Sequence[float], routed_ttft_ms: Sequence[f
     for q in ("p50", "p99", "mean"):
         out[f"router_overhead_ms_{q}"] = out[f"routed_ttft_{q}_ms"] - out[f"direct_ttft_{q}_ms"]
     return out
+
+
+def block_means(requests: pd.DataFrame, block_s: float) -> np.ndarray:
+    """Mean TTFT (ms) of the finished requests in each ``block_s``-second block of their
+    scheduled times, in time order (blocks without a finished request left out)."""
+    if not block_s > 0:
+        raise ValidationError(f"block_s must be > 0 seconds, got {block_s!r}")
+    ok = requests.loc[requests["ok"].astype(bool)]
+    block = np.floor(ok["scheduled_s"].to_numpy(dtype=float) / block_s)
+    return ok.groupby(block)["ttft_ms"].mean().sort_index().to_numpy(dtype=float)
+
+
+def gap_resolution(through_router: pd.DataFrame, direct: pd.DataFrame, *,
+                   block_s: float) -> dict:
+    """How precisely a live check of this length measures the gap to a prediction (measured).
+
+    The workload's blocks of ``block_s`` seconds are independent repeats of the same load:
+    the 95% confidence half-width of the live mean TTFT is Student's t over the router run's
+    block means, and ``rel_gap_ci95_pct`` is it as a share of the live mean (the gap's
+    uncertainty, in the units of ``rel_gap_pct``). ``direct_block_spread_pct``: the direct
+    run's block means, ``100 (max - min) / mean``: how far the same load moves on this
+    machine within the check. A target tighter than ``rel_gap_ci95_pct`` cannot be told
+    met or missed by this check: run it longer or on a quieter machine."""
+    from scipy import stats
+
+    live, direct_b = block_means(through_router, block_s), block_means(direct, block_s)
+    n = live.size
+    mean = float(np.mean(live)) if n else float("nan")
+    half = (float(stats.t.ppf(0.975, n - 1) * np.std(live, ddof=1) / math.sqrt(n))
+            if n >= 2 else float("nan"))
+    spread = (float(100.0 * (direct_b.max() - direct_b.min()) / direct_b.mean())
+              if direct_b.size >= 2 else float("nan"))
+    return {"blocks": n, "block_s": float(block_s),
+            "live_block_ttft_mean_ms": [float(x) for x in live],
+            "direct_block_ttft_mean_ms": [float(x) for x in direct_b],
+            "live_ttft_mean_ci95_ms": half,
+            "rel_gap_ci95_pct": 100.0 * half / mean if mean > 0 else float("nan"),
+            "direct_block_spread_pct": spread, "kind": "measured"}
 
 
 def router_overhead(through_router: pd.DataFrame, direct: pd.DataFrame) -> dict:
