@@ -30,8 +30,12 @@ bench 38.6% (2 held-out levels); GuideLLM none held out (its client saturates fr
 TPOT errors are 3-11% on the tools folder (19.8% on the older kit sweep); TTFT errors grow with
 load (a front end shared with the load generator, which the constant request overhead cannot
 follow). The same campaign measured 15 minutes earlier gave 21.7%, with the per-tool order
-changed: run-to-run variation is of the size of the errors. Third-party published result
-folders are never used here: they are kept back to check the kit independently.
+changed: run-to-run variation is of the size of the errors. Beside each error the measurement's
+own 95% half-width (batch means over each held-out level's requests, ``median_ci95_pct_heldout``):
+14.7% at the median over the sweeps with K = 1 (inference-perf 11.6%, the older kit sweep 17.3%,
+the tools folder's kit sweep 12.1%, vllm bench 25.9%): the 10% target is below what these 12-s
+levels resolve. Third-party published result folders are never used here: they are kept back to
+check the kit independently.
 """
 
 from __future__ import annotations
@@ -148,6 +152,7 @@ def _case(name, paths, fmt, dep_kw, group, ks) -> list[dict]:
                 doc["median_abs_err_pct_heldout_uncalibrated"],
             "median_abs_err_pct_heldout_ttft_mean": doc["median_abs_err_pct_heldout_ttft_mean"],
             "median_abs_err_pct_heldout_tpot_mean": doc["median_abs_err_pct_heldout_tpot_mean"],
+            "median_ci95_pct_heldout": doc["median_ci95_pct_heldout"],
             "fitted": doc["fitted"], "measured_saturation_rps": sat["measured_rps"],
             "predicted_saturation_rps": sat["predicted_rps"],
             "predicted_saturation_rps_uncalibrated": sat["predicted_rps_uncalibrated"],
@@ -203,7 +208,8 @@ def main(argv=None) -> int:
         for r in rows:
             print(f"{r['case']} K={r['K']}: held-out {r['levels_held_out']} levels, median |err| "
                   f"{r['median_abs_err_pct_heldout']:.1f}% (TTFT {r['median_abs_err_pct_heldout_ttft_mean']:.1f}%, "
-                  f"TPOT {r['median_abs_err_pct_heldout_tpot_mean']:.1f}%), uncalibrated "
+                  f"TPOT {r['median_abs_err_pct_heldout_tpot_mean']:.1f}%; the measurement's own "
+                  f"95% half-width {r['median_ci95_pct_heldout']:.1f}%), uncalibrated "
                   f"{r['median_abs_err_pct_heldout_uncalibrated']:.1f}%; saturation measured "
                   f"{r['measured_saturation_rps']:.3g} vs predicted {r['predicted_saturation_rps']:.3g} "
                   f"req/s; fitted {json.dumps({k: round(v, 4) for k, v in r['fitted'].items()})}")
@@ -214,6 +220,7 @@ def main(argv=None) -> int:
                                 ("all", [r for r in rows if r["K"] == k])):
                 held = [r for r in mine if r["levels_held_out"] > 0]
                 fig = {"median_abs_err_pct_heldout": _median(mine, "median_abs_err_pct_heldout"),
+                       "median_ci95_pct_heldout": _median(mine, "median_ci95_pct_heldout"),
                        "median_abs_err_pct_heldout_uncalibrated":
                            _median(mine, "median_abs_err_pct_heldout_uncalibrated"),
                        "cases": len(mine), "cases_with_held_out_levels": len(held)}
@@ -222,7 +229,8 @@ def main(argv=None) -> int:
                       f"{'sweeps' if group == SWEEP else 'cases'} with held-out levels: "
                       f"{fig['median_abs_err_pct_heldout']:.1f}% "
                       f"after calibration, {fig['median_abs_err_pct_heldout_uncalibrated']:.1f}% "
-                      f"before")
+                      f"before; the measurements' own 95% half-width "
+                      f"{fig['median_ci95_pct_heldout']:.1f}%")
         k1 = summary.get("K1", {}).get(SWEEP, {}).get("median_abs_err_pct_heldout", math.nan)
         summary["target_k1_pct"] = TARGET_K1_PCT
         summary["target_k1_met"] = bool(k1 <= TARGET_K1_PCT)

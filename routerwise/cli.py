@@ -24,6 +24,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 
 from .errors import RouterWiseError, ValidationError
@@ -718,6 +719,10 @@ def _calibrate(args) -> int:
     print(f"held-out levels {doc['levels_held_out']}: median |error| of mean TTFT and TPOT "
           f"{doc['median_abs_err_pct_heldout']:.1f}% (uncalibrated "
           f"{doc['median_abs_err_pct_heldout_uncalibrated']:.1f}%)")
+    ci = doc["median_ci95_pct_heldout"]
+    if math.isfinite(ci):
+        print(f"the measurement's own noise there: median 95% half-width {ci:.1f}% (batch means "
+              f"per level); a smaller error cannot be told from it")
     sat = doc["saturation"]
     print(f"saturation: measured {sat['measured_rps']:.3g} req/s, predicted "
           f"{sat['predicted_rps']:.3g} (uncalibrated {sat['predicted_rps_uncalibrated']:.3g})")

@@ -119,6 +119,28 @@ def test_k1_recovers_known_overheads_from_replayed_requests(replayed):
     assert cal.overheads["request_overhead_ms"] == doc["fitted"]["request_overhead_ms"]
 
 
+def test_each_level_carries_its_measurements_own_batch_means_interval(replayed):
+    from scipy import stats
+
+    from routerwise.serving.calibration import CI_BATCHES
+    _, doc = calibrate(replayed, Deployment(ARCH, GPU), fit_levels=1)
+    req = replayed.requests
+    t = stats.t.ppf(0.975, CI_BATCHES - 1)
+    for lv in doc["levels"]:
+        g = req[req["segment"] == lv["level"]].sort_values("arrival_s")
+        for key, col in (("ttft_mean", "ttft_ms"), ("tpot_mean", "tpot_ms")):
+            # 60 requests in arrival order: 6 batches of 10
+            means = g[col].to_numpy().reshape(CI_BATCHES, -1).mean(axis=1)
+            want = 100 * t * means.std(ddof=1) / np.sqrt(CI_BATCHES) / g[col].mean()
+            assert lv["measured_ci95_pct"][key] == pytest.approx(want)
+    held = [v for lv in doc["levels"] if lv["held_out"] for v in lv["measured_ci95_pct"].values()]
+    assert doc["median_ci95_pct_heldout"] == pytest.approx(np.median(held))
+    # level summaries only: nothing to say it from
+    _, summ = calibrate(_summary_report(TRUTH), Deployment(ARCH, GPU), fit_levels=1)
+    assert math.isnan(summ["median_ci95_pct_heldout"])
+    assert all(math.isnan(v) for lv in summ["levels"] for v in lv["measured_ci95_pct"].values())
+
+
 def test_k2_fits_the_iteration_overhead_too_and_recovers_it():
     truth = {"request_overhead_ms": 40.0, "iteration_overhead_ms": 2.0, "step_scale": 1.3}
     _, doc = calibrate(_summary_report(truth), Deployment(ARCH, GPU), fit_levels=2)

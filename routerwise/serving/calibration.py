@@ -51,6 +51,14 @@ offered rate is at or above 90% of the knee of
 :func:`routerwise.serving.latency_validation.saturation_rate` (mean TTFT crossing 3x its
 lightest-load value).
 
+Measurement noise
+-----------------
+With per-request data each level also carries the 95% half-width of its measured mean TTFT and
+mean TPOT (batch means: the level's requests in arrival order in :data:`CI_BATCHES` batches,
+Student's t over the batch means), and the document the median over the held-out values
+(``median_ci95_pct_heldout``): a held-out error below it cannot be told from the measurement's
+own noise.
+
 Planning margin
 ---------------
 The calibration's held-out levels (neither fitted nor saturated) give signed errors of mean TTFT
@@ -84,7 +92,7 @@ from .stepcost import StepTimes, fit, measured_step_times, replica_step_times
 
 __all__ = ["FIT_KEYS", "PRIOR_KEYS", "SYNTH_SEEDS", "ACHIEVED_FRACTION", "CalibrationInputError",
            "UnknownDeploymentGPU", "Deployment", "DeploymentCalibration", "scale_step_times",
-           "predict_levels", "calibrate", "load_calibration", "CALIBRATION_KIND"]
+           "predict_levels", "calibrate", "load_calibration", "CALIBRATION_KIND", "CI_BATCHES"]
 
 CALIBRATION_KIND = "routerwise-deployment-calibration"
 FIT_KEYS = ("request_overhead_ms", "step_scale", "iteration_overhead_ms")
@@ -93,6 +101,7 @@ _LO = {"request_overhead_ms": 0.0, "iteration_overhead_ms": 0.0, "step_scale": 0
 _HI = {"request_overhead_ms": 5000.0, "iteration_overhead_ms": 500.0, "step_scale": 5.0}
 SCALE_PRIOR_WEIGHT = 0.02  # residual weight of log(step_scale) (a weak pull to the step model)
 SYNTH_SEEDS = (0, 1, 2, 3)
+CI_BATCHES = 6  # batch means per level for the measurement's own uncertainty
 MIN_SYNTH_REQUESTS = 50
 ACHIEVED_FRACTION = 0.8
 SAT_FRACTION = 0.9
@@ -541,6 +550,36 @@ def _usable_levels(report: Report) -> tuple[pd.DataFrame, list[str]]:
     return lv.reset_index(drop=True), notes
 
 
+def _measured_ci95_pct(report: Report, lvl: int) -> dict[str, float]:
+    """The 95% half-width of a level's measured mean TTFT and mean TPOT, in % of the mean
+    (measured; NaN without per-request data or with fewer than 2 x :data:`CI_BATCHES`
+    requests): batch means, the level's successful requests in arrival order cut into
+    :data:`CI_BATCHES` equal batches and Student's t over the batch means (consecutive
+    requests share a queue, so their spread alone would understate it). A held-out error
+    smaller than this cannot be told from the measurement's own noise."""
+    from scipy import stats
+
+    out = {"ttft_mean": math.nan, "tpot_mean": math.nan}
+    if report.requests is None:
+        return out
+    g = report.requests[report.requests["segment"] == lvl]
+    g = g[np.isfinite(g["ttft_ms"].to_numpy(float))].sort_values("arrival_s")
+    if len(g) < 2 * CI_BATCHES:
+        return out
+    batch = np.arange(len(g)) * CI_BATCHES // len(g)
+    t = stats.t.ppf(0.975, CI_BATCHES - 1)
+    for key, col in (("ttft_mean", "ttft_ms"), ("tpot_mean", "tpot_ms")):
+        v = g[col].to_numpy(float)
+        ok = np.isfinite(v)
+        if ok.sum() < 2 * CI_BATCHES:
+            continue
+        means = pd.Series(v[ok]).groupby(batch[ok]).mean().to_numpy(float)
+        mean = float(np.mean(v[ok]))
+        if means.size == CI_BATCHES and mean > 0:
+            out[key] = float(100.0 * t * np.std(means, ddof=1) / math.sqrt(means.size) / mean)
+    return out
+
+
 def _errors(meas: dict, pred: dict) -> dict:
     return {f"signed_err_pct_{k}": 100.0 * (pred[f"{k}_ms"] - meas[f"{k}_ms"]) / meas[f"{k}_ms"]
             for k in ("ttft_mean", "tpot_mean", "ttft_p99")}
@@ -657,7 +696,7 @@ def calibrate(report: Report, deployment: Deployment, fit_levels: int = 2, *,
     resid, values = fit_at(*x)
     fit_cost = float(resid @ resid)
 
-    rows, rows_unc = [], []
+    rows, rows_unc, cis = [], [], []
     pred_all, unc_all = [], []
     for i in range(len(lv)):
         p = model.predict(inputs[i], values)
@@ -676,9 +715,11 @@ def calibrate(report: Report, deployment: Deployment, fit_levels: int = 2, *,
         m, p, u = meas[i], pred_all[i], unc_all[i]
         e, eu = _errors(m, p), _errors(m, u)
         held = i not in fit_idx and not sat_m[i]
+        ci = _measured_ci95_pct(report, int(lv["level"].iloc[i]))
         if held:
             rows.append(e)
             rows_unc.append(eu)
+            cis += [ci["ttft_mean"], ci["tpot_mean"]]
         levels.append({
             "level": int(lv["level"].iloc[i]), "rate_rps": float(rate[i]),
             "offered_rate_rps": float(lv["rate_rps"].iloc[i]),
@@ -691,7 +732,7 @@ def calibrate(report: Report, deployment: Deployment, fit_levels: int = 2, *,
                                             "achieved_rps")},
             "predicted_uncalibrated": {k: u[k] for k in ("ttft_mean_ms", "tpot_mean_ms",
                                                          "ttft_p99_ms", "achieved_rps")},
-            "errors_pct": e, "errors_pct_uncalibrated": eu})
+            "errors_pct": e, "errors_pct_uncalibrated": eu, "measured_ci95_pct": ci})
     from .latency_validation import PLANNING_MARGIN_SOURCE, PLANNING_MARGINS
     if rows:
         margin = _margin(rows)
@@ -723,6 +764,10 @@ def calibrate(report: Report, deployment: Deployment, fit_levels: int = 2, *,
         "levels": levels,
         "median_abs_err_pct_heldout": _median_abs(rows),
         "median_abs_err_pct_heldout_uncalibrated": _median_abs(rows_unc),
+        # the measurement's own 95% half-width over the same values (batch means; NaN without
+        # per-request data): an error below it is within the measurement's noise
+        "median_ci95_pct_heldout": (float(np.nanmedian(cis)) if np.isfinite(cis).any()
+                                    else math.nan),
         "median_abs_err_pct_heldout_ttft_mean": err(rows, "ttft_mean"),
         "median_abs_err_pct_heldout_tpot_mean": err(rows, "tpot_mean"),
         "median_abs_err_pct_heldout_ttft_p99": err(rows, "ttft_p99"),
