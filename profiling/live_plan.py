@@ -182,8 +182,9 @@ def curve_margin(points: Mapping[str, Sequence], *, block_s: float = BLOCK_S
     a share of that mean is how far the point may sit from the engines' true mean at that
     load. The margin is 1 + the median share over the points with at least two blocks: a plan
     that keeps its predicted latency within ``SLO / margin`` keeps a typical point's upper
-    bound within the SLO. Returns (margin, {per point: half-width %, points, block_s}); 1.0
-    when no point has two blocks."""
+    bound within the SLO. Returns (margin, detail: ``half_width_pct`` per point
+    ``"<model>@<rate>rps"``, ``block_s``, ``kind``, ``rule``); 1.0 when no point has two
+    blocks."""
     from scipy import stats
 
     from routerwise.live.check import block_means
@@ -214,10 +215,10 @@ def write_problem(out: str | Path, curves: pd.DataFrame, *, rate_rps: float, slo
     from routerwise.errors import ValidationError
 
     from .engine_check import MAX_TOKENS, PROMPT_WORDS
+    from .loadgen import synthetic_prompts
     if not (math.isfinite(margin) and margin >= 1.0):
         raise ValidationError(f"margin must be a number >= 1 (1: plan at the SLO itself), "
                               f"got {margin!r}")
-    from .loadgen import synthetic_prompts
     folder = Path(out) / "problem"
     rng = np.random.default_rng(seed)
     small = rng.uniform(0.40, 0.70, num_prompts)
