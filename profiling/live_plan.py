@@ -185,16 +185,14 @@ def curve_margin(points: Mapping[str, Sequence], *, block_s: float = BLOCK_S
     bound within the SLO. Returns (margin, detail: ``half_width_pct`` per point
     ``"<model>@<rate>rps"``, ``block_s``, ``kind``, ``rule``); 1.0 when no point has two
     blocks."""
-    from scipy import stats
-
     from routerwise.live.check import block_means
+    from routerwise.uncertainty import half_width_95
     per = {}
     for model, pts in points.items():
         for p in pts:
             b = block_means(p.requests.assign(ok=p.requests["ok"].astype(bool)), block_s)
             if b.size >= 2 and b.mean() > 0:
-                half = stats.t.ppf(0.975, b.size - 1) * b.std(ddof=1) / np.sqrt(b.size)
-                per[f"{model}@{p.rate_rps:g}rps"] = float(100.0 * half / b.mean())
+                per[f"{model}@{p.rate_rps:g}rps"] = 100.0 * half_width_95(b) / float(b.mean())
     margin = 1.0 + float(np.median(list(per.values()))) / 100.0 if per else 1.0
     return margin, {"half_width_pct": per, "block_s": float(block_s), "kind": "measured",
                     "rule": "1 + median over the curve points of the 95% half-width of the "

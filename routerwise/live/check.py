@@ -37,6 +37,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import ValidationError
+from ..uncertainty import half_width_95
 
 __all__ = ["LivePrompt", "LiveRequest", "ROUTED_MODEL_HEADER", "REQUEST_COLUMNS",
            "prompts_from_matrix", "live_workload", "send_workload", "router_resolver",
@@ -497,13 +498,10 @@ def gap_resolution(through_router: pd.DataFrame, direct: pd.DataFrame, *,
     run's block means, ``100 (max - min) / mean``: how far the same load moves on this
     machine within the check. A target tighter than ``rel_gap_ci95_pct`` cannot be told
     met or missed by this check: run it longer or on a quieter machine."""
-    from scipy import stats
-
     live, direct_b = block_means(through_router, block_s), block_means(direct, block_s)
     n = live.size
     mean = float(np.mean(live)) if n else float("nan")
-    half = (float(stats.t.ppf(0.975, n - 1) * np.std(live, ddof=1) / math.sqrt(n))
-            if n >= 2 else float("nan"))
+    half = half_width_95(live)
     spread = (float(100.0 * (direct_b.max() - direct_b.min()) / direct_b.mean())
               if direct_b.size >= 2 else float("nan"))
     return {"blocks": n, "block_s": float(block_s),

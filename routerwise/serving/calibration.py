@@ -557,7 +557,7 @@ def _measured_ci95_pct(report: Report, lvl: int) -> dict[str, float]:
     :data:`CI_BATCHES` equal batches and Student's t over the batch means (consecutive
     requests share a queue, so their spread alone would understate it). A held-out error
     smaller than this cannot be told from the measurement's own noise."""
-    from scipy import stats
+    from ..uncertainty import half_width_95
 
     out = {"ttft_mean": math.nan, "tpot_mean": math.nan}
     if report.requests is None:
@@ -567,7 +567,6 @@ def _measured_ci95_pct(report: Report, lvl: int) -> dict[str, float]:
     if len(g) < 2 * CI_BATCHES:
         return out
     batch = np.arange(len(g)) * CI_BATCHES // len(g)
-    t = stats.t.ppf(0.975, CI_BATCHES - 1)
     for key, col in (("ttft_mean", "ttft_ms"), ("tpot_mean", "tpot_ms")):
         v = g[col].to_numpy(float)
         ok = np.isfinite(v)
@@ -576,7 +575,7 @@ def _measured_ci95_pct(report: Report, lvl: int) -> dict[str, float]:
         means = pd.Series(v[ok]).groupby(batch[ok]).mean().to_numpy(float)
         mean = float(np.mean(v[ok]))
         if means.size == CI_BATCHES and mean > 0:
-            out[key] = float(100.0 * t * np.std(means, ddof=1) / math.sqrt(means.size) / mean)
+            out[key] = 100.0 * half_width_95(means) / mean
     return out
 
 
