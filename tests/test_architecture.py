@@ -2,7 +2,7 @@
 
 Layers, lowest first. A module may import from its own layer or lower ones, never higher:
 
-    foundations  errors, io, settings, redact, parallel
+    foundations  errors, io, settings, redact, parallel, uncertainty
     records      problem
     data         routerwise.data.*        registry, score matrices, predictor, latency tables
     serving      routerwise.serving.*     hardware, architectures, step costs, simulator, curves
@@ -24,7 +24,7 @@ import pytest
 PKG = Path(__file__).resolve().parents[1] / "routerwise"
 LAYERS = [
     ("foundations", {"routerwise.errors", "routerwise.io", "routerwise.settings",
-                     "routerwise.redact", "routerwise.parallel"}),
+                     "routerwise.redact", "routerwise.parallel", "routerwise.uncertainty"}),
     ("records", {"routerwise.problem"}),
     ("data", {"routerwise.data"}),
     ("serving", {"routerwise.serving"}),
